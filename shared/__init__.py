@@ -1,0 +1,1 @@
+"""Lienthong common platform: settings, database, events, outbox/inbox, bus, errors, auth, logging."""
