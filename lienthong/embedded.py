@@ -1,0 +1,123 @@
+"""Embedded mode: every part in one process, each app on its own port, one in-process broker.
+
+SQLite files under ``var/``, demo data seeded. Ctrl-C stops every server cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from lienthong import parts
+from shared.bus.memory import InProcessBroker
+from shared.settings import DEFAULT_PORTS, PARTS
+
+
+class EmbeddedSuite:
+    """The whole suite in this event loop; used by ``make run`` and by the embedded tests."""
+
+    def __init__(
+        self,
+        *,
+        var_dir: Path,
+        ports: dict[str, int] | None = None,
+        demo: bool = True,
+        host: str = "127.0.0.1",
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.var_dir = var_dir
+        self.ports = ports or dict(DEFAULT_PORTS)
+        self.host = host
+        self.broker = InProcessBroker(delivery_limit=int(os.environ.get("LIENTHONG_DELIVERY_LIMIT", "5")))
+        self.servers: dict[str, uvicorn.Server] = {}
+        self.apps: dict[str, Any] = {}
+        gateway_url = f"http://{host}:{self.ports['gateway']}"
+        upstreams = {p: f"http://{host}:{self.ports[p]}" for p in PARTS if p != "gateway"}
+        for part in PARTS:
+            mod = parts.module(part)
+            overrides: dict[str, Any] = {
+                "var_dir": var_dir,
+                "port": self.ports[part],
+                "host": host,
+                "demo": demo,
+                "amqp_url": None,
+                "jwks_url": f"{gateway_url}/api/auth/jwks",
+                "public_base_url": gateway_url,
+                **(extra or {}),
+            }
+            overrides.pop("database_url", None)
+            if part == "gateway":
+                overrides["upstreams"] = upstreams
+            settings = mod.get_settings(**overrides)
+            app = mod.create_app(settings, broker=self.broker)
+            self.apps[part] = app
+            config = uvicorn.Config(
+                app, host=host, port=self.ports[part], log_level="warning", lifespan="on", access_log=False
+            )
+            self.servers[part] = uvicorn.Server(config)
+
+    async def start(self) -> None:
+        await self.broker.connect()
+        self._tasks = {
+            part: asyncio.create_task(server.serve(), name=f"serve:{part}") for part, server in self.servers.items()
+        }
+        for part, server in self.servers.items():
+            while not server.started:
+                if self._tasks[part].done():
+                    self._tasks[part].result()
+                    raise RuntimeError(f"{part} did not start")
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        for server in self.servers.values():
+            server.should_exit = True
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self.broker.close()
+
+    def url(self, part: str = "gateway") -> str:
+        return f"http://{self.host}:{self.ports[part]}"
+
+
+def _banner(suite: EmbeddedSuite, password: str) -> str:
+    lines = [
+        "",
+        "lienthong is running (embedded mode: one process, SQLite under var/, in-process broker)",
+        f"  gateway        {suite.url()}            API docs: {suite.url()}/docs",
+    ]
+    for part in PARTS[1:]:
+        lines.append(f"  {part:<14} {suite.url(part)}   docs: {suite.url(part)}/docs")
+    lines += [
+        "",
+        f"Demo logins (password '{password}'): " + ", ".join(sorted(__import__('gateway.app', fromlist=['x']).DEMO_USERS)),
+        f"  curl -s -X POST {suite.url()}/api/auth/token -d grant_type=password -d username=desk_officer -d password={password}",
+        "Ctrl-C stops everything.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def run(argv: Sequence[str] = ()) -> None:
+    var_dir = Path(os.environ.get("LIENTHONG_VAR_DIR", "var"))
+    var_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("LIENTHONG_DEMO", "true")
+    suite = EmbeddedSuite(var_dir=var_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    # uvicorn installs its own handlers per server; ours decide when all of them stop
+    for server in suite.servers.values():
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    await suite.start()
+    print(_banner(suite, os.environ.get("LIENTHONG_DEMO_PASSWORD", "demo")), flush=True)
+    await stop.wait()
+    print("stopping…", flush=True)
+    await suite.stop()

@@ -1,0 +1,262 @@
+"""The one shape of every part: a FastAPI app built from a :class:`ServiceDefinition`.
+
+The definition says what the part is (settings, tables, routers, consumers, start-up work); this
+module adds what every part has the same way: migrations at start, the database, the bus, the
+outbox relay, consumers, token verification, problem+json errors, request ids, structured logs,
+``/healthz``, ``/readyz`` and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import MetaData
+
+from shared.auth import KeySource, TokenVerifier, jwks_from_url
+from shared.bus import Broker
+from shared.bus.amqp import AmqpBroker
+from shared.bus.memory import InProcessBroker
+from shared.db import Database
+from shared.errors import install_error_handlers
+from shared.http import BodyLimitMiddleware, MetricsMiddleware, StrictRoute
+from shared.inbox import Consumer
+from shared.logging import RequestIdMiddleware, configure_logging
+from shared.migrations import upgrade_async
+from shared.outbox import Outbox, OutboxRelay
+from shared.settings import Settings
+
+log = structlog.get_logger("app")
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    title: str
+    description: str
+    settings: Settings
+    metadata: MetaData
+    migrations: Path
+    routers: Sequence[APIRouter] = ()
+    outbox: Outbox | None = None
+    consumers: Sequence[Consumer] = ()
+    on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    on_stop: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    background: Sequence[Callable[[ServiceRuntime], Awaitable[None]]] = ()
+    max_body_bytes: int = 1 * 1024 * 1024
+    body_limits: dict[str, int] = field(default_factory=dict)
+    readiness_checks: dict[str, Callable[[ServiceRuntime], Awaitable[Any]]] = field(default_factory=dict)
+
+
+@dataclass
+class ServiceRuntime:
+    """Everything a request or handler of one part may need, on ``app.state.runtime``."""
+
+    definition: ServiceDefinition
+    settings: Settings
+    db: Database
+    broker: Broker
+    verifier: TokenVerifier
+    outbox: Outbox | None
+    relay: OutboxRelay | None
+    consumers: Sequence[Consumer]
+    owns_broker: bool
+    extras: dict[str, Any] = field(default_factory=dict)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    consumers_started: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def make_broker(settings: Settings) -> Broker:
+    if settings.amqp_url:
+        return AmqpBroker(settings.amqp_url, delivery_limit=settings.delivery_limit)
+    return InProcessBroker(delivery_limit=settings.delivery_limit)
+
+
+def create_service_app(
+    definition: ServiceDefinition,
+    *,
+    broker: Broker | None = None,
+    key_source: KeySource | None = None,
+) -> FastAPI:
+    """Build the part's app. ``broker`` and ``key_source`` are given by the embedded runner
+    (one in-process broker, the identity provider's keys in memory); otherwise from settings."""
+    settings = definition.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(level=settings.log_level, json=settings.log_json)
+        if settings.is_sqlite:
+            settings.var_dir.mkdir(parents=True, exist_ok=True)
+        url = settings.resolved_database_url
+        if settings.auto_migrate:
+            await upgrade_async(definition.migrations, url, service=definition.name)
+        db = Database(url, pool_size=settings.database_pool_size)
+        the_broker = broker or make_broker(settings)
+        outbox = definition.outbox
+        relay = (
+            OutboxRelay(
+                db,
+                outbox,
+                the_broker,
+                batch=settings.relay_batch,
+                poll_seconds=settings.relay_poll_seconds,
+                retention=timedelta(hours=settings.outbox_retention_hours),
+            )
+            if outbox
+            else None
+        )
+        runtime = ServiceRuntime(
+            definition=definition,
+            settings=settings,
+            db=db,
+            broker=the_broker,
+            verifier=TokenVerifier(
+                key_source or jwks_from_url(settings.jwks_url),
+                issuer=settings.token_issuer,
+                audience=settings.token_audience,
+            ),
+            outbox=outbox,
+            relay=relay,
+            consumers=definition.consumers,
+            owns_broker=broker is None,
+        )
+        app.state.runtime = runtime
+        if definition.on_start:
+            await definition.on_start(runtime)
+        runtime.tasks.append(asyncio.create_task(_connect_bus(runtime), name=f"bus:{definition.name}"))
+        for job in definition.background:
+            runtime.tasks.append(asyncio.create_task(_forever(job, runtime), name=f"job:{definition.name}"))
+        log.info("started", service=definition.name, port=settings.port, database=db.dialect)
+        try:
+            yield
+        finally:
+            for task in runtime.tasks:
+                task.cancel()
+            for task in runtime.tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            if relay:
+                await relay.stop()
+            if definition.on_stop:
+                await definition.on_stop(runtime)
+            if runtime.owns_broker:
+                await the_broker.close()
+            await db.dispose()
+            log.info("stopped", service=definition.name)
+
+    app = FastAPI(
+        title=definition.title,
+        description=definition.description,
+        version="1.0.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.router.route_class = StrictRoute
+    install_error_handlers(app)
+    app.include_router(health_router(definition))
+    for router in definition.routers:
+        app.include_router(router)
+    # outermost first: request id for everything, then metrics, then the body limit
+    app.add_middleware(BodyLimitMiddleware, default=definition.max_body_bytes, limits=definition.body_limits)
+    app.add_middleware(MetricsMiddleware, service=definition.name)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+async def _connect_bus(runtime: ServiceRuntime) -> None:
+    """Connect (retrying while the broker is away), then attach consumers and start the relay.
+
+    The part serves requests meanwhile: writes land in the outbox and /readyz says degraded.
+    """
+    delay = 0.5
+    settings = runtime.settings
+    while True:
+        try:
+            if runtime.owns_broker or not runtime.broker.connected:
+                await runtime.broker.connect()
+            for consumer in runtime.consumers:
+                await consumer.attach(
+                    runtime.broker, runtime.db, batch=settings.consumer_batch, prefetch=settings.consumer_prefetch
+                )
+            break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("bus_connect_retry", service=runtime.definition.name, error=repr(exc), delay=delay)
+            with contextlib.suppress(Exception):
+                await runtime.broker.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    runtime.consumers_started.set()
+    if runtime.relay:
+        runtime.relay.start()
+
+
+async def _forever(job: Callable[[ServiceRuntime], Awaitable[None]], runtime: ServiceRuntime) -> None:
+    while True:
+        try:
+            await job(runtime)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("background_job_failed", job=getattr(job, "__name__", "job"), error=repr(exc))
+            await asyncio.sleep(2.0)
+
+
+def health_router(definition: ServiceDefinition) -> APIRouter:
+    router = APIRouter(tags=["health"], route_class=StrictRoute)
+
+    @router.get("/healthz", openapi_extra={"x-roles": ["public"]})
+    async def healthz() -> dict[str, str]:
+        """Alive: the process answers."""
+        return {"status": "ok", "service": definition.name}
+
+    @router.get("/readyz", openapi_extra={"x-roles": ["public"]}, responses={503: {"description": "not ready"}})
+    async def readyz(request: Request, response: Response) -> dict[str, Any]:
+        """Ready: database reachable, broker connected, consumers attached (503 otherwise)."""
+        runtime: ServiceRuntime = request.app.state.runtime
+        checks: dict[str, Any] = {}
+        ok = True
+        try:
+            await asyncio.wait_for(runtime.db.ping(), 3)
+            checks["database"] = "ok"
+        except Exception:
+            checks["database"] = "unreachable"
+            ok = False
+        checks["broker"] = "ok" if runtime.broker.connected else "disconnected"
+        attached = runtime.broker.consumers_attached()
+        expected = {c.name for c in runtime.consumers}
+        checks["consumers"] = {name: ("attached" if attached.get(name) else "detached") for name in expected}
+        degraded = checks["broker"] != "ok" or any(v != "attached" for v in checks["consumers"].values())
+        if runtime.relay:
+            checks["outbox_pending"] = await runtime.relay.pending()
+        for name, check in definition.readiness_checks.items():
+            try:
+                checks[name] = await check(runtime)
+            except Exception as exc:
+                checks[name] = f"error: {type(exc).__name__}"
+        status = "ok" if ok and not degraded else ("degraded" if ok else "down")
+        # Degraded (broker away) still takes writes into the outbox, so it stays in rotation;
+        # only a part that cannot reach its database is taken out.
+        if status == "down":
+            response.status_code = 503
+        return {"status": status, "service": definition.name, "checks": checks}
+
+    @router.get("/metrics", openapi_extra={"x-roles": ["public"]}, response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus text format."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,277 @@
+"""RabbitMQ through aio-pika: confirmed, persistent, mandatory publishing; quorum queues.
+
+Every consumer owns one durable quorum queue bound to ``lienthong.events`` with a delivery
+limit; past it RabbitMQ dead-letters the message through ``lienthong.dlx`` into
+``<queue>.dlq`` (at-least-once dead-lettering, so even a poison message is never dropped).
+Robust connections re-declare queues, bindings and consumers after any reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
+
+from shared.bus import (
+    BatchHandler,
+    Broker,
+    DeadLetter,
+    Delivery,
+    OutgoingMessage,
+    PublishError,
+    dead_letter_queue,
+)
+from shared.events import DEAD_LETTER_EXCHANGE, EXCHANGE
+
+CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+
+
+def queue_arguments(queue: str, *, delivery_limit: int) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "x-dead-letter-routing-key": queue,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+class _AmqpDelivery(Delivery):
+    def __init__(self, message: AbstractIncomingMessage) -> None:
+        self._message = message
+        self.body = message.body
+        self.routing_key = message.routing_key or ""
+        self.message_id = message.message_id
+        # quorum queues count earlier deliveries in x-delivery-count
+        self.delivery_count = int((message.headers or {}).get("x-delivery-count", 0) or 0) + 1
+
+    async def ack(self) -> None:
+        # After a reconnect the channel this came on is gone; the broker redelivers it and the
+        # inbox recognises it, so a failed ack is harmless.
+        with contextlib.suppress(Exception):
+            await self._message.ack()
+
+    async def reject(self, *, requeue: bool) -> None:
+        with contextlib.suppress(Exception):
+            await self._message.nack(requeue=requeue)
+
+
+class AmqpBroker(Broker):
+    def __init__(
+        self,
+        url: str,
+        *,
+        delivery_limit: int = 5,
+        publish_timeout: float = 15.0,
+        confirms: bool = True,
+        in_flight: int = 500,
+    ) -> None:
+        self.url = url
+        self.delivery_limit = delivery_limit
+        self.publish_timeout = publish_timeout
+        # confirms=False exists only so a test can show what is lost without them.
+        self.confirms = confirms
+        self.in_flight = in_flight
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractRobustChannel | None = None
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._consumers: dict[str, tuple[AbstractRobustChannel, asyncio.Task[None]]] = {}
+        self._publish_lock = asyncio.Lock()
+
+    async def connect(self) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self.url, client_properties={"connection_name": "lienthong"}, reconnect_interval=1
+        )
+        self._publish_channel = await self._connection.channel(
+            publisher_confirms=self.confirms, on_return_raises=self.confirms
+        )
+        self._exchange = await self._declare_topology(self._publish_channel)
+
+    async def _declare_topology(self, channel: AbstractRobustChannel) -> aio_pika.abc.AbstractExchange:
+        await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+        return await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+
+    async def close(self) -> None:
+        for channel, task in self._consumers.values():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            with contextlib.suppress(Exception):
+                await channel.close()
+        self._consumers.clear()
+        if self._connection:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+        self._connection = None
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._connection and not self._connection.is_closed and self._connection.connected.is_set())
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> int:
+        if not self.connected or self._exchange is None:
+            raise PublishError("not connected to RabbitMQ", confirmed=0)
+        confirmed = 0
+        async with self._publish_lock:  # one ordered stream of publishes per process
+            for start in range(0, len(messages), self.in_flight):
+                window = messages[start : start + self.in_flight]
+                # Tasks start in creation order and aiormq writes frames under a FIFO lock, so the
+                # broker receives the window in order while confirms come back pipelined.
+                tasks = [asyncio.ensure_future(self._publish_one(m)) for m in window]
+                done = await asyncio.gather(*tasks, return_exceptions=True)
+                for result in done:
+                    if isinstance(result, BaseException):
+                        raise PublishError(f"publish not confirmed: {result!r}", confirmed=confirmed)
+                    confirmed += 1
+        return confirmed
+
+    async def _publish_one(self, message: OutgoingMessage) -> None:
+        assert self._exchange is not None
+        await self._exchange.publish(
+            aio_pika.Message(
+                message.body,
+                message_id=message.message_id,
+                content_type=CONTENT_TYPE,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers=message.headers or None,
+            ),
+            routing_key=message.routing_key,
+            mandatory=self.confirms,
+            timeout=self.publish_timeout,
+        )
+
+    async def consume(
+        self, queue: str, bindings: Sequence[str], handler: BatchHandler, *, batch: int, prefetch: int
+    ) -> None:
+        assert self._connection is not None
+        channel = await self._connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=prefetch)
+        exchange = await self._declare_topology(channel)
+        dlq = await channel.declare_queue(
+            dead_letter_queue(queue), durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dlq.bind(DEAD_LETTER_EXCHANGE, routing_key=queue)
+        q = await channel.declare_queue(
+            queue, durable=True, arguments=queue_arguments(queue, delivery_limit=self.delivery_limit)
+        )
+        for binding in bindings:
+            await q.bind(exchange, routing_key=binding)
+        buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        await q.consume(buffer.put, no_ack=False, consumer_tag=f"lienthong.{queue}")
+        task = asyncio.create_task(self._work(buffer, handler, batch), name=f"consume:{queue}")
+        self._consumers[queue] = (channel, task)
+
+    async def _work(
+        self, buffer: asyncio.Queue[AbstractIncomingMessage], handler: BatchHandler, batch: int
+    ) -> None:
+        while True:
+            first = await buffer.get()
+            messages = [first]
+            while len(messages) < batch and not buffer.empty():
+                messages.append(buffer.get_nowait())
+            deliveries: list[Delivery] = [_AmqpDelivery(m) for m in messages]
+            try:
+                await handler(deliveries)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                for delivery in deliveries:
+                    await delivery.reject(requeue=True)
+                await asyncio.sleep(0.2)
+
+    def consumers_attached(self) -> dict[str, bool]:
+        attached = {}
+        for name, (channel, task) in self._consumers.items():
+            attached[name] = self.connected and not channel.is_closed and not task.done()
+        return attached
+
+    async def _with_channel(self):  # type: ignore[no-untyped-def]
+        assert self._connection is not None
+        return await self._connection.channel(publisher_confirms=True)
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        channel = await self._with_channel()
+        letters: list[DeadLetter] = []
+        try:
+            dlq = await channel.get_queue(dead_letter_queue(queue), ensure=True)
+            # Looking is reading without acking: closing the channel puts them all back.
+            for _ in range(limit):
+                message = await dlq.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                letters.append(_dead_letter(message))
+        finally:
+            await channel.close()
+        return letters
+
+    async def replay_dead_letters(self, queue: str, *, message_ids: Sequence[str] | None = None) -> int:
+        channel = await self._with_channel()
+        replayed = 0
+        try:
+            exchange = await channel.get_exchange(EXCHANGE)
+            dlq = await channel.get_queue(dead_letter_queue(queue), ensure=True)
+            skipped = []
+            while True:
+                message = await dlq.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                if message_ids is not None and message.message_id not in message_ids:
+                    skipped.append(message)
+                    continue
+                letter = _dead_letter(message)
+                await exchange.publish(
+                    aio_pika.Message(
+                        message.body,
+                        message_id=message.message_id,
+                        content_type=CONTENT_TYPE,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=letter.routing_key,
+                )
+                await message.ack()
+                replayed += 1
+            for message in skipped:
+                await message.nack(requeue=True)
+        finally:
+            await channel.close()
+        return replayed
+
+    async def queue_depths(self) -> dict[str, int]:
+        depths: dict[str, int] = {}
+        channel = await self._with_channel()
+        try:
+            for name in self._consumers:
+                for qname in (name, dead_letter_queue(name)):
+                    try:
+                        q = await channel.declare_queue(qname, passive=True)
+                        depths[qname] = q.declaration_result.message_count or 0
+                    except aiormq.exceptions.ChannelNotFoundEntity:
+                        channel = await self._with_channel()
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        return depths
+
+
+def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:
+    deaths = (message.headers or {}).get("x-death") or []
+    first = deaths[0] if deaths else {}
+    keys = first.get("routing-keys") if isinstance(first, dict) else None
+    routing_key = (keys[0] if keys else None) or message.routing_key or ""
+    if isinstance(routing_key, bytes):
+        routing_key = routing_key.decode()
+    reason = first.get("reason", "unknown") if isinstance(first, dict) else "unknown"
+    count = int(first.get("count", 0)) if isinstance(first, dict) else 0
+    return DeadLetter(
+        message_id=message.message_id,
+        routing_key=str(routing_key),
+        body=message.body,
+        reason=str(reason.decode() if isinstance(reason, bytes) else reason),
+        deliveries=count,
+    )

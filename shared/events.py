@@ -1,0 +1,102 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode) and the registry of event types.
+
+The same bytes travel on AMQP, through the in-process broker and in webhook bodies. ``source`` +
+``id`` is the deduplication key everywhere; ``sequence`` is zero-padded per aggregate
+(``subject``) so that string order is delivery order.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TYPE_PREFIX = "vn.lienthong."
+TYPE_VERSION = "v1"
+EXCHANGE = "lienthong.events"
+DEAD_LETTER_EXCHANGE = "lienthong.dlx"
+SEQUENCE_DIGITS = 12
+
+
+def event_type(routing_key: str) -> str:
+    """``dossier.received`` → ``vn.lienthong.dossier.received.v1``."""
+    return f"{TYPE_PREFIX}{routing_key}.{TYPE_VERSION}"
+
+
+def routing_key_of(type_: str) -> str:
+    """``vn.lienthong.dossier.received.v1`` → ``dossier.received``."""
+    if not type_.startswith(TYPE_PREFIX):
+        raise ValueError(f"not a lienthong event type: {type_!r}")
+    return type_[len(TYPE_PREFIX) :].rsplit(".", 1)[0]
+
+
+def format_sequence(n: int) -> str:
+    return str(n).zfill(SEQUENCE_DIGITS)
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 envelope with lienthong's extensions."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: str = "1.0"
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    source: str
+    type: str
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    subject: str | None = None
+    datacontenttype: str = "application/json"
+    data: dict[str, Any] = Field(default_factory=dict)
+    sequence: str | None = Field(default=None, description="per-aggregate order, zero-padded")
+    agency: str | None = Field(default=None, description="OrganId the event belongs to")
+    traceparent: str | None = None
+
+    @property
+    def routing_key(self) -> str:
+        return routing_key_of(self.type)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> CloudEvent:
+        event = cls.model_validate_json(body)
+        if event.specversion != "1.0":
+            raise ValueError(f"unsupported specversion {event.specversion!r}")
+        return event
+
+
+class EventData(BaseModel):
+    """Base for the ``data`` of one event type; forbids fields the contract does not name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# routing key → (emitting service, data model); filled by each part's events.py at import.
+REGISTRY: dict[str, tuple[str, type[EventData]]] = {}
+
+
+def register(routing_key: str, *, service: str):  # type: ignore[no-untyped-def]
+    """Class decorator declaring an event type and the schema of its ``data``."""
+
+    def wrap(model: type[EventData]) -> type[EventData]:
+        if routing_key in REGISTRY and REGISTRY[routing_key][1] is not model:
+            raise ValueError(f"event {routing_key} registered twice")
+        REGISTRY[routing_key] = (service, model)
+        model.__routing_key__ = routing_key  # type: ignore[attr-defined]
+        return model
+
+    return wrap
+
+
+def envelope_json_schema() -> dict[str, Any]:
+    schema = CloudEvent.model_json_schema()
+    schema["required"] = sorted({"specversion", "id", "source", "type", "time", "data"})
+    return schema
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)

@@ -1,0 +1,101 @@
+"""Structured JSON logs that carry the request id, and the ASGI middleware that sets it.
+
+The request id is accepted from ``X-Request-ID`` (when it looks sane) or made here, echoed
+in the response, bound into every log line of the request, and carried into events as the
+W3C ``traceparent`` so one id follows a citizen's request across parts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import sys
+from contextvars import ContextVar
+from typing import Any
+
+import structlog
+
+_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+_traceparent: ContextVar[str | None] = ContextVar("traceparent", default=None)
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+
+
+def current_request_id() -> str | None:
+    return _request_id.get()
+
+
+def current_traceparent() -> str | None:
+    return _traceparent.get()
+
+
+def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    processors.append(structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer())
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(message)s")
+    # uvicorn's own access log would duplicate ours without the request id
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+class RequestIdMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware): cheap on the hot path and safe with streaming bodies."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        parent = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+            elif name == b"traceparent":
+                parent = value.decode("latin-1")
+        request_id = incoming if incoming and _SANE_ID.match(incoming) else secrets.token_hex(16)
+        trace = _TRACEPARENT.match(parent or "")
+        trace_id = trace.group(1) if trace else secrets.token_hex(16)
+        traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+        scope.setdefault("state", {})["request_id"] = request_id
+        t1 = _request_id.set(request_id)
+        t2 = _traceparent.set(traceparent)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        header = request_id.encode()
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", header))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+            _request_id.reset(t1)
+            _traceparent.reset(t2)
+
+
+def set_request_context(request_id: str | None, traceparent: str | None = None) -> None:
+    """For work that is not an HTTP request (event handlers): continue the originating trace."""
+    _request_id.set(request_id)
+    _traceparent.set(traceparent)
+
+
+os.environ.setdefault("PYTHONIOENCODING", "utf-8")

@@ -1,0 +1,264 @@
+"""Transactional outbox and its relay.
+
+A part records each event in its own ``outbox`` table in the same transaction as the change
+it describes, so an event exists exactly when its change does. The relay publishes unsent rows
+in id order with publisher confirms (pipelined) and marks the confirmed prefix as sent. A crash
+between publish and mark gives a duplicate (the consumers' inbox drops it), never a loss. Only one
+relay per database runs at a time (a PostgreSQL advisory lock), which keeps per-aggregate order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from shared.bus import Broker, OutgoingMessage, PublishError
+from shared.db import Database, UtcDateTime, counter_table, next_value
+from shared.events import REGISTRY, CloudEvent, EventData, event_type, format_sequence
+from shared.logging import current_request_id, current_traceparent
+from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
+
+log = structlog.get_logger("outbox")
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("aggregate", String(200), nullable=False),
+        Column("routing_key", String(100), nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("created_at", UtcDateTime(), nullable=False),
+        Column("sent_at", UtcDateTime(), nullable=True),
+        Index(
+            "ix_outbox_unsent",
+            "id",
+            postgresql_where=text("sent_at IS NULL"),
+            sqlite_where=text("sent_at IS NULL"),
+        ),
+    )
+
+
+class Outbox:
+    """Where a part's code records the events its changes produce."""
+
+    def __init__(self, metadata: MetaData, *, service: str) -> None:
+        self.service = service
+        self.source = f"urn:lienthong:{service}"
+        self.table = outbox_table(metadata)
+        self.counters = (
+            metadata.tables["counter"] if "counter" in metadata.tables else counter_table(metadata)
+        )
+
+    async def emit(
+        self,
+        session: AsyncSession,
+        routing_key: str,
+        data: EventData | Mapping[str, Any],
+        *,
+        subject: str,
+        agency: str | None = None,
+    ) -> CloudEvent:
+        """Record an event in the caller's transaction; it is published after the commit."""
+        if isinstance(data, EventData):
+            payload = data.model_dump(mode="json")
+        else:
+            registered = REGISTRY.get(routing_key)
+            payload = (
+                registered[1].model_validate(dict(data)).model_dump(mode="json")
+                if registered
+                else dict(data)
+            )
+        sequence = await next_value(session, self.counters, f"event-seq:{subject}")
+        event = CloudEvent(
+            id=str(uuid.uuid4()),
+            source=self.source,
+            type=event_type(routing_key),
+            subject=subject,
+            data=payload,
+            sequence=format_sequence(sequence),
+            agency=agency,
+            traceparent=current_traceparent(),
+        )
+        extra = {"requestid": current_request_id()} if current_request_id() else {}
+        if extra:
+            event = event.model_copy(update=extra)
+        await session.execute(
+            self.table.insert().values(
+                event_id=event.id,
+                aggregate=subject,
+                routing_key=routing_key,
+                body=event.to_bytes(),
+                created_at=event.time,
+            )
+        )
+        session.info["outbox_pending"] = True
+        return event
+
+
+class OutboxRelay:
+    """Publishes a part's outbox to the broker, in order, confirmed, resuming after any crash."""
+
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        broker: Broker,
+        *,
+        batch: int = 500,
+        poll_seconds: float = 1.0,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self.db, self.outbox, self.broker = db, outbox, broker
+        self.batch, self.poll_seconds, self.retention = batch, poll_seconds, retention
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock_conn: AsyncConnection | None = None
+        self.published = 0
+        db.on_commit_with_events(self.wake)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"relay:{self.outbox.service}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+            self._task = None
+        await self._release_lock()
+
+    @property
+    def running(self) -> bool:
+        return bool(self._task and not self._task.done())
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        last_purge = datetime.min.replace(tzinfo=UTC)
+        while True:
+            try:
+                if not await self._hold_lock():
+                    await asyncio.sleep(2.0)
+                    continue
+                sent = await self.relay_once()
+                backoff = 0.2
+                now = datetime.now(UTC)
+                if now - last_purge > timedelta(minutes=10):
+                    await self._purge(now - self.retention)
+                    last_purge = now
+                if sent < self.batch:
+                    self._wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or database away: wait and try again
+                log.warning("relay_retry", service=self.outbox.service, error=repr(exc), backoff=backoff)
+                await self._release_lock()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unsent events; return how many were confirmed."""
+        table = self.outbox.table
+        async with self.db.sessionmaker() as session:
+            rows = (
+                await session.execute(
+                    select(table.c.id, table.c.event_id, table.c.routing_key, table.c.body)
+                    .where(table.c.sent_at.is_(None))
+                    .order_by(table.c.id)
+                    .limit(self.batch)
+                )
+            ).all()
+            await session.rollback()
+        if not rows:
+            OUTBOX_PENDING.labels(self.outbox.service).set(0)
+            return 0
+        messages = [
+            OutgoingMessage(routing_key=r.routing_key, body=r.body, message_id=r.event_id) for r in rows
+        ]
+        error: PublishError | None = None
+        try:
+            confirmed = await self.broker.publish(messages)
+        except PublishError as exc:
+            confirmed, error = exc.confirmed, exc
+        if confirmed:
+            ids = [r.id for r in rows[:confirmed]]
+            async with self.db.sessionmaker() as session:
+                await session.execute(
+                    update(table).where(table.c.id.in_(ids)).values(sent_at=datetime.now(UTC))
+                )
+                await session.commit()
+            self.published += confirmed
+            OUTBOX_PUBLISHED.labels(self.outbox.service).inc(confirmed)
+        if error:
+            raise error
+        return confirmed
+
+    async def pending(self) -> int:
+        table = self.outbox.table
+        async with self.db.sessionmaker() as session:
+            count = (
+                await session.execute(select(func.count()).where(table.c.sent_at.is_(None)))
+            ).scalar_one()
+            await session.rollback()
+        OUTBOX_PENDING.labels(self.outbox.service).set(count)
+        return int(count)
+
+    async def _purge(self, before: datetime) -> None:
+        table = self.outbox.table
+        async with self.db.sessionmaker() as session:
+            await session.execute(
+                delete(table).where(table.c.sent_at.is_not(None), table.c.sent_at < before)
+            )
+            await session.commit()
+
+    async def _hold_lock(self) -> bool:
+        """One relay per database: replicas of a part wait while another holds the lock."""
+        if self.db.dialect != "postgresql":
+            return True
+        if self._lock_conn is not None and not self._lock_conn.closed:
+            return True
+        conn = await self.db.engine.connect()
+        key = zlib.crc32(f"lienthong-relay:{self.outbox.service}".encode())
+        got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar()
+        await conn.commit()
+        if got:
+            self._lock_conn = conn
+            return True
+        await conn.close()
+        return False
+
+    async def _release_lock(self) -> None:
+        if self._lock_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._lock_conn.close()
+            self._lock_conn = None
