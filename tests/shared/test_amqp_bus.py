@@ -1,0 +1,212 @@
+"""Outbox → RabbitMQ → inbox on the real servers, with the broker failing under load.
+
+Each test gets its own PostgreSQL databases and its own RabbitMQ virtual host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+
+from shared.bus.amqp import AmqpBroker
+from shared.db import Database
+from shared.outbox import OutboxRelay
+from tests import harness
+from tests.servers import rabbitmqctl, temporary_databases, temporary_vhost, wait_rabbitmq
+
+pytestmark = [pytest.mark.pg, pytest.mark.amqp]
+
+
+@pytest.fixture
+async def setup() -> AsyncIterator[tuple[Database, Database, str, dict[str, str]]]:
+    with temporary_databases(["producer", "consumer"]) as urls, temporary_vhost() as amqp_url:
+        producer, consumer = Database(urls["producer"]), Database(urls["consumer"])
+        await harness.create_schema(producer)
+        await harness.create_schema(consumer)
+        try:
+            yield producer, consumer, amqp_url, urls
+        finally:
+            await producer.dispose()
+            await consumer.dispose()
+
+
+async def _attach(amqp_url: str, consumer_db: Database, **kwargs) -> tuple[AmqpBroker, object]:  # type: ignore[no-untyped-def]
+    broker = AmqpBroker(amqp_url, delivery_limit=kwargs.pop("delivery_limit", 5))
+    await broker.connect()
+    consumer = harness.ledger_consumer(**kwargs)
+    await consumer.attach(broker, consumer_db, batch=100, prefetch=200)
+    return broker, consumer
+
+
+async def test_rabbitmq_stopped_and_started_mid_load_loses_nothing(setup) -> None:  # type: ignore[no-untyped-def]
+    producer, consumer_db, amqp_url, _ = setup
+    consumer_broker, _consumer = await _attach(amqp_url, consumer_db)
+    publisher = AmqpBroker(amqp_url)
+    await publisher.connect()
+    relay = OutboxRelay(producer, harness.outbox, publisher, batch=100, poll_seconds=0.2)
+    relay.start()
+    total = 2000
+    load = asyncio.create_task(harness.produce(producer, count=total, aggregates=20))
+    # inject the fault a third of the way in
+    while relay.published < total // 3:
+        await asyncio.sleep(0.02)
+    await asyncio.to_thread(rabbitmqctl, "stop_app")
+    await asyncio.sleep(2)
+    await asyncio.to_thread(rabbitmqctl, "start_app")
+    await asyncio.to_thread(wait_rabbitmq)
+    await load
+    applied = await harness.wait_until_applied(consumer_db, total, timeout=120)
+    deadline = time.monotonic() + 30
+    while await relay.pending() and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    report = await harness.check(producer, consumer_db)
+    await relay.stop()
+    await publisher.close()
+    await consumer_broker.close()
+    assert applied == total, str(report)
+    assert report.ok, str(report)
+
+
+async def test_poison_event_is_dead_lettered_while_the_others_flow(setup) -> None:  # type: ignore[no-untyped-def]
+    producer, consumer_db, amqp_url, _ = setup
+    consumer_broker, _ = await _attach(amqp_url, consumer_db, delivery_limit=3)
+    publisher = AmqpBroker(amqp_url)
+    await publisher.connect()
+    await harness.produce(producer, count=200, poison_every=50)
+    relay = OutboxRelay(producer, harness.outbox, publisher)
+    while await relay.relay_once():
+        pass
+    assert await harness.wait_until_applied(consumer_db, 196) == 196
+    deadline = time.monotonic() + 60
+    dead = []
+    while time.monotonic() < deadline:
+        dead = await consumer_broker.dead_letters("ledger")
+        if len(dead) >= 4:
+            break
+        await asyncio.sleep(0.5)
+    report = await harness.check(producer, consumer_db)
+    async with producer.sessionmaker() as s:
+        poison_ids = set(
+            (await s.execute(select(harness.outbox.table.c.event_id).where(harness.outbox.table.c.aggregate.like("poison-%")))).scalars()
+        )
+    depths = await consumer_broker.queue_depths()
+    await publisher.close()
+    await consumer_broker.close()
+    assert report.ok, str(report)
+    assert {d.message_id for d in dead} == poison_ids and len(poison_ids) == 4
+    assert all(d.routing_key == "ledger.changed" for d in dead)
+    assert depths["ledger"] == 0 and depths["ledger.dlq"] == 4
+
+
+KILLED_PRODUCER = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    from shared.db import Database
+    from tests import harness
+
+    async def main():
+        db = Database(sys.argv[1])
+        await harness.produce(db, count=int(sys.argv[2]))
+        print("committed", flush=True)
+        await asyncio.sleep(3600)  # the relay would publish now: we are killed first
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_a_service_killed_between_commit_and_publish_publishes_after_restart(setup) -> None:  # type: ignore[no-untyped-def]
+    producer, consumer_db, amqp_url, urls = setup
+    consumer_broker, _ = await _attach(amqp_url, consumer_db)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_PRODUCER, urls["producer"], "150"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+    )
+    assert child.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)
+    assert line.strip() == "committed"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    async with producer.sessionmaker() as s:
+        unsent = (await s.execute(select(func.count()).where(harness.outbox.table.c.sent_at.is_(None)))).scalar_one()
+    assert unsent == 150  # committed, never published
+    # the restarted service's relay picks them up
+    publisher = AmqpBroker(amqp_url)
+    await publisher.connect()
+    relay = OutboxRelay(producer, harness.outbox, publisher)
+    relay.start()
+    applied = await harness.wait_until_applied(consumer_db, 150)
+    report = await harness.check(producer, consumer_db)
+    await relay.stop()
+    await publisher.close()
+    await consumer_broker.close()
+    assert applied == 150 and report.ok, str(report)
+
+
+async def test_checker_reports_loss_without_confirms(setup) -> None:  # type: ignore[no-untyped-def]
+    """Unconfirmed, non-mandatory publishing marks events sent that no queue ever held."""
+    producer, consumer_db, amqp_url, _ = setup
+    careless = AmqpBroker(amqp_url, confirms=False)
+    await careless.connect()
+    await harness.produce(producer, count=50)
+    relay = OutboxRelay(producer, harness.outbox, careless)
+    await relay.relay_once()  # the consumer's queue does not exist yet: dropped silently
+    await careless.close()
+    consumer_broker, _ = await _attach(amqp_url, consumer_db)
+    await asyncio.sleep(1.0)
+    report = await harness.check(producer, consumer_db)
+    await consumer_broker.close()
+    assert not report.ok
+    assert len(report.lost) == 50 and report.unsent == 0
+
+
+async def test_confirmed_mandatory_publishing_keeps_events_until_a_queue_exists(setup) -> None:  # type: ignore[no-untyped-def]
+    """The same situation with our defaults: nothing is marked sent until it is routable."""
+    producer, consumer_db, amqp_url, _ = setup
+    publisher = AmqpBroker(amqp_url)
+    await publisher.connect()
+    await harness.produce(producer, count=50)
+    relay = OutboxRelay(producer, harness.outbox, publisher)
+    with pytest.raises(Exception):
+        await relay.relay_once()
+    assert await relay.pending() == 50
+    consumer_broker, _ = await _attach(amqp_url, consumer_db)
+    while await relay.relay_once():
+        pass
+    assert await harness.wait_until_applied(consumer_db, 50) == 50
+    report = await harness.check(producer, consumer_db)
+    await publisher.close()
+    await consumer_broker.close()
+    assert report.ok, str(report)
+
+
+async def test_checker_reports_double_effect_without_the_inbox(setup) -> None:  # type: ignore[no-untyped-def]
+    producer, consumer_db, amqp_url, _ = setup
+    consumer_broker, _ = await _attach(amqp_url, consumer_db, dedupe=False)
+    publisher = AmqpBroker(amqp_url)
+    await publisher.connect()
+    await harness.produce(producer, count=40)
+    relay = OutboxRelay(producer, harness.outbox, publisher)
+    await relay.relay_once()
+    # the relay crashed before marking them sent: they go out again
+    async with producer.sessionmaker() as s:
+        await s.execute(harness.outbox.table.update().values(sent_at=None))
+        await s.commit()
+    await relay.relay_once()
+    await asyncio.sleep(1.5)
+    report = await harness.check(producer, consumer_db)
+    await publisher.close()
+    await consumer_broker.close()
+    assert not report.ok
+    assert len(report.applied_twice) == 40
