@@ -7,6 +7,7 @@ serves every part in distributed mode: ``postgresql+asyncpg://postgres@127.0.0.1
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -89,7 +90,8 @@ def load_settings(cls: type[S], service: str, **overrides: object) -> S:
     for name in cls.model_fields:
         value = os.environ.get(prefix + name.upper())
         if value is not None:
-            specific[name] = value
+            # complex values (lists, mappings) come as JSON, as pydantic-settings reads them
+            specific[name] = json.loads(value) if value.lstrip()[:1] in ("{", "[") else value
     if "port" not in specific and "port" not in overrides and service in DEFAULT_PORTS:
         specific["port"] = DEFAULT_PORTS[service]
     return cls(service=service, **{**specific, **overrides})

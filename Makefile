@@ -1,0 +1,50 @@
+# lienthong — the two commands a newcomer needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast test-faults contracts contracts-check bench fuzz up migrate backup clean lint
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## make run: the whole suite in one process (SQLite under var/, in-process broker, demo data)
+run: $(STAMP)
+	LIENTHONG_DEMO=true $(PY) -m lienthong run
+
+## make up: distributed mode, every part its own process (PostgreSQL + RabbitMQ from the environment)
+up: $(STAMP)
+	$(PY) -m lienthong up
+
+migrate: $(STAMP)
+	$(PY) -m lienthong migrate
+
+## make test: every test, then the contracts check
+test: $(STAMP)
+	$(PY) -m pytest -q
+	$(PY) -m lienthong contracts --check
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not pg and not amqp and not faults"
+
+test-faults: $(STAMP)
+	$(PY) -m pytest -q tests/faults
+
+contracts: $(STAMP)
+	$(PY) -m lienthong contracts
+
+contracts-check: $(STAMP)
+	$(PY) -m lienthong contracts --check
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf var .pytest_cache
