@@ -72,6 +72,96 @@ class Consumer:
         await broker.consume(self.name, self.bindings, on_batch, batch=batch, prefetch=prefetch)
 
     async def handle_batch(self, db: Database, deliveries: Sequence[Delivery]) -> None:
+        """Apply a batch in one transaction; settle each delivery after the commit.
+
+        Fast path: claim every new event in the inbox with one multi-row insert and run the
+        handlers without savepoints. If any handler fails, that transaction is rolled back and
+        the batch is replayed message by message, each in its own savepoint.
+        """
+        outcomes = await self._fast_path(db, deliveries)
+        if outcomes is None:
+            outcomes = await self._careful_path(db, deliveries)
+            if outcomes is None:
+                for delivery in deliveries:
+                    await delivery.reject(requeue=True)
+                return
+        await self._settle(deliveries, outcomes)
+
+    async def _settle(self, deliveries: Sequence[Delivery], outcomes: list[str]) -> None:
+        settled_ok = ("applied", "duplicate", "ignored")
+        for outcome in set(outcomes):
+            EVENTS_HANDLED.labels(self.name, outcome).inc(outcomes.count(outcome))
+        if len(deliveries) > 1 and deliveries[-1].acks_in_bulk and all(o in settled_ok for o in outcomes):
+            # deliveries arrive in order on one channel: one multiple-ack settles the batch
+            await deliveries[-1].ack(multiple=True)
+            return
+        for delivery, outcome in zip(deliveries, outcomes, strict=True):
+            if outcome in settled_ok:
+                await delivery.ack()
+            elif outcome == "poison":
+                await delivery.reject(requeue=False)
+            else:
+                await delivery.reject(requeue=True)
+        if "retry" in outcomes:
+            await asyncio.sleep(0.1)  # a failing dependency should not be hammered
+
+    def _parse(self, delivery: Delivery) -> tuple[CloudEvent | None, Handler | None, str | None]:
+        try:
+            event = CloudEvent.from_bytes(delivery.body)
+        except (ValidationError, ValueError) as exc:
+            log.warning("poison_event", consumer=self.name, reason=str(exc)[:200])
+            return None, None, "poison"
+        handler = self.handler_for(delivery.routing_key) or self.handler_for(event.routing_key)
+        if handler is None:
+            return event, None, "ignored"
+        return event, handler, None
+
+    async def _fast_path(self, db: Database, deliveries: Sequence[Delivery]) -> list[str] | None:
+        parsed = [self._parse(d) for d in deliveries]
+        outcomes: list[str] = [verdict or "" for _, _, verdict in parsed]
+        keys = {(e.source, e.id) for e, h, v in parsed if v is None and e is not None}
+        try:
+            async with db.sessionmaker() as session:
+                if self.dedupe and keys:
+                    now = datetime.now(UTC)
+                    claimed = set(
+                        (
+                            await session.execute(
+                                insert_ignoring_duplicates(session, self.inbox)
+                                .values(
+                                    [
+                                        {"consumer": self.name, "source": s, "event_id": i, "received_at": now}
+                                        for s, i in keys
+                                    ]
+                                )
+                                .returning(self.inbox.c.source, self.inbox.c.event_id)
+                            )
+                        ).all()
+                    )
+                else:
+                    claimed = set(keys)
+                done: set[tuple[str, str]] = set()
+                for index, (event, handler, verdict) in enumerate(parsed):
+                    if verdict is not None or event is None or handler is None:
+                        continue
+                    key = (event.source, event.id)
+                    if key not in claimed or (self.dedupe and key in done):
+                        self.duplicates += 1
+                        outcomes[index] = "duplicate"
+                        continue
+                    set_request_context(getattr(event, "requestid", None), event.traceparent)
+                    await handler(session, event)
+                    done.add(key)
+                    outcomes[index] = "applied"
+                await session.commit()
+        except Exception as exc:
+            if len(deliveries) > 1 or not isinstance(exc, PoisonEvent):
+                log.info("batch_falls_back", consumer=self.name, size=len(deliveries), error=repr(exc)[:200])
+            return None
+        self.applied += outcomes.count("applied")
+        return outcomes
+
+    async def _careful_path(self, db: Database, deliveries: Sequence[Delivery]) -> list[str] | None:
         outcomes: list[str] = []
         async with db.sessionmaker() as session:
             for delivery in deliveries:
@@ -81,29 +171,13 @@ class Consumer:
             except Exception as exc:
                 log.warning("inbox_commit_failed", consumer=self.name, error=repr(exc))
                 await session.rollback()
-                for delivery in deliveries:
-                    await delivery.reject(requeue=True)
-                return
-        for delivery, outcome in zip(deliveries, outcomes, strict=True):
-            EVENTS_HANDLED.labels(self.name, outcome).inc()
-            if outcome in ("applied", "duplicate", "ignored"):
-                await delivery.ack()
-            elif outcome == "poison":
-                await delivery.reject(requeue=False)
-            else:
-                await delivery.reject(requeue=True)
-        if "retry" in outcomes:
-            await asyncio.sleep(0.1)  # a failing dependency should not be hammered
+                return None
+        return outcomes
 
     async def _apply_one(self, session: AsyncSession, delivery: Delivery) -> str:
-        try:
-            event = CloudEvent.from_bytes(delivery.body)
-        except (ValidationError, ValueError) as exc:
-            log.warning("poison_event", consumer=self.name, reason=str(exc)[:200])
-            return "poison"
-        handler = self.handler_for(delivery.routing_key) or self.handler_for(event.routing_key)
-        if handler is None:
-            return "ignored"
+        event, handler, verdict = self._parse(delivery)
+        if verdict is not None or event is None or handler is None:
+            return verdict or "ignored"
         set_request_context(getattr(event, "requestid", None), event.traceparent)
         try:
             async with session.begin_nested():

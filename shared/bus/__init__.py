@@ -42,9 +42,11 @@ class Delivery(abc.ABC):
     routing_key: str
     message_id: str | None
     delivery_count: int
+    acks_in_bulk: bool = False  # True where ack(multiple=True) settles all earlier deliveries
 
     @abc.abstractmethod
-    async def ack(self) -> None: ...
+    async def ack(self, *, multiple: bool = False) -> None:
+        """multiple=True also acks every earlier delivery of this consumer (one frame a batch)."""
 
     @abc.abstractmethod
     async def reject(self, *, requeue: bool) -> None:

@@ -43,6 +43,8 @@ def queue_arguments(queue: str, *, delivery_limit: int) -> dict[str, Any]:
 
 
 class _AmqpDelivery(Delivery):
+    acks_in_bulk = True
+
     def __init__(self, message: AbstractIncomingMessage) -> None:
         self._message = message
         self.body = message.body
@@ -51,11 +53,11 @@ class _AmqpDelivery(Delivery):
         # quorum queues count earlier deliveries in x-delivery-count
         self.delivery_count = int((message.headers or {}).get("x-delivery-count", 0) or 0) + 1
 
-    async def ack(self) -> None:
+    async def ack(self, *, multiple: bool = False) -> None:
         # After a reconnect the channel this came on is gone; the broker redelivers it and the
         # inbox recognises it, so a failed ack is harmless.
         with contextlib.suppress(Exception):
-            await self._message.ack()
+            await self._message.ack(multiple=multiple)
 
     async def reject(self, *, requeue: bool) -> None:
         with contextlib.suppress(Exception):
@@ -117,18 +119,23 @@ class AmqpBroker(Broker):
     async def publish(self, messages: Sequence[OutgoingMessage]) -> int:
         if not self.connected or self._exchange is None:
             raise PublishError("not connected to RabbitMQ", confirmed=0)
-        confirmed = 0
         async with self._publish_lock:  # one ordered stream of publishes per process
-            for start in range(0, len(messages), self.in_flight):
-                window = messages[start : start + self.in_flight]
-                # Tasks start in creation order and aiormq writes frames under a FIFO lock, so the
-                # broker receives the window in order while confirms come back pipelined.
-                tasks = [asyncio.ensure_future(self._publish_one(m)) for m in window]
-                done = await asyncio.gather(*tasks, return_exceptions=True)
-                for result in done:
-                    if isinstance(result, BaseException):
-                        raise PublishError(f"publish not confirmed: {result!r}", confirmed=confirmed)
-                    confirmed += 1
+            # A sliding window of unconfirmed messages: tasks start in creation order and the
+            # semaphore wakes them first-in first-out, so frames reach the broker in order while
+            # confirms come back pipelined.
+            window = asyncio.Semaphore(self.in_flight)
+
+            async def publish_in_window(message: OutgoingMessage) -> None:
+                async with window:
+                    await self._publish_one(message)
+
+            tasks = [asyncio.ensure_future(publish_in_window(m)) for m in messages]
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        confirmed = 0
+        for result in results:
+            if isinstance(result, BaseException):
+                raise PublishError(f"publish not confirmed: {result!r}", confirmed=confirmed)
+            confirmed += 1
         return confirmed
 
     async def _publish_one(self, message: OutgoingMessage) -> None:

@@ -53,7 +53,8 @@ class _MemoryDelivery(Delivery):
         self.delivery_count = copy.deliveries
         self._settled = False
 
-    async def ack(self) -> None:
+    async def ack(self, *, multiple: bool = False) -> None:
+        # settling is per delivery here; the batch's own loop acks each one
         if not self._settled:
             self._settled = True
             _resolve(self._copy.handled)
