@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.bus import Broker, Delivery, topic_matches
 from shared.db import Database, UtcDateTime, insert_ignoring_duplicates
 from shared.events import CloudEvent
+from shared.failpoints import failpoint
 from shared.logging import set_request_context
 from shared.metrics import EVENTS_HANDLED
 
@@ -85,6 +86,7 @@ class Consumer:
                 for delivery in deliveries:
                     await delivery.reject(requeue=True)
                 return
+        failpoint("inbox.after_commit")  # effects committed, deliveries not yet acked
         await self._settle(deliveries, outcomes)
 
     async def _settle(self, deliveries: Sequence[Delivery], outcomes: list[str]) -> None:

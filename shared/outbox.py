@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.bus import Broker, OutgoingMessage, PublishError
 from shared.db import Database, UtcDateTime, counter_table, next_value
+from shared.failpoints import failpoint
 from shared.events import REGISTRY, CloudEvent, EventData, event_type, format_sequence
 from shared.logging import current_request_id, current_traceparent
 from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
@@ -202,6 +203,7 @@ class OutboxRelay:
         if not rows:
             OUTBOX_PENDING.labels(self.outbox.service).set(0)
             return 0
+        failpoint("relay.after_read")  # committed, about to be published
         messages = [
             OutgoingMessage(routing_key=r.routing_key, body=r.body, message_id=r.event_id) for r in rows
         ]

@@ -88,6 +88,17 @@ def temporary_vhost() -> Iterator[str]:
             pass
 
 
-def wait_rabbitmq(timeout: float = 90) -> None:
-    subprocess.run(["rabbitmqctl", "await_startup", "--timeout", str(int(timeout))], check=True,
-                   capture_output=True, timeout=timeout + 10)
+def wait_rabbitmq(timeout: float = 120) -> None:
+    """Until the node answers and its applications are up (a node just started is not there
+    yet for a while, which await_startup alone reports as an error)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ping = subprocess.run(["rabbitmq-diagnostics", "-q", "ping"], capture_output=True, timeout=30)
+        if ping.returncode == 0:
+            subprocess.run(["rabbitmqctl", "await_startup", "--timeout", "60"], check=True,
+                           capture_output=True, timeout=70)
+            return
+        time.sleep(1)
+    raise TimeoutError("RabbitMQ did not come back")

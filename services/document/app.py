@@ -8,15 +8,22 @@ from fastapi import FastAPI
 
 from services.document import endpoints
 from services.document.config import DocumentSettings, get_settings
-from services.document.handlers import consumer
+from services.document.handlers import make_consumer
 from services.document.models import Base, outbox
-from shared.app import ServiceDefinition, create_service_app
+from services.document.service import build_toolkit
+from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def definition(settings: DocumentSettings | None = None) -> ServiceDefinition:
     settings = settings or get_settings()
+
+    async def on_start(runtime: ServiceRuntime) -> None:
+        runtime.extras["toolkit"] = build_toolkit(settings)
+
+    # Uploads stream to disk; only the document routes take large bodies.
+    upload_limit = settings.max_file_bytes + 64 * 1024
     return ServiceDefinition(
         name="document",
         title="lienthong document",
@@ -24,9 +31,11 @@ def definition(settings: DocumentSettings | None = None) -> ServiceDefinition:
         settings=settings,
         metadata=Base.metadata,
         migrations=MIGRATIONS,
-        routers=[endpoints.router],
+        routers=list(endpoints.ROUTERS),
         outbox=outbox,
-        consumers=[consumer],
+        consumers=[make_consumer(settings)],
+        on_start=on_start,
+        body_limits={"/documents/": upload_limit},
     )
 
 

@@ -1,6 +1,10 @@
-"""The events document emits."""
+"""The events document emits. A secret document's events never carry its subject or content."""
 
 from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel
 
 from shared.events import EventData, register
 
@@ -14,3 +18,102 @@ class WorkFileOpened(EventData):
     file_catalog: int
     file_notation: str
     dossier_code: str | None
+
+
+@register("workfile.closed", service="document")
+class WorkFileClosed(EventData):
+    """A work dossier was closed: its matter is over."""
+
+    id: int
+    organ_id: str
+    file_catalog: int
+    file_notation: str
+    dossier_code: str | None
+    closed_at: datetime
+
+
+class Organ(BaseModel):
+    organ_id: str
+    organ_name: str = ""
+
+
+@register("document.issued", service="document")
+class DocumentIssued(EventData):
+    """An outgoing document was issued (ban hành). ``dossier_code`` links it to the one-stop-shop
+    dossier whose result it is; ``download_path`` is under the gateway's ``/api/document``."""
+
+    id: int
+    agency: str
+    code: str
+    code_number: str
+    code_notation: str
+    type_key: str
+    type_name: str
+    subject: str | None
+    secret: bool
+    urgency: str
+    issued_date: date
+    issued_at: datetime
+    signer_name: str | None
+    recipients: list[Organ]
+    dossier_code: str | None
+    work_file_id: int | None
+    content_sha256: str
+    download_path: str
+
+
+@register("document.received", service="document")
+class DocumentReceived(EventData):
+    """A document arrived for an agency (from an agency of this deployment or by exchange)."""
+
+    id: int
+    agency: str
+    code: str | None
+    issuing_organ_id: str | None
+    source: str | None
+    subject: str | None
+    secret: bool
+    urgency: str
+    received_at: datetime
+
+
+@register("document.registered", service="document")
+class DocumentRegistered(EventData):
+    """An incoming document was entered in the register with its arrival number (số đến)."""
+
+    id: int
+    agency: str
+    arrival_number: int
+    arrival_year: int
+    code: str | None
+    issuing_organ_id: str | None
+    subject: str | None
+    secret: bool
+    urgency: str
+    duplicate_of: list[int]
+
+
+@register("document.assigned", service="document")
+class DocumentAssigned(EventData):
+    """A leader assigned an incoming document to someone, with a due date."""
+
+    id: int
+    document_id: int
+    agency: str
+    assignee: str
+    role: str
+    due_date: date
+    urgency: str
+    subject: str | None
+
+
+@register("document.recalled", service="document")
+class DocumentRecalled(EventData):
+    """An issued document was recalled (thu hồi); receivers delete their copy."""
+
+    id: int
+    agency: str
+    code: str | None
+    recipients: list[Organ]
+    reason: str | None
+    recalled_at: datetime

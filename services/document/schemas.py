@@ -1,0 +1,222 @@
+"""Request and response bodies of document's API (annex VI names in the descriptions)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.document.doctypes import Secrecy, Urgency
+from shared import organ_id
+
+SECRECY_CODES = tuple(s.code for s in Secrecy)
+URGENCY_CODES = tuple(u.code for u in Urgency)
+SecrecyCode = Literal["none", "mat", "toi_mat", "tuyet_mat"]
+UrgencyCode = Literal["thuong", "khan", "thuong_khan", "hoa_toc"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class OrganRef(Strict):
+    """``To{OrganId, OrganName}``."""
+
+    organ_id: str = Field(max_length=13)
+    organ_name: str = Field(default="", max_length=200)
+
+    @field_validator("organ_id")
+    @classmethod
+    def _valid(cls, value: str) -> str:
+        if not organ_id.is_valid(value):
+            raise ValueError("not an agency identifier (NNN.NN.NN.XNN)")
+        return value
+
+
+class SignerIn(Strict):
+    """``SignerInfo{Position, FullName}``."""
+
+    position: str = Field(max_length=100)
+    full_name: str = Field(max_length=100)
+
+
+class DraftIn(Strict):
+    """A new draft (dự thảo) of an outgoing document."""
+
+    agency: str = Field(description="OrganId of the issuing agency", max_length=13)
+    type_key: str = Field(description="document type, e.g. QĐ, CT, CV (công văn)", max_length=20)
+    subject: str = Field(min_length=1, max_length=500, description="Subject (trích yếu)")
+    unit_abbr: str | None = Field(default=None, max_length=20, description="drafting unit, needed for a công văn")
+    secrecy: SecrecyCode = "none"
+    urgency: UrgencyCode = "thuong"
+    signer: SignerIn | None = None
+    recipients: list[OrganRef] = Field(default_factory=list, max_length=1000)
+    to_places: list[str] = Field(default_factory=list, max_length=100, description="Nơi nhận as written")
+    page_amount: int | None = Field(default=None, ge=1, le=100000)
+    due_date: date | None = None
+    language: str = Field(default="vi", max_length=10)
+    work_file_id: int | None = None
+    dossier_code: str | None = Field(default=None, max_length=30, description="taken from the work file if omitted")
+
+
+class DraftPatch(Strict):
+    """Metadata changes while the document is still a draft."""
+
+    subject: str | None = Field(default=None, min_length=1, max_length=500)
+    unit_abbr: str | None = Field(default=None, max_length=20)
+    urgency: UrgencyCode | None = None
+    signer: SignerIn | None = None
+    recipients: list[OrganRef] | None = Field(default=None, max_length=1000)
+    to_places: list[str] | None = Field(default=None, max_length=100)
+    page_amount: int | None = Field(default=None, ge=1, le=100000)
+    due_date: date | None = None
+
+
+class IncomingIn(Strict):
+    """An incoming paper or e-mailed document the clerk registers (văn bản đến)."""
+
+    agency: str = Field(max_length=13, description="the receiving agency")
+    type_key: str = Field(max_length=20)
+    subject: str = Field(min_length=1, max_length=500)
+    code: str | None = Field(default=None, max_length=45, description="number and symbol as written: 15/CT-UBND")
+    issued_date: date | None = None
+    issuing_organ: OrganRef
+    secrecy: SecrecyCode = "none"
+    urgency: UrgencyCode = "thuong"
+    signer: SignerIn | None = None
+    page_amount: int | None = Field(default=None, ge=1, le=100000)
+    due_date: date | None = None
+    notes: str | None = Field(default=None, max_length=500)
+
+
+class ContentOut(BaseModel):
+    number: int
+    sha256: str
+    size: int
+    media_type: str
+    filename: str
+    signatures: int
+    stage: str
+    uploaded_at: datetime
+
+
+class AttachmentOut(BaseModel):
+    id: int
+    name: str
+    sha256: str
+    size: int
+    media_type: str
+    uploaded_at: datetime
+
+
+class DocumentOut(BaseModel):
+    id: int
+    direction: str
+    agency: str
+    status: str
+    version: int
+    type_key: str
+    type_name: str
+    subject: str
+    secrecy: str
+    urgency: str
+    language: str
+    page_amount: int | None
+    unit_abbr: str | None
+    code: str | None = Field(description="number and symbol, e.g. 05/QĐ-UBND")
+    code_number: int | None
+    code_notation: str | None
+    issued_date: date | None
+    issuing_organ_id: str | None
+    issuing_organ_name: str | None
+    signer_position: str | None
+    signer_name: str | None
+    recipients: list[dict[str, str]]
+    to_places: list[str]
+    due_date: date | None
+    notes: str | None
+    arrival_number: int | None
+    arrival_date: datetime | None
+    duplicate_of: list[int]
+    work_file_id: int | None
+    dossier_code: str | None
+    content_version: int
+    issued_at: datetime | None
+    recalled_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    warnings: list[str] = Field(default_factory=list)
+
+
+class NumberOut(BaseModel):
+    """What the signing service writes into the field prepared in the PDF."""
+
+    id: int
+    number: int
+    code: str
+    code_number: str
+    code_notation: str
+    series: str
+    issued_date: date
+    version: int
+
+
+class AssignIn(Strict):
+    assignee: str = Field(min_length=1, max_length=100, description="user id (sub) of the person")
+    assignee_name: str = Field(default="", max_length=100)
+    role: Literal["main", "support"] = "main"
+    note: str | None = Field(default=None, max_length=1000)
+    due_date: date | None = Field(default=None, description="omit to use the urgency's working days")
+
+
+class AssignmentOut(BaseModel):
+    id: int
+    document_id: int
+    agency: str
+    assignee: str
+    assignee_name: str
+    role: str
+    assigned_by: str
+    note: str | None
+    due_date: date
+    status: str
+    assigned_at: datetime
+    completed_at: datetime | None
+    overdue: bool = False
+
+
+class CommentIn(Strict):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class CommentOut(BaseModel):
+    id: int
+    document_id: int
+    author: str
+    author_name: str
+    text: str
+    created_at: datetime
+
+
+class RecallIn(Strict):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class WorkFileIn(Strict):
+    organ_id: str = Field(max_length=13)
+    file_notation: str = Field(min_length=1, max_length=60)
+    title: str = Field(min_length=1, max_length=500)
+    file_catalog: int | None = Field(default=None, ge=1900, le=2999, description="year; this year if omitted")
+
+
+class WorkFileOut(BaseModel):
+    id: int
+    organ_id: str
+    file_catalog: int
+    file_notation: str
+    title: str
+    dossier_code: str | None
+    status: str
+    opened_at: datetime
+    closed_at: datetime | None = None

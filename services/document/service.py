@@ -1,0 +1,365 @@
+"""The document rules that endpoints and handlers share: visibility, files, numbering, issue,
+registration of incoming documents and delivery inside the deployment."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.document.blobs import FileCipher, LocalBlobStore
+from services.document.config import DocumentSettings
+from services.document.doctypes import DEFAULT_DOC_TYPES, DocType, Secrecy, Urgency
+from services.document.edxml import VIETNAM_TIME
+from services.document.events import DocumentReceived, DocumentRegistered
+from services.document.models import ContentVersion, Document, counters, outbox
+from services.document.numbering import MalformedCode, edxml_parts, format_code, parse_code, series_key_for
+from services.document.workdays import WorkingCalendar
+from shared.auth import Caller
+from shared.db import next_value
+from shared.errors import NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from shared.text import fold, tokens
+
+PDF_MAGIC = b"%PDF-"
+ARRIVAL_SERIES = "den"
+
+
+@dataclass
+class Toolkit:
+    """What the part holds for its requests: settings, the blob store, the cipher, the calendar."""
+
+    settings: DocumentSettings
+    blobs: LocalBlobStore
+    cipher: FileCipher
+    calendar: WorkingCalendar
+
+
+def build_toolkit(settings: DocumentSettings) -> Toolkit:
+    return Toolkit(
+        settings=settings,
+        blobs=LocalBlobStore(settings.resolved_blob_dir),
+        cipher=FileCipher(settings.file_keys, active=settings.file_key_active),
+        calendar=WorkingCalendar(country=settings.holiday_country, extra_days_off=settings.extra_holidays),
+    )
+
+
+def toolkit(request: Request) -> Toolkit:
+    return request.app.state.runtime.extras["toolkit"]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def start_of(day: date) -> datetime:
+    """Midnight at the start of ``day`` in Vietnam, as an aware datetime."""
+    return datetime.combine(day, datetime.min.time(), tzinfo=VIETNAM_TIME)
+
+
+def end_of(day: date) -> datetime:
+    return start_of(day + timedelta(days=1))
+
+
+def vietnam_today(at: datetime | None = None) -> date:
+    """The calendar day in Vietnam: numbering years and deadlines follow local dates."""
+    return (at or now_utc()).astimezone(VIETNAM_TIME).date()
+
+
+# --- visibility -------------------------------------------------------------------------------
+
+
+def visible(caller: Caller, doc: Document) -> bool:
+    """Inside the caller's agency subtree and within their clearance; otherwise it does not exist."""
+    return caller.acts_in(doc.agency) and caller.may_see_secrecy(doc.secrecy_rank)
+
+
+async def get_visible(session: AsyncSession, caller: Caller, document_id: int, *, lock: bool = False) -> Document:
+    query = select(Document).where(Document.id == document_id)
+    if lock:
+        query = query.with_for_update()
+    doc = (await session.execute(query)).scalar_one_or_none()
+    if doc is None or not visible(caller, doc):
+        raise NotFound(f"no document {document_id}")
+    return doc
+
+
+def doc_type(key: str) -> DocType:
+    try:
+        return DEFAULT_DOC_TYPES.get(key)
+    except KeyError:
+        raise Unprocessable(f"unknown document type {key!r}") from None
+
+
+def search_text_for(doc: Document) -> str:
+    """Folded words of everything a user may search by (the subject never leaves the row)."""
+    parts = [doc.subject, doc.type_name, doc.code_text or "", doc.issuing_organ_name or "", doc.signer_name or ""]
+    return " ".join(tokens(" ".join(parts)))
+
+
+def touch(doc: Document) -> None:
+    doc.version += 1
+    doc.updated_at = now_utc()
+    doc.search_text = search_text_for(doc)
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Staged:
+    """An upload spooled to disk while hashed and measured; not yet in the store."""
+
+    path: Path
+    sha256: str
+    size: int
+    head: bytes
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+async def spool_upload(request: Request, kit: Toolkit) -> Staged:
+    """Stream the request body to a temporary file, hashing it; 413 past the size limit."""
+    limit = kit.settings.max_file_bytes
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    spool = kit.blobs.spool()
+    path = Path(spool.name)
+    try:
+        with spool:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"a file may be at most {limit} bytes")
+                if len(head) < 8:
+                    head = (head + chunk)[:8]
+                digest.update(chunk)
+                spool.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise Unprocessable("the file is empty")
+    return Staged(path=path, sha256=digest.hexdigest(), size=size, head=head)
+
+
+def require_pdf(staged: Staged) -> None:
+    """The type is read from the bytes, never from the name or the declared content type."""
+    if not staged.head.startswith(PDF_MAGIC):
+        staged.discard()
+        raise UnsupportedMediaType("the file is not a PDF (it does not start with %PDF-)")
+
+
+def count_signatures(path: Path) -> int:
+    """Signature fields that hold a signature, read with pyHanko; a PDF it cannot read is 422."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    try:
+        with path.open("rb") as f:
+            return len(PdfFileReader(f, strict=False).embedded_signatures)
+    except Exception as exc:
+        raise Unprocessable(f"the PDF cannot be read: {type(exc).__name__}") from exc
+
+
+def starts_with_blob(kit: Toolkit, version: ContentVersion, path: Path) -> bool:
+    """True when the new file appends to the previous version's bytes (incremental update)."""
+    previous = read_blob(kit, version.blob)
+    if os.path.getsize(path) <= len(previous):
+        return False
+    with path.open("rb") as f:
+        return f.read(len(previous)) == previous
+
+
+def commit_blob(kit: Toolkit, staged: Staged, *, secret: bool) -> str:
+    """Move a staged file into the store; a secret document's file is encrypted first."""
+    if not secret:
+        kit.blobs.put_file(staged.sha256, staged.path)
+        return staged.sha256
+    plaintext = staged.path.read_bytes()
+    name = f"{staged.sha256}.{kit.cipher.active}.enc"
+    kit.blobs.put_bytes(name, kit.cipher.encrypt(plaintext, associated=staged.sha256.encode()))
+    staged.discard()
+    return name
+
+
+def read_blob(kit: Toolkit, name: str) -> bytes:
+    data = kit.blobs.read(name)
+    if name.endswith(".enc"):
+        return kit.cipher.decrypt(data, associated=name.split(".", 1)[0].encode())
+    return data
+
+
+async def latest_content(session: AsyncSession, doc: Document) -> ContentVersion | None:
+    if not doc.content_version:
+        return None
+    return (
+        await session.execute(
+            select(ContentVersion).where(
+                ContentVersion.document_id == doc.id, ContentVersion.number == doc.content_version
+            )
+        )
+    ).scalar_one_or_none()
+
+
+# --- numbering ----------------------------------------------------------------------------------
+
+
+def secrecy_of(doc: Document) -> Secrecy:
+    return Secrecy.from_code(doc.secrecy)
+
+
+async def assign_number(session: AsyncSession, doc: Document, *, settings: DocumentSettings, today: date) -> str:
+    """Take the next number of the document's series, in the caller's transaction (gap-free:
+    a rolled-back request gives it back) and write number and symbol on the document."""
+    profile = settings.agencies.get(doc.agency)
+    if profile is None:
+        raise Unprocessable(f"agency {doc.agency} has no numbering profile in this deployment")
+    kind = doc_type(doc.type_key)
+    rules = [r.to_rule() for r in profile.series]
+    try:
+        series = series_key_for(kind, secrecy_of(doc), rules, on=today)
+    except LookupError as exc:
+        raise Unprocessable(str(exc)) from exc
+    if kind.is_cong_van and not doc.unit_abbr:
+        raise Unprocessable("a công văn needs the drafting unit (unit_abbr) for its symbol")
+    number = await next_value(session, counters, f"{doc.agency}:{series}")
+    try:
+        code = format_code(
+            number,
+            type_abbr=kind.abbreviation,
+            issuer_abbr=profile.abbreviation,
+            unit_abbr=doc.unit_abbr if kind.is_cong_van else None,
+            year=today.year if kind.is_legal else None,
+        )
+        _, notation = edxml_parts(parse_code(code, cong_van=kind.is_cong_van))
+    except MalformedCode as exc:
+        raise Unprocessable(f"cannot write the symbol: {exc}") from exc
+    doc.series_key = series
+    doc.code_number = number
+    doc.code_text = code
+    doc.code_notation = notation
+    doc.issued_date = today
+    doc.issuing_organ_id = doc.agency
+    doc.issuing_organ_name = profile.name
+    return code
+
+
+# --- incoming -----------------------------------------------------------------------------------
+
+
+async def duplicates_of(session: AsyncSession, doc: Document) -> list[int]:
+    """Incoming documents of the same agency with the same number, symbol and issuing agency."""
+    if not doc.code_text or not doc.issuing_organ_id:
+        return []
+    rows = await session.execute(
+        select(Document.id).where(
+            and_(
+                Document.agency == doc.agency,
+                Document.direction == "incoming",
+                Document.code_text == doc.code_text,
+                Document.issuing_organ_id == doc.issuing_organ_id,
+                Document.id != doc.id,
+            )
+        )
+    )
+    return [r for r in rows.scalars()]
+
+
+def duplicate_warning(doc: Document) -> list[str]:
+    if not doc.duplicate_of:
+        return []
+    return [
+        f"duplicate: incoming document(s) {', '.join(map(str, doc.duplicate_of))} already have number and "
+        f"symbol {doc.code_text} from {doc.issuing_organ_id}"
+    ]
+
+
+async def register_incoming(session: AsyncSession, doc: Document, *, at: datetime) -> None:
+    """Give the next arrival number of the year (số đến) and note duplicates (a warning only)."""
+    year = vietnam_today(at).year
+    doc.arrival_series = f"{year}/{ARRIVAL_SERIES}"
+    doc.arrival_number = await next_value(session, counters, f"{doc.agency}:{doc.arrival_series}")
+    doc.arrival_date = at
+    doc.status = "registered"
+    doc.duplicate_of = await duplicates_of(session, doc)
+    touch(doc)
+    secret = secrecy_of(doc).is_secret
+    await outbox.emit(
+        session,
+        "document.registered",
+        DocumentRegistered(
+            id=doc.id,
+            agency=doc.agency,
+            arrival_number=doc.arrival_number,
+            arrival_year=year,
+            code=doc.code_text,
+            issuing_organ_id=doc.issuing_organ_id,
+            subject=None if secret else doc.subject,
+            secret=secret,
+            urgency=doc.urgency,
+            duplicate_of=doc.duplicate_of,
+        ),
+        subject=f"document:{doc.id}",
+        agency=doc.agency,
+    )
+
+
+async def emit_received(session: AsyncSession, doc: Document, *, source: str | None) -> None:
+    secret = secrecy_of(doc).is_secret
+    await outbox.emit(
+        session,
+        "document.received",
+        DocumentReceived(
+            id=doc.id,
+            agency=doc.agency,
+            code=doc.code_text,
+            issuing_organ_id=doc.issuing_organ_id,
+            source=source,
+            subject=None if secret else doc.subject,
+            secret=secret,
+            urgency=doc.urgency,
+            received_at=doc.arrival_date or now_utc(),
+        ),
+        subject=f"document:{doc.id}",
+        agency=doc.agency,
+    )
+
+
+def to_out(doc: Document, *, warnings: list[str] | None = None) -> dict[str, Any]:
+    return {
+        **{c.key: getattr(doc, c.key) for c in Document.__table__.columns if c.key != "search_text"},
+        "code": doc.code_text,
+        "warnings": warnings if warnings is not None else duplicate_warning(doc),
+    }
+
+
+def new_document(**fields: Any) -> Document:
+    now = now_utc()
+    secrecy = Secrecy.from_code(fields.get("secrecy", "none"))
+    Urgency.from_code(fields.get("urgency", "thuong"))
+    doc = Document(
+        version=1,
+        secrecy_rank=secrecy.rank,
+        content_version=0,
+        recipients=[],
+        to_places=[],
+        duplicate_of=[],
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+    doc.search_text = search_text_for(doc)
+    return doc
+
+
+def folded_words(query: str) -> list[str]:
+    return tokens(fold(query))

@@ -1,0 +1,806 @@
+"""PAdES signing (ký số) of official documents per Decree 30/2020/NĐ-CP: drafts with prepared
+fields, the person's signature, the clerk's number/symbol, the organisation's seal, attachments
+and batches — PAdES B-T by default (signature time-stamp), B-LT on request (revocation data
+embedded in the DSS)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from io import BytesIO
+from typing import TYPE_CHECKING, Any, Literal
+
+from asn1crypto import tsp
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from PIL import Image
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.generic import pdf_name, pdf_string
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import fields as sig_fields
+from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec, MDPPerm, SigFieldSpec, SigSeedSubFilter
+from pyhanko.sign.general import SigningError
+from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner, Signer
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+from pyhanko.sign.signers.pdf_signer import DSSContentSettings, SigDSSPlacementPreference
+from pyhanko.sign.timestamps import TimeStamper
+
+from . import stamps
+from .stamps import DEFAULT_RULES, AppearanceRules, PersonBlockGeometry, PrerenderedStyle
+
+if TYPE_CHECKING:
+    from .pki import CertificateAuthority
+    from .verification import TrustSettings
+
+__all__ = [
+    "BatchItem",
+    "BrokenPdf",
+    "CertificateExpired",
+    "CertificateNotTrusted",
+    "CertificateRevoked",
+    "DraftLayout",
+    "EncryptedPdf",
+    "InvalidAppearance",
+    "InvalidNumberText",
+    "LocalTimeStamper",
+    "NotAPdf",
+    "NumberAlreadyFilled",
+    "NumberFieldMissing",
+    "PdfTooLarge",
+    "SealNotOfYourAgency",
+    "SigningPolicy",
+    "SigningRefused",
+    "TokenLocked",
+    "UnknownSigner",
+    "WrongPin",
+    "WrongSigningOrder",
+    "fill_number_field",
+    "open_pdf",
+    "prepare_draft",
+    "sign_batch",
+    "sign_pdf",
+]
+
+Kind = Literal["person", "organisation", "attachment"]
+Level = Literal["B-T", "B-LT"]
+
+
+class SigningRefused(Exception):
+    """Base of every refusal the service maps to a 4xx problem; ``status`` is the HTTP code."""
+
+    status: int = 400
+    code: str = "signing-refused"
+
+
+class NotAPdf(SigningRefused):
+    status, code = 415, "not-a-pdf"
+
+
+class EncryptedPdf(SigningRefused):
+    status, code = 422, "encrypted-pdf"
+
+
+class BrokenPdf(SigningRefused):
+    status, code = 422, "broken-pdf"
+
+
+class PdfTooLarge(SigningRefused):
+    status, code = 413, "pdf-too-large"
+
+
+class CertificateRevoked(SigningRefused):
+    status, code = 403, "certificate-revoked"
+
+
+class CertificateExpired(SigningRefused):
+    status, code = 403, "certificate-expired"
+
+
+class CertificateNotTrusted(SigningRefused):
+    status, code = 403, "certificate-not-trusted"
+
+
+class WrongPin(SigningRefused):
+    status, code = 403, "wrong-pin"
+
+    def __init__(self, message: str, *, attempts_left: int) -> None:
+        super().__init__(message)
+        self.attempts_left = attempts_left
+
+
+class TokenLocked(SigningRefused):
+    status, code = 423, "signer-locked"
+
+
+class UnknownSigner(SigningRefused):
+    status, code = 404, "unknown-signer"
+
+
+class SealNotOfYourAgency(SigningRefused):
+    status, code = 403, "seal-not-of-your-agency"
+
+
+class WrongSigningOrder(SigningRefused):
+    status, code = 409, "wrong-signing-order"
+
+
+class NumberFieldMissing(SigningRefused):
+    status, code = 409, "number-field-missing"
+
+
+class NumberAlreadyFilled(SigningRefused):
+    status, code = 409, "number-already-filled"
+
+
+class InvalidNumberText(SigningRefused):
+    status, code = 422, "invalid-number-text"
+
+
+class InvalidAppearance(SigningRefused):
+    status, code = 422, "invalid-appearance"
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SigningPolicy:
+    """Limits and field names; the service builds one from its settings."""
+
+    max_pdf_bytes: int = 20 * 1024 * 1024
+    max_number_text: int = 50  # CodeNumber (11) + "/" + CodeNotation (30), with room to spare
+    number_field: str = "so_ky_hieu"
+    person_field: str = "chu_ky_nguoi_ky"
+    organisation_field: str = "chu_ky_co_quan"
+    attachment_field: str = "chu_ky_tep_dinh_kem"
+    # Hex characters kept for the CMS object: the signer's chain and the signature time-stamp
+    # with the TSA's chain take about 7 kB of DER with RSA-2048 CAs; a fixed reservation spares
+    # pyHanko's trial signature that would otherwise size it.
+    bytes_reserved: int = 2 * 14 * 1024
+
+
+@dataclass(frozen=True)
+class DraftLayout:
+    """Where the prepared fields go (PDF points, origin bottom-left, A4 defaults following the
+    Decree 30 layout: number/symbol in the left column under the agency name, the signature
+    block in the right column after the text)."""
+
+    number_page: int = 0
+    number_rect: tuple[float, float, float, float] = (112.0, 688.0, 280.0, 706.0)
+    signature_page: int = -1
+    person_origin: tuple[float, float] = (320.0, 120.0)
+    person_geometry: PersonBlockGeometry = PersonBlockGeometry()
+    title_lines: int = 2
+    attachment_margins: tuple[float, float] = (42.5, 22.7)  # right 15 mm, top 8 mm: in the margin
+
+    def person_rect(self) -> tuple[float, float, float, float]:
+        x, y = self.person_origin
+        g = self.person_geometry
+        return (x, y, x + g.width, y + g.height)
+
+    def seal_rect(self, rules: AppearanceRules = DEFAULT_RULES) -> tuple[float, float, float, float]:
+        """The seal at real size, its right edge a third of the way into the signature image,
+        vertically centred on it."""
+        ix, iy, iw, ih = self.person_geometry.image_box(self.title_lines, rules)
+        x0, y0 = self.person_origin
+        d = rules.seal_diameter_mm * stamps.MM
+        right = x0 + ix + iw * rules.seal_covers_fraction
+        cy = y0 + iy + ih / 2
+        return (right - d, cy - d / 2, right, cy + d / 2)
+
+    def attachment_rect(
+        self, page_width: float, page_height: float, rules: AppearanceRules = DEFAULT_RULES
+    ) -> tuple[float, float, float, float]:
+        w, h = stamps.attachment_box_size(rules)
+        right, top = self.attachment_margins
+        return (page_width - right - w, page_height - top - h, page_width - right, page_height - top)
+
+
+DEFAULT_POLICY = SigningPolicy()
+DEFAULT_LAYOUT = DraftLayout()
+
+
+class LocalTimeStamper(TimeStamper):
+    """RFC 3161 time-stamps from our own TSA, in-process (no HTTP round trip)."""
+
+    def __init__(self, ca: CertificateAuthority) -> None:
+        super().__init__(include_nonce=True)
+        self._ca = ca
+
+    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+        return self._ca.timestamp_response(req)
+
+
+# -- input checks -----------------------------------------------------------------------------
+
+
+def open_pdf(pdf: bytes, policy: SigningPolicy = DEFAULT_POLICY) -> IncrementalPdfFileWriter:
+    """Parse an uploaded PDF for an incremental update, refusing what cannot be signed."""
+    if not isinstance(pdf, bytes | bytearray | memoryview):
+        raise NotAPdf("expected the PDF's bytes")
+    if len(pdf) > policy.max_pdf_bytes:
+        raise PdfTooLarge(f"PDF is {len(pdf)} bytes; the limit is {policy.max_pdf_bytes}")
+    if b"%PDF-" not in bytes(pdf[:1024]):
+        raise NotAPdf("no %PDF- header")
+    try:
+        writer = IncrementalPdfFileWriter(BytesIO(bytes(pdf)), strict=True)
+        reader = writer.prev
+        if reader.encrypted:
+            raise EncryptedPdf("encrypted PDFs cannot be signed; send the decrypted file")
+        pages = reader.root["/Pages"]
+        if int(pages["/Count"]) < 1:
+            raise BrokenPdf("the PDF has no pages")
+        reader.find_page_for_modification(0)
+    except SigningRefused:
+        raise
+    except (PdfError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise BrokenPdf(f"cannot read the PDF: {exc}") from exc
+    return writer
+
+
+def _output(writer: IncrementalPdfFileWriter) -> bytes:
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+# -- draft preparation ------------------------------------------------------------------------
+
+
+def _field_by_name(reader_root: Any, name: str) -> generic.IndirectObject | None:
+    try:
+        fields = reader_root["/AcroForm"]["/Fields"]
+    except KeyError:
+        return None
+    for ref in fields:
+        if ref.get_object().get("/T") == name:
+            return ref
+    return None
+
+
+def _ensure_acroform(writer: IncrementalPdfFileWriter) -> generic.DictionaryObject:
+    root = writer.root
+    try:
+        form = root["/AcroForm"]
+    except KeyError:
+        form = generic.DictionaryObject({pdf_name("/Fields"): generic.ArrayObject()})
+        root[pdf_name("/AcroForm")] = writer.add_object(form)
+        writer.update_root()
+        form = root["/AcroForm"]
+    # /DA of text fields names a font that must be in /DR; our own appearance streams carry
+    # the embedded DejaVu font, Helvetica only keeps viewers that regenerate them well-formed.
+    if "/DR" not in form:
+        form[pdf_name("/DR")] = generic.DictionaryObject(
+            {
+                pdf_name("/Font"): generic.DictionaryObject(
+                    {
+                        pdf_name("/Helv"): generic.DictionaryObject(
+                            {
+                                pdf_name("/Type"): pdf_name("/Font"),
+                                pdf_name("/Subtype"): pdf_name("/Type1"),
+                                pdf_name("/BaseFont"): pdf_name("/Helvetica"),
+                            }
+                        )
+                    }
+                )
+            }
+        )
+        writer.update_container(form)
+    return form
+
+
+def _add_number_field(writer: IncrementalPdfFileWriter, layout: DraftLayout, policy: SigningPolicy) -> None:
+    form = _ensure_acroform(writer)
+    page_ref, _ = writer.find_page_for_modification(layout.number_page)
+    x0, y0, x1, y1 = layout.number_rect
+    empty_ap = generic.StreamObject(
+        {
+            pdf_name("/Type"): pdf_name("/XObject"),
+            pdf_name("/Subtype"): pdf_name("/Form"),
+            pdf_name("/BBox"): generic.ArrayObject([generic.FloatObject(v) for v in (0, 0, x1 - x0, y1 - y0)]),
+        },
+        stream_data=b"",
+    )
+    text_field = generic.DictionaryObject(
+        {
+            pdf_name("/FT"): pdf_name("/Tx"),
+            pdf_name("/T"): pdf_string(policy.number_field),
+            pdf_name("/TU"): pdf_string("Số và ký hiệu văn bản"),
+            # read-only for people in viewers; the clerk's number is written by the system
+            pdf_name("/Ff"): generic.NumberObject(1),
+            pdf_name("/DA"): pdf_string("/Helv 0 Tf 0 g"),
+            pdf_name("/Type"): pdf_name("/Annot"),
+            pdf_name("/Subtype"): pdf_name("/Widget"),
+            pdf_name("/F"): generic.NumberObject(4),
+            pdf_name("/Rect"): generic.ArrayObject([generic.FloatObject(v) for v in (x0, y0, x1, y1)]),
+            pdf_name("/P"): page_ref,
+            pdf_name("/AP"): generic.DictionaryObject({pdf_name("/N"): writer.add_object(empty_ap)}),
+        }
+    )
+    ref = writer.add_object(text_field)
+    _append_to_array(writer, form, "/Fields", ref)
+    _append_to_array(writer, page_ref.get_object(), "/Annots", ref)
+
+
+def _append_to_array(
+    writer: IncrementalPdfFileWriter,
+    owner: generic.DictionaryObject,
+    key: str,
+    ref: generic.IndirectObject,
+) -> None:
+    """Append to an array that may be direct in ``owner`` or an indirect object of its own,
+    marking whichever object changed for the incremental update."""
+    if key not in owner:
+        owner[pdf_name(key)] = generic.ArrayObject([ref])
+        writer.update_container(owner)
+        return
+    owner[key].append(ref)
+    if isinstance(owner.raw_get(key), generic.IndirectObject):
+        writer.update_container(owner[key])
+    else:
+        writer.update_container(owner)
+
+
+def _add_draft_fields(
+    writer: IncrementalPdfFileWriter,
+    layout: DraftLayout,
+    policy: SigningPolicy,
+    rules: AppearanceRules,
+) -> None:
+    if _field_by_name(writer.root, policy.number_field) is None:
+        _add_number_field(writer, layout, policy)
+    if _field_by_name(writer.root, policy.person_field) is None:
+        sig_fields.append_signature_field(
+            writer,
+            SigFieldSpec(
+                sig_field_name=policy.person_field,
+                on_page=layout.signature_page,
+                box=layout.person_rect(),
+                readable_field_name="Chữ ký của người có thẩm quyền",
+                # After the person signs, only the clerk's number and the seal may follow.
+                field_mdp_spec=FieldMDPSpec(
+                    FieldMDPAction.EXCLUDE,
+                    fields=[policy.number_field, policy.organisation_field],
+                ),
+                doc_mdp_update_value=MDPPerm.FILL_FORMS,
+            ),
+        )
+    if _field_by_name(writer.root, policy.organisation_field) is None:
+        sig_fields.append_signature_field(
+            writer,
+            SigFieldSpec(
+                sig_field_name=policy.organisation_field,
+                on_page=layout.signature_page,
+                box=layout.seal_rect(rules),
+                readable_field_name="Chữ ký số của cơ quan, tổ chức",
+                field_mdp_spec=FieldMDPSpec(FieldMDPAction.ALL),
+            ),
+        )
+
+
+def prepare_draft(
+    pdf: bytes,
+    *,
+    layout: DraftLayout = DEFAULT_LAYOUT,
+    policy: SigningPolicy = DEFAULT_POLICY,
+    rules: AppearanceRules = DEFAULT_RULES,
+) -> bytes:
+    """Add the number/symbol text field and the empty signature fields of the person and of
+    the organisation (seal over the left third of the signature image) in one revision."""
+    writer = open_pdf(pdf, policy)
+    if _signature_count(writer.prev):
+        raise WrongSigningOrder("the draft is already signed")
+    _add_draft_fields(writer, layout, policy, rules)
+    return _output(writer)
+
+
+# -- number/symbol --------------------------------------------------------------------------
+
+
+def fill_number_field(
+    pdf: bytes,
+    *,
+    number_text: str,
+    policy: SigningPolicy = DEFAULT_POLICY,
+    rules: AppearanceRules = DEFAULT_RULES,
+) -> bytes:
+    """The clerk's step (văn thư cấp số): write the number/symbol into the prepared field in an
+    incremental update that the person's signature permits (form filling of that field only)."""
+    number_text = (number_text or "").strip()
+    if not number_text or len(number_text) > policy.max_number_text:
+        raise InvalidNumberText(f"number/symbol must be 1 to {policy.max_number_text} characters")
+    writer = open_pdf(pdf, policy)
+    ref = _field_by_name(writer.root, policy.number_field)
+    if ref is None:
+        raise NumberFieldMissing(f"no {policy.number_field!r} field; prepare the draft first")
+    text_field = ref.get_object()
+    if str(text_field.get("/V", "")).strip():
+        raise NumberAlreadyFilled(f"the document already has number {text_field['/V']}")
+    x0, y0, x1, y1 = (float(v) for v in text_field["/Rect"])
+    try:
+        appearance = stamps.number_field_appearance(
+            number_text=number_text, width=abs(x1 - x0), height=abs(y1 - y0), rules=rules
+        )
+        ap_ref = appearance.reference_in(writer)
+    except stamps.StampTextNotSupported as exc:
+        raise InvalidNumberText(str(exc)) from exc
+    text_field[pdf_name("/V")] = pdf_string(number_text)
+    text_field[pdf_name("/AP")] = generic.DictionaryObject({pdf_name("/N"): ap_ref})
+    writer.update_container(text_field)
+    return _output(writer)
+
+
+def number_text_of(pdf: bytes, *, policy: SigningPolicy = DEFAULT_POLICY) -> str | None:
+    writer = open_pdf(pdf, policy)
+    ref = _field_by_name(writer.root, policy.number_field)
+    if ref is None:
+        return None
+    value = str(ref.get_object().get("/V", "")).strip()
+    return value or None
+
+
+# -- signing ----------------------------------------------------------------------------------
+
+
+def _signature_count(reader: PdfFileReader) -> int:
+    # counts filled signature fields without parsing their CMS (a broken one must not crash us)
+    return sum(1 for _ in sig_fields.enumerate_sig_fields(reader, filled_status=True))
+
+
+def _cert_value(cert: asn1_x509.Certificate, attr: str) -> str | None:
+    for rdn in cert.subject.chosen:
+        for type_value in rdn:
+            if type_value["type"].native == attr:
+                return str(type_value["value"].native)
+    return None
+
+
+@dataclass
+class _Job:
+    """What every document of one signing call shares: the signer, the appearance, the
+    validation context — built once per batch."""
+
+    signer: Signer
+    kind: Kind
+    field_name: str
+    level: Level
+    timestamper: TimeStamper | None
+    trust: TrustSettings | None
+    policy: SigningPolicy
+    layout: DraftLayout
+    rules: AppearanceRules
+    appearance: Any  # stamps.TemplateAppearance for person/organisation
+    number_text: str | None = None
+    validation_context: Any = None
+    meta: PdfSignatureMetadata | None = None
+
+
+def _make_job(
+    *,
+    signer: Signer,
+    kind: Kind,
+    field_name: str | None,
+    level: Level,
+    timestamper: TimeStamper | None,
+    trust: TrustSettings | None,
+    acting_organ_id: str | None,
+    title_lines: Sequence[str] | None,
+    full_name: str | None,
+    agency_name: str | None,
+    number_text: str | None,
+    appearance_image: Image.Image | None,
+    policy: SigningPolicy,
+    layout: DraftLayout,
+    rules: AppearanceRules,
+    signing_time: datetime,
+) -> _Job:
+    if kind not in ("person", "organisation", "attachment"):
+        raise ValueError(f"unknown kind {kind!r}")
+    if level not in ("B-T", "B-LT"):
+        raise ValueError(f"unknown PAdES level {level!r}")
+    if timestamper is None:
+        raise ValueError("PAdES B-T and B-LT need a time-stamper")
+    cert: asn1_x509.Certificate = signer.signing_cert
+    _check_validity_period(cert, signing_time)
+    if trust is not None:
+        trust.check_signer(cert, at=signing_time)
+    if kind in ("organisation", "attachment") and acting_organ_id is not None:
+        organ_id = _cert_value(cert, "organizational_unit_name")
+        if organ_id != acting_organ_id:
+            raise SealNotOfYourAgency(f"the seal belongs to agency {organ_id}, not to {acting_organ_id}")
+    field_name = (
+        field_name
+        or {
+            "person": policy.person_field,
+            "organisation": policy.organisation_field,
+            "attachment": policy.attachment_field,
+        }[kind]
+    )
+    try:
+        if kind == "person":
+            titles = tuple(title_lines or (_cert_value(cert, "title") or "",))
+            name = full_name or _cert_value(cert, "common_name") or ""
+            if appearance_image is not None:  # a scanned signature supplied by the signer
+                appearance: Any = stamps.person_appearance(
+                    title_lines=titles,
+                    full_name=name,
+                    image=appearance_image,
+                    geometry=layout.person_geometry,
+                    title_slots=layout.title_lines,
+                    rules=rules,
+                )
+            else:
+                appearance = stamps.cached_person_appearance(
+                    titles, name, layout.person_geometry, layout.title_lines, rules
+                )
+        elif kind == "organisation":
+            agency = agency_name or _cert_value(cert, "organization_name") or ""
+            if appearance_image is not None:  # the agency's registered seal image
+                appearance = stamps.seal_appearance(agency_name=agency, image=appearance_image, rules=rules)
+            else:
+                appearance = stamps.cached_seal_appearance(agency, rules)
+        else:
+            appearance = None
+            if not number_text:
+                raise InvalidNumberText("an attachment's stamp needs the main document's number")
+            stamps.font(rules.text_font).check(number_text)
+    except stamps.StampTextNotSupported as exc:
+        raise InvalidNumberText(str(exc)) from exc
+    except ValueError as exc:  # too many title lines for the layout
+        raise InvalidAppearance(str(exc)) from exc
+    job = _Job(
+        signer=signer,
+        kind=kind,
+        field_name=field_name,
+        level=level,
+        timestamper=timestamper,
+        trust=trust,
+        policy=policy,
+        layout=layout,
+        rules=rules,
+        appearance=appearance,
+        number_text=number_text,
+    )
+    if level == "B-LT":
+        if trust is None:
+            raise ValueError("B-LT needs trust settings to collect revocation data")
+        job.validation_context = trust.validation_context(
+            certs_to_check=[x509.load_der_x509_certificate(cert.dump())], include_hierarchy=True
+        )
+    job.meta = PdfSignatureMetadata(
+        field_name=field_name,
+        md_algorithm="sha256",
+        subfilter=SigSeedSubFilter.PADES,
+        # The person's signature certifies the document (DocMDP P=2, "form filling and
+        # signing"): viewers then flag any other change. Its field's /Lock (FieldMDP, set by
+        # prepare_draft) narrows form filling to the number field and the seal. An approval
+        # signature with FieldMDP alone would not stop new annotations or page edits.
+        certify=kind == "person",
+        docmdp_permissions=MDPPerm.FILL_FORMS,
+        embed_validation_info=level == "B-LT",
+        validation_context=job.validation_context,
+        # one revision per signature: DSS written with the signature, no VRI needed
+        dss_settings=DSSContentSettings(placement=SigDSSPlacementPreference.TOGETHER_WITH_SIGNATURE, include_vri=False),
+    )
+    return job
+
+
+def _check_validity_period(cert: asn1_x509.Certificate, at: datetime) -> None:
+    validity = cert["tbs_certificate"]["validity"]
+    if at < validity["not_before"].native or at > validity["not_after"].native:
+        raise CertificateExpired(
+            f"certificate valid {validity['not_before'].native:%Y-%m-%d} to "
+            f"{validity['not_after'].native:%Y-%m-%d}, not at {at:%Y-%m-%d %H:%M}"
+        )
+
+
+def _prepare_fields_for(writer: IncrementalPdfFileWriter, job: _Job) -> None:
+    reader = writer.prev
+    existing = _signature_count(reader)
+    if job.kind == "person":
+        if existing:
+            raise WrongSigningOrder("the person signs first; this document is already signed")
+        # a draft that skipped prepare_draft gets its fields in the signature's own revision
+        _add_draft_fields(writer, job.layout, job.policy, job.rules)
+    elif job.kind == "organisation":
+        ref = _field_by_name(writer.root, job.field_name)
+        if ref is None:
+            raise WrongSigningOrder("no seal field: the person must sign the prepared draft first")
+        if "/V" in ref.get_object():
+            raise WrongSigningOrder("the organisation has already signed this document")
+        person = _field_by_name(writer.root, job.policy.person_field)
+        if person is None or "/V" not in person.get_object():
+            raise WrongSigningOrder("the person signs before the organisation")
+        number = _field_by_name(writer.root, job.policy.number_field)
+        if number is None or not str(number.get_object().get("/V", "")).strip():
+            raise WrongSigningOrder("the clerk writes the number/symbol before the seal")
+    else:
+        if _field_by_name(writer.root, job.field_name) is None:
+            x0, y0, x1, y1 = _media_box(writer, 0)
+            rect = job.layout.attachment_rect(x1 - x0, y1 - y0, job.rules)
+            rect = (rect[0] + x0, rect[1] + y0, rect[2] + x0, rect[3] + y0)
+            sig_fields.append_signature_field(
+                writer,
+                SigFieldSpec(
+                    sig_field_name=job.field_name,
+                    on_page=0,
+                    box=tuple(round(v, 2) for v in rect),
+                    readable_field_name="Chữ ký số của cơ quan trên tệp đính kèm",
+                    field_mdp_spec=FieldMDPSpec(FieldMDPAction.ALL),
+                ),
+            )
+
+
+def _media_box(writer: IncrementalPdfFileWriter, page_index: int) -> tuple[float, ...]:
+    page_ref, _ = writer.find_page_for_modification(page_index)
+    node = page_ref.get_object()
+    while node is not None:  # /MediaBox is inheritable from the page tree
+        if "/MediaBox" in node:
+            return tuple(float(v) for v in node["/MediaBox"])
+        node = node.get("/Parent")
+    return (0.0, 0.0, 595.28, 841.89)
+
+
+async def _sign_document(pdf: bytes, job: _Job, signing_time: datetime) -> bytes:
+    writer = open_pdf(pdf, job.policy)
+    _prepare_fields_for(writer, job)
+    if job.kind == "attachment":
+        assert job.number_text is not None
+        appearance: Any = stamps.attachment_appearance(
+            number_text=job.number_text, signed_at=signing_time, rules=job.rules
+        )
+    else:
+        appearance = job.appearance
+    assert job.meta is not None
+    pdf_signer = PdfSigner(
+        job.meta,
+        job.signer,
+        timestamper=job.timestamper,
+        stamp_style=PrerenderedStyle(appearance=appearance),
+    )
+    try:
+        session = pdf_signer.init_signing_session(writer, existing_fields_only=True)
+        # one instant for /M, the CMS and the attachment stamp
+        session.system_time = signing_time
+        validation_info = await session.perform_presign_validation(writer)
+        tbs = session.prepare_tbs_document(validation_info=validation_info, bytes_reserved=job.policy.bytes_reserved)
+        prepared, output = tbs.digest_tbs_document()
+        post = await tbs.perform_signature(
+            document_digest=prepared.document_digest,
+            pdf_cms_signed_attrs=PdfCMSSignedAttributes(signing_time=signing_time),
+        )
+        await post.post_signature_processing(output)
+    except SigningError as exc:
+        raise WrongSigningOrder(f"pyHanko refused to sign: {exc}") from exc
+    return output.getvalue()
+
+
+def sign_pdf(
+    pdf: bytes,
+    *,
+    signer: Signer,
+    kind: Kind,
+    timestamper: TimeStamper,
+    field_name: str | None = None,
+    level: Level = "B-T",
+    trust: TrustSettings | None = None,
+    acting_organ_id: str | None = None,
+    title_lines: Sequence[str] | None = None,
+    full_name: str | None = None,
+    agency_name: str | None = None,
+    number_text: str | None = None,
+    appearance_image: Image.Image | None = None,
+    signing_time: datetime | None = None,
+    policy: SigningPolicy = DEFAULT_POLICY,
+    layout: DraftLayout = DEFAULT_LAYOUT,
+    rules: AppearanceRules = DEFAULT_RULES,
+) -> bytes:
+    """Sign one PDF. ``kind``: ``person`` (certifies, blue signature between ``title_lines``
+    and ``full_name`` — both default to the certificate's title and CN), ``organisation`` (red
+    seal over the person's signature, after the number is filled), ``attachment`` (text stamp
+    with ``number_text`` and the signing time, top right of page 1). ``trust`` checks the
+    certificate (chain, expiry, revocation) before signing and feeds B-LT."""
+    signing_time = signing_time or datetime.now(UTC)
+    job = _make_job(
+        signer=signer,
+        kind=kind,
+        field_name=field_name,
+        level=level,
+        timestamper=timestamper,
+        trust=trust,
+        acting_organ_id=acting_organ_id,
+        title_lines=title_lines,
+        full_name=full_name,
+        agency_name=agency_name,
+        number_text=number_text,
+        appearance_image=appearance_image,
+        policy=policy,
+        layout=layout,
+        rules=rules,
+        signing_time=signing_time,
+    )
+    return asyncio.run(_sign_document(pdf, job, signing_time))
+
+
+@dataclass
+class BatchItem:
+    """Outcome for one document of a batch: the signed bytes or the refusal."""
+
+    index: int
+    pdf: bytes | None = None
+    error: SigningRefused | None = None
+
+
+@dataclass
+class BatchResult:
+    items: list[BatchItem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def signed(self) -> int:
+        return sum(1 for i in self.items if i.pdf is not None)
+
+
+def sign_batch(
+    pdfs: Sequence[bytes],
+    *,
+    signer: Signer,
+    kind: Kind,
+    timestamper: TimeStamper,
+    max_batch: int = 100,
+    field_name: str | None = None,
+    level: Level = "B-T",
+    trust: TrustSettings | None = None,
+    acting_organ_id: str | None = None,
+    title_lines: Sequence[str] | None = None,
+    full_name: str | None = None,
+    agency_name: str | None = None,
+    number_text: str | None = None,
+    appearance_image: Image.Image | None = None,
+    signing_time: datetime | None = None,
+    policy: SigningPolicy = DEFAULT_POLICY,
+    layout: DraftLayout = DEFAULT_LAYOUT,
+    rules: AppearanceRules = DEFAULT_RULES,
+) -> BatchResult:
+    """Sign up to ``max_batch`` PDFs with one signer (same options as :func:`sign_pdf`): the
+    certificate check, the appearance, the validation context and the token session are set up
+    once. A document that cannot be signed is reported in its item; the others go on."""
+    if len(pdfs) > max_batch:
+        raise ValueError(f"at most {max_batch} documents per batch")
+    signing_time = signing_time or datetime.now(UTC)
+    started = time.perf_counter()
+    job = _make_job(
+        signer=signer,
+        kind=kind,
+        field_name=field_name,
+        level=level,
+        timestamper=timestamper,
+        trust=trust,
+        acting_organ_id=acting_organ_id,
+        title_lines=title_lines,
+        full_name=full_name,
+        agency_name=agency_name,
+        number_text=number_text,
+        appearance_image=appearance_image,
+        policy=policy,
+        layout=layout,
+        rules=rules,
+        signing_time=signing_time,
+    )
+
+    async def run() -> list[BatchItem]:
+        items = []
+        for index, pdf in enumerate(pdfs):
+            try:
+                items.append(BatchItem(index, pdf=await _sign_document(pdf, job, signing_time)))
+            except SigningRefused as exc:
+                items.append(BatchItem(index, error=exc))
+        return items
+
+    items = asyncio.run(run())
+    return BatchResult(items=items, seconds=time.perf_counter() - started)

@@ -1,0 +1,529 @@
+"""Key custody (giữ khóa bí mật) in a PKCS#11 token — SoftHSM2 here, an HSM in production: the
+signers' RSA keys are generated inside the token and never leave it.
+
+Design:
+
+* **One token per deployment**, logged in once at start-up with the deployment's user PIN (a
+  secret from settings). **One session is kept open and reused** for every signature, because a
+  login per signature costs more than the signature itself; PKCS#11 forbids two threads driving
+  one session at the same time, so every call into the session holds ``SigningToken._lock``.
+* The token's user PIN unlocks every key in it, so it cannot tell signers apart. Each signer (a
+  person, or an organisation's seal) therefore has **its own PIN, checked by this module**
+  against an Argon2 hash before the token is asked to sign. Wrong PINs are counted per signer;
+  after ``PinPolicy.max_attempts`` consecutive failures (5 by default) the signer is locked until
+  an administrator sets a new PIN (:meth:`SigningToken.reset_pin`). A correct PIN resets the
+  counter. The register of signers (key id, PIN hash, counter, lock, certificate) is the JSON file
+  ``signers.json`` beside the token, so the service can persist and back it up.
+* Keys are RSA-2048 with CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE set and CKA_EXTRACTABLE cleared:
+  the token refuses to export them, and nothing here asks it to.
+* SoftHSM reads ``SOFTHSM2_CONF`` when the library is loaded and python-pkcs11 loads the library
+  once per process, so a process works with one token directory.
+
+:func:`development_signer_from_pkcs12` (an encrypted PKCS#12 file) exists for development
+machines without a token only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pkcs11
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from asn1crypto import algos, cms, tsp
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pyhanko.sign.attributes import SigningCertificateV2Provider
+from pyhanko.sign.general import as_signing_certificate_v2
+from pyhanko.sign.pkcs11 import PKCS11Signer
+from pyhanko.sign.signers import SimpleSigner
+
+from .pades import TokenLocked, UnknownSigner, WrongPin
+
+__all__ = [
+    "DEFAULT_MODULE",
+    "PinPolicy",
+    "SignerRecord",
+    "SigningToken",
+    "TokenError",
+    "TokenSigner",
+    "development_signer_from_pkcs12",
+    "write_development_pkcs12",
+]
+
+DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+class TokenError(Exception):
+    """The token cannot be set up or used (a deployment problem, not a user's mistake)."""
+
+
+@dataclass(frozen=True)
+class PinPolicy:
+    """Per-signer PIN rules. Argon2 costs are configurable so tests can run cheaply."""
+
+    max_attempts: int = 5
+    min_length: int = 6
+    # OWASP's minimum for Argon2id (19 MiB, 2 passes): ~40 ms per check here. The lock after
+    # max_attempts guards the online path; the hash only slows an offline attack on the file.
+    argon2_time_cost: int = 2
+    argon2_memory_cost_kib: int = 19 * 1024
+    argon2_parallelism: int = 1
+
+    def hasher(self) -> PasswordHasher:
+        return PasswordHasher(
+            time_cost=self.argon2_time_cost,
+            memory_cost=self.argon2_memory_cost_kib,
+            parallelism=self.argon2_parallelism,
+        )
+
+
+@dataclass
+class SignerRecord:
+    """A signer's line in ``signers.json``."""
+
+    signer_id: str
+    key_id: str  # hex CKA_ID shared by the key pair and the certificate object
+    pin_hash: str
+    failed_attempts: int = 0
+    locked: bool = False
+    certificate_pem: str | None = None
+    chain_pem: str | None = None  # intermediate(s) and root, for embedding in signatures
+
+
+class SigningToken:
+    """The deployment's token: one logged-in session shared by all signers, under a lock."""
+
+    def __init__(
+        self,
+        directory: Path,
+        session: Any,
+        *,
+        policy: PinPolicy,
+    ) -> None:
+        self.directory = directory
+        self.policy = policy
+        self._session = session
+        self._lock = threading.RLock()
+        self._hasher = policy.hasher()
+        self._register_path = directory / "signers.json"
+        self._records: dict[str, SignerRecord] = {}
+        if self._register_path.exists():
+            raw = json.loads(self._register_path.read_text(encoding="utf-8"))
+            self._records = {k: SignerRecord(**v) for k, v in raw.items()}
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    @classmethod
+    def initialise(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        label: str,
+        so_pin: str,
+        user_pin: str,
+        module: str = DEFAULT_MODULE,
+        policy: PinPolicy | None = None,
+    ) -> SigningToken:
+        """Create ``softhsm2.conf`` and a fresh token in ``directory``, then open it."""
+        path = Path(directory).resolve()
+        if (path / "tokens").exists() and any((path / "tokens").iterdir()):
+            raise TokenError(f"a token already exists in {path}; open it instead")
+        (path / "tokens").mkdir(parents=True, exist_ok=True)
+        conf = path / "softhsm2.conf"
+        conf.write_text(
+            f"directories.tokendir = {path / 'tokens'}\n"
+            "objectstore.backend = file\n"
+            "log.level = ERROR\n"
+            "slots.removable = false\n",
+            encoding="utf-8",
+        )
+        env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
+        result = subprocess.run(
+            [
+                "softhsm2-util",
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                so_pin,
+                "--pin",
+                user_pin,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise TokenError(f"softhsm2-util --init-token failed: {result.stderr.strip()}")
+        return cls.open(path, label=label, user_pin=user_pin, module=module, policy=policy)
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        label: str,
+        user_pin: str,
+        module: str = DEFAULT_MODULE,
+        policy: PinPolicy | None = None,
+    ) -> SigningToken:
+        """Open the token ``label`` configured in ``directory`` and log in once."""
+        path = Path(directory).resolve()
+        conf = path / "softhsm2.conf"
+        if conf.exists():
+            current = os.environ.get("SOFTHSM2_CONF")
+            if current and current != str(conf) and pkcs11._lib is not None:
+                raise TokenError(f"this process already loaded SoftHSM with {current}; one token directory per process")
+            os.environ["SOFTHSM2_CONF"] = str(conf)
+        lib = pkcs11.lib(module)
+        try:
+            token = lib.get_token(token_label=label)
+            session = token.open(rw=True, user_pin=user_pin)
+        except pkcs11.PKCS11Error as exc:
+            raise TokenError(f"cannot open token {label!r}: {type(exc).__name__}") from exc
+        return cls(path, session, policy=policy or PinPolicy())
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+    # -- signers ---------------------------------------------------------------------------
+
+    def generate_key(self, signer_id: str, *, pin: str) -> rsa.RSAPublicKey:
+        """Generate an RSA-2048 key pair inside the token for a new signer and record the
+        signer's PIN; returns the public key for the CA to certify."""
+        if signer_id in self._records:
+            raise TokenError(f"signer {signer_id!r} already has a key")
+        self._check_pin_shape(pin)
+        key_id = hashlib.sha256(signer_id.encode("utf-8")).digest()[:16]
+        with self._lock:
+            public, _private = self._session.generate_keypair(
+                KeyType.RSA,
+                2048,
+                id=key_id,
+                label=signer_id,
+                store=True,
+                public_template={Attribute.VERIFY: True, Attribute.ENCRYPT: False},
+                private_template={
+                    Attribute.SENSITIVE: True,
+                    Attribute.EXTRACTABLE: False,
+                    Attribute.PRIVATE: True,
+                    Attribute.SIGN: True,
+                    Attribute.DECRYPT: False,
+                    Attribute.UNWRAP: False,
+                },
+            )
+            modulus, exponent = public[Attribute.MODULUS], public[Attribute.PUBLIC_EXPONENT]
+        self._records[signer_id] = SignerRecord(
+            signer_id=signer_id, key_id=key_id.hex(), pin_hash=self._hasher.hash(pin)
+        )
+        self._save()
+        return rsa.RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(modulus, "big")).public_key()
+
+    def public_key(self, signer_id: str) -> rsa.RSAPublicKey:
+        record = self._record(signer_id)
+        with self._lock:
+            obj = self._session.get_key(object_class=ObjectClass.PUBLIC_KEY, id=bytes.fromhex(record.key_id))
+            modulus, exponent = obj[Attribute.MODULUS], obj[Attribute.PUBLIC_EXPONENT]
+        return rsa.RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(modulus, "big")).public_key()
+
+    def attach_certificate(
+        self, signer_id: str, certificate: x509.Certificate, *, chain: list[x509.Certificate]
+    ) -> None:
+        """Store the signer's certificate in the token (next to its key) and the register."""
+        record = self._record(signer_id)
+        if certificate.public_key() != self.public_key(signer_id):
+            raise TokenError("certificate does not match the signer's key")
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        with self._lock:
+            for old in self._session.get_objects(
+                {Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.ID: bytes.fromhex(record.key_id)}
+            ):
+                old.destroy()
+            self._session.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.CERTIFICATE,
+                    Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
+                    Attribute.TOKEN: True,
+                    Attribute.ID: bytes.fromhex(record.key_id),
+                    Attribute.LABEL: signer_id,
+                    Attribute.SUBJECT: certificate.subject.public_bytes(),
+                    Attribute.ISSUER: certificate.issuer.public_bytes(),
+                    Attribute.SERIAL_NUMBER: asn1_x509.Certificate.load(der)["tbs_certificate"]["serial_number"].dump(),
+                    Attribute.VALUE: der,
+                }
+            )
+        record.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+        record.chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain).decode()
+        self._save()
+
+    def certificate(self, signer_id: str) -> x509.Certificate:
+        record = self._record(signer_id)
+        if record.certificate_pem is None:
+            raise TokenError(f"signer {signer_id!r} has no certificate yet")
+        return x509.load_pem_x509_certificate(record.certificate_pem.encode())
+
+    def signer_ids(self) -> list[str]:
+        return sorted(self._records)
+
+    def record(self, signer_id: str) -> SignerRecord:
+        """A copy of the signer's register line (PIN hash included; never show it to users)."""
+        return SignerRecord(**asdict(self._record(signer_id)))
+
+    # -- PINs ------------------------------------------------------------------------------
+
+    def verify_pin(self, signer_id: str, pin: str) -> None:
+        """Check a signer's PIN, counting failures; raises :class:`WrongPin` or
+        :class:`TokenLocked`."""
+        with self._lock:
+            record = self._record(signer_id)
+            if record.locked:
+                raise TokenLocked(f"signer {signer_id!r} is locked after too many wrong PINs")
+            try:
+                self._hasher.verify(record.pin_hash, pin)
+            except (VerificationError, InvalidHashError):
+                record.failed_attempts += 1
+                left = self.policy.max_attempts - record.failed_attempts
+                if left <= 0:
+                    record.locked = True
+                    self._save()
+                    raise TokenLocked(
+                        f"signer {signer_id!r} is now locked after {record.failed_attempts} wrong PINs"
+                    ) from None
+                self._save()
+                raise WrongPin(f"wrong PIN, {left} attempt(s) left", attempts_left=left) from None
+            if record.failed_attempts:
+                record.failed_attempts = 0
+                self._save()
+
+    def change_pin(self, signer_id: str, *, old_pin: str, new_pin: str) -> None:
+        self.verify_pin(signer_id, old_pin)
+        self._check_pin_shape(new_pin)
+        with self._lock:
+            self._record(signer_id).pin_hash = self._hasher.hash(new_pin)
+            self._save()
+
+    def reset_pin(self, signer_id: str, *, new_pin: str) -> None:
+        """Administrator's reset: a new PIN, counter cleared, lock lifted."""
+        self._check_pin_shape(new_pin)
+        with self._lock:
+            record = self._record(signer_id)
+            record.pin_hash = self._hasher.hash(new_pin)
+            record.failed_attempts = 0
+            record.locked = False
+            self._save()
+
+    # -- signing ---------------------------------------------------------------------------
+
+    def signer(self, signer_id: str, *, pin: str) -> TokenSigner:
+        """A pyHanko signer for this signer's key after checking the PIN. Reuse the returned
+        object for a batch: the PIN is checked once and the key handle is looked up once."""
+        self.verify_pin(signer_id, pin)
+        record = self._record(signer_id)
+        if record.certificate_pem is None or record.chain_pem is None:
+            raise TokenError(f"signer {signer_id!r} has no certificate yet")
+        cert = _to_asn1(x509.load_pem_x509_certificate(record.certificate_pem.encode()))
+        chain = [_to_asn1(c) for c in x509.load_pem_x509_certificates(record.chain_pem.encode())]
+        signer = TokenSigner(self, key_id=bytes.fromhex(record.key_id), signing_cert=cert, ca_chain=chain)
+        with self._lock:
+            signer._load_objects()
+        return signer
+
+    def sign_with_key(self, key_handle: Any, data: bytes, mechanism: Mechanism) -> bytes:
+        with self._lock:
+            return bytes(key_handle.sign(data, mechanism=mechanism))
+
+    @property
+    def session(self) -> Any:
+        return self._session
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _record(self, signer_id: str) -> SignerRecord:
+        try:
+            return self._records[signer_id]
+        except KeyError:
+            raise UnknownSigner(f"no signer {signer_id!r} in this token") from None
+
+    def _check_pin_shape(self, pin: str) -> None:
+        if len(pin) < self.policy.min_length:
+            raise TokenError(f"a PIN needs at least {self.policy.min_length} characters")
+
+    def _save(self) -> None:
+        with self._lock:
+            tmp = self._register_path.with_suffix(".json.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(
+                    {k: asdict(v) for k, v in self._records.items()},
+                    fh,
+                    ensure_ascii=False,
+                    indent=1,
+                )
+            tmp.replace(self._register_path)
+
+
+class TokenSigner(PKCS11Signer):
+    """pyHanko's PKCS#11 signer bound to the shared session: signs under the token's lock,
+    synchronously (no executor hop per signature), and never signs to "measure" the size —
+    callers reserve the signature size instead."""
+
+    def __init__(
+        self,
+        token: SigningToken,
+        *,
+        key_id: bytes,
+        signing_cert: asn1_x509.Certificate,
+        ca_chain: list[asn1_x509.Certificate],
+    ) -> None:
+        super().__init__(
+            token.session,
+            key_id=key_id,
+            signing_cert=signing_cert,
+            ca_chain=ca_chain,
+            other_certs_to_pull=(),
+        )
+        self._token = token
+        self._parts_cache: dict[str, dict[str, bytes]] = {}
+        self._modulus_bytes = (signing_cert.public_key["public_key"].parsed["modulus"].native.bit_length() + 7) // 8
+
+    async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
+        if dry_run:
+            return bytes(self._modulus_bytes)
+        spec = self._select_pkcs11_signing_params(digest_algorithm)
+        if self._key_handle is None:
+            with self._token._lock:
+                self._load_objects()
+        return self._token.sign_with_key(self._key_handle, data, spec.sign_kwargs["mechanism"])
+
+    def sign_raw_sync(self, data: bytes, digest_algorithm: str = "sha256") -> bytes:
+        return asyncio.run(self.async_sign_raw(data, digest_algorithm))
+
+    def _package_signature(
+        self,
+        *,
+        digest_algorithm: str,
+        cms_version: Any,
+        signed_attrs: cms.CMSAttributes,
+        signature: bytes,
+        unsigned_attrs: cms.CMSAttributes | None,
+        encap_content_info: Any,
+    ) -> cms.ContentInfo:
+        # Same SignedData as pyHanko's Signer._package_signature, but the parts that never
+        # change for this signer (certificates, identifiers, algorithms) are loaded from cached
+        # DER: asn1crypto then copies bytes instead of re-encoding the certificate chain for
+        # every signature, which was most of the CPU time of a batch.
+        parts = self._cms_parts(digest_algorithm)
+        sig_info = cms.SignerInfo(
+            {
+                "version": "v1",
+                "sid": cms.SignerIdentifier.load(parts["sid"]),
+                "digest_algorithm": algos.DigestAlgorithm.load(parts["digest"]),
+                "signature_algorithm": algos.SignedDigestAlgorithm.load(parts["mechanism"]),
+                "signed_attrs": signed_attrs,
+                "signature": signature,
+            }
+        )
+        if unsigned_attrs is not None:
+            sig_info["unsigned_attrs"] = unsigned_attrs
+        signed_data = cms.SignedData(
+            {
+                "version": cms_version,
+                "digest_algorithms": cms.DigestAlgorithms.load(parts["digests"]),
+                "encap_content_info": encap_content_info or {"content_type": "data"},
+                "certificates": cms.CertificateSet.load(parts["certs"]),
+                "signer_infos": [sig_info],
+            }
+        )
+        return cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
+
+    def _signed_attr_providers(self, *args: Any, **kwargs: Any) -> Any:
+        # pyHanko rebuilds the signing-certificate-v2 attribute from the parsed certificate
+        # for every signature (re-encoding its names); serve it from cached DER instead.
+        for provider in super()._signed_attr_providers(*args, **kwargs):
+            if isinstance(provider, SigningCertificateV2Provider):
+                yield _CachedSigningCertificateV2(self._cms_parts("sha256")["ess_cert_v2"])
+            else:
+                yield provider
+
+    def _cms_parts(self, digest_algorithm: str) -> dict[str, bytes]:
+        cached = self._parts_cache.get(digest_algorithm)
+        if cached is None:
+            cert = self.signing_cert
+            digest = algos.DigestAlgorithm({"algorithm": digest_algorithm})
+            certs = {c.dump(): c for c in (*self.cert_registry, cert)}
+            cached = {
+                "sid": cms.SignerIdentifier(
+                    name="issuer_and_serial_number",
+                    value={"issuer": cert.issuer, "serial_number": cert.serial_number},
+                ).dump(),
+                "digest": digest.dump(),
+                "ess_cert_v2": as_signing_certificate_v2(cert).dump(),
+                "digests": cms.DigestAlgorithms([digest]).dump(),
+                "mechanism": self.get_signature_mechanism_for_digest(digest_algorithm).dump(),
+                "certs": cms.CertificateSet(
+                    [cms.CertificateChoices(name="certificate", value=c) for c in certs.values()]
+                ).dump(),
+            }
+            self._parts_cache[digest_algorithm] = cached
+        return cached
+
+
+class _CachedSigningCertificateV2(SigningCertificateV2Provider):
+    def __init__(self, der: bytes) -> None:
+        self._der = der
+
+    async def build_attr_value(self, dry_run: bool = False) -> tsp.SigningCertificateV2:
+        return tsp.SigningCertificateV2.load(self._der)
+
+
+def _to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+# -- development fallback ------------------------------------------------------------------
+
+
+def write_development_pkcs12(
+    path: str | os.PathLike[str],
+    *,
+    key: rsa.RSAPrivateKey,
+    certificate: x509.Certificate,
+    chain: list[x509.Certificate],
+    passphrase: bytes,
+) -> None:
+    """Development only: an encrypted PKCS#12 for machines without a token."""
+    data = pkcs12.serialize_key_and_certificates(
+        name=None,
+        key=key,
+        cert=certificate,
+        cas=chain,
+        encryption_algorithm=serialization.BestAvailableEncryption(passphrase),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def development_signer_from_pkcs12(path: str | os.PathLike[str], *, passphrase: bytes) -> SimpleSigner:
+    """Development only: a pyHanko signer from an encrypted PKCS#12 (keys in a file are not
+    acceptable for real signers; use :class:`SigningToken`)."""
+    signer = SimpleSigner.load_pkcs12(str(path), passphrase=passphrase)
+    if signer is None:
+        raise TokenError(f"cannot read PKCS#12 file {path}")
+    return signer

@@ -1,0 +1,129 @@
+"""One local CA and one SoftHSM token per test session, built in a temporary directory."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen import canvas
+
+from services.signing.pades import LocalTimeStamper
+from services.signing.pki import CertificateAuthority, PkiConfig, certificates_pem
+from services.signing.stamps import FONT_DIR
+from services.signing.token import PinPolicy, SigningToken
+from services.signing.verification import TrustSettings
+
+AGENCY = "Ủy ban nhân dân tỉnh Hà Giang"
+AGENCY_ID = "000.00.00.H23"
+OTHER_AGENCY = "Sở Tư pháp tỉnh Hà Giang"
+OTHER_AGENCY_ID = "000.00.05.H23"
+PIN = "246810"
+
+# pyHanko warns that fetching is off while embedding revocation data: by design, our trust
+# settings collect that data before signing.
+logging.getLogger("pyhanko.sign.signers.pdf_signer").setLevel(logging.ERROR)
+
+
+@dataclass
+class Pki:
+    directory: Path
+    ca: CertificateAuthority
+    token: SigningToken
+    trust: TrustSettings
+    timestamper: LocalTimeStamper
+    root_pem: Path
+    intermediate_pem: Path
+
+    def new_signer(
+        self,
+        signer_id: str,
+        *,
+        person: bool = True,
+        organ_id: str = AGENCY_ID,
+        agency: str = AGENCY,
+        full_name: str = "Nguyễn Văn Đức",
+        position: str = "Chủ tịch",
+    ) -> str:
+        public_key = self.token.generate_key(signer_id, pin=PIN)
+        if person:
+            cert = self.ca.issue_person_certificate(
+                public_key,
+                full_name=full_name,
+                position=position,
+                organisation_name=agency,
+                organ_id=organ_id,
+            )
+        else:
+            cert = self.ca.issue_organisation_certificate(public_key, organisation_name=agency, organ_id=organ_id)
+        self.token.attach_certificate(signer_id, cert, chain=self.ca.chain())
+        return signer_id
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
+    if not all(shutil.which(t) for t in ("softhsm2-util", "pdfsig", "pdftoppm", "openssl")):
+        pytest.skip("softhsm2, poppler-utils and openssl are required for the signing tests")
+    base = tmp_path_factory.mktemp("signing")
+    ca = CertificateAuthority.create(base / "ca", passphrase=b"dev-only-passphrase", config=PkiConfig(ca_key_size=2048))
+    token = SigningToken.initialise(
+        base / "token",
+        label="lienthong-test",
+        so_pin="so-pin-987654",
+        user_pin="user-pin-123456",
+        # cheap Argon2 so PIN tests run fast; production keeps the defaults
+        policy=PinPolicy(argon2_time_cost=1, argon2_memory_cost_kib=1024),
+    )
+    trust = TrustSettings(
+        trust_roots=[ca.root_certificate],
+        other_certs=[ca.intermediate_certificate, ca.tsa_certificate],
+        fetch=ca.in_process_fetch(),
+    )
+    root_pem = base / "root.pem"
+    root_pem.write_bytes(certificates_pem([ca.root_certificate]))
+    intermediate_pem = base / "interm.pem"
+    intermediate_pem.write_bytes(certificates_pem([ca.intermediate_certificate]))
+    env = Pki(base, ca, token, trust, LocalTimeStamper(ca), root_pem, intermediate_pem)
+    env.new_signer("chu-tich")
+    env.new_signer("ubnd-tinh", person=False)
+    env.new_signer("so-tu-phap", person=False, organ_id=OTHER_AGENCY_ID, agency=OTHER_AGENCY)
+    yield env
+    token.close()
+
+
+def decision_pdf(pages: int = 1, body: str = "Về việc phê duyệt kế hoạch cải cách hành chính.") -> bytes:
+    """A Decree 30-style draft: agency and number on the left, national motto on the right,
+    the title and the body; the signature block is left to the prepared fields."""
+    if "DejaVuSerif" not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(TTFont("DejaVuSerif", str(FONT_DIR / "DejaVuSerif.ttf")))
+        pdfmetrics.registerFont(TTFont("DejaVuSerif-Bold", str(FONT_DIR / "DejaVuSerif-Bold.ttf")))
+    buf = BytesIO()
+    c = canvas.Canvas(buf, pagesize=A4)
+    for page in range(pages):
+        c.setFont("DejaVuSerif-Bold", 12)
+        c.drawCentredString(170, 770, "ỦY BAN NHÂN DÂN")
+        c.drawCentredString(170, 755, "TỈNH HÀ GIANG")
+        c.drawCentredString(420, 770, "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM")
+        c.drawCentredString(420, 755, "Độc lập - Tự do - Hạnh phúc")
+        c.setFont("DejaVuSerif", 13)
+        c.drawString(85, 692, "Số:")
+        c.setFont("DejaVuSerif-Bold", 14)
+        c.drawCentredString(297, 620, "QUYẾT ĐỊNH")
+        c.setFont("DejaVuSerif", 13)
+        c.drawCentredString(297, 600, body)
+        c.drawString(85, 560, f"Trang {page + 1}.")
+        c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def draft_pdf() -> bytes:
+    return decision_pdf()
