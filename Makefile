@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast test-faults contracts contracts-check bench fuzz up migrate backup clean lint
+.PHONY: run test test-fast test-faults contracts contracts-check config-reference bench fuzz up migrate backup clean lint
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ contracts: $(STAMP)
 
 contracts-check: $(STAMP)
 	$(PY) -m lienthong contracts --check
+
+config-reference: $(STAMP)
+	$(PY) -m lienthong.configref
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -63,6 +63,9 @@ def run_env(metadata: MetaData) -> None:
         return
 
     def do_run(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            # replicas starting together on an empty database take turns
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock(hashtext('alembic:{version_table}'))")
         configure(connection=connection)
         with context.begin_transaction():
             context.run_migrations()
