@@ -6,26 +6,45 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.intake import endpoints
+from services.intake import catalogue, endpoints, handlers
+from services.intake.blobs import BlobStore
 from services.intake.config import IntakeSettings, get_settings
 from services.intake.models import Base, outbox
-from shared.app import ServiceDefinition, create_service_app
+from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
+from shared.db import session_scope
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+async def on_start(runtime: ServiceRuntime) -> None:
+    settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
+    blobs = BlobStore(settings.var_dir / "intake-blobs")
+    blobs.root.mkdir(parents=True, exist_ok=True)
+    runtime.extras["blobs"] = blobs
+    runtime.extras["lookup_limiter"] = endpoints.RateLimiter(settings.lookup_rate_per_minute)
+    handlers.document_issued.bind(settings, blobs)
+    if settings.demo:
+        async with session_scope(runtime.db) as session:
+            await catalogue.seed_demo(session)
+
+
 def definition(settings: IntakeSettings | None = None) -> ServiceDefinition:
     settings = settings or get_settings()
+    # base64 makes a file 4/3 larger; a submission may carry several files
+    max_body = settings.max_file_bytes * 4 // 3 * 3 + 1024 * 1024
     return ServiceDefinition(
         name="intake",
         title="lienthong intake",
-        description="One-stop-shop desk: procedures, dossiers, deadlines, workflow, receipts, look-up.",
+        description="One-stop-shop desk: agencies, procedures, dossiers, deadlines, workflow, forms, look-up.",
         settings=settings,
         metadata=Base.metadata,
         migrations=MIGRATIONS,
-        routers=[endpoints.router],
+        routers=endpoints.routers,
         outbox=outbox,
-        max_body_bytes=settings.max_file_bytes * 3,
+        consumers=[handlers.consumer],
+        on_start=on_start,
+        max_body_bytes=1024 * 1024,
+        body_limits={"/dossiers": max_body},
     )
 
 

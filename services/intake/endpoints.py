@@ -1,93 +1,820 @@
-"""Intake's HTTP API (through the gateway at ``/api/intake/…``)."""
+"""Intake's HTTP API (through the gateway at ``/api/intake/…``): agencies, procedure catalogue,
+calendar, dossiers and their workflow, forms, public look-up, indicators."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+import csv
+import hmac
+import io
+import ipaddress
+import time
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-from sqlalchemy import select
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from sqlalchemy import and_, case, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.events import DossierReceived
-from services.intake.models import Dossier, counters, outbox
-from services.intake.schemas import Applicant, DossierOut, DossierSubmission
-from shared.auth import Caller, allow, current_caller
-from shared.db import next_value, request_session
-from shared.errors import NotFound, problem_responses
+from services.intake import catalogue, printing, service
+from services.intake.calendar import VN_TZ, CalendarError, as_vietnam_time
+from services.intake.config import IntakeSettings
+from services.intake.models import (
+    Agency,
+    CalendarOverrideRow,
+    Dossier,
+    DossierComponent,
+    DossierEvent,
+    DueDateChange,
+    Handoff,
+    ProcedureVersion,
+)
+from services.intake.schemas import (
+    ORGAN_PATTERN,
+    PROCEDURE_PATTERN,
+    ActionRequest,
+    AgencyIn,
+    AgencyOut,
+    CalendarDay,
+    CalendarOverrideIn,
+    CalendarOverrideOut,
+    CalendarYearOut,
+    DossierHistory,
+    DossierOut,
+    DossierPage,
+    DossierSubmission,
+    DueDateChangeOut,
+    DueOut,
+    ExtensionIn,
+    HandoffIn,
+    HandoffOut,
+    HistoryEntry,
+    IndicatorsOut,
+    LookupOut,
+    ProcedureOut,
+    ProcedureVersionIn,
+    ProcedureVersionOut,
+)
+from services.intake.workflow import DossierStatus
+from shared import organ_id
+from shared.auth import Caller, allow, current_caller, public
+from shared.db import request_session
+from shared.errors import BadRequest, Forbidden, NotFound, TooManyRequests, Unprocessable, problem_responses
 from shared.http import StrictRoute
+from shared.text import fold, tokens
 
-VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
-
-router = APIRouter(prefix="/dossiers", tags=["dossiers"], route_class=StrictRoute)
 Session = Depends(request_session, scope="function")
+Me = Depends(current_caller)
+STAFF = ("desk_officer", "specialist", "leader", "admin")
+DOSSIER_READERS = (*STAFF, "citizen", "integrator", "auditor")
+PDF = {"content": {"application/pdf": {}}, "description": "a printable form"}
 
 
-def _out(d: Dossier) -> DossierOut:
-    return DossierOut(
-        code=d.code,
-        agency=d.agency,
-        procedure_code=d.procedure_code,
-        status=d.status,
-        applicant=Applicant.model_validate(d.applicant),
-        received_at=d.received_at,
+def settings_of(request: Request) -> IntakeSettings:
+    return request.app.state.runtime.settings
+
+
+async def context(request: Request, session: AsyncSession = Session) -> service.Context:
+    settings = settings_of(request)
+    return service.Context(
+        settings=settings,
+        calendar=await catalogue.working_calendar(session, settings),
+        blobs=request.app.state.runtime.extras["blobs"],
     )
 
 
-@router.post(
+Ctx = Depends(context)
+
+
+def _pdf(content: bytes, name: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        content,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{name}.pdf"', **(headers or {})},
+    )
+
+
+# ======================================================================== agencies
+
+agencies = APIRouter(prefix="/agencies", tags=["agencies"], route_class=StrictRoute)
+
+
+@agencies.get("", response_model=list[AgencyOut], **public())
+async def list_agencies(
+    under: Annotated[str | None, Query(pattern=ORGAN_PATTERN, description="only this agency's subtree")] = None,
+    session: AsyncSession = Session,
+) -> list[AgencyOut]:
+    """The agency tree (Decision 20/2020 identifiers), the suite's one source of truth."""
+    query = select(Agency).order_by(Agency.path)
+    if under:
+        query = query.where(Agency.path.startswith(catalogue.agency_path(under)))
+    return [catalogue.agency_out(a) for a in (await session.execute(query)).scalars()]
+
+
+@agencies.get("/{code}", response_model=AgencyOut, responses=problem_responses(404), **public())
+async def get_agency(code: Annotated[str, Path(pattern=ORGAN_PATTERN)], session: AsyncSession = Session) -> AgencyOut:
+    return catalogue.agency_out(await catalogue.get_agency(session, code))
+
+
+@agencies.put("/{code}", response_model=AgencyOut, responses=problem_responses(401, 403, 422), **allow("admin"))
+async def put_agency(
+    code: Annotated[str, Path(pattern=ORGAN_PATTERN)],
+    body: AgencyIn,
+    response: Response,
+    session: AsyncSession = Session,
+) -> AgencyOut:
+    """Create or rename/deactivate an agency; emits ``agency.changed``."""
+    agency, created = await catalogue.put_agency(session, code, body)
+    response.status_code = 201 if created else 200
+    return catalogue.agency_out(agency)
+
+
+# ======================================================================== procedures
+
+procedures = APIRouter(prefix="/procedures", tags=["procedures"], route_class=StrictRoute)
+
+
+@procedures.get("", response_model=list[ProcedureVersionOut], **public())
+async def list_procedures(
+    agency: Annotated[str | None, Query(pattern=ORGAN_PATTERN, description="received at this agency's desk")] = None,
+    sector: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="words of the name, accents optional")] = None,
+    session: AsyncSession = Session,
+) -> list[ProcedureVersionOut]:
+    """The catalogue as in force today (Vietnam date)."""
+    rows = (
+        await session.execute(select(ProcedureVersion).order_by(ProcedureVersion.code, ProcedureVersion.version))
+    ).scalars()
+    by_code: dict[str, list[ProcedureVersion]] = {}
+    for row in rows:
+        by_code.setdefault(row.code, []).append(row)
+    today = catalogue.today_in_vietnam()
+    out = []
+    for versions in by_code.values():
+        current = catalogue.in_force(versions, today)
+        if current is None:
+            continue
+        if agency and not catalogue.may_receive(agency, current):
+            continue
+        if sector and fold(sector) != fold(current.sector):
+            continue
+        if q and not all(word in current.name_search for word in tokens(q)):
+            continue
+        out.append(catalogue.version_out(current))
+    return out
+
+
+@procedures.get("/{code}", response_model=ProcedureOut, responses=problem_responses(404), **public())
+async def get_procedure(
+    code: Annotated[str, Path(pattern=PROCEDURE_PATTERN)], session: AsyncSession = Session
+) -> ProcedureOut:
+    versions = await catalogue.versions_of(session, code)
+    if not versions:
+        raise NotFound(f"no procedure {code}")
+    current = catalogue.in_force(versions, catalogue.today_in_vietnam())
+    return ProcedureOut(
+        code=code,
+        current=catalogue.version_out(current) if current else None,
+        versions=[catalogue.version_out(v) for v in versions],
+    )
+
+
+@procedures.post(
+    "/{code}/versions",
+    status_code=201,
+    response_model=ProcedureVersionOut,
+    responses=problem_responses(401, 403, 409, 422),
+    **allow("admin"),
+)
+async def add_procedure_version(
+    code: Annotated[str, Path(pattern=PROCEDURE_PATTERN)],
+    body: ProcedureVersionIn,
+    caller: Caller = Me,
+    session: AsyncSession = Session,
+) -> ProcedureVersionOut:
+    """A new version of a procedure (or its first); dossiers keep the version they came under."""
+    return catalogue.version_out(await catalogue.add_version(session, code, body, actor=caller.name))
+
+
+# ======================================================================== calendar
+
+calendar = APIRouter(prefix="/calendar", tags=["calendar"], route_class=StrictRoute)
+
+
+def _parse_instant(value: str, name: str) -> datetime:
+    try:
+        # a "+" of an offset arrives as a space when the client did not encode it
+        moment = datetime.fromisoformat(value.strip().replace(" ", "+") if "T" in value else value)
+    except ValueError as exc:
+        raise BadRequest(f"{name}: not an ISO 8601 date-time", field=name) from exc
+    if moment.tzinfo is None:
+        raise BadRequest(f"{name}: give a timezone (e.g. +07:00)", field=name)
+    return moment
+
+
+@calendar.get("/due", response_model=DueOut, responses=problem_responses(400, 404, 422), **public())
+async def due(
+    accepted_at: Annotated[str, Query(description="ISO 8601 with offset, e.g. 2026-02-13T10:00+07:00")],
+    hours: Annotated[Decimal | None, Query(gt=0, le=100_000, description="working hours")] = None,
+    procedure: Annotated[
+        str | None, Query(pattern=PROCEDURE_PATTERN, description="take hours and cut-off from it")
+    ] = None,
+    cutoff: Annotated[str | None, Query(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="with hours")] = None,
+    pauses: Annotated[list[str] | None, Query(description="start/end intervals (ISO 8601); end may be empty")] = None,
+    session: AsyncSession = Session,
+    ctx: service.Context = Ctx,
+) -> DueOut:
+    """When is a dossier accepted at ``accepted_at`` due: server-side deadline arithmetic."""
+    start = _parse_instant(accepted_at, "accepted_at")
+    if (hours is None) == (procedure is None):
+        raise BadRequest("give either hours or procedure")
+    if procedure is not None:
+        if cutoff is not None:
+            raise BadRequest("the cut-off comes from the procedure")
+        version = catalogue.in_force(await catalogue.versions_of(session, procedure), as_vietnam_time(start).date())
+        if version is None:
+            raise NotFound(f"no procedure {procedure} in force then")
+        hours, cutoff = Decimal(version.processing_hours), version.cutoff
+    intervals: list[tuple[datetime, datetime | None]] = []
+    for i, item in enumerate(pauses or []):
+        begin, sep, end = item.partition("/")
+        if not sep:
+            raise BadRequest(f"pauses[{i}]: write start/end", field="pauses")
+        b = _parse_instant(begin, f"pauses[{i}]")
+        e = _parse_instant(end, f"pauses[{i}]") if end.strip() else None
+        if e is not None and e < b:
+            raise BadRequest(f"pauses[{i}]: ends before it starts", field="pauses")
+        intervals.append((b, e))
+    assert hours is not None
+    cut = catalogue.parse_cutoff(cutoff)
+    try:
+        clock_start = ctx.calendar.clock_start(start, cutoff=cut)
+        due_at = ctx.calendar.due_date(start, hours, cutoff=cut, pauses=intervals)
+    except CalendarError as exc:
+        raise Unprocessable(str(exc)) from exc
+    return DueOut(accepted_at=start, clock_start=clock_start, hours=hours, cutoff=cutoff, due_at=due_at)
+
+
+@calendar.get("/overrides", response_model=list[CalendarOverrideOut], **allow("admin"))
+async def list_overrides(
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None, session: AsyncSession = Session
+) -> list[CalendarOverrideOut]:
+    query = select(CalendarOverrideRow).order_by(CalendarOverrideRow.day)
+    if year:
+        query = query.where(CalendarOverrideRow.day >= date(year, 1, 1), CalendarOverrideRow.day <= date(year, 12, 31))
+    return [
+        CalendarOverrideOut(day=r.day, working=r.working, reason=r.reason)
+        for r in (await session.execute(query)).scalars()
+    ]
+
+
+@calendar.put(
+    "/overrides/{day}", response_model=CalendarOverrideOut, responses=problem_responses(401, 403, 422), **allow("admin")
+)
+async def put_override(
+    day: date, body: CalendarOverrideIn, caller: Caller = Me, session: AsyncSession = Session
+) -> CalendarOverrideOut:
+    """Make ``day`` a working day (swap) or a day off, beating the computed calendar.
+
+    Dossiers already accepted keep their due date; the change applies to new computations."""
+    row = await catalogue.put_override(session, day, working=body.working, reason=body.reason, actor=caller.name)
+    return CalendarOverrideOut(day=row.day, working=row.working, reason=row.reason)
+
+
+@calendar.delete("/overrides/{day}", status_code=204, responses=problem_responses(401, 403, 404), **allow("admin"))
+async def delete_override(day: date, session: AsyncSession = Session) -> Response:
+    result = await session.execute(delete(CalendarOverrideRow).where(CalendarOverrideRow.day == day))
+    if not result.rowcount:
+        raise NotFound(f"no override on {day}")
+    return Response(status_code=204)
+
+
+@calendar.get("/{year}", response_model=CalendarYearOut, **public())
+async def calendar_year(
+    year: Annotated[int, Path(ge=2000, le=2100)], session: AsyncSession = Session, ctx: service.Context = Ctx
+) -> CalendarYearOut:
+    """Days off (holidays, made-up days, extra days off) and working weekend days of a year."""
+    rows = (
+        await session.execute(
+            select(CalendarOverrideRow)
+            .where(CalendarOverrideRow.day >= date(year, 1, 1), CalendarOverrideRow.day <= date(year, 12, 31))
+            .order_by(CalendarOverrideRow.day)
+        )
+    ).scalars()
+    return CalendarYearOut(
+        year=year,
+        days_off=[CalendarDay(day=d.day, name=d.name) for d in ctx.calendar.holidays_in(year)],
+        working_weekend_days=[CalendarDay(day=d.day, name=d.name) for d in ctx.calendar.working_weekend_days_in(year)],
+        overrides=[CalendarOverrideOut(day=r.day, working=r.working, reason=r.reason) for r in rows],
+    )
+
+
+# ======================================================================== dossiers
+
+dossiers = APIRouter(prefix="/dossiers", tags=["dossiers"], route_class=StrictRoute)
+
+
+@dossiers.post(
     "",
     status_code=201,
     response_model=DossierOut,
-    responses=problem_responses(401, 403, 422),
-    **allow("citizen", "desk_officer"),
+    responses={200: {"description": "replay of an Idempotency-Key"}, **problem_responses(401, 403, 409, 413, 415, 422)},
+    **allow("citizen", "desk_officer", "integrator"),
 )
 async def submit_dossier(
-    body: DossierSubmission, caller: Caller = Depends(current_caller), session: AsyncSession = Session
+    body: DossierSubmission,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+    caller: Caller = Me,
+    session: AsyncSession = Session,
+    ctx: service.Context = Ctx,
 ) -> DossierOut:
-    """Submit a dossier: online by a citizen (status 1) or at the desk (status 2)."""
-    if "desk_officer" in caller.roles:
-        caller.require_agency(body.agency)
+    """Submit a dossier: online by a citizen or portal (status 1) or at the desk (status 2, the
+    clock starts). Files travel as base64 in ``components[].file``; the same ``Idempotency-Key``
+    with the same body answers the first dossier again (200), with another body 409."""
+    view, created = await service.submit(session, ctx, caller, body, idempotency_key=idempotency_key)
+    if not created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return view
+
+
+def _period_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=VN_TZ)
+
+
+@dossiers.get("", response_model=DossierPage, responses=problem_responses(400, 401, 403), **allow(*DOSSIER_READERS))
+async def list_dossiers(
+    status: Annotated[list[int] | None, Query(description="one or more status codes")] = None,
+    procedure: Annotated[str | None, Query(pattern=PROCEDURE_PATTERN)] = None,
+    agency: Annotated[str | None, Query(pattern=ORGAN_PATTERN, description="a subtree inside yours")] = None,
+    received_from: Annotated[date | None, Query(description="Vietnam date, inclusive")] = None,
+    received_to: Annotated[date | None, Query(description="Vietnam date, inclusive")] = None,
+    due_before: Annotated[datetime | None, Query()] = None,
+    overdue: Annotated[bool | None, Query(description="being handled and past its due date now")] = None,
+    applicant: Annotated[str | None, Query(max_length=200, description="name or ID number; accents optional")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    caller: Caller = Me,
+    session: AsyncSession = Session,
+) -> DossierPage:
+    """Dossiers newest first: staff see their agency subtree, a citizen or portal their own."""
+    query = select(Dossier)
+    if "service" in caller.roles:
+        pass
+    elif caller.roles - {"citizen", "integrator"}:
+        if caller.agency is None:
+            raise Forbidden("your account has no agency")
+        query = query.where(Dossier.agency_path.startswith(catalogue.agency_path(caller.agency)))
+    else:
+        query = query.where(Dossier.owner == caller.sub)
+    if agency:
+        if not organ_id.is_valid(agency):
+            raise BadRequest("agency: not a valid identifier", field="agency")
+        if (
+            "service" not in caller.roles
+            and (caller.agency is None or not organ_id.within(agency, caller.agency))
+            and caller.roles - {"citizen", "integrator"}
+        ):
+            raise Forbidden("outside your agency", agency=agency)
+        query = query.where(Dossier.agency_path.startswith(catalogue.agency_path(agency)))
+    if status:
+        if any(s not in DossierStatus._value2member_map_ for s in status):
+            raise BadRequest("status: codes are 1 to 10", field="status")
+        query = query.where(Dossier.status.in_(status))
+    if procedure:
+        query = query.where(Dossier.procedure_code == procedure)
+    if received_from:
+        query = query.where(Dossier.received_at >= _period_start(received_from))
+    if received_to:
+        query = query.where(Dossier.received_at < _period_start(received_to + timedelta(days=1)))
+    if due_before:
+        if due_before.tzinfo is None:
+            raise BadRequest("due_before: give a timezone", field="due_before")
+        query = query.where(Dossier.due_at < due_before)
+    running = (int(DossierStatus.ACCEPTED), int(DossierStatus.PROCESSING))
     now = datetime.now(UTC)
-    day = now.astimezone(VIETNAM).strftime("%y%m%d")
-    number = await next_value(session, counters, f"dossier:{body.agency}:{day}")
-    status = 2 if "desk_officer" in caller.roles else 1
-    dossier = Dossier(
-        code=f"{body.agency}-{day}-{number:04d}",
-        agency=body.agency,
-        procedure_code=body.procedure_code,
-        status=status,
-        applicant=body.applicant.model_dump(),
-        received_at=now,
+    if overdue is True:
+        query = query.where(Dossier.status.in_(running), Dossier.due_at < now)
+    elif overdue is False:
+        query = query.where(or_(Dossier.status.not_in(running), Dossier.due_at.is_(None), Dossier.due_at >= now))
+    for word in tokens(applicant or ""):
+        query = query.where(Dossier.applicant_search.contains(word, autoescape=True))
+    if cursor:
+        at, id_ = service.parse_cursor(cursor)
+        query = query.where(or_(Dossier.received_at < at, and_(Dossier.received_at == at, Dossier.id < id_)))
+    query = query.order_by(Dossier.received_at.desc(), Dossier.id.desc()).limit(limit + 1)
+    rows = list((await session.execute(query)).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return DossierPage(
+        items=[await service.dossier_out(session, d) for d in rows],
+        next=service.make_cursor(rows[-1].received_at, rows[-1].id) if more else None,
     )
-    session.add(dossier)
-    await session.flush()
-    await outbox.emit(
-        session,
-        "dossier.received",
-        DossierReceived(
-            code=dossier.code,
-            agency=dossier.agency,
-            procedure_code=dossier.procedure_code,
-            status=status,
-            channel="desk" if status == 2 else "online",
-            received_at=now,
-        ),
-        subject=dossier.code,
-        agency=dossier.agency,
-    )
-    return _out(dossier)
 
 
-@router.get(
-    "/{code}",
-    response_model=DossierOut,
-    responses=problem_responses(401, 403, 404),
-    **allow("desk_officer", "specialist", "leader", "admin"),
+@dossiers.get(
+    "/{code}", response_model=DossierOut, responses=problem_responses(401, 403, 404), **allow(*DOSSIER_READERS)
 )
-async def get_dossier(
-    code: str, caller: Caller = Depends(current_caller), session: AsyncSession = Session
+async def get_dossier(code: str, caller: Caller = Me, session: AsyncSession = Session) -> DossierOut:
+    return await service.dossier_out(session, await service.visible_dossier(session, caller, code))
+
+
+@dossiers.get(
+    "/{code}/history",
+    response_model=DossierHistory,
+    responses=problem_responses(401, 403, 404),
+    **allow(*DOSSIER_READERS),
+)
+async def dossier_history(code: str, caller: Caller = Me, session: AsyncSession = Session) -> DossierHistory:
+    """Every status change, every due-date change with why, and the hand-offs (tracking sheet)."""
+    dossier = await service.visible_dossier(session, caller, code)
+    events = (
+        await session.execute(
+            select(DossierEvent).where(DossierEvent.dossier_id == dossier.id).order_by(DossierEvent.id)
+        )
+    ).scalars()
+    changes = (
+        await session.execute(
+            select(DueDateChange).where(DueDateChange.dossier_id == dossier.id).order_by(DueDateChange.id)
+        )
+    ).scalars()
+    steps = (
+        await session.execute(select(Handoff).where(Handoff.dossier_id == dossier.id).order_by(Handoff.id))
+    ).scalars()
+    return DossierHistory(
+        code=dossier.code,
+        events=[
+            HistoryEntry(
+                action=e.action,
+                from_status=e.from_status,
+                to_status=e.to_status,
+                at=e.at,
+                actor_name=e.actor_name,
+                details=e.details,
+            )
+            for e in events
+        ],
+        due_date_changes=[
+            DueDateChangeOut(
+                at=c.at,
+                old_due_at=c.old_due_at,
+                new_due_at=c.new_due_at,
+                cause=c.cause,
+                reason=c.reason,
+                actor_name=c.actor_name,
+            )
+            for c in changes
+        ],
+        handoffs=[_handoff_out(s) for s in steps],
+    )
+
+
+def _handoff_out(s: Handoff) -> HandoffOut:
+    return HandoffOut(
+        from_whom=s.from_whom,
+        to_whom=s.to_whom,
+        handed_at=s.handed_at,
+        allotted_hours=s.allotted_hours,
+        step_due_at=s.step_due_at,
+        completed_at=s.completed_at,
+        used_hours=s.used_hours,
+        timeliness=s.timeliness,
+        note=s.note,
+    )
+
+
+ACTION_CALLERS = sorted({role for roles in service.ACTION_ROLES.values() for role in roles})
+
+
+@dossiers.post(
+    "/{code}/actions/{action}",
+    response_model=DossierOut,
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+    **allow(*ACTION_CALLERS),
+)
+async def take_action(
+    code: str,
+    action: str,
+    body: ActionRequest,
+    caller: Caller = Me,
+    session: AsyncSession = Session,
+    ctx: service.Context = Ctx,
 ) -> DossierOut:
-    dossier = (await session.execute(select(Dossier).where(Dossier.code == code))).scalar_one_or_none()
-    if dossier is None or not caller.acts_in(dossier.agency):
-        raise NotFound(f"no dossier {code}")
-    return _out(dossier)
+    """One workflow action (accept, refuse, start_processing, request_supplement,
+    supplement_received, request_fees, fees_paid, withdraw, stop, finish, return_result).
+    Not allowed from the current status: 409 and nothing changes. Emits ``dossier.<action>``."""
+    return await service.act(session, ctx, caller, code, action, body)
+
+
+@dossiers.post(
+    "/{code}/handoffs",
+    status_code=201,
+    response_model=HandoffOut,
+    responses=problem_responses(401, 403, 404, 409),
+    **allow("desk_officer", "specialist", "leader"),
+)
+async def add_handoff(
+    code: str,
+    body: HandoffIn,
+    caller: Caller = Me,
+    session: AsyncSession = Session,
+    ctx: service.Context = Ctx,
+) -> HandoffOut:
+    """Hand the dossier to another unit or person: closes the current step with its timeliness."""
+    return _handoff_out(await service.add_handoff(session, ctx, caller, code, body))
+
+
+@dossiers.post(
+    "/{code}/extension",
+    response_model=DueDateChangeOut,
+    responses=problem_responses(401, 403, 404, 409, 422),
+    **allow("desk_officer", "specialist", "leader"),
+)
+async def extend(
+    code: str,
+    body: ExtensionIn,
+    caller: Caller = Me,
+    session: AsyncSession = Session,
+    ctx: service.Context = Ctx,
+) -> DueDateChangeOut:
+    """Extend the due date before it passes, with the reason; the apology is form 04."""
+    c = await service.extend(session, ctx, caller, code, body)
+    return DueDateChangeOut(
+        at=c.at,
+        old_due_at=c.old_due_at,
+        new_due_at=c.new_due_at,
+        cause=c.cause,
+        reason=c.reason,
+        actor_name=c.actor_name,
+    )
+
+
+@dossiers.post(
+    "/{code}/receipt",
+    response_class=Response,
+    responses={200: PDF, **problem_responses(401, 403, 404, 409)},
+    **allow("desk_officer", "citizen", "integrator"),
+)
+async def issue_receipt(code: str, request: Request, caller: Caller = Me, session: AsyncSession = Session) -> Response:
+    """Form 01 with a fresh look-up secret (also in the ``Lookup-Secret`` header). Only the
+    secret's HMAC is stored, so every issue replaces the previous receipt's secret."""
+    dossier = await service.visible_dossier(session, caller, code, for_update=True)
+    settings = settings_of(request)
+    secret = service.new_lookup_secret()
+    pdf = await printing.receipt(session, settings, dossier, secret=secret)
+    dossier.lookup_hash = service.lookup_hash(settings, dossier.code, secret)
+    return _pdf(pdf, f"{code}-01", {"Lookup-Secret": secret, "Cache-Control": "no-store"})
+
+
+FORMS = {
+    "02": printing.supplement_request,
+    "03": printing.refusal,
+    "04": printing.apology,
+    "05": printing.tracking_sheet,
+}
+
+
+@dossiers.get(
+    "/{code}/forms/{form}",
+    response_class=Response,
+    responses={200: PDF, **problem_responses(401, 403, 404, 409)},
+    **allow(*DOSSIER_READERS),
+)
+async def print_form(
+    code: str,
+    form: Annotated[
+        str, Path(pattern=r"^0[2-5]$", description="02 supplement request, 03 refusal, 04 apology, 05 tracking sheet")
+    ],
+    caller: Caller = Me,
+    session: AsyncSession = Session,
+) -> Response:
+    dossier = await service.visible_dossier(session, caller, code)
+    return _pdf(await FORMS[form](session, dossier), f"{code}-{form}")
+
+
+@dossiers.get(
+    "/{code}/files/{sha256}",
+    response_class=Response,
+    responses=problem_responses(401, 403, 404),
+    **allow(*DOSSIER_READERS),
+)
+async def get_file(
+    code: str,
+    sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
+    request: Request,
+    caller: Caller = Me,
+    session: AsyncSession = Session,
+) -> Response:
+    """A component file of the dossier, as received."""
+    dossier = await service.visible_dossier(session, caller, code)
+    component = (
+        (
+            await session.execute(
+                select(DossierComponent).where(
+                    DossierComponent.dossier_id == dossier.id, DossierComponent.sha256 == sha256
+                )
+            )
+        )
+        .scalars()
+        .first()
+    )
+    if component is None:
+        raise NotFound("no such file in this dossier")
+    content = request.app.state.runtime.extras["blobs"].get(sha256)
+    return Response(content, media_type=component.content_type or "application/octet-stream")
+
+
+# ======================================================================== public look-up
+
+lookup = APIRouter(tags=["lookup"], route_class=StrictRoute)
+
+
+class RateLimiter:
+    """Token bucket per client address, in this process (the gateway limits across replicas)."""
+
+    def __init__(self, per_minute: int, *, max_clients: int = 50_000) -> None:
+        self.capacity = float(per_minute)
+        self.refill = per_minute / 60.0
+        self.max_clients = max_clients
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, client: str) -> float:
+        """0 when admitted, else seconds until the next token."""
+        now = time.monotonic()
+        tokens_, last = self.buckets.get(client, (self.capacity, now))
+        tokens_ = min(self.capacity, tokens_ + (now - last) * self.refill)
+        if tokens_ < 1:
+            self.buckets[client] = (tokens_, now)
+            return (1 - tokens_) / self.refill
+        if len(self.buckets) >= self.max_clients and client not in self.buckets:
+            self.buckets = {k: v for k, v in self.buckets.items() if v[0] + (now - v[1]) * self.refill < self.capacity}
+        self.buckets[client] = (tokens_ - 1, now)
+        return 0.0
+
+
+def client_address(request: Request, trusted: list[str]) -> str:
+    peer = request.client.host if request.client else "unknown"
+    if peer not in trusted:
+        return peer
+    forwarded = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(forwarded):
+        if hop not in trusted:
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer
+    return peer
+
+
+_NOT_FOUND = "no dossier with this code and secret"
+
+
+@lookup.get("/lookup", response_model=LookupOut, responses=problem_responses(404, 429), **public())
+async def public_lookup(
+    request: Request,
+    code: Annotated[str, Query(max_length=40)],
+    secret: Annotated[str, Query(max_length=40)],
+    session: AsyncSession = Session,
+) -> LookupOut:
+    """Tra cứu hồ sơ: status and dates of a dossier for whoever holds its receipt (code and
+    secret). A wrong code and a wrong secret get the same 404, and tries are rate-limited."""
+    settings = settings_of(request)
+    limiter: RateLimiter = request.app.state.runtime.extras["lookup_limiter"]
+    wait = limiter.take(client_address(request, settings.trusted_proxies))
+    if wait:
+        raise TooManyRequests("too many look-ups; try again later", headers={"Retry-After": str(int(wait) + 1)})
+    given = service.lookup_hash(settings, code, secret.strip().upper())
+    dossier = await service.find_dossier(session, code)
+    stored = dossier.lookup_hash if dossier is not None and dossier.lookup_hash else "0" * 64
+    # compare even when there is no dossier, so that timing does not tell codes apart
+    if not hmac.compare_digest(given, stored) or dossier is None:
+        raise NotFound(_NOT_FOUND)
+    return LookupOut(
+        code=dossier.code,
+        status=dossier.status,
+        status_label=DossierStatus(dossier.status).label_vi,
+        received_at=dossier.received_at,
+        accepted_at=dossier.accepted_at,
+        due_at=dossier.due_at,
+        finished_at=dossier.finished_at,
+        returned_at=dossier.returned_at,
+    )
+
+
+# ======================================================================== indicators
+
+indicators = APIRouter(prefix="/indicators", tags=["indicators"], route_class=StrictRoute)
+
+
+async def compute_indicators(
+    session: AsyncSession, settings: IntakeSettings, agency: str, period_from: date, period_to: date
+) -> IndicatorsOut:
+    path = catalogue.agency_path(agency)
+    start, end = _period_start(period_from), _period_start(period_to + timedelta(days=1))
+    in_scope = Dossier.agency_path.startswith(path)
+    received_row = (
+        await session.execute(
+            select(func.count(), func.coalesce(func.sum(case((Dossier.channel == "online", 1), else_=0)), 0)).where(
+                in_scope, Dossier.received_at >= start, Dossier.received_at < end
+            )
+        )
+    ).one()
+    finished_row = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(case((Dossier.finished_on_time.is_(True), 1), else_=0)), 0),
+                func.coalesce(func.sum(case((Dossier.finished_on_time.is_(False), 1), else_=0)), 0),
+                func.avg(Dossier.hours_used),
+            ).where(in_scope, Dossier.finished_at >= start, Dossier.finished_at < end)
+        )
+    ).one()
+    overdue_now = (
+        await session.execute(
+            select(func.count()).where(
+                in_scope,
+                Dossier.status.in_((int(DossierStatus.ACCEPTED), int(DossierStatus.PROCESSING))),
+                Dossier.due_at < datetime.now(UTC),
+            )
+        )
+    ).scalar_one()
+    components_row = (
+        await session.execute(
+            select(func.count(DossierComponent.id), func.count(DossierComponent.sha256))
+            .join(Dossier, Dossier.id == DossierComponent.dossier_id)
+            .where(in_scope, Dossier.received_at >= start, Dossier.received_at < end)
+        )
+    ).one()
+    received, online = int(received_row[0]), int(received_row[1])
+    on_time, late = int(finished_row[0]), int(finished_row[1])
+    total_components, digitised = int(components_row[0]), int(components_row[1])
+
+    def share(part: int, whole: int) -> float | None:
+        return round(part / whole, 4) if whole else None
+
+    return IndicatorsOut(
+        agency=agency,
+        period_from=period_from,
+        period_to=period_to,
+        received=received,
+        received_online=online,
+        online_share=share(online, received),
+        finished_on_time=on_time,
+        finished_late=late,
+        on_time_rate=share(on_time, on_time + late),
+        overdue_now=int(overdue_now),
+        average_processing_hours=round(float(finished_row[2]), 2) if finished_row[2] is not None else None,
+        components_total=total_components,
+        components_digitised=digitised,
+        digitised_components_share=share(digitised, total_components),
+        weights=dict(settings.indicator_weights),
+    )
+
+
+@indicators.get(
+    "",
+    response_model=IndicatorsOut,
+    responses={200: {"content": {"text/csv": {}}}, **problem_responses(400, 401, 403)},
+    **allow("leader", "admin", "auditor"),
+)
+async def get_indicators(
+    request: Request,
+    agency: Annotated[str | None, Query(pattern=ORGAN_PATTERN, description="default: yours")] = None,
+    period_from: Annotated[
+        date | None, Query(alias="from", description="Vietnam date; default: first of this month")
+    ] = None,
+    period_to: Annotated[date | None, Query(alias="to", description="Vietnam date, inclusive; default: today")] = None,
+    format: Annotated[str, Query(pattern=r"^(json|csv)$")] = "json",
+    caller: Caller = Me,
+    session: AsyncSession = Session,
+) -> Any:
+    """Decision 766 raw rates of an agency subtree over a period, with the configured weights."""
+    agency = agency or caller.agency
+    if agency is None:
+        raise BadRequest("agency: yours is not known, name one", field="agency")
+    caller.require_agency(agency)
+    today = catalogue.today_in_vietnam()
+    period_to = period_to or today
+    period_from = period_from or period_to.replace(day=1)
+    if period_from > period_to:
+        raise BadRequest("from is after to", field="from")
+    result = await compute_indicators(session, settings_of(request), agency, period_from, period_to)
+    if format == "json":
+        return result
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["indicator", "value"])
+    for name, value in result.model_dump(mode="json").items():
+        if name == "weights":
+            for key, weight in value.items():
+                writer.writerow([f"weight_{key}", weight])
+        else:
+            writer.writerow([name, "" if value is None else value])
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="indicators-{agency}-{period_from}-{period_to}.csv"'},
+    )
+
+
+routers = [agencies, procedures, calendar, dossiers, lookup, indicators]

@@ -16,6 +16,8 @@ DOSSIER = {
     "agency": "000.00.00.H56",
     "procedure_code": "1.001193",
     "applicant": {"full_name": "Nguyễn Thị Hồng Nhung", "address": "Phường Điện Biên, TP Thanh Hóa"},
+    # the procedure's two required components, handed in on paper at the desk
+    "components": [{"no": 1}, {"no": 2}],
 }
 
 

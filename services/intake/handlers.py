@@ -1,0 +1,53 @@
+"""What intake consumes: ``document.issued`` naming a dossier finishes it with the result.
+
+The handler runs in the inbox's transaction (one row per event: redelivery is a no-op), and a
+second event for an already finished dossier, or one for a dossier that cannot be finished now,
+is logged and acknowledged: it will never apply, and it is not the document's fault either.
+"""
+
+from __future__ import annotations
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake import catalogue, service
+from services.intake.blobs import BlobStore
+from services.intake.config import IntakeSettings
+from services.intake.models import inbox
+from shared.events import CloudEvent
+from shared.inbox import Consumer
+
+log = structlog.get_logger("intake")
+
+
+class DocumentIssuedHandler:
+    """Bound to the part's settings at start (the calendar comes from the database)."""
+
+    def __init__(self) -> None:
+        self.settings: IntakeSettings | None = None
+        self.blobs: BlobStore | None = None
+        self.outcomes: list[str] = []
+
+    def bind(self, settings: IntakeSettings, blobs: BlobStore) -> None:
+        self.settings, self.blobs = settings, blobs
+
+    async def __call__(self, session: AsyncSession, event: CloudEvent) -> None:
+        if self.settings is None or self.blobs is None:
+            raise RuntimeError("intake's document.issued handler is not bound yet")
+        ctx = service.Context(
+            settings=self.settings,
+            calendar=await catalogue.working_calendar(session, self.settings),
+            blobs=self.blobs,
+        )
+        outcome = await service.finish_from_document(session, ctx, dict(event.data))
+        self.outcomes.append(outcome)
+        if len(self.outcomes) > 1000:
+            del self.outcomes[:500]
+        log.info(
+            "document_issued_applied", outcome=outcome, dossier_code=event.data.get("dossier_code"), event_id=event.id
+        )
+
+
+document_issued = DocumentIssuedHandler()
+
+consumer = Consumer(name="intake", handlers={"document.issued": document_issued}, inbox=inbox)

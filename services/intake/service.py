@@ -1,0 +1,908 @@
+"""Hồ sơ một cửa: submission, workflow actions, deadlines, hand-offs and the result, in the
+caller's transaction (the request's or a consumer's). Only ``flush()``es; never commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake import catalogue
+from services.intake.blobs import BlobStore, CheckedFile, check_file
+from services.intake.calendar import VN_TZ, WorkingCalendar
+from services.intake.config import IntakeSettings
+from services.intake.events import STEP_EVENTS, DossierExtended, DossierHandedOff, DossierReceived, DossierResult
+from services.intake.models import (
+    Agency,
+    Dossier,
+    DossierComponent,
+    DossierEvent,
+    DueDateChange,
+    Handoff,
+    IdempotencyRecord,
+    ProcedureVersion,
+    counters,
+    outbox,
+)
+from services.intake.schemas import (
+    ActionRequest,
+    Applicant,
+    ComponentIn,
+    ComponentOut,
+    DossierOut,
+    DossierSubmission,
+    ExtensionIn,
+    HandoffIn,
+)
+from services.intake.workflow import (
+    Action,
+    Channel,
+    DossierStatus,
+    TimelinessRule,
+    TransitionNotAllowed,
+    allowed_actions,
+    clock_runs,
+    initial_status,
+    next_status,
+    pauses_from_history,
+    step_timeliness,
+)
+from shared.auth import Caller
+from shared.db import insert_ignoring_duplicates, next_value
+from shared.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from shared.text import fold
+
+log = structlog.get_logger("intake")
+
+S = DossierStatus
+
+# Who may take each action. Staff act only inside their agency subtree; a citizen (or the
+# portal that submitted for them) only on their own dossier.
+ACTION_ROLES: dict[Action, frozenset[str]] = {
+    Action.ACCEPT: frozenset({"desk_officer"}),
+    Action.REFUSE: frozenset({"desk_officer"}),
+    Action.START_PROCESSING: frozenset({"desk_officer"}),
+    Action.REQUEST_SUPPLEMENT: frozenset({"desk_officer", "specialist"}),
+    Action.SUPPLEMENT_RECEIVED: frozenset({"desk_officer", "citizen", "integrator"}),
+    Action.REQUEST_FEES: frozenset({"specialist", "leader"}),
+    Action.FEES_PAID: frozenset({"desk_officer", "specialist"}),
+    Action.WITHDRAW: frozenset({"desk_officer", "citizen", "integrator"}),
+    Action.STOP: frozenset({"specialist", "leader"}),
+    Action.FINISH: frozenset({"specialist", "leader"}),
+    Action.RETURN_RESULT: frozenset({"desk_officer"}),
+}
+OWNER_ROLES = frozenset({"citizen", "integrator"})
+
+# Body fields each action needs (required) and may carry (allowed besides ``note``).
+ACTION_FIELDS: dict[Action, tuple[frozenset[str], frozenset[str]]] = {
+    Action.ACCEPT: (frozenset(), frozenset()),
+    Action.REFUSE: (frozenset({"reasons"}), frozenset()),
+    Action.START_PROCESSING: (frozenset(), frozenset({"to_whom", "allotted_hours"})),
+    Action.REQUEST_SUPPLEMENT: (frozenset({"missing_items"}), frozenset()),
+    Action.SUPPLEMENT_RECEIVED: (frozenset(), frozenset({"components"})),
+    Action.REQUEST_FEES: (frozenset(), frozenset({"amount_vnd"})),
+    Action.FEES_PAID: (frozenset(), frozenset()),
+    Action.WITHDRAW: (frozenset(), frozenset()),
+    Action.STOP: (frozenset({"reasons"}), frozenset()),
+    Action.FINISH: (frozenset({"result"}), frozenset()),
+    Action.RETURN_RESULT: (frozenset(), frozenset()),
+}
+
+DEFAULT_PROCESSING_UNIT = "Bộ phận chuyên môn"
+
+
+@dataclass
+class Context:
+    """What service functions need besides the session."""
+
+    settings: IntakeSettings
+    calendar: WorkingCalendar
+    blobs: BlobStore
+
+    @property
+    def timeliness_rule(self) -> TimelinessRule:
+        return TimelinessRule(
+            on_time_band_hours=self.settings.timeliness_on_time_band_hours,
+            on_time_band_share=self.settings.timeliness_on_time_band_share,
+        )
+
+
+def lookup_hash(settings: IntakeSettings, code: str, secret: str) -> str:
+    """HMAC of the look-up secret, bound to the code (a leaked table gives nothing to replay)."""
+    return hmac.new(settings.lookup_hash_secret.encode(), f"{code}\n{secret}".encode(), hashlib.sha256).hexdigest()
+
+
+# Unambiguous letters and digits (no 0/O, 1/I/L): read off paper and typed by hand.
+_SECRET_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def new_lookup_secret() -> str:
+    return "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(10))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ------------------------------------------------------------------ views
+
+
+async def load_components(session: AsyncSession, dossier: Dossier) -> list[DossierComponent]:
+    rows = await session.execute(
+        select(DossierComponent).where(DossierComponent.dossier_id == dossier.id).order_by(DossierComponent.id)
+    )
+    return list(rows.scalars())
+
+
+async def dossier_out(session: AsyncSession, dossier: Dossier) -> DossierOut:
+    version = await session.get(ProcedureVersion, dossier.procedure_version_id)
+    assert version is not None
+    status = DossierStatus(dossier.status)
+    return DossierOut(
+        code=dossier.code,
+        agency=dossier.agency,
+        procedure_code=dossier.procedure_code,
+        procedure_version=version.version,
+        procedure_name=version.name,
+        channel=dossier.channel,
+        status=dossier.status,
+        status_label=status.label_vi,
+        paused_from=dossier.paused_from,
+        applicant=Applicant.model_validate(dossier.applicant),
+        received_at=dossier.received_at,
+        accepted_at=dossier.accepted_at,
+        due_at=dossier.due_at,
+        finished_at=dossier.finished_at,
+        finished_on_time=dossier.finished_on_time,
+        returned_at=dossier.returned_at,
+        components=[
+            ComponentOut(
+                no=c.no,
+                name=c.name,
+                copies=c.copies,
+                original=c.original,
+                digitised=c.sha256 is not None,
+                sha256=c.sha256,
+                size=c.size,
+                content_type=c.content_type,
+                filename=c.filename,
+                supplement=c.supplement,
+            )
+            for c in await load_components(session, dossier)
+        ],
+        result=dossier.result,
+        allowed_actions=[str(a) for a in allowed_actions(status, paused_from=dossier.paused_from)],
+    )
+
+
+async def find_dossier(session: AsyncSession, code: str, *, for_update: bool = False) -> Dossier | None:
+    query = select(Dossier).where(Dossier.code == code)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def may_see(caller: Caller, dossier: Dossier) -> bool:
+    if caller.has_any(*OWNER_ROLES) and dossier.owner is not None and dossier.owner == caller.sub:
+        return True
+    staff = caller.roles - OWNER_ROLES
+    return bool(staff) and caller.acts_in(dossier.agency)
+
+
+async def visible_dossier(session: AsyncSession, caller: Caller, code: str, *, for_update: bool = False) -> Dossier:
+    """The dossier if the caller may see it; 404 alike for absent and not yours."""
+    dossier = await find_dossier(session, code, for_update=for_update)
+    if dossier is None or not may_see(caller, dossier):
+        raise NotFound(f"no dossier {code}")
+    return dossier
+
+
+# ------------------------------------------------------------------ submission
+
+
+def request_hash(body: DossierSubmission) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _sequence_key(settings: IntakeSettings, agency: str, local: datetime) -> str:
+    period = {"day": "%y%m%d", "month": "%y%m", "year": "%y"}[settings.code_sequence_reset]
+    return f"dossier:{agency}:{local.strftime(period)}"
+
+
+async def _checked_components(
+    ctx: Context, version: ProcedureVersion, items: Sequence[ComponentIn], *, online: bool, prefix: str
+) -> list[tuple[ComponentIn, dict[str, Any], CheckedFile | None]]:
+    specs = version.components
+    if len(items) > len(specs):
+        raise Unprocessable(f"{prefix}: more components than the procedure has", field=prefix)
+    seen: set[int] = set()
+    files = 0
+    checked: list[tuple[ComponentIn, dict[str, Any], CheckedFile | None]] = []
+    for i, item in enumerate(items):
+        field = f"{prefix}[{i}]"
+        if item.no > len(specs):
+            raise Unprocessable(f"{field}: the procedure has no component {item.no}", field=field)
+        if item.no in seen:
+            raise Unprocessable(f"{field}: component {item.no} given twice", field=field)
+        seen.add(item.no)
+        spec = specs[item.no - 1]
+        if online and item.file is None:
+            raise Unprocessable(f"{field}: an online submission carries every component as a file", field=field)
+        file = None
+        if item.file is not None:
+            files += 1
+            if files > ctx.settings.max_files_per_request:
+                raise Unprocessable(f"at most {ctx.settings.max_files_per_request} files per request")
+            file = check_file(
+                filename=item.file.filename,
+                declared_type=item.file.content_type,
+                content_base64=item.file.content_base64,
+                max_bytes=ctx.settings.max_file_bytes,
+                accepted=ctx.settings.accepted_file_types,
+                field=f"{field}.file",
+            )
+        checked.append((item, spec, file))
+    return checked
+
+
+def _component_rows(
+    ctx: Context,
+    dossier_id: int,
+    checked: list[tuple[ComponentIn, dict[str, Any], CheckedFile | None]],
+    *,
+    now: datetime,
+    supplement: bool,
+) -> list[DossierComponent]:
+    rows = []
+    for item, spec, file in checked:
+        if file is not None:
+            ctx.blobs.put(file)
+        rows.append(
+            DossierComponent(
+                dossier_id=dossier_id,
+                no=item.no,
+                name=spec["name"],
+                copies=item.copies or spec.get("copies", 1),
+                original=spec.get("original_required", True) if item.original is None else item.original,
+                sha256=file.sha256 if file else None,
+                size=file.size if file else None,
+                content_type=file.content_type if file else None,
+                filename=file.filename if file else None,
+                received_at=now,
+                supplement=supplement,
+            )
+        )
+    return rows
+
+
+async def submit(
+    session: AsyncSession, ctx: Context, caller: Caller, body: DossierSubmission, *, idempotency_key: str | None
+) -> tuple[DossierOut, bool]:
+    """Record a dossier; returns (view, created). A replayed key gives the first answer again."""
+    record: IdempotencyRecord | None = None
+    digest = request_hash(body) if idempotency_key else ""
+    if idempotency_key:
+        inserted = await session.execute(
+            insert_ignoring_duplicates(session, IdempotencyRecord.__table__).values(
+                caller=caller.sub, key=idempotency_key, request_hash=digest, created_at=_now()
+            )
+        )
+        if not inserted.rowcount:
+            earlier = await session.get(IdempotencyRecord, (caller.sub, idempotency_key))
+            assert earlier is not None
+            if earlier.request_hash != digest or earlier.response is None:
+                raise Conflict("this Idempotency-Key was used with another body", code_hint="idempotency_key_reused")
+            return DossierOut.model_validate(earlier.response), False
+        record = await session.get(IdempotencyRecord, (caller.sub, idempotency_key))
+
+    desk = caller.has_any("desk_officer")
+    channel = Channel.DESK if desk else Channel.ONLINE
+    now = _now()
+    local = now.astimezone(VN_TZ)
+
+    procedure_code, agency_suffix = catalogue.split_procedure_code(body.procedure_code)
+    if agency_suffix is not None and agency_suffix != body.agency:
+        raise Unprocessable("procedure_code names another agency than agency", field="procedure_code")
+    version = catalogue.in_force(await catalogue.versions_of(session, procedure_code), local.date())
+    if version is None:
+        raise Unprocessable(f"no procedure {procedure_code} in force", field="procedure_code")
+    agency = await session.get(Agency, body.agency)
+    if agency is None or not agency.active:
+        raise Unprocessable(f"no active agency {body.agency}", field="agency")
+    if desk:
+        caller.require_agency(body.agency)
+    if not catalogue.may_receive(body.agency, version):
+        raise Unprocessable(
+            f"{agency.name} does not receive procedure {procedure_code}",
+            field="agency",
+            receiving_agencies=list(version.receiving_agencies),
+        )
+    if channel is Channel.ONLINE and version.online_level == "none":
+        raise Unprocessable(f"procedure {procedure_code} cannot be submitted online", field="procedure_code")
+    checked = await _checked_components(
+        ctx, version, body.components, online=channel is Channel.ONLINE, prefix="components"
+    )
+    given = {item.no for item, _, _ in checked}
+    missing = [
+        f"{i + 1}. {spec['name']}"
+        for i, spec in enumerate(version.components)
+        if spec.get("required", True) and i + 1 not in given
+    ]
+    if missing:
+        raise Unprocessable("required components are missing", field="components", missing=missing)
+
+    number = await next_value(session, counters, _sequence_key(ctx.settings, body.agency, local))
+    status = initial_status(channel)
+    dossier = Dossier(
+        code=f"{body.agency}-{local:%y%m%d}-{number:04d}",
+        agency=body.agency,
+        agency_path=catalogue.agency_path(body.agency),
+        procedure_code=procedure_code,
+        procedure_version_id=version.id,
+        channel=str(channel),
+        status=int(status),
+        paused_from=None,
+        applicant=body.applicant.model_dump(),
+        applicant_search=fold(" ".join(filter(None, [body.applicant.full_name, body.applicant.id_number])))[:500],
+        owner=None if desk else caller.sub,
+        received_by=caller.name if desk else None,
+        received_at=now,
+        accepted_at=None,
+        processing_hours=Decimal(version.processing_hours),
+        extension_hours=Decimal(0),
+        cutoff=version.cutoff,
+        lookup_hash=None,
+        version=1,
+        updated_at=now,
+    )
+    session.add(dossier)
+    await session.flush()
+    session.add_all(_component_rows(ctx, dossier.id, checked, now=now, supplement=False))
+    session.add(
+        DossierEvent(
+            dossier_id=dossier.id,
+            action="receive",
+            from_status=None,
+            to_status=int(status),
+            at=now,
+            actor=caller.sub,
+            actor_name=caller.name,
+            details={"channel": str(channel)},
+        )
+    )
+    if status is S.ACCEPTED:
+        await _start_clock(session, ctx, dossier, now=now, actor=caller.name)
+    await session.flush()
+    await outbox.emit(
+        session,
+        "dossier.received",
+        DossierReceived(
+            code=dossier.code,
+            agency=dossier.agency,
+            procedure_code=dossier.procedure_code,
+            procedure_version=version.version,
+            status=int(status),
+            channel=str(channel),
+            received_at=now,
+            due_at=dossier.due_at,
+            owner=dossier.owner,
+        ),
+        subject=dossier.code,
+        agency=dossier.agency,
+    )
+    view = await dossier_out(session, dossier)
+    if record is not None:
+        record.dossier_code = dossier.code
+        record.response = view.model_dump(mode="json")
+        await session.flush()
+    return view, True
+
+
+# ------------------------------------------------------------------ deadlines
+
+
+async def _history(session: AsyncSession, dossier: Dossier) -> list[tuple[datetime, int]]:
+    rows = await session.execute(
+        select(DossierEvent.at, DossierEvent.to_status)
+        .where(DossierEvent.dossier_id == dossier.id)
+        .order_by(DossierEvent.id)
+    )
+    return [(at, status) for at, status in rows.all()]
+
+
+async def pauses_of(session: AsyncSession, dossier: Dossier) -> list[tuple[datetime, datetime | None]]:
+    return pauses_from_history(await _history(session, dossier))
+
+
+def _record_due_change(
+    session: AsyncSession,
+    dossier: Dossier,
+    new_due: datetime | None,
+    *,
+    cause: str,
+    reason: str | None,
+    actor: str,
+    at: datetime,
+) -> None:
+    if new_due is not None:
+        new_due = new_due.astimezone(UTC)
+    if new_due == dossier.due_at:
+        return
+    session.add(
+        DueDateChange(
+            dossier_id=dossier.id,
+            at=at,
+            old_due_at=dossier.due_at,
+            new_due_at=new_due,
+            cause=cause,
+            reason=reason,
+            actor_name=actor,
+        )
+    )
+    dossier.due_at = new_due
+
+
+async def _start_clock(session: AsyncSession, ctx: Context, dossier: Dossier, *, now: datetime, actor: str) -> None:
+    dossier.accepted_at = now
+    due = ctx.calendar.due_date(now, dossier.processing_hours, cutoff=catalogue.parse_cutoff(dossier.cutoff))
+    _record_due_change(session, dossier, due, cause="accepted", reason=None, actor=actor, at=now)
+
+
+async def recompute_due(session: AsyncSession, ctx: Context, dossier: Dossier) -> datetime | None:
+    """Due date from acceptance, processing + extension hours, and the pauses so far."""
+    assert dossier.accepted_at is not None
+    await session.flush()
+    return ctx.calendar.due_date(
+        dossier.accepted_at,
+        Decimal(dossier.processing_hours) + Decimal(dossier.extension_hours),
+        cutoff=catalogue.parse_cutoff(dossier.cutoff),
+        pauses=await pauses_of(session, dossier),
+    )
+
+
+async def hours_used(session: AsyncSession, ctx: Context, dossier: Dossier, until: datetime) -> Decimal | None:
+    if dossier.accepted_at is None:
+        return None
+    start = ctx.calendar.clock_start(dossier.accepted_at, cutoff=catalogue.parse_cutoff(dossier.cutoff))
+    if until <= start:
+        return Decimal(0)
+    return ctx.calendar.working_hours_between(start, until, pauses=await pauses_of(session, dossier)).quantize(
+        Decimal("0.01")
+    )
+
+
+# ------------------------------------------------------------------ hand-offs
+
+
+async def _open_step(session: AsyncSession, dossier: Dossier) -> Handoff | None:
+    rows = await session.execute(
+        select(Handoff)
+        .where(Handoff.dossier_id == dossier.id, Handoff.completed_at.is_(None))
+        .order_by(Handoff.id.desc())
+    )
+    return rows.scalars().first()
+
+
+async def _close_step(session: AsyncSession, ctx: Context, dossier: Dossier, at: datetime) -> Handoff | None:
+    step = await _open_step(session, dossier)
+    if step is None:
+        return None
+    step.completed_at = at
+    used = ctx.calendar.working_hours_between(step.handed_at, at, pauses=await pauses_of(session, dossier))
+    step.used_hours = used.quantize(Decimal("0.01"))
+    if step.allotted_hours is not None:
+        step.timeliness = str(
+            step_timeliness(used_hours=used, allotted_hours=Decimal(step.allotted_hours), rule=ctx.timeliness_rule)
+        )
+    return step
+
+
+async def hand_off(
+    session: AsyncSession,
+    ctx: Context,
+    dossier: Dossier,
+    *,
+    from_whom: str,
+    to_whom: str,
+    allotted_hours: Decimal | None,
+    note: str | None,
+    at: datetime,
+) -> Handoff:
+    previous = await _close_step(session, ctx, dossier, at)
+    step = Handoff(
+        dossier_id=dossier.id,
+        from_whom=from_whom,
+        to_whom=to_whom,
+        handed_at=at,
+        allotted_hours=allotted_hours,
+        step_due_at=ctx.calendar.add_working_hours(at, allotted_hours).astimezone(UTC) if allotted_hours else None,
+        note=note,
+    )
+    session.add(step)
+    await session.flush()
+    await outbox.emit(
+        session,
+        "dossier.handoff",
+        DossierHandedOff(
+            code=dossier.code,
+            agency=dossier.agency,
+            from_whom=from_whom,
+            to_whom=to_whom,
+            handed_at=at,
+            step_due_at=step.step_due_at,
+            previous_step_timeliness=previous.timeliness if previous else None,
+        ),
+        subject=dossier.code,
+        agency=dossier.agency,
+    )
+    return step
+
+
+async def add_handoff(session: AsyncSession, ctx: Context, caller: Caller, code: str, body: HandoffIn) -> Handoff:
+    dossier = await visible_dossier(session, caller, code, for_update=True)
+    if not (caller.roles - OWNER_ROLES):
+        raise Forbidden("hand-offs are between officers")
+    if dossier.status not in (S.ACCEPTED, S.PROCESSING, S.SUPPLEMENT_REQUESTED, S.FEES_REQUESTED):
+        raise Conflict(f"a dossier in status {dossier.status} is not being handled", status=dossier.status)
+    step = await hand_off(
+        session,
+        ctx,
+        dossier,
+        from_whom=caller.name,
+        to_whom=body.to_whom,
+        allotted_hours=body.allotted_hours,
+        note=body.note,
+        at=_now(),
+    )
+    _touch(dossier)
+    return step
+
+
+def _touch(dossier: Dossier) -> None:
+    dossier.version += 1
+    dossier.updated_at = _now()
+
+
+# ------------------------------------------------------------------ actions
+
+
+def _check_fields(action: Action, body: ActionRequest) -> None:
+    required, allowed = ACTION_FIELDS[action]
+    given = {name for name in body.model_fields_set if getattr(body, name) is not None} - {"note"}
+    missing = sorted(required - given)
+    extra = sorted(given - required - allowed)
+    if missing:
+        raise Unprocessable(f"{action} needs: {', '.join(missing)}", missing=missing)
+    if extra:
+        raise Unprocessable(f"{action} does not take: {', '.join(extra)}", not_taken=extra)
+
+
+def _authorise(caller: Caller, action: Action, dossier: Dossier) -> None:
+    roles = ACTION_ROLES[action]
+    if "service" in caller.roles:
+        return
+    if not caller.roles & roles:
+        raise Forbidden(f"{action} needs one of the roles: {', '.join(sorted(roles))}")
+    staff_roles = (caller.roles & roles) - OWNER_ROLES
+    if staff_roles and caller.acts_in(dossier.agency):
+        return
+    if caller.roles & roles & OWNER_ROLES and dossier.owner == caller.sub:
+        return
+    raise Forbidden(f"{action} on this dossier is not yours to take")
+
+
+async def act(
+    session: AsyncSession, ctx: Context, caller: Caller, code: str, action_name: str, body: ActionRequest
+) -> DossierOut:
+    try:
+        action = Action(action_name)
+    except ValueError:
+        raise NotFound(f"no action {action_name}; actions: {', '.join(a.value for a in Action)}") from None
+    dossier = await visible_dossier(session, caller, code, for_update=True)
+    _authorise(caller, action, dossier)
+    _check_fields(action, body)
+    try:
+        target = next_status(dossier.status, action, paused_from=dossier.paused_from)
+    except TransitionNotAllowed as exc:
+        raise Conflict(
+            str(exc),
+            status=dossier.status,
+            allowed_actions=[str(a) for a in allowed_actions(dossier.status, paused_from=dossier.paused_from)],
+        ) from None
+    checked = []
+    if body.components:
+        version = await session.get(ProcedureVersion, dossier.procedure_version_id)
+        assert version is not None
+        checked = await _checked_components(ctx, version, body.components, online=False, prefix="components")
+    await transition(
+        session,
+        ctx,
+        dossier,
+        action,
+        target,
+        actor=caller.sub,
+        actor_name=caller.name,
+        body=body,
+        new_components=checked,
+    )
+    return await dossier_out(session, dossier)
+
+
+async def transition(
+    session: AsyncSession,
+    ctx: Context,
+    dossier: Dossier,
+    action: Action,
+    target: DossierStatus,
+    *,
+    actor: str,
+    actor_name: str,
+    body: ActionRequest,
+    new_components: list[tuple[ComponentIn, dict[str, Any], CheckedFile | None]] = (),  # type: ignore[assignment]
+    result: DossierResult | None = None,
+) -> None:
+    """Apply an allowed action: status, clock, hand-offs, history, due-date changes, event."""
+    now = _now()
+    source = DossierStatus(dossier.status)
+    was_running = dossier.accepted_at is not None and clock_runs(source)
+    extra: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    if body.note:
+        details["note"] = body.note
+
+    if action is Action.REQUEST_SUPPLEMENT:
+        dossier.paused_from = int(source)
+        details["missing_items"] = [m.model_dump() for m in body.missing_items or []]
+        extra["missing_items"] = [m.name for m in body.missing_items or []]
+    elif action is Action.SUPPLEMENT_RECEIVED:
+        dossier.paused_from = None
+        session.add_all(_component_rows(ctx, dossier.id, list(new_components), now=now, supplement=True))
+        details["components_added"] = extra["components_added"] = len(new_components)
+    elif action in (Action.REFUSE, Action.STOP):
+        details["reasons"] = extra["reasons"] = list(body.reasons or [])
+    elif action is Action.WITHDRAW:
+        details["reason"] = extra["reason"] = body.note
+    elif action is Action.REQUEST_FEES:
+        details["amount_vnd"] = extra["amount_vnd"] = body.amount_vnd
+    elif action is Action.START_PROCESSING:
+        extra["to_whom"] = body.to_whom
+    elif action is Action.FINISH:
+        if result is None and body.result is not None:
+            result = DossierResult(summary=body.result.summary, number=body.result.document_number)
+        dossier.result = result.model_dump(mode="json") if result else None
+        details["result"] = dossier.result
+
+    dossier.status = int(target)
+    session.add(
+        DossierEvent(
+            dossier_id=dossier.id,
+            action=str(action),
+            from_status=int(source),
+            to_status=int(target),
+            at=now,
+            actor=actor,
+            actor_name=actor_name,
+            details=details,
+        )
+    )
+    await session.flush()
+
+    if action is Action.ACCEPT:
+        await _start_clock(session, ctx, dossier, now=now, actor=actor_name)
+        extra["accepted_at"] = now
+    elif dossier.accepted_at is not None:
+        now_running = clock_runs(target)
+        if was_running and not now_running and action not in (Action.FINISH,):
+            cause = "paused" if target in (S.SUPPLEMENT_REQUESTED, S.FEES_REQUESTED) else str(action)
+            new_due = None if cause == "paused" else dossier.due_at
+            _record_due_change(session, dossier, new_due, cause=cause, reason=body.note, actor=actor_name, at=now)
+        elif not was_running and now_running:
+            _record_due_change(
+                session,
+                dossier,
+                await recompute_due(session, ctx, dossier),
+                cause="resumed",
+                reason=None,
+                actor=actor_name,
+                at=now,
+            )
+
+    if action is Action.START_PROCESSING:
+        await hand_off(
+            session,
+            ctx,
+            dossier,
+            from_whom=actor_name,
+            to_whom=body.to_whom or DEFAULT_PROCESSING_UNIT,
+            allotted_hours=body.allotted_hours,
+            note=body.note,
+            at=now,
+        )
+    if action is Action.FINISH:
+        dossier.finished_at = now
+        dossier.finished_on_time = dossier.due_at is not None and now <= dossier.due_at
+        dossier.hours_used = await hours_used(session, ctx, dossier, now)
+        await _close_step(session, ctx, dossier, now)
+        extra.update(result=result, on_time=dossier.finished_on_time, hours_used=dossier.hours_used)
+    if action is Action.RETURN_RESULT:
+        dossier.returned_at = now
+    if target in (S.REFUSED, S.WITHDRAWN, S.STOPPED):
+        await _close_step(session, ctx, dossier, now)
+    _touch(dossier)
+    await session.flush()
+
+    version = await session.get(ProcedureVersion, dossier.procedure_version_id)
+    assert version is not None
+    model = STEP_EVENTS[str(action)]
+    await outbox.emit(
+        session,
+        f"dossier.{action}",
+        model(
+            code=dossier.code,
+            agency=dossier.agency,
+            procedure_code=dossier.procedure_code,
+            procedure_version=version.version,
+            channel=dossier.channel,
+            owner=dossier.owner,
+            action=str(action),
+            from_status=int(source),
+            status=int(target),
+            at=now,
+            due_at=dossier.due_at,
+            **extra,
+        ),
+        subject=dossier.code,
+        agency=dossier.agency,
+    )
+
+
+# ------------------------------------------------------------------ extension
+
+
+async def extend(session: AsyncSession, ctx: Context, caller: Caller, code: str, body: ExtensionIn) -> DueDateChange:
+    """Gia hạn: move the due date, only before it passes, with the reason (apology, form 04)."""
+    dossier = await visible_dossier(session, caller, code, for_update=True)
+    if not (caller.roles - OWNER_ROLES):
+        raise Forbidden("an extension is decided by the agency")
+    now = _now()
+    if dossier.due_at is None or not clock_runs(dossier.status):
+        raise Conflict("only a dossier whose clock runs has a due date to extend", status=dossier.status)
+    if now >= dossier.due_at:
+        raise Conflict(
+            "the due date has passed: an extension must be issued before it", due_at=dossier.due_at.isoformat()
+        )
+    if body.new_due_at <= dossier.due_at:
+        raise Unprocessable("the new due date must be after the current one", field="new_due_at")
+    old_due = dossier.due_at
+    added = ctx.calendar.working_hours_between(old_due, body.new_due_at)
+    if added <= 0:
+        raise Unprocessable("no working time between the current and the new due date", field="new_due_at")
+    dossier.extension_hours = Decimal(dossier.extension_hours) + added
+    new_due = await recompute_due(session, ctx, dossier)
+    assert new_due is not None
+    new_due = new_due.astimezone(UTC)
+    change = DueDateChange(
+        dossier_id=dossier.id,
+        at=now,
+        old_due_at=old_due,
+        new_due_at=new_due,
+        cause="extended",
+        reason=body.reason,
+        actor_name=caller.name,
+    )
+    session.add(change)
+    dossier.due_at = new_due
+    session.add(
+        DossierEvent(
+            dossier_id=dossier.id,
+            action="extend",
+            from_status=dossier.status,
+            to_status=dossier.status,
+            at=now,
+            actor=caller.sub,
+            actor_name=caller.name,
+            details={
+                "reason": body.reason,
+                "old_due_at": old_due.isoformat(),
+                "new_due_at": new_due.isoformat(),
+                "signer_title": body.signer_title,
+            },
+        )
+    )
+    _touch(dossier)
+    await session.flush()
+    await outbox.emit(
+        session,
+        "dossier.extend",
+        DossierExtended(
+            code=dossier.code,
+            agency=dossier.agency,
+            owner=dossier.owner,
+            old_due_at=old_due,
+            new_due_at=new_due,
+            reason=body.reason,
+            at=now,
+        ),
+        subject=dossier.code,
+        agency=dossier.agency,
+    )
+    return change
+
+
+# ------------------------------------------------------------------ result from document
+
+
+async def finish_from_document(session: AsyncSession, ctx: Context, data: dict[str, Any]) -> str:
+    """``document.issued`` naming a dossier: attach the result and finish it. Returns what
+    happened (for logs and tests): finished, already, not_finishable, unknown, no_dossier."""
+    code = data.get("dossier_code")
+    if not isinstance(code, str) or not code:
+        return "no_dossier"
+    dossier = await find_dossier(session, code, for_update=True)
+    if dossier is None:
+        log.info("document_for_unknown_dossier", dossier_code=code, document=data.get("id"))
+        return "unknown"
+    document_id = data.get("id")
+    if (
+        dossier.result
+        and dossier.result.get("document_id") == document_id
+        and dossier.status in (S.FINISHED, S.RETURNED)
+    ):
+        return "already"
+    try:
+        target = next_status(dossier.status, Action.FINISH, paused_from=dossier.paused_from)
+    except TransitionNotAllowed:
+        log.warning(
+            "document_issued_for_unfinishable_dossier", dossier_code=code, status=dossier.status, document=document_id
+        )
+        return "not_finishable"
+    issued_at = data.get("issued_at")
+    result = DossierResult(
+        document_id=document_id if isinstance(document_id, int) else None,
+        number=str(data.get("number") or data.get("code") or "") or None,
+        content_sha256=data.get("content_sha256"),
+        download_path=data.get("download_path"),
+        summary=data.get("subject"),
+        issued_at=datetime.fromisoformat(issued_at) if isinstance(issued_at, str) else None,
+    )
+    await transition(
+        session,
+        ctx,
+        dossier,
+        Action.FINISH,
+        target,
+        actor="urn:lienthong:document",
+        actor_name="Hệ thống quản lý văn bản",
+        body=ActionRequest(note=f"Kết quả: văn bản {result.number or document_id}"),
+        result=result,
+    )
+    return "finished"
+
+
+def parse_cursor(cursor: str) -> tuple[datetime, int]:
+    import base64
+
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(raw["r"]), int(raw["i"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadRequest("cursor is not one this service gave", field="cursor") from exc
+
+
+def make_cursor(received_at: datetime, id_: int) -> str:
+    import base64
+
+    raw = json.dumps({"r": received_at.astimezone(UTC).isoformat(), "i": id_}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
