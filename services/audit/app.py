@@ -6,13 +6,30 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.audit import endpoints
+from services.audit import endpoints, events  # noqa: F401 - events registers audit.tampered
 from services.audit.config import AuditSettings, get_settings
 from services.audit.handlers import consumer
-from services.audit.models import Base
-from shared.app import ServiceDefinition, create_service_app
+from services.audit.jobs import (
+    SelfCheck,
+    checkpointer,
+    dead_letter_depths,
+    integrity_detail,
+    measure,
+    monitor,
+    selfcheck_loop,
+)
+from services.audit.models import Base, outbox
+from services.audit.store import load_signer
+from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def on_start(runtime: ServiceRuntime) -> None:
+    settings: AuditSettings = runtime.settings  # type: ignore[assignment]
+    signer = load_signer(settings)
+    runtime.extras["signer"] = signer
+    runtime.extras["selfcheck"] = SelfCheck(runtime.db, signer, window=settings.selfcheck_window)
 
 
 def definition(settings: AuditSettings | None = None) -> ServiceDefinition:
@@ -25,7 +42,11 @@ def definition(settings: AuditSettings | None = None) -> ServiceDefinition:
         metadata=Base.metadata,
         migrations=MIGRATIONS,
         routers=[endpoints.router],
+        outbox=outbox,
         consumers=[consumer],
+        on_start=on_start,
+        background=[checkpointer, selfcheck_loop, monitor],
+        readiness_checks={"log": measure, "dead_letters": dead_letter_depths, "integrity": integrity_detail},
     )
 
 

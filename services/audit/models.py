@@ -1,14 +1,29 @@
-"""Audit's tables: the append-only log of every event and access record."""
+"""Audit's tables: the append-only log (nhật ký kiểm toán), its Merkle nodes, checkpoints, alerts."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import ServiceBase, counter_table, new_metadata
 from shared.inbox import inbox_table
+from shared.outbox import Outbox
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
 class Base(ServiceBase):
@@ -18,19 +33,38 @@ class Base(ServiceBase):
 
 counters = counter_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
+outbox = Outbox(Base.metadata, service="audit")
+
+# The complete-subtree hashes of the RFC 9162 tree (see merkle.py): written once, never updated.
+merkle_node = Table(
+    "audit_merkle_node",
+    Base.metadata,
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary, nullable=False),
+    CheckConstraint("level BETWEEN 0 AND 63", name="level_range"),
+    CheckConstraint("idx >= 0", name="idx_range"),
+)
 
 
 class AuditEntry(Base):
-    """One leaf of the log: the canonical JSON of an event or access record."""
+    """One leaf of the log: the exact canonical JSON (RFC 8785) of an event or access record.
+
+    The other columns are copies taken from the leaf for querying; the self-check compares them
+    with the leaf, so editing one of them is noticed as well.
+    """
 
     __tablename__ = "audit_entry"
     __table_args__ = (
         UniqueConstraint("source", "event_id"),
         Index("ix_audit_entry_subject", "subject"),
         Index("ix_audit_entry_type", "type"),
+        Index("ix_audit_entry_actor", "actor"),
+        Index("ix_audit_entry_agency", "agency"),
+        Index("ix_audit_entry_time", "time"),
     )
 
-    index: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     source: Mapped[str] = mapped_column(String(200))
     event_id: Mapped[str] = mapped_column(String(100))
     type: Mapped[str] = mapped_column(String(200))
@@ -38,4 +72,28 @@ class AuditEntry(Base):
     agency: Mapped[str | None] = mapped_column(String(13))
     actor: Mapped[str | None] = mapped_column(String(200))
     time: Mapped[datetime] = mapped_column()
+    recorded_at: Mapped[datetime] = mapped_column()
     leaf: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditCheckpoint(Base):
+    """A signed tree head (C2SP checkpoint note); every one is kept."""
+
+    __tablename__ = "audit_checkpoint"
+
+    size: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary)
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class TamperAlert(Base):
+    """What the self-check found wrong, once per finding (so the alert event is raised once)."""
+
+    __tablename__ = "audit_tamper_alert"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    finding: Mapped[str] = mapped_column(String(100), unique=True)  # "entry:17", "node:3:2", …
+    entry_index: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(String(500))
+    detected_at: Mapped[datetime] = mapped_column()

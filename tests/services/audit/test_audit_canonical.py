@@ -45,3 +45,48 @@ def test_hashes_are_domain_separated_sha256() -> None:
     assert node_hash(b"L" * 32, b"R" * 32) == hashlib.sha256(b"\x01" + b"L" * 32 + b"R" * 32).digest()
     assert EMPTY_ROOT.hex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     assert leaf_hash(b"") != EMPTY_ROOT
+
+
+def test_the_fast_path_gives_exactly_rfc8785_bytes() -> None:
+    """canonical_bytes skips rfc8785 for plain records; on random records both must agree byte for byte."""
+    import random
+
+    import rfc8785
+
+    rng = random.Random(8785)
+    alphabet = ["a", "Z", "é", "ệ", "Đ", "\u0000", "\u001f", "\u007f", "\"", "\\", "/", "\n", "\t", "\u2028",
+                "€", "\ufeff", "😀", "𝄞", "\ue000", " "]
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+
+    def value(depth: int) -> object:
+        pick = rng.randint(0, 9 if depth < 3 else 5)
+        if pick == 0:
+            return text()
+        if pick == 1:
+            return rng.choice([True, False, None])
+        if pick == 2:
+            return rng.choice([0, -1, 7, 2**53, -(2**53), 10**15, rng.randint(-(2**40), 2**40)])
+        if pick == 3:
+            return rng.choice([0.5, 1.0, -0.0, 1e21, 1e-7, 3.14159, 100.0])
+        if pick in (4, 5):
+            return text()
+        if pick in (6, 7):
+            return {text(): value(depth + 1) for _ in range(rng.randint(0, 4))}
+        return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+
+    from services.audit.canonical import _plain
+
+    fast = 0
+    for _ in range(3000):
+        record = {text(): value(0) for _ in range(rng.randint(1, 5))}
+        fast += _plain(record)
+        try:
+            expected = rfc8785.dumps(record)
+        except rfc8785.CanonicalizationError:
+            with pytest.raises(NonCanonicalRecordError):
+                canonical_bytes(record)
+            continue
+        assert canonical_bytes(record) == expected, record
+    assert fast > 500  # the fast path was really exercised
