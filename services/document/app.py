@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.document import endpoints
+from services.document import endpoints, exchange, exchange_endpoints, reports_endpoints
 from services.document.config import DocumentSettings, get_settings
 from services.document.handlers import make_consumer
 from services.document.models import Base, outbox
@@ -16,11 +16,15 @@ from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def definition(settings: DocumentSettings | None = None) -> ServiceDefinition:
+def definition(
+    settings: DocumentSettings | None = None, *, exchange_client: exchange.ClientFactory | None = None
+) -> ServiceDefinition:
+    """``exchange_client`` makes the HTTP clients that reach partner agencies (tests inject one)."""
     settings = settings or get_settings()
 
     async def on_start(runtime: ServiceRuntime) -> None:
         runtime.extras["toolkit"] = build_toolkit(settings)
+        runtime.extras["exchange"] = exchange.build_kit(settings, client_factory=exchange_client)
 
     # Uploads stream to disk; only the document routes take large bodies.
     upload_limit = settings.max_file_bytes + 64 * 1024
@@ -31,13 +35,19 @@ def definition(settings: DocumentSettings | None = None) -> ServiceDefinition:
         settings=settings,
         metadata=Base.metadata,
         migrations=MIGRATIONS,
-        routers=list(endpoints.ROUTERS),
+        routers=[*endpoints.ROUTERS, *exchange_endpoints.ROUTERS, *reports_endpoints.ROUTERS],
         outbox=outbox,
-        consumers=[make_consumer(settings)],
+        consumers=[make_consumer(settings), exchange.make_exchange_consumer(settings)],
         on_start=on_start,
-        body_limits={"/documents/": upload_limit},
+        background=[exchange.exchange_worker],
+        body_limits={"/documents/": upload_limit, "/exchange/": settings.exchange_max_bytes + 64 * 1024},
     )
 
 
-def create_app(settings: DocumentSettings | None = None, **kwargs: object) -> FastAPI:
-    return create_service_app(definition(settings), **kwargs)  # type: ignore[arg-type]
+def create_app(
+    settings: DocumentSettings | None = None,
+    *,
+    exchange_client: exchange.ClientFactory | None = None,
+    **kwargs: object,
+) -> FastAPI:
+    return create_service_app(definition(settings, exchange_client=exchange_client), **kwargs)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ import base64
 import hashlib
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -48,7 +49,43 @@ class AgencyProfile(BaseModel):
 
     abbreviation: str
     name: str
+    tier: Literal["province", "district", "commune"] = Field(
+        default="province", description="administrative level (cấp) for the Directive 15 report"
+    )
     series: list[SeriesRuleConfig] = Field(default_factory=lambda: [SeriesRuleConfig()])
+
+
+class ExchangePartner(BaseModel):
+    """Another agency reached by edXML: where to send, and whose signature to trust.
+
+    ``endpoint`` is the base URL of its exchange API (``…/exchange``; messages go to ``/edxml``
+    and ``/status`` under it); ``certificate`` is a PEM file with its exchange certificate
+    (pinned) or the CA that issues it. Several OrganIds of one deployment share both.
+    """
+
+    endpoint: str
+    certificate: Path
+    name: str = ""
+
+
+class Directive15Level(BaseModel):
+    """From when one administrative level must do its documents electronically, and by what text."""
+
+    starts: date
+    reference: str
+    note: str = ""
+
+
+def _directive15_levels() -> dict[str, Directive15Level]:
+    ref = "Chỉ thị 15/CT-UBND ngày 22/5/2020 của UBND tỉnh Thanh Hóa"
+    return {
+        "province": Directive15Level(starts=date(2020, 5, 22), reference=ref),
+        "district": Directive15Level(
+            starts=date(2020, 7, 1), reference=ref,
+            note="[unverified] the district tier is abolished from 1/7/2025 (two-tier local government)",
+        ),
+        "commune": Directive15Level(starts=date(2020, 9, 1), reference=ref),
+    }
 
 
 class DocumentSettings(Settings):
@@ -75,8 +112,29 @@ class DocumentSettings(Settings):
     processing_days: dict[str, int] = Field(
         default_factory=lambda: {"thuong": 10, "khan": 3, "thuong_khan": 1, "hoa_toc": 0}
     )
+    # --- exchange with other agencies (edXML, QCVN 102:2016) ---
+    exchange_key_file: Path | None = Field(
+        default=None, description="PEM RSA key signing edXML messages; development: generated under var_dir"
+    )
+    exchange_cert_file: Path | None = Field(default=None, description="PEM certificate of that key")
+    exchange_chain_files: list[Path] = Field(default_factory=list, description="intermediate CA certificates")
+    exchange_partners: dict[str, ExchangePartner] = Field(
+        default_factory=dict, description="OrganId of an agency outside this deployment → its endpoint and certificate"
+    )
+    exchange_max_bytes: int = Field(default=32 * 1024 * 1024, description="largest edXML message received")
+    exchange_poll_seconds: float = Field(default=2.0, description="how often the exchange worker looks for work")
+    exchange_timeout_seconds: float = Field(default=30.0, description="one HTTP attempt to a partner")
+    exchange_retry_base_seconds: float = Field(default=5.0, description="first retry delay, doubled each attempt")
+    exchange_retry_max_seconds: float = Field(default=3600.0, description="longest delay between attempts")
+    # --- Directive 15: electronic documents by level, from a date ---
+    directive15_target: float = Field(default=1.0, description="share of documents handled electronically (100%)")
+    directive15_levels: dict[str, Directive15Level] = Field(default_factory=_directive15_levels)
     holiday_country: str = "VN"
     extra_holidays: list[date] = Field(default_factory=list, description="days off decided by the government")
+
+    @property
+    def exchange_dir(self) -> Path:
+        return self.var_dir / "document" / "exchange"
 
     @property
     def resolved_blob_dir(self) -> Path:
@@ -91,6 +149,13 @@ class DocumentSettings(Settings):
                 raise ValueError(f"file key {kid!r} must be 32 bytes (AES-256), base64")
         if self.environment == "production" and DEV_FILE_KEY_ID in self.file_keys:
             raise ValueError("the development file key is refused in production")
+        if (
+            self.environment == "production"
+            and self.exchange_partners
+            and (self.exchange_key_file is None or self.exchange_cert_file is None)
+        ):
+            # A generated identity is for development: partners must trust the agency's real certificate.
+            raise ValueError("exchange_partners in production need exchange_key_file and exchange_cert_file")
         return self
 
 

@@ -171,3 +171,62 @@ class Comment(Base):
     author_name: Mapped[str] = mapped_column(String(100))
     text: Mapped[str] = mapped_column(String(4000))
     created_at: Mapped[datetime] = mapped_column()
+
+
+class ExchangeMessage(Base):
+    """An edXML message to send to a partner agency, and its delivery state (trạng thái gửi).
+
+    ``kind`` ``envelope`` is one issued document for one recipient (the per-recipient delivery
+    state); ``status`` is a status message (``status_code``) about ``document_id`` — an incoming
+    document we report on, or our own document we recall. Rows are written in the transaction
+    of the change they carry and sent by the exchange worker, retried until the partner answers.
+    """
+
+    __tablename__ = "exchange_message"
+    __table_args__ = (Index("ix_exchange_message_pending", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("document.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    partner: Mapped[str] = mapped_column(String(13))
+    exchange_id: Mapped[str] = mapped_column(String(200))
+    status_code: Mapped[str | None] = mapped_column(String(2))
+    description: Mapped[str | None] = mapped_column(String(500))
+    # pending → delivered | rejected (the partner refused it: 4xx) | cancelled | not_sent
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    event_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()
+    delivered_at: Mapped[datetime | None] = mapped_column()
+
+
+class ExchangeStatus(Base):
+    """A status message a partner sent about one of our documents (đã đến, vào sổ, …)."""
+
+    __tablename__ = "exchange_status"
+    __table_args__ = (UniqueConstraint("document_id", "from_organ_id", "status_code", "timestamp"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("document.id"), index=True)
+    from_organ_id: Mapped[str] = mapped_column(String(13))
+    status_code: Mapped[str] = mapped_column(String(2))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    staff: Mapped[str] = mapped_column(String(200), default="")
+    timestamp: Mapped[datetime] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column()
+
+
+class ExchangeInbound(Base):
+    """An incoming document that arrived by edXML: who sent it, and the last status we reported."""
+
+    __tablename__ = "exchange_inbound"
+    __table_args__ = (Index("ix_exchange_inbound_exchange_id", "exchange_id", "sender"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("document.id"), unique=True)
+    exchange_id: Mapped[str] = mapped_column(String(200))
+    sender: Mapped[str] = mapped_column(String(13))
+    reported: Mapped[str] = mapped_column(String(2))
+    received_at: Mapped[datetime] = mapped_column()

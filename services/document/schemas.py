@@ -220,3 +220,54 @@ class WorkFileOut(BaseModel):
     status: str
     opened_at: datetime
     closed_at: datetime | None = None
+
+
+class ExchangeMessageOut(BaseModel):
+    """One edXML message to a partner: a document for one recipient, or a status message."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: Literal["envelope", "status"]
+    partner: str = Field(description="OrganId of the agency it goes to")
+    exchange_id: str = Field(description="edXML DocumentId")
+    status_code: str | None
+    description: str | None
+    state: Literal["pending", "delivered", "rejected", "cancelled", "not_sent"]
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class ExchangeStatusOut(BaseModel):
+    from_organ_id: str
+    status_code: str = Field(description="01 arrived, 02 refused, 03 registered, 04 assigned, 05 in progress, "
+                             "06 completed, 13/15/16 recall (codes unverified)")
+    meaning: str
+    description: str
+    staff: str
+    timestamp: datetime
+    received_at: datetime
+
+
+class ExchangeOut(BaseModel):
+    """A document's exchange with other agencies: deliveries per recipient and the statuses
+    they reported (for a document we sent), or the sender and what we reported (received)."""
+
+    document_id: int
+    exchange_id: str | None
+    received_from: str | None
+    messages: list[ExchangeMessageOut]
+    statuses: list[ExchangeStatusOut]
+
+
+class RefuseIn(Strict):
+    """Why a received document goes back to its sender (misaddressed, invalid…)."""
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class StatusRecorded(BaseModel):
+    recorded: bool
