@@ -1,38 +1,524 @@
-"""Signing's HTTP API (through the gateway at ``/api/signing/…``)."""
+"""Signing's HTTP API (through the gateway at ``/api/signing/…``).
+
+* ``/pki/…`` — public: CA certificates, CRLs, OCSP and the RFC 3161 TSA, at the URLs the
+  issued certificates name.
+* ``/certificates`` — administrators issue (key made in the token), list, revoke, reset PINs.
+* ``/sign``, ``/sign/batch``, ``/fill-number`` — the PDF goes in as the raw body
+  (``application/pdf``; a batch as ``multipart/form-data`` files), options in the query, the
+  signer's PIN in the ``X-Signing-PIN`` header; the signed PDF comes back as the body.
+* ``/verify`` — any signed-in user: a PDF in, the verification report out.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+import base64
+import binascii
+import dataclasses
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.signing.models import Certificate
-from shared.auth import Caller, allow, current_caller
+from shared.auth import ROLES, Caller, allow, current_caller, public
 from shared.db import request_session
-from shared.errors import problem_responses
+from shared.errors import NotFound, ProblemError, Unprocessable, UnsupportedMediaType, problem_responses
 from shared.http import StrictRoute
 
-router = APIRouter(prefix="/certificates", tags=["certificates"], route_class=StrictRoute)
+from . import pades, service
+from .keystore import Keystore
+from .models import Certificate
+from .pades import SigningRefused
+from .pki import UnknownCertificate
+from .schemas import (
+    BatchItemOut,
+    BatchOut,
+    CertificateOut,
+    CertificateRequest,
+    IssuedCertificateOut,
+    PinReset,
+    PinResetOut,
+    RevokeRequest,
+    SignatureOut,
+    VerificationOut,
+)
+from .service import PinCache, SigningProblem, sha256_hex
+from .verification import verify_pdf
+
 Session = Depends(request_session, scope="function")
+PIN_HEADER = "X-Signing-PIN"
+Kind = Literal["person", "organisation", "attachment"]
+Level = Literal["B-T", "B-LT"]
+
+pki_router = APIRouter(prefix="/pki", tags=["pki"], route_class=StrictRoute)
+certificates_router = APIRouter(prefix="/certificates", tags=["certificates"], route_class=StrictRoute)
+signing_router = APIRouter(tags=["signing"], route_class=StrictRoute)
 
 
-class CertificateOut(BaseModel):
-    serial: str
-    kind: str
-    subject: str
-    agency: str
-    not_after: datetime
-    revoked_at: datetime | None
+def _keystore(request: Request) -> Keystore:
+    return request.app.state.runtime.extras["keystore"]
 
 
-@router.get("", response_model=list[CertificateOut], responses=problem_responses(401, 403),
-            **allow("leader", "clerk", "admin"))
+def _pins(request: Request) -> PinCache:
+    return request.app.state.runtime.extras["pins"]
+
+
+def _raw_body(media_type: str, roles: tuple[str, ...] | None) -> dict[str, Any]:
+    """Route keywords: who may call, and the OpenAPI description of a raw body."""
+    kwargs = allow(*roles) if roles else public()
+    kwargs["openapi_extra"]["requestBody"] = {
+        "required": True,
+        "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
+    }
+    return kwargs
+
+
+# -- PKI ------------------------------------------------------------------------------------------
+
+
+@pki_router.get(
+    "/ca", response_class=Response, **public(), responses={200: {"content": {"application/x-pem-file": {}}}}
+)
+async def ca_certificates(request: Request) -> Response:
+    """The root and intermediate CA certificates (PEM): what a relying party installs as trust."""
+    return Response(_keystore(request).ca_chain_pem(), media_type="application/x-pem-file")
+
+
+@pki_router.get("/certs/{name}", response_class=Response, **public(), responses=problem_responses(404))
+async def ca_certificate(name: str, request: Request) -> Response:
+    """One CA certificate in DER (``root.cer``, ``intermediate.cer``), as named in the AIA."""
+    return _serve_pki(request, f"certs/{name}", None)
+
+
+@pki_router.get("/crl/{name}", response_class=Response, **public(), responses=problem_responses(404))
+async def crl(name: str, request: Request) -> Response:
+    """A CRL (``intermediate.crl`` for signers, ``root.crl`` for the intermediate), served from
+    cache until it is due for refresh, rebuilt at once after a revocation."""
+    keystore = _keystore(request)
+    issuer = {"intermediate.crl": "intermediate", "root.crl": "root"}.get(name)
+    if issuer is None:
+        raise NotFound(f"no CRL {name}")
+    der = await asyncio.to_thread(keystore.crl, issuer)
+    return Response(der, media_type="application/pkix-crl", headers={"Cache-Control": "max-age=300"})
+
+
+@pki_router.post("/ocsp", response_class=Response, **_raw_body("application/ocsp-request", None))
+async def ocsp_post(request: Request) -> Response:
+    """OCSP responder (RFC 6960): a DER request in, a signed response out; answers revocations
+    the moment they are made."""
+    return _serve_pki(request, "ocsp", await request.body())
+
+
+@pki_router.get("/ocsp/{encoded:path}", response_class=Response, **public())
+async def ocsp_get(encoded: str, request: Request) -> Response:
+    """OCSP by GET (RFC 6960 appendix A): the DER request, base64, URL-encoded, in the path."""
+    try:
+        der = base64.b64decode(encoded.replace("-", "+").replace("_", "/") + "==", validate=False)
+    except (binascii.Error, ValueError):
+        der = b""
+    return _serve_pki(request, "ocsp", der)
+
+
+@pki_router.post("/tsa", response_class=Response, **_raw_body("application/timestamp-query", None))
+async def tsa(request: Request) -> Response:
+    """RFC 3161 time-stamping: a DER ``TimeStampReq`` in, a ``TimeStampResp`` out."""
+    return _serve_pki(request, "tsa", await request.body())
+
+
+def _serve_pki(request: Request, path: str, body: bytes | None) -> Response:
+    keystore = _keystore(request)
+    try:
+        content, media_type = keystore.ca.handle(f"{keystore.ca.config.base_url}/{path}", body)
+    except UnknownCertificate as exc:
+        raise NotFound(str(exc)) from exc
+    return Response(content, media_type=media_type)
+
+
+# -- certificates -------------------------------------------------------------------------------
+
+
+def _out(row: Certificate, keystore: Keystore, *, full: bool = False) -> dict[str, Any]:
+    data = {c: getattr(row, c) for c in CertificateOut.model_fields if hasattr(row, c)}
+    if full:
+        data["certificate_pem"] = service.certificate_pem(keystore, row)
+        data["locked"] = service.locked(keystore, row)
+    return data
+
+
+@certificates_router.post(
+    "",
+    status_code=201,
+    response_model=IssuedCertificateOut,
+    responses=problem_responses(401, 403, 422),
+    **allow("admin"),
+)
+async def issue(
+    body: CertificateRequest,
+    request: Request,
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
+) -> dict[str, Any]:
+    """Issue a certificate (cấp chứng thư số): a leader's, or an agency's seal. The key pair is
+    generated inside the token; the PIN is the one given, or a new one returned here once."""
+    caller.require_agency(body.agency)
+    keystore = _keystore(request)
+    made = await service.issue_certificate(
+        session,
+        keystore,
+        kind=body.kind,
+        agency=body.agency,
+        agency_name=body.agency_name,
+        issued_by=caller.sub,
+        user_id=body.user_id,
+        full_name=body.full_name,
+        position=body.position,
+        pin=body.pin,
+    )
+    return {**_out(made.row, keystore, full=True), "pin": made.pin}
+
+
+@certificates_router.get(
+    "", response_model=list[CertificateOut], responses=problem_responses(401, 403), **allow("leader", "clerk", "admin")
+)
 async def list_certificates(
-    caller: Caller = Depends(current_caller), session: AsyncSession = Session
-) -> list[CertificateOut]:
-    """Certificates of the caller's agency subtree."""
-    rows = (await session.execute(select(Certificate).order_by(Certificate.id))).scalars().all()
-    return [CertificateOut.model_validate(r, from_attributes=True) for r in rows if caller.acts_in(r.agency)]
+    request: Request,
+    kind: Literal["person", "organisation"] | None = None,
+    owner: str | None = None,
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
+) -> list[dict[str, Any]]:
+    """Certificates of the caller's agency subtree (newest first)."""
+    query = select(Certificate).order_by(Certificate.id.desc())
+    if kind:
+        query = query.where(Certificate.kind == kind)
+    if owner:
+        query = query.where(Certificate.owner == owner)
+    rows = (await session.execute(query)).scalars().all()
+    keystore = _keystore(request)
+    return [_out(r, keystore) for r in rows if caller.acts_in(r.agency)]
+
+
+@certificates_router.get(
+    "/{serial}",
+    response_model=CertificateOut,
+    responses=problem_responses(401, 403, 404),
+    **allow("leader", "clerk", "admin"),
+)
+async def get_certificate(
+    serial: str, request: Request, caller: Caller = Depends(current_caller), session: AsyncSession = Session
+) -> dict[str, Any]:
+    """One certificate with its PEM and whether its signer is locked by wrong PINs."""
+    row = await service.certificate_by_serial(session, serial)
+    caller.require_agency(row.agency, hide=True)
+    return _out(row, _keystore(request), full=True)
+
+
+@certificates_router.post(
+    "/{serial}/revoke", response_model=CertificateOut, responses=problem_responses(401, 403, 404, 409), **allow("admin")
+)
+async def revoke(
+    serial: str,
+    body: RevokeRequest,
+    request: Request,
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
+) -> dict[str, Any]:
+    """Revoke (thu hồi): OCSP answers ``revoked`` at once, the next CRL lists it, signing with
+    it is refused; signatures time-stamped before stay valid."""
+    row = await service.certificate_by_serial(session, serial)
+    caller.require_agency(row.agency, hide=True)
+    keystore = _keystore(request)
+    await service.revoke_certificate(session, keystore, row, reason=body.reason, revoked_by=caller.sub)
+    _pins(request).forget(row.signer_id)
+    return _out(row, keystore, full=True)
+
+
+@certificates_router.post(
+    "/{serial}/pin", response_model=PinResetOut, responses=problem_responses(401, 403, 404, 422), **allow("admin")
+)
+async def reset_pin(
+    serial: str,
+    body: PinReset,
+    request: Request,
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
+) -> dict[str, Any]:
+    """Set a new PIN for a certificate's signer and lift a lock from wrong PINs."""
+    row = await service.certificate_by_serial(session, serial)
+    caller.require_agency(row.agency, hide=True)
+    pin = body.pin or service.new_pin()
+    keystore = _keystore(request)
+    try:
+        await asyncio.to_thread(keystore.token.reset_pin, row.signer_id, new_pin=pin)
+    except service.TokenError as exc:
+        raise Unprocessable(str(exc)) from exc
+    _pins(request).forget(row.signer_id)
+    return {"serial": row.serial, "pin": None if body.pin else pin}
+
+
+# -- signing ----------------------------------------------------------------------------------
+
+
+def _signature_headers(out: SignatureOut) -> dict[str, str]:
+    return {
+        "X-Certificate-Serial": out.certificate_serial,
+        "X-Signature-Kind": out.kind,
+        "X-Signature-Level": out.level,
+        "X-Input-SHA256": out.input_sha256,
+        "X-Output-SHA256": out.output_sha256,
+        "X-Signed-At": out.signed_at.isoformat(),
+    }
+
+
+def _pdf_response(pdf: bytes, out: SignatureOut | None = None) -> Response:
+    return Response(pdf, media_type="application/pdf", headers=_signature_headers(out) if out else None)
+
+
+def _level(request: Request, level: Level | None) -> str:
+    return level or request.app.state.runtime.settings.default_level
+
+
+@signing_router.post(
+    "/sign",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}, **problem_responses(401, 403, 404, 409, 413, 415, 422, 423)},
+    **_raw_body("application/pdf", ("leader", "clerk")),
+)
+async def sign(
+    request: Request,
+    kind: Kind = "person",
+    level: Level | None = None,
+    certificate: str | None = Query(default=None, description="serial (hex); default: yours / your agency's seal"),
+    number: str | None = Query(default=None, max_length=50, description="attachment: the main document's number"),
+    pin: str = Header(alias=PIN_HEADER, min_length=1, max_length=64),
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
+) -> Response:
+    """Sign one PDF, PAdES B-T (B-LT on request). ``person``: the leader's own certificate; the
+    draft's fields are prepared if missing. ``organisation``: the clerk's agency's seal, after the
+    number is filled. ``attachment``: the seal's text stamp at the top right of page 1."""
+    keystore = _keystore(request)
+    pdf = await request.body()
+    digest = sha256_hex(pdf)
+    row: Certificate | None = None
+    level_ = _level(request, level)
+    try:
+        row = await service.certificate_for(
+            session, caller, kind="person" if kind == "person" else "organisation", serial=certificate
+        )
+        signed_at = datetime.now(UTC)
+        service.check_usable(keystore, row, at=signed_at)
+        options = service.sign_options(keystore, kind=kind, level=level_, caller=caller, number=number)
+        pins = _pins(request)
+        signer_id = row.signer_id
+
+        def work() -> bytes:
+            pades.open_pdf(pdf, keystore.policy)  # bad input is refused before the PIN is tried
+            signer = pins.signer(keystore, signer_id, pin)
+            return pades.sign_pdf(pdf, signer=signer, signing_time=signed_at, **options)
+
+        try:
+            output = await asyncio.to_thread(work)
+        except SigningRefused as exc:
+            raise SigningProblem(exc) from exc
+    except ProblemError as problem:
+        await service.record_failure(session, kind=kind, caller=caller, row=row, input_sha=digest, problem=problem)
+        raise
+    signature = await service.record_signature(
+        session,
+        row=row,
+        kind=kind,
+        level=level_,
+        caller=caller,
+        input_sha=digest,
+        input_bytes=len(pdf),
+        output=output,
+        signed_at=signed_at,
+    )
+    return _pdf_response(output, _signature_out(signature))
+
+
+def _signature_out(signature: Any) -> SignatureOut:
+    return SignatureOut(
+        certificate_serial=signature.certificate_serial,
+        kind=signature.kind,
+        level=signature.level,
+        input_sha256=signature.input_sha256,
+        output_sha256=signature.output_sha256,
+        signed_at=signature.signed_at,
+    )
+
+
+@signing_router.post(
+    "/sign/batch",
+    response_model=BatchOut,
+    responses=problem_responses(401, 403, 404, 413, 415, 422, 423),
+    **_raw_body("multipart/form-data", ("leader", "clerk")),
+)
+async def sign_batch(
+    request: Request,
+    kind: Kind = "person",
+    level: Level | None = None,
+    certificate: str | None = Query(default=None, description="serial (hex); default: yours / your agency's seal"),
+    number: str | None = Query(default=None, max_length=50),
+    pin: str = Header(alias=PIN_HEADER, min_length=1, max_length=64),
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
+) -> dict[str, Any]:
+    """Sign up to ``max_batch`` PDFs (multipart files, any field name) with one PIN entry; one
+    result per file, in order, with the signed PDF in base64 or the item's problem."""
+    keystore = _keystore(request)
+    settings = request.app.state.runtime.settings
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise UnsupportedMediaType("send the PDFs as multipart/form-data files")
+    form = await request.form(max_files=settings.max_batch + 1, max_fields=settings.max_batch + 10)
+    files = [(v.filename, await v.read()) for _, v in form.multi_items() if hasattr(v, "read")]
+    await form.close()
+    if not files:
+        raise Unprocessable("no PDF files in the request")
+    if len(files) > settings.max_batch:
+        raise Unprocessable(f"at most {settings.max_batch} documents per batch, got {len(files)}")
+    level_ = _level(request, level)
+    batch_id = str(uuid.uuid4())
+    row: Certificate | None = None
+    try:
+        row = await service.certificate_for(
+            session, caller, kind="person" if kind == "person" else "organisation", serial=certificate
+        )
+        signed_at = datetime.now(UTC)
+        service.check_usable(keystore, row, at=signed_at)
+        options = service.sign_options(keystore, kind=kind, level=level_, caller=caller, number=number)
+        pins = _pins(request)
+        signer_id = row.signer_id
+
+        def work() -> pades.BatchResult:
+            signer = pins.signer(keystore, signer_id, pin)
+            return pades.sign_batch(
+                [pdf for _, pdf in files],
+                signer=signer,
+                signing_time=signed_at,
+                max_batch=settings.max_batch,
+                **options,
+            )
+
+        try:
+            result = await asyncio.to_thread(work)
+        except SigningRefused as exc:
+            raise SigningProblem(exc) from exc
+    except ProblemError as problem:
+        await service.record_failure(
+            session, kind=kind, caller=caller, row=row, input_sha=None, problem=problem, batch_id=batch_id
+        )
+        raise
+    items: list[BatchItemOut] = []
+    for item in result.items:
+        name, original = files[item.index]
+        if item.pdf is None:
+            assert item.error is not None
+            problem = SigningProblem(item.error)
+            await service.record_failure(
+                session,
+                kind=kind,
+                caller=caller,
+                row=row,
+                input_sha=sha256_hex(original),
+                problem=problem,
+                batch_id=batch_id,
+                alone=False,
+            )
+            items.append(
+                BatchItemOut(
+                    index=item.index,
+                    filename=name,
+                    ok=False,
+                    error={
+                        "status": problem.status,
+                        "code": problem.code,
+                        "title": problem.title,
+                        "detail": problem.detail,
+                    },
+                )
+            )
+            continue
+        signature = await service.record_signature(
+            session,
+            row=row,
+            kind=kind,
+            level=level_,
+            caller=caller,
+            input_sha=sha256_hex(original),
+            input_bytes=len(original),
+            output=item.pdf,
+            signed_at=signed_at,
+            batch_id=batch_id,
+        )
+        items.append(
+            BatchItemOut(
+                index=item.index,
+                filename=name,
+                ok=True,
+                signature=_signature_out(signature),
+                pdf_base64=base64.b64encode(item.pdf).decode(),
+            )
+        )
+    signed = sum(1 for i in items if i.ok)
+    return {"batch_id": batch_id, "signed": signed, "failed": len(items) - signed, "items": items}
+
+
+@signing_router.post(
+    "/fill-number",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}, **problem_responses(401, 403, 409, 413, 415, 422)},
+    **_raw_body("application/pdf", ("clerk",)),
+)
+async def fill_number(
+    request: Request,
+    number: str = Query(min_length=1, max_length=50, description="number and symbol, e.g. 15/QĐ-UBND"),
+    caller: Caller = Depends(current_caller),
+) -> Response:
+    """The clerk's step (cấp số): write the number/symbol into the prepared field, as an
+    incremental update the leader's signature permits."""
+    keystore = _keystore(request)
+    pdf = await request.body()
+    try:
+        output = await asyncio.to_thread(pades.fill_number_field, pdf, number_text=number, policy=keystore.policy)
+    except SigningRefused as exc:
+        raise SigningProblem(exc) from exc
+    return Response(output, media_type="application/pdf", headers={"X-Output-SHA256": sha256_hex(output)})
+
+
+@signing_router.post(
+    "/verify",
+    response_model=VerificationOut,
+    responses=problem_responses(401, 413, 415, 422),
+    **_raw_body("application/pdf", tuple(r for r in ROLES if r != "service")),
+)
+async def verify(request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+    """Verify every signature of a PDF against our trust roots: signer and chain, revocation
+    (embedded, or from our CA in-process), signing time and time-stamp, integrity, and what
+    changed after each signature and whether that was permitted."""
+    keystore = _keystore(request)
+    pdf = await request.body()
+    try:
+        report = await asyncio.to_thread(verify_pdf, pdf, trust=keystore.trust, policy=keystore.policy)
+    except SigningRefused as exc:
+        raise SigningProblem(exc) from exc
+    signatures = []
+    for sig in report.signatures:
+        data = dataclasses.asdict(sig)
+        data["ok"] = sig.ok
+        signatures.append(data)
+    return {
+        "all_ok": report.all_ok,
+        "revisions": report.revisions,
+        "number_text": report.number_text,
+        "sha256": sha256_hex(pdf),
+        "signatures": signatures,
+    }
+
+
+routers = [pki_router, certificates_router, signing_router]

@@ -103,6 +103,12 @@ class SignerRecord:
     chain_pem: str | None = None  # intermediate(s) and root, for embedding in signatures
 
 
+# Tokens open in this process, by (directory, label): SoftHSM and python-pkcs11 are loaded once
+# per process, so every opener of the same token shares one session.
+_OPEN: dict[tuple[str, str], SigningToken] = {}
+_PROCESS_LOCK = threading.Lock()
+
+
 class SigningToken:
     """The deployment's token: one logged-in session shared by all signers, under a lock."""
 
@@ -118,6 +124,8 @@ class SigningToken:
         self._session = session
         self._lock = threading.RLock()
         self._hasher = policy.hasher()
+        self._opened = 1
+        self._key: tuple[str, str] = (str(directory), "")
         self._register_path = directory / "signers.json"
         self._records: dict[str, SignerRecord] = {}
         if self._register_path.exists():
@@ -184,21 +192,46 @@ class SigningToken:
     ) -> SigningToken:
         """Open the token ``label`` configured in ``directory`` and log in once."""
         path = Path(directory).resolve()
-        conf = path / "softhsm2.conf"
-        if conf.exists():
-            current = os.environ.get("SOFTHSM2_CONF")
-            if current and current != str(conf) and pkcs11._lib is not None:
-                raise TokenError(f"this process already loaded SoftHSM with {current}; one token directory per process")
-            os.environ["SOFTHSM2_CONF"] = str(conf)
-        lib = pkcs11.lib(module)
-        try:
-            token = lib.get_token(token_label=label)
-            session = token.open(rw=True, user_pin=user_pin)
-        except pkcs11.PKCS11Error as exc:
-            raise TokenError(f"cannot open token {label!r}: {type(exc).__name__}") from exc
-        return cls(path, session, policy=policy or PinPolicy())
+        key = (str(path), label)
+        with _PROCESS_LOCK:
+            shared = _OPEN.get(key)
+            if shared is not None:
+                # one session per token and process: a second opener shares it (and its
+                # register of signers, so two writers never overwrite each other's file)
+                shared._opened += 1
+                return shared
+            conf = path / "softhsm2.conf"
+            if conf.exists():
+                current = os.environ.get("SOFTHSM2_CONF")
+                if current != str(conf) and pkcs11._lib is not None:
+                    # SoftHSM reads its configuration once per C_Initialize: another token
+                    # directory can only be taken up once every session on the old one is closed
+                    if _OPEN:
+                        raise TokenError(
+                            f"this process has SoftHSM open with {current}; close it before opening {conf}"
+                        )
+                    os.environ["SOFTHSM2_CONF"] = str(conf)
+                    pkcs11._lib.reinitialize()
+                os.environ["SOFTHSM2_CONF"] = str(conf)
+            lib = pkcs11.lib(module)
+            try:
+                token = lib.get_token(token_label=label)
+                session = token.open(rw=True, user_pin=user_pin)
+            except pkcs11.PKCS11Error as exc:
+                raise TokenError(f"cannot open token {label!r}: {type(exc).__name__}") from exc
+            opened = cls(path, session, policy=policy or PinPolicy())
+            opened._key = key
+            _OPEN[key] = opened
+            return opened
 
     def close(self) -> None:
+        """Give back this opener's use of the session; the last one closes it."""
+        with _PROCESS_LOCK:
+            self._opened -= 1
+            if self._opened > 0:
+                return
+            if _OPEN.get(self._key) is self:
+                del _OPEN[self._key]
         with self._lock:
             self._session.close()
 

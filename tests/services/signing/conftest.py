@@ -1,4 +1,5 @@
-"""One local CA and one SoftHSM token per test session, built in a temporary directory."""
+"""One local CA and one SoftHSM token for the signing tests, built in a temporary directory the
+way the signing service builds its own on first start (services/signing/keystore.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
+from services.signing.config import SigningSettings, get_settings
+from services.signing.keystore import Keystore, close_keystore, open_keystore
 from services.signing.pades import LocalTimeStamper
-from services.signing.pki import CertificateAuthority, PkiConfig, certificates_pem
+from services.signing.pki import CertificateAuthority, certificates_pem
 from services.signing.stamps import FONT_DIR
-from services.signing.token import PinPolicy, SigningToken
+from services.signing.token import SigningToken
 from services.signing.verification import TrustSettings
 
 AGENCY = "Ủy ban nhân dân tỉnh Hà Giang"
@@ -41,6 +44,8 @@ class Pki:
     timestamper: LocalTimeStamper
     root_pem: Path
     intermediate_pem: Path
+    settings: SigningSettings
+    keystore: Keystore
 
     def new_signer(
         self,
@@ -67,35 +72,46 @@ class Pki:
         return signer_id
 
 
-@pytest.fixture(scope="session")
+def signing_settings_for(base: Path, **overrides: object) -> SigningSettings:
+    """Settings of a signing service whose CA and token live in ``base`` (ca/, token/), with
+    cheap keys and cheap Argon2 so tests run fast; production keeps the defaults."""
+    values: dict[str, object] = {
+        "var_dir": base,
+        "signing_dir": base,
+        "ca_key_size": 2048,
+        "ca_passphrase_secret": "dev-only-passphrase",
+        "token_label": "lienthong-test",
+        "token_pin_secret": "user-pin-123456",
+        "token_so_pin_secret": "so-pin-987654",
+        "pin_argon2_time_cost": 1,
+        "pin_argon2_memory_kib": 1024,
+        "pki_base_url": "http://signing.test/pki",
+        "log_json": False,
+        **overrides,
+    }
+    return get_settings(**values)
+
+
+@pytest.fixture(scope="package")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
+    # package scope: SoftHSM is loaded once per process, so the token is given back before
+    # other packages start suites with tokens of their own
     if not all(shutil.which(t) for t in ("softhsm2-util", "pdfsig", "pdftoppm", "openssl")):
         pytest.skip("softhsm2, poppler-utils and openssl are required for the signing tests")
     base = tmp_path_factory.mktemp("signing")
-    ca = CertificateAuthority.create(base / "ca", passphrase=b"dev-only-passphrase", config=PkiConfig(ca_key_size=2048))
-    token = SigningToken.initialise(
-        base / "token",
-        label="lienthong-test",
-        so_pin="so-pin-987654",
-        user_pin="user-pin-123456",
-        # cheap Argon2 so PIN tests run fast; production keeps the defaults
-        policy=PinPolicy(argon2_time_cost=1, argon2_memory_cost_kib=1024),
-    )
-    trust = TrustSettings(
-        trust_roots=[ca.root_certificate],
-        other_certs=[ca.intermediate_certificate, ca.tsa_certificate],
-        fetch=ca.in_process_fetch(),
-    )
+    settings = signing_settings_for(base)
+    keystore = open_keystore(settings)
+    ca, token, trust = keystore.ca, keystore.token, keystore.trust
     root_pem = base / "root.pem"
     root_pem.write_bytes(certificates_pem([ca.root_certificate]))
     intermediate_pem = base / "interm.pem"
     intermediate_pem.write_bytes(certificates_pem([ca.intermediate_certificate]))
-    env = Pki(base, ca, token, trust, LocalTimeStamper(ca), root_pem, intermediate_pem)
+    env = Pki(base, ca, token, trust, keystore.timestamper, root_pem, intermediate_pem, settings, keystore)
     env.new_signer("chu-tich")
     env.new_signer("ubnd-tinh", person=False)
     env.new_signer("so-tu-phap", person=False, organ_id=OTHER_AGENCY_ID, agency=OTHER_AGENCY)
     yield env
-    token.close()
+    close_keystore(keystore)
 
 
 def decision_pdf(pages: int = 1, body: str = "Về việc phê duyệt kế hoạch cải cách hành chính.") -> bytes:
