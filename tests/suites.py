@@ -66,7 +66,7 @@ async def embedded(tmp_path: Path, **extra: Any) -> AsyncIterator[Running]:
         await suite.stop()
 
 
-async def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
+async def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=2) as client:
         while time.monotonic() < deadline:
@@ -112,17 +112,17 @@ def start_part(part: str, env: dict[str, str], log_dir: Path) -> subprocess.Pope
 
 
 @asynccontextmanager
-async def distributed(tmp_path: Path) -> AsyncIterator[Running]:
+async def distributed(tmp_path: Path, *, extra_env: dict[str, str] | None = None) -> AsyncIterator[Running]:
     ports = dict(zip(PARTS, free_ports(len(PARTS)), strict=True))
     with temporary_databases(list(PARTS)) as db_urls, temporary_vhost() as amqp_url:
-        env = distributed_env(db_urls, amqp_url, ports, tmp_path)
+        env = {**distributed_env(db_urls, amqp_url, ports, tmp_path), **(extra_env or {})}
         running = Running(f"http://127.0.0.1:{ports['gateway']}", ports, "distributed")
         running.env = env
         try:
             for part in PARTS:
                 running.processes[part] = start_part(part, env, tmp_path)
             for part in PARTS:
-                await _wait_ready(f"http://127.0.0.1:{ports[part]}", running.processes[part])
+                await wait_ready(f"http://127.0.0.1:{ports[part]}", running.processes[part])
             yield running
         finally:
             for process in running.processes.values():
