@@ -22,7 +22,6 @@ import asyncpg
 from bench.common import percentile
 from shared.settings import PARTS
 from tests import suites
-from tests.servers import temporary_databases, temporary_vhost
 
 # What a benchmark run changes in the parts' configuration, and why: the defaults protect a
 # province's gateway from one noisy client, and 50 bench workers share one token and one
@@ -198,28 +197,8 @@ async def expect(response: aiohttp.ClientResponse) -> int:
 async def distributed_suite(tmp_path: Path, extra_env: dict[str, str] | None = None) -> AsyncIterator[suites.Running]:
     """``tests.suites.distributed`` with ``BENCH_ENV`` (and ``extra_env``) added to every part's
     environment: each part its own process on fresh PostgreSQL databases and a RabbitMQ vhost."""
-    ports = dict(zip(PARTS, suites.free_ports(len(PARTS)), strict=True))
-    with temporary_databases(list(PARTS)) as db_urls, temporary_vhost() as amqp_url:
-        env = suites.distributed_env(db_urls, amqp_url, ports, tmp_path)
-        env.update(BENCH_ENV)
-        env.update(extra_env or {})
-        running = suites.Running(f"http://127.0.0.1:{ports['gateway']}", ports, "distributed")
-        running.env = env
-        try:
-            for part in PARTS:
-                running.processes[part] = suites.start_part(part, env, tmp_path)
-            for part in PARTS:
-                await suites._wait_ready(f"http://127.0.0.1:{ports[part]}", running.processes[part])
-            yield running
-        finally:
-            for process in running.processes.values():
-                if process.poll() is None:
-                    process.terminate()
-            for process in running.processes.values():
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+    async with suites.distributed(tmp_path, extra_env={**BENCH_ENV, **(extra_env or {})}) as running:
+        yield running
 
 
 def asyncpg_url(sqlalchemy_url: str) -> str:
