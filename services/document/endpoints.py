@@ -379,7 +379,7 @@ def _quote(name: str) -> str:
 
 
 @router.get("/{document_id}/content", response_class=Response, responses=problem_responses(401, 403, 404),
-            **allow(*STAFF, "auditor"))
+            **allow(*STAFF, "auditor", "desk_officer"))
 async def download_content(
     document_id: int,
     request: Request,
@@ -387,8 +387,13 @@ async def download_content(
     caller: Caller = Depends(current_caller),
     session: AsyncSession = Session,
 ) -> Response:
-    """The main file (latest version unless ``version``), streamed."""
+    """The main file (latest version unless ``version``), streamed.
+
+    The one-stop-shop desk hands results to citizens, so a desk officer may fetch issued
+    documents of their agency — and nothing still in drafting."""
     doc = await svc.get_visible(session, caller, document_id)
+    if not caller.has_any(*STAFF, "auditor") and doc.status != "issued":
+        raise NotFound(f"no document {document_id}")
     number = version or doc.content_version
     row = (
         await session.execute(
