@@ -43,6 +43,11 @@ contracts-check: $(STAMP)
 config-reference: $(STAMP)
 	$(PY) -m lienthong.configref
 
+## make fuzz: a longer schemathesis run over every role
+fuzz: $(STAMP)
+	LIENTHONG_FUZZ_EXAMPLES=100 LIENTHONG_FUZZ_ROLES=citizen,desk_officer,specialist,leader,clerk,admin,auditor,integrator \
+		$(PY) -m pytest -q -s tests/e2e/test_fuzz.py
+
 bench: $(STAMP)
 	$(PY) -m bench
 

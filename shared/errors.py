@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -204,6 +205,22 @@ def install_error_handlers(app: FastAPI) -> None:
             request, status=exc.status_code, code=code, title=title, detail=detail, headers=exc.headers
         )
 
+    @app.exception_handler(StatementError)
+    @app.exception_handler(OverflowError)
+    async def _database_value(request: Request, exc: Exception) -> JSONResponse:
+        # A number the client sent that the database cannot hold (an id of 10**30) is the
+        # client's mistake, whichever route let it through: 422, not 500. SQLite's driver raises
+        # a bare OverflowError while binding it; asyncpg a wrapped "out of range" DataError.
+        if isinstance(exc, OverflowError) or _is_out_of_range(exc):  # type: ignore[arg-type]
+            return problem_response(
+                request,
+                status=422,
+                code="value_out_of_range",
+                title="A value is out of range",
+                detail="a number in the request is too large for this field",
+            )
+        return await _unexpected(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path)
@@ -211,6 +228,15 @@ def install_error_handlers(app: FastAPI) -> None:
             request, status=500, code="internal_error", title="Internal error",
             detail="The error was logged with this request id.",
         )
+
+
+def _is_out_of_range(exc: StatementError) -> bool:
+    original = getattr(exc, "orig", None)
+    if isinstance(original, OverflowError):
+        return True
+    text = f"{type(original).__name__}: {original}".lower()
+    # asyncpg: DataError "value out of int64 range" / NumericValueOutOfRangeError
+    return "out of range" in text or "numericvalueoutofrange" in text
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
