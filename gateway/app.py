@@ -1,19 +1,36 @@
-"""The gateway: identity, authorization at the edge, routing to the parts, one OpenAPI."""
+"""The gateway: identity, authorization at the edge, rate limits, routing to the parts, one OpenAPI."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
-from gateway import identity, proxy
+from gateway import accounts, identity
+from gateway.access import AccessLog
 from gateway.config import GatewaySettings, get_settings
-from gateway.models import Base, User
+from gateway.edge import Edge
+from gateway.models import Base, User, outbox
+from gateway.openapi import ApiDocuments
+from gateway.proxy import Upstreams
+from gateway.ratelimit import DatabaseLimiter, MemoryLimiter
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
+from shared.auth import TokenVerifier, jwks_from_url
 from shared.db import session_scope
+from shared.logging import RequestIdMiddleware
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = structlog.get_logger("gateway")
 
 DEMO_AGENCY = "000.00.00.H56"
 DEMO_USERS = {
@@ -26,47 +43,114 @@ DEMO_USERS = {
     "auditor": ("Vũ Kiểm Toán", ["auditor"], DEMO_AGENCY, 0),
     "integrator": ("Cổng dịch vụ công tỉnh", ["integrator"], DEMO_AGENCY, 0),
 }
+KEYRING_RELOAD_SECONDS = 30.0
+
+
+class RefusedToStart(RuntimeError):
+    pass
 
 
 async def seed_demo_users(runtime: ServiceRuntime) -> None:
     settings = runtime.settings
+    passwords: identity.Passwords = runtime.extras["passwords"]
     async with session_scope(runtime.db) as session:
         existing = set((await session.execute(select(User.username))).scalars())
+        if existing.issuperset(DEMO_USERS):
+            return
+        # one hash for all: the demo accounts share their (well-known) password anyway
+        password_hash = await passwords.hash_async(settings.demo_password)
         for username, (name, roles, agency, clearance) in DEMO_USERS.items():
-            if username in existing:
-                continue
-            session.add(
-                User(
-                    username=username,
-                    full_name=name,
-                    password_hash=identity.hash_secret(settings.demo_password),
-                    roles=roles,
-                    agency=agency,
-                    clearance=clearance,
-                    failed_attempts=0,
+            if username not in existing:
+                session.add(
+                    User(
+                        username=username,
+                        full_name=name,
+                        password_hash=password_hash,
+                        roles=roles,
+                        agency=agency,
+                        clearance=clearance,
+                        active=True,
+                        failed_attempts=0,
+                        version=1,
+                    )
                 )
-            )
 
 
-async def on_start(runtime: ServiceRuntime) -> None:
-    settings: GatewaySettings = runtime.settings  # type: ignore[assignment]
-    ring = identity.KeyRing()
+async def refuse_demo_accounts(runtime: ServiceRuntime) -> None:
+    """In production no demo account may still open with the demo password."""
+    settings = runtime.settings
+    passwords: identity.Passwords = runtime.extras["passwords"]
     async with session_scope(runtime.db) as session:
-        await ring.load(session, ttl=settings.token_ttl_seconds)
-    runtime.extras["keyring"] = ring
-    upstreams = proxy.Upstreams(settings)
-    await upstreams.start()
-    runtime.extras["upstreams"] = upstreams
-    if settings.demo:
-        await seed_demo_users(runtime)
+        users = (
+            (await session.execute(select(User).where(User.username.in_(DEMO_USERS), User.active.is_(True))))
+            .scalars()
+            .all()
+        )
+        for user in users:
+            if await passwords.verify(user.password_hash, settings.demo_password):
+                raise RefusedToStart(
+                    f"production with the demo account {user.username!r} still active with the demo password; "
+                    "deactivate it or change its password"
+                )
 
 
-async def on_stop(runtime: ServiceRuntime) -> None:
-    await runtime.extras["upstreams"].close()
-
-
-def definition(settings: GatewaySettings | None = None) -> ServiceDefinition:
+def definition(settings: GatewaySettings | None = None, *, own_openapi: Any = None) -> ServiceDefinition:
     settings = settings or get_settings()
+
+    async def on_start(runtime: ServiceRuntime) -> None:
+        s: GatewaySettings = runtime.settings  # type: ignore[assignment]
+        runtime.extras["passwords"] = identity.Passwords(s)
+        if s.identity_provider == "builtin":
+            ring = identity.KeyRing(s)
+            async with session_scope(runtime.db) as session:
+                await ring.load(session)
+            runtime.extras["keyring"] = ring
+
+            async def own_keys() -> dict[str, Any]:
+                # a kid this replica has not seen may come from another replica's rotation
+                if not ring.from_file and time.monotonic() - ring.loaded_at > 1.0:
+                    async with session_scope(runtime.db) as session:
+                        await ring.load(session)
+                return ring.jwks()
+
+            # the keys are at hand, so an unknown kid is looked up at once (no refetch pause)
+            runtime.verifier = TokenVerifier(
+                own_keys, issuer=s.token_issuer, audience=s.token_audience, refetch_interval=0.0
+            )
+        else:
+            runtime.verifier = TokenVerifier(
+                jwks_from_url(s.jwks_url),
+                issuer=s.token_issuer,
+                audience=s.token_audience,
+                claim_map=s.token_claim_map,
+                refetch_interval=1.0,
+            )
+        if s.environment == "production":
+            await refuse_demo_accounts(runtime)
+        upstreams = Upstreams(s)
+        await upstreams.start()
+        runtime.extras["upstreams"] = upstreams
+        runtime.extras["api"] = ApiDocuments(s, own_openapi)
+        if s.rate_limit_store == "database":
+            runtime.extras["limiter"] = DatabaseLimiter(runtime.db)
+        else:
+            runtime.extras["limiter"] = MemoryLimiter()
+        runtime.extras["access"] = AccessLog(
+            outbox, batch=s.access_batch, flush_seconds=s.access_flush_seconds, queue_limit=s.access_queue_limit
+        )
+        if s.demo:
+            await seed_demo_users(runtime)
+
+    async def on_stop(runtime: ServiceRuntime) -> None:
+        access: AccessLog | None = runtime.extras.get("access")
+        if access is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await access.drain(runtime.db)
+        upstreams: Upstreams | None = runtime.extras.get("upstreams")
+        if upstreams is not None:
+            await upstreams.close()
+
     return ServiceDefinition(
         name="gateway",
         title="lienthong",
@@ -74,20 +158,83 @@ def definition(settings: GatewaySettings | None = None) -> ServiceDefinition:
         settings=settings,
         metadata=Base.metadata,
         migrations=MIGRATIONS,
-        routers=[identity.router, proxy.router],
+        routers=[identity.router, accounts.router],
+        outbox=outbox,
         on_start=on_start,
         on_stop=on_stop,
-        max_body_bytes=250 * 1024 * 1024,
+        background=[keep_api_documents, write_access_records, housekeeping],
+        max_body_bytes=settings.max_json_body_bytes,
+        readiness_checks={"parts_documented": _documented},
     )
 
 
-def create_app(settings: GatewaySettings | None = None, **kwargs: object) -> FastAPI:
-    app_holder: dict[str, FastAPI] = {}
+async def keep_api_documents(runtime: ServiceRuntime) -> None:
+    await runtime.extras["api"].run(runtime.extras["upstreams"])
 
-    async def own_keys() -> dict:
-        return app_holder["app"].state.runtime.extras["keyring"].jwks()
 
-    kwargs.setdefault("key_source", own_keys)
-    app = create_service_app(definition(settings), **kwargs)  # type: ignore[arg-type]
-    app_holder["app"] = app
+async def write_access_records(runtime: ServiceRuntime) -> None:
+    await runtime.extras["access"].run(runtime.db)
+
+
+async def housekeeping(runtime: ServiceRuntime) -> None:
+    """Drop full rate buckets; pick up signing keys another replica rotated in."""
+    while True:
+        await asyncio.sleep(KEYRING_RELOAD_SECONDS)
+        await runtime.extras["limiter"].prune()
+        ring = runtime.extras.get("keyring")
+        if ring is not None:
+            async with session_scope(runtime.db) as session:
+                await ring.load(session)
+
+
+async def _documented(runtime: ServiceRuntime) -> Any:
+    missing = runtime.extras["api"].missing
+    return "ok" if not missing else {"not_yet": missing}
+
+
+def create_app(settings: GatewaySettings | None = None, **kwargs: Any) -> FastAPI:
+    settings = settings or get_settings()
+    holder: dict[str, FastAPI] = {}
+    app = create_service_app(definition(settings, own_openapi=lambda: holder["app"].openapi()), **kwargs)
+    holder["app"] = app
+    _serve_assembled_openapi(app)
+    _install_edge(app, settings)
     return app
+
+
+def _serve_assembled_openapi(app: FastAPI) -> None:
+    async def assembled(request: Request) -> JSONResponse:
+        return JSONResponse(request.app.state.runtime.extras["api"].assembled)
+
+    for i, route in enumerate(app.router.routes):
+        if getattr(route, "path", None) == app.openapi_url:
+            app.router.routes[i] = Route(app.openapi_url, assembled, include_in_schema=False)
+
+
+def _install_edge(app: FastAPI, settings: GatewaySettings) -> None:
+    """The edge goes just inside the request-id middleware (so its problems carry the id),
+    CORS just outside the edge (preflights are answered before tokens or limits)."""
+    stack = app.user_middleware
+    at = next(i for i, m in enumerate(stack) if m.cls is RequestIdMiddleware) + 1
+    stack.insert(at, Middleware(Edge, settings=settings))
+    if settings.cors_origins:
+        stack.insert(
+            at,
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_credentials=settings.cors_allow_credentials,
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match", "X-Request-ID"],
+                expose_headers=[
+                    "ETag",
+                    "Location",
+                    "X-Request-ID",
+                    "Retry-After",
+                    "RateLimit-Limit",
+                    "RateLimit-Remaining",
+                    "RateLimit-Reset",
+                ],
+                max_age=600,
+            ),
+        )

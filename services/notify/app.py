@@ -1,4 +1,4 @@
-"""Notify: webhooks for integrators."""
+"""Notify: webhooks for integrators (events → signed deliveries, retried for about a day)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,30 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.notify import endpoints
+from services.notify import endpoints, handlers
 from services.notify.config import NotifySettings, get_settings
+from services.notify.delivery import Deliverer
 from services.notify.models import Base
-from shared.app import ServiceDefinition, create_service_app
+from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def on_start(runtime: ServiceRuntime) -> None:
+    deliverer = Deliverer(runtime.settings, runtime.db)  # type: ignore[arg-type]
+    await deliverer.start()
+    runtime.extras["deliverer"] = deliverer
+
+
+async def on_stop(runtime: ServiceRuntime) -> None:
+    deliverer: Deliverer | None = runtime.extras.get("deliverer")
+    if deliverer is not None:
+        await deliverer.close()
+
+
+async def deliver(runtime: ServiceRuntime) -> None:
+    """Background job: the delivery worker."""
+    await runtime.extras["deliverer"].run()
 
 
 def definition(settings: NotifySettings | None = None) -> ServiceDefinition:
@@ -19,11 +37,16 @@ def definition(settings: NotifySettings | None = None) -> ServiceDefinition:
     return ServiceDefinition(
         name="notify",
         title="lienthong notify",
-        description="Webhook subscriptions and deliveries for integrators.",
+        description="Webhook subscriptions for integrators: CloudEvents signed per Standard Webhooks, "
+        "retried with backoff for about a day, every attempt logged, replays on request.",
         settings=settings,
         metadata=Base.metadata,
         migrations=MIGRATIONS,
         routers=[endpoints.router],
+        consumers=[handlers.consumer(settings)],
+        on_start=on_start,
+        on_stop=on_stop,
+        background=[deliver],
     )
 
 

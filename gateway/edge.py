@@ -1,0 +1,320 @@
+"""The gateway's edge: everything a request meets before a part sees it, as one ASGI layer.
+
+For ``/api/…``: the route template from the route table; the bearer token verified early (401
+for garbage, forged or expired tokens, 403 for a role the route does not admit); rate limits
+(429); the route's body limit (413); the request forwarded (or, for ``/api/auth``, handed to
+the gateway's own routes); then an access record. Every response gets the security headers.
+Pure ASGI, with no framework objects on the hot path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+
+from gateway.config import SERVICES, GatewaySettings, RateRule
+from gateway.openapi import RouteInfo
+from gateway.proxy import ClientGone, forward
+from gateway.ratelimit import Decision, tightest
+from shared.auth import Caller, TokenVerifier
+from shared.errors import ProblemError, Unauthorized, problem_response
+from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = structlog.get_logger("edge")
+
+OWN_PREFIX = "auth"
+CSP_API = b"default-src 'none'; frame-ancestors 'none'"
+# Swagger UI's page loads its script and styles from a CDN and runs an inline bootstrap.
+CSP_DOCS = (
+    b"default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    b"connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+class TokenCache:
+    """Verified tokens for their remaining lifetime: a hot client costs one dict look-up, not an
+    RSA verification. Only tokens that passed verification ever enter it."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: dict[str, tuple[Caller, float]] = {}
+
+    def get(self, token: str) -> Caller | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if entry[1] <= time.time():
+            del self._entries[token]
+            return None
+        return entry[0]
+
+    def put(self, token: str, caller: Caller) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        exp = caller.claims.get("exp")
+        if isinstance(exp, int | float):
+            self._entries[token] = (caller, float(exp))
+
+
+def security_headers(settings: GatewaySettings) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    common = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+    ]
+    if settings.public_base_url.startswith("https://"):
+        common.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+    return common + [(b"content-security-policy", CSP_API)], common + [(b"content-security-policy", CSP_DOCS)]
+
+
+class Edge:
+    def __init__(self, app: Any, *, settings: GatewaySettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.api_headers, self.docs_headers = security_headers(settings)
+        self.trusted = [ipaddress.ip_network(c, strict=False) for c in settings.trusted_proxies]
+        self.tokens = TokenCache()
+        self.parts = frozenset(SERVICES) | {OWN_PREFIX}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if not path.startswith("/api/"):
+            extra = self.docs_headers if path == "/docs" else self.api_headers
+            await self.app(scope, receive, _adding(send, extra))
+            return
+        await self._api(scope, receive, send, path)
+
+    # --- /api/… ---------------------------------------------------------------------------
+
+    async def _api(self, scope: dict[str, Any], receive: Any, send: Any, path: str) -> None:
+        started = time.perf_counter()
+        runtime = scope["app"].state.runtime
+        part = path[5:].split("/", 1)[0]
+        method: str = scope["method"]
+        client_ip = self._client_ip(scope)
+        caller: Caller | None = None
+        route: RouteInfo | None = None
+        status = 500
+        extra_headers = list(self.api_headers)
+
+        async def send_out(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = list(message.get("headers", ())) + extra_headers
+            await send(message)
+
+        try:
+            if part not in self.parts:
+                raise _NoSuchRoute()
+            api = runtime.extras["api"]
+            route = api.routes.match(part, method, path)
+            if route is None and part != OWN_PREFIX:
+                # not in the route table: the part answers 404/405 itself, or it has new routes
+                # the gateway has not read yet
+                api.stale(part)
+            caller, token_error = await self._authenticate(scope, runtime.verifier)
+            decision = await self._limit(runtime, caller, client_ip, method, route)
+            if decision is not None:
+                extra_headers += decision.headers()
+                if not decision.allowed:
+                    raise _RateLimited(decision)
+            if token_error is not None:
+                raise token_error
+            if route is not None and not route.public:
+                if caller is None:
+                    raise Unauthorized("a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+                if not (caller.roles & route.roles or "service" in caller.roles):
+                    raise _Forbidden(route)
+            limit = route.body_limit if route else self._default_limit(part)
+            _check_declared_length(scope, limit)
+            if part == OWN_PREFIX:
+                await self.app(scope, receive, send_out)
+            else:
+                await forward(
+                    runtime.extras["upstreams"], part, scope, receive, send_out, body_limit=limit, client_ip=client_ip
+                )
+        except ClientGone:
+            status = 499  # nginx's "client closed request": the caller left before an answer
+        except _NoSuchRoute:
+            await self._problem(scope, receive, send_out, 404, "not_found", "Not found", f"no route {method} {path}")
+        except _RateLimited as exc:
+            await self._problem(
+                scope,
+                receive,
+                send_out,
+                429,
+                "rate_limited",
+                "Too many requests",
+                f"try again in {exc.decision.retry_after} s",
+            )
+        except _Forbidden as exc:
+            await self._problem(
+                scope,
+                receive,
+                send_out,
+                403,
+                "forbidden",
+                "Not allowed",
+                f"this needs one of the roles: {', '.join(sorted(exc.route.roles))}",
+            )
+        except ProblemError as exc:
+            response = problem_response(
+                Request(scope, receive),
+                status=exc.status,
+                code=exc.code,
+                title=exc.title,
+                detail=exc.detail,
+                headers=exc.headers,
+                extra=exc.extra,
+            )
+            await response(scope, receive, send_out)
+        finally:
+            elapsed = time.perf_counter() - started
+            template = route.template if route else f"/api/{part}/*" if part in self.parts else "/api/*"
+            if part != OWN_PREFIX:  # the gateway's own routes are counted by its metrics middleware
+                HTTP_REQUESTS.labels("gateway", method, template, str(status)).inc()
+                HTTP_LATENCY.labels("gateway", template).observe(elapsed)
+            access = runtime.extras.get("access")
+            if access is not None:
+                access.record(
+                    actor=caller.sub if caller else None,
+                    roles=caller.roles if caller else [],
+                    agency=caller.agency if caller else None,
+                    client_ip=client_ip,
+                    method=method,
+                    route=template,
+                    status=status,
+                    duration_ms=elapsed * 1000,
+                    request_id=scope.get("state", {}).get("request_id"),
+                )
+
+    async def _authenticate(
+        self, scope: dict[str, Any], verifier: TokenVerifier
+    ) -> tuple[Caller | None, Unauthorized | None]:
+        """The caller of a bearer token, or the reason it is refused (reported after the rate
+        limit, so guessing tokens is rate-limited like any anonymous call)."""
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        if authorization is None:
+            return None, None
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return None, None  # e.g. Basic client authentication at the token endpoint
+        token = token.strip()
+        if not token:
+            return None, Unauthorized("empty bearer token", headers={"WWW-Authenticate": "Bearer"})
+        caller = self.tokens.get(token)
+        if caller is None:
+            try:
+                caller = await verifier.verify(token)
+            except Unauthorized as exc:
+                exc.headers = {**(exc.headers or {}), "WWW-Authenticate": 'Bearer error="invalid_token"'}
+                return None, exc
+            self.tokens.put(token, caller)
+        scope.setdefault("state", {})["caller"] = caller
+        return caller, None
+
+    async def _limit(
+        self, runtime: Any, caller: Caller | None, client_ip: str | None, method: str, route: RouteInfo | None
+    ) -> Decision | None:
+        settings = self.settings
+        client = caller.sub if caller else f"ip:{client_ip}"
+        checks: list[tuple[str, RateRule]] = [
+            (f"c:{client}", settings.rate_client) if caller else (f"p:{client}", settings.rate_public)
+        ]
+        if route is not None:
+            rule = settings.rate_routes.get(f"{method} {route.template}")
+            if rule is not None:
+                checks.append((f"r:{client}|{method} {route.template}", rule))
+        try:
+            decisions = await runtime.extras["limiter"].take(checks)
+        except Exception as exc:  # a store that is away must not take the API down with it
+            log.warning("rate_limit_store_failed", error=repr(exc))
+            return None
+        return tightest(decisions)
+
+    def _client_ip(self, scope: dict[str, Any]) -> str | None:
+        peer = scope.get("client")
+        ip = peer[0] if peer else None
+        if not self.trusted or ip is None:
+            return ip
+        try:
+            if not any(ipaddress.ip_address(ip) in net for net in self.trusted):
+                return ip
+        except ValueError:
+            return ip
+        # behind our own load balancer: the last address it did not add itself
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-for":
+                hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+                for hop in reversed(hops):
+                    try:
+                        if not any(ipaddress.ip_address(hop) in net for net in self.trusted):
+                            scope.setdefault("state", {})["forwarded_chain"] = True
+                            return hop
+                    except ValueError:
+                        return ip
+        return ip
+
+    def _default_limit(self, part: str) -> int:
+        return self.settings.max_json_body_bytes if part == OWN_PREFIX else self.settings.max_upload_bytes
+
+    async def _problem(
+        self, scope: dict[str, Any], receive: Any, send: Any, status: int, code: str, title: str, detail: str
+    ) -> None:
+        response = problem_response(Request(scope, receive), status=status, code=code, title=title, detail=detail)
+        await response(scope, receive, send)
+
+
+class _NoSuchRoute(Exception):
+    pass
+
+
+class _RateLimited(Exception):
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+
+
+class _Forbidden(Exception):
+    def __init__(self, route: RouteInfo) -> None:
+        self.route = route
+
+
+class _LengthError(ProblemError):
+    status, code, title = 400, "bad_content_length", "Content-Length is not a number"
+
+
+class _TooLarge(ProblemError):
+    status, code, title = 413, "payload_too_large", "Request body too large"
+
+
+def _check_declared_length(scope: dict[str, Any], limit: int) -> None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if not value.isdigit() or len(value) > 15:
+                raise _LengthError()
+            if int(value) > limit:
+                raise _TooLarge(f"the limit here is {limit} bytes")
+
+
+def _adding(send: Any, extra: list[tuple[bytes, bytes]]) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = list(message.get("headers", ())) + extra
+        await send(message)
+
+    return wrapped

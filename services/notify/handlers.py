@@ -1,0 +1,68 @@
+"""What notify consumes: every event (queue ``notify``, binding ``#``), turned into deliveries.
+
+The handler only records which subscriptions are owed the event, in the inbox's transaction;
+the delivery worker sends them. So a slow or dead callback never holds up the bus, and an event
+seen twice is owed once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notify.config import NotifySettings
+from services.notify.models import Delivery, Subscription, inbox
+from shared import organ_id
+from shared.bus import topic_matches
+from shared.db import insert_ignoring_duplicates
+from shared.events import CloudEvent
+from shared.inbox import Consumer
+
+WAKE = "notify_wake"
+
+
+def wants(subscription: Subscription, routing_key: str, agency: str | None) -> bool:
+    """A subscription is owed an event of a type it names, of an agency inside its subtree."""
+    if agency is None or not organ_id.within(agency, subscription.agency):
+        return False
+    return any(topic_matches(pattern, routing_key) for pattern in subscription.event_types)
+
+
+async def owe(session: AsyncSession, subscription: Subscription, event: CloudEvent, now: datetime) -> None:
+    await session.execute(
+        insert_ignoring_duplicates(session, Delivery.__table__).values(
+            subscription_id=subscription.id,
+            event_id=event.id,
+            event_type=event.type,
+            body=event.to_bytes(),
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            retry_from=now,
+            created_at=now,
+        )
+    )
+    session.info[WAKE] = True
+
+
+def consumer(settings: NotifySettings) -> Consumer:
+    withheld = list(settings.withheld_events)
+
+    async def on_event(session: AsyncSession, event: CloudEvent) -> None:
+        try:
+            routing_key = event.routing_key
+        except ValueError:
+            return  # not one of ours: nothing an integrator subscribed to
+        if any(topic_matches(pattern, routing_key) for pattern in withheld):
+            return
+        subscriptions = (
+            (await session.execute(select(Subscription).where(Subscription.active.is_(True)))).scalars().all()
+        )
+        now = datetime.now(UTC)
+        for subscription in subscriptions:
+            if wants(subscription, routing_key, event.agency):
+                await owe(session, subscription, event, now)
+
+    return Consumer(name="notify", handlers={"#": on_event}, inbox=inbox)
