@@ -55,12 +55,6 @@ class GatewaySettings(Settings):
         description="builtin: this gateway issues tokens; oidc: an external provider does "
         "(token_issuer, token_audience, jwks_url and token_claim_map name it)",
     )
-    token_claim_map: dict[str, str] = Field(
-        default_factory=dict,
-        description="where an external provider puts our claims, dotted paths; Keycloak: "
-        '{"roles": "realm_access.roles", "name": "preferred_username", "agency": "agency", '
-        '"clearance": "clearance"}',
-    )
     token_key_file: Path | None = Field(
         default=None,
         description="PEM file of RSA private keys signing tokens (the last one signs, all verify); "

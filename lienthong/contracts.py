@@ -110,8 +110,10 @@ def render() -> dict[Path, str]:
     files: dict[Path, str] = {}
     documents = openapi_documents()
     for part, document in documents.items():
-        files[ROOT / "openapi" / f"{part}.json"] = _json(document)
-    files[ROOT / "openapi" / "gateway.json"] = _json(gateway_document(documents))
+        # the gateway's file is the one assembled API, its own routes included
+        files[ROOT / "openapi" / f"{part}.json"] = _json(
+            gateway_document(documents) if part == "gateway" else document
+        )
     for routing_key in sorted(REGISTRY):
         files[ROOT / "events" / f"{routing_key}.schema.json"] = _json(event_schema(routing_key))
     files[ROOT / "asyncapi.yaml"] = yaml.safe_dump(asyncapi(), sort_keys=False, allow_unicode=True, width=100)

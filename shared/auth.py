@@ -94,7 +94,7 @@ class TokenVerifier:
         audience: str,
         claim_map: dict[str, str] | None = None,
         leeway: int = 30,
-        refetch_interval: float = 5.0,
+        refetch_interval: float = 1.0,
     ) -> None:
         self._source = key_source
         self.issuer, self.audience = issuer, audience
@@ -104,29 +104,45 @@ class TokenVerifier:
         self.refetch_interval = refetch_interval
         self._keys: dict[str, tuple[str, Any]] = {}
         self._fetched_at = 0.0
+        self._missed: dict[str, float] = {}
         self._lock = asyncio.Lock()
 
-    async def _refresh(self, *, force: bool) -> None:
+    async def _fetch(self) -> None:
+        try:
+            document = await self._source()
+        except Exception as exc:
+            if self._keys:
+                return  # keep verifying with the keys we have while the provider is away
+            raise Unauthorized("the identity provider's keys are not reachable") from exc
+        keys: dict[str, tuple[str, Any]] = {}
+        for jwk in document.get("keys", []):
+            kid, kty = jwk.get("kid"), jwk.get("kty")
+            alg = jwk.get("alg") or ("RS256" if kty == "RSA" else "ES256" if kty == "EC" else None)
+            if not kid or alg not in ALLOWED_ALGORITHMS or ALLOWED_ALGORITHMS[alg] != kty:
+                continue
+            keys[kid] = (alg, jwt.PyJWK.from_dict({**jwk, "alg": alg}).key)
+        self._keys = keys
+        self._fetched_at = time.monotonic()
+
+    async def _ensure_key(self, kid: str) -> None:
+        """Fetch the JWKS for a key id we do not know: a rotated key reaches us this way.
+
+        At most one fetch per ``refetch_interval``; a token arriving sooner waits for the window
+        rather than being refused, and a key id still unknown after a fetch is not fetched for
+        again until the next one, so random key ids cannot make us hammer the provider."""
         async with self._lock:
-            if not force and self._keys:
+            if kid in self._keys:
                 return
-            if force and time.monotonic() - self._fetched_at < self.refetch_interval:
+            if self._keys and self._missed.get(kid, -1.0) >= self._fetched_at:
                 return
-            try:
-                document = await self._source()
-            except Exception as exc:
-                if self._keys:
-                    return
-                raise Unauthorized("the identity provider's keys are not reachable") from exc
-            keys: dict[str, tuple[str, Any]] = {}
-            for jwk in document.get("keys", []):
-                kid, kty = jwk.get("kid"), jwk.get("kty")
-                alg = jwk.get("alg") or ("RS256" if kty == "RSA" else "ES256" if kty == "EC" else None)
-                if not kid or alg not in ALLOWED_ALGORITHMS or ALLOWED_ALGORITHMS[alg] != kty:
-                    continue
-                keys[kid] = (alg, jwt.PyJWK.from_dict({**jwk, "alg": alg}).key)
-            self._keys = keys
-            self._fetched_at = time.monotonic()
+            wait = self.refetch_interval - (time.monotonic() - self._fetched_at)
+            if self._keys and wait > 0:
+                await asyncio.sleep(wait)
+            await self._fetch()
+            if kid not in self._keys:
+                if len(self._missed) > 1000:
+                    self._missed.clear()
+                self._missed[kid] = self._fetched_at
 
     async def verify(self, token: str) -> Caller:
         try:
@@ -136,9 +152,8 @@ class TokenVerifier:
         kid, alg = header.get("kid"), header.get("alg")
         if alg not in ALLOWED_ALGORITHMS or not isinstance(kid, str):
             raise Unauthorized("token algorithm not accepted")
-        await self._refresh(force=False)
         if kid not in self._keys:
-            await self._refresh(force=True)
+            await self._ensure_key(kid)
         if kid not in self._keys:
             raise Unauthorized("token signed by an unknown key")
         key_alg, key = self._keys[kid]

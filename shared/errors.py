@@ -7,6 +7,7 @@ the request id. No stack trace, SQL or host name ever reaches a client.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 import structlog
@@ -19,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://lienthong.vn/problems/"
+_FORWARDED_PREFIX = re.compile(r"^/api/[a-z]+$")
 
 log = structlog.get_logger("errors")
 
@@ -127,7 +129,9 @@ def problem_response(
     instance = None
     if request is not None:
         request_id = request.scope.get("state", {}).get("request_id")
-        instance = request.url.path
+        # behind the gateway the client called /api/<part>/…; say so, not the part's own path
+        prefix = request.headers.get("x-forwarded-prefix", "")
+        instance = (prefix if _FORWARDED_PREFIX.match(prefix) else "") + request.url.path
     body = Problem(
         type=TYPE_BASE + code,
         title=title,

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     jwks_url: str = "http://127.0.0.1:8000/api/auth/jwks"
     token_issuer: str = "urn:lienthong:identity"
     token_audience: str = "lienthong"
+    token_claim_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="where an external provider puts our claims, dotted paths; Keycloak: "
+        '{"roles": "realm_access.roles", "name": "preferred_username", "agency": "agency", '
+        '"clearance": "clearance"}',
+    )
 
     log_level: str = "INFO"
     log_json: bool = True
