@@ -101,7 +101,9 @@ def _make_sqlite_serialisable(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # autocommit connections (health pings) must not queue behind writers
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -133,6 +135,7 @@ class Database:
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.exec_driver_sql("SELECT 1")
 
     async def dispose(self) -> None:

@@ -85,7 +85,6 @@ class SigningSettings(Settings):
                 ("token_pin_secret", DEV_TOKEN_PIN),
                 ("token_so_pin_secret", DEV_TOKEN_SO_PIN),
                 ("ca_passphrase_secret", DEV_CA_PASSPHRASE),
-                ("demo_pin_secret", DEV_DEMO_PIN),
             ):
                 if getattr(self, name) == dev:
                     raise ValueError(f"{name} still has its development default")

@@ -117,9 +117,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
 def decision_pdf(pages: int = 1, body: str = "Về việc phê duyệt kế hoạch cải cách hành chính.") -> bytes:
     """A Decree 30-style draft: agency and number on the left, national motto on the right,
     the title and the body; the signature block is left to the prepared fields."""
-    if "DejaVuSerif" not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(TTFont("DejaVuSerif", str(FONT_DIR / "DejaVuSerif.ttf")))
-        pdfmetrics.registerFont(TTFont("DejaVuSerif-Bold", str(FONT_DIR / "DejaVuSerif-Bold.ttf")))
+    for name in ("DejaVuSerif", "DejaVuSerif-Bold"):
+        if name not in pdfmetrics.getRegisteredFontNames():
+            pdfmetrics.registerFont(TTFont(name, str(FONT_DIR / f"{name}.ttf")))
     buf = BytesIO()
     c = canvas.Canvas(buf, pagesize=A4)
     for page in range(pages):
