@@ -33,7 +33,7 @@ from shared import organ_id
 from shared.auth import Caller, allow, current_caller
 from shared.db import request_session
 from shared.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable, problem_responses
-from shared.http import StrictRoute, check_if_match, etag_for
+from shared.http import StrictRoute, check_if_match, etag_for, id_cursor
 
 router = APIRouter(prefix="/api/auth", tags=["accounts"], route_class=StrictRoute)
 Session = Depends(request_session, scope="function")
@@ -73,12 +73,6 @@ def _check_password(request: Request, password: str, username: str) -> None:
         )
 
 
-def _cursor(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    if not cursor.isdigit() or len(cursor) > 18:
-        raise BadRequest("not a cursor this API gave out")
-    return int(cursor)
 
 
 def _user_out(user: User) -> UserOut:
@@ -141,7 +135,7 @@ async def list_users(
 ) -> UserPage:
     """Accounts in your agency's subtree, oldest first."""
     _builtin(request)
-    stmt = _scoped(select(User), User.agency, caller).where(User.id > _cursor(cursor)).order_by(User.id)
+    stmt = _scoped(select(User), User.agency, caller).where(User.id > id_cursor(cursor)).order_by(User.id)
     if agency is not None:
         if not organ_id.is_valid(agency):
             raise BadRequest("agency is not an agency identifier")
@@ -273,7 +267,7 @@ async def list_clients(
     _builtin(request)
     stmt = (
         _scoped(select(ServiceClient), ServiceClient.agency, caller)
-        .where(ServiceClient.id > _cursor(cursor))
+        .where(ServiceClient.id > id_cursor(cursor))
         .order_by(ServiceClient.id)
     )
     rows = (await session.execute(stmt.limit(limit + 1))).scalars().all()

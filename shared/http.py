@@ -161,3 +161,27 @@ def check_if_match(if_match: str | None, current: str) -> None:
     candidates = {v.strip() for v in if_match.split(",")}
     if "*" not in candidates and current not in candidates:
         raise PreconditionFailed(f"current version is {current}")
+
+
+def raw_body_route(media_type: str, *roles: str) -> dict[str, Any]:
+    """Route keywords for a raw file body (a PDF, an XML envelope): who may call (``allow``, or
+    ``public`` with no roles) and the OpenAPI description of a body that is streamed, not parsed."""
+    from shared.auth import allow, public
+
+    kwargs = allow(*roles) if roles else public()
+    kwargs["openapi_extra"]["requestBody"] = {
+        "required": True,
+        "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
+    }
+    return kwargs
+
+
+def id_cursor(cursor: str | None) -> int:
+    """The row id a keyset cursor of ours carries; anything else is a 400."""
+    from shared.errors import BadRequest
+
+    if cursor is None:
+        return 0
+    if not cursor.isdigit() or len(cursor) > 18:
+        raise BadRequest("not a cursor this API gave out")
+    return int(cursor)

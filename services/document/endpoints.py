@@ -38,7 +38,7 @@ from shared import organ_id
 from shared.auth import Caller, allow, current_caller
 from shared.db import request_session
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable, problem_responses
-from shared.http import StrictRoute, check_if_match, etag_for
+from shared.http import StrictRoute, check_if_match, etag_for, raw_body_route
 
 Session = Depends(request_session, scope="function")
 STAFF = ("specialist", "leader", "clerk", "admin")
@@ -72,13 +72,6 @@ def _visible_query(caller: Caller) -> Select[tuple[Document]]:
     return query if clause is None else query.where(clause)
 
 
-def _raw_body(media_type: str, *roles: str) -> dict[str, Any]:
-    """``allow(...)`` plus the OpenAPI description of a raw file body (it is streamed, not parsed)."""
-    kwargs = allow(*roles)
-    kwargs["openapi_extra"]["requestBody"] = {
-        "required": True, "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}
-    }
-    return kwargs
 
 
 def _require_role(caller: Caller, *roles: str) -> None:
@@ -278,7 +271,7 @@ _STAGES: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
 
 @router.post("/{document_id}/content", status_code=201, response_model=ContentOut,
              responses=problem_responses(401, 403, 404, 409, 412, 413, 415, 422, 428),
-             **_raw_body("application/pdf", "specialist", "leader", "clerk"))
+             **raw_body_route("application/pdf", "specialist", "leader", "clerk"))
 async def upload_content(
     document_id: int,
     request: Request,
@@ -407,7 +400,7 @@ async def download_content(
 
 @router.post("/{document_id}/attachments", status_code=201, response_model=AttachmentOut,
              responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
-             **_raw_body("application/octet-stream", "specialist", "leader", "clerk"))
+             **raw_body_route("application/octet-stream", "specialist", "leader", "clerk"))
 async def add_attachment(
     document_id: int,
     request: Request,

@@ -42,7 +42,7 @@ from shared.auth import Caller, allow, current_caller
 from shared.db import request_session
 from shared.errors import BadRequest, Conflict, Forbidden, NotFound, ProblemError, problem_responses
 from shared.events import CloudEvent, event_type
-from shared.http import StrictRoute, check_if_match, etag_for
+from shared.http import StrictRoute, check_if_match, etag_for, id_cursor
 
 router = APIRouter(prefix="/subscriptions", tags=["webhooks"], route_class=StrictRoute)
 Session = Depends(request_session, scope="function")
@@ -81,12 +81,6 @@ async def _delivery(session: AsyncSession, subscription: Subscription, delivery_
     return delivery
 
 
-def _cursor(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    if not cursor.isdigit() or len(cursor) > 18:
-        raise BadRequest("not a cursor this API gave out")
-    return int(cursor)
 
 
 def _out(s: Subscription) -> SubscriptionOut:
@@ -234,7 +228,7 @@ async def list_subscriptions(
     session: AsyncSession = Session,
 ) -> SubscriptionPage:
     """Your subscriptions (an administrator: also those of the agency subtree)."""
-    stmt = select(Subscription).where(Subscription.id > _cursor(cursor)).order_by(Subscription.id)
+    stmt = select(Subscription).where(Subscription.id > id_cursor(cursor)).order_by(Subscription.id)
     if "admin" not in caller.roles and "service" not in caller.roles:
         stmt = stmt.where(Subscription.owner == caller.sub).limit(limit + 1)
     # an administrator's subtree is checked here (subscriptions are few)
@@ -350,7 +344,7 @@ async def list_deliveries(
     subscription = await _subscription(session, caller, subscription_id)
     stmt = select(Delivery).where(Delivery.subscription_id == subscription.id)
     if cursor is not None:
-        stmt = stmt.where(Delivery.id < _cursor(cursor))
+        stmt = stmt.where(Delivery.id < id_cursor(cursor))
     if status is not None:
         stmt = stmt.where(Delivery.status == status)
     for bound in (since, until):
@@ -403,7 +397,7 @@ async def list_attempts(
     subscription = await _subscription(session, caller, subscription_id)
     stmt = select(Attempt).where(Attempt.subscription_id == subscription.id)
     if cursor is not None:
-        stmt = stmt.where(Attempt.id < _cursor(cursor))
+        stmt = stmt.where(Attempt.id < id_cursor(cursor))
     rows = (await session.execute(stmt.order_by(Attempt.id.desc()).limit(limit + 1))).scalars().all()
     return AttemptPage(
         items=[_attempt_out(a) for a in rows[:limit]], next=str(rows[limit - 1].id) if len(rows) > limit else None

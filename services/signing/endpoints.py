@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.auth import ROLES, Caller, allow, current_caller, public
 from shared.db import request_session
 from shared.errors import NotFound, ProblemError, Unprocessable, UnsupportedMediaType, problem_responses
-from shared.http import StrictRoute
+from shared.http import StrictRoute, raw_body_route
 
 from . import pades, service
 from .keystore import Keystore
@@ -66,14 +66,6 @@ def _pins(request: Request) -> PinCache:
     return request.app.state.runtime.extras["pins"]
 
 
-def _raw_body(media_type: str, roles: tuple[str, ...] | None) -> dict[str, Any]:
-    """Route keywords: who may call, and the OpenAPI description of a raw body."""
-    kwargs = allow(*roles) if roles else public()
-    kwargs["openapi_extra"]["requestBody"] = {
-        "required": True,
-        "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
-    }
-    return kwargs
 
 
 # -- PKI ------------------------------------------------------------------------------------------
@@ -105,7 +97,7 @@ async def crl(name: str, request: Request) -> Response:
     return Response(der, media_type="application/pkix-crl", headers={"Cache-Control": "max-age=300"})
 
 
-@pki_router.post("/ocsp", response_class=Response, **_raw_body("application/ocsp-request", None))
+@pki_router.post("/ocsp", response_class=Response, **raw_body_route("application/ocsp-request"))
 async def ocsp_post(request: Request) -> Response:
     """OCSP responder (RFC 6960): a DER request in, a signed response out; answers revocations
     the moment they are made."""
@@ -122,7 +114,7 @@ async def ocsp_get(encoded: str, request: Request) -> Response:
     return _serve_pki(request, "ocsp", der)
 
 
-@pki_router.post("/tsa", response_class=Response, **_raw_body("application/timestamp-query", None))
+@pki_router.post("/tsa", response_class=Response, **raw_body_route("application/timestamp-query"))
 async def tsa(request: Request) -> Response:
     """RFC 3161 time-stamping: a DER ``TimeStampReq`` in, a ``TimeStampResp`` out."""
     return _serve_pki(request, "tsa", await request.body())
@@ -285,7 +277,7 @@ def _level(request: Request, level: Level | None) -> str:
     "/sign",
     response_class=Response,
     responses={200: {"content": {"application/pdf": {}}}, **problem_responses(401, 403, 404, 409, 413, 415, 422, 423)},
-    **_raw_body("application/pdf", ("leader", "clerk")),
+    **raw_body_route("application/pdf", "leader", "clerk"),
 )
 async def sign(
     request: Request,
@@ -356,7 +348,7 @@ def _signature_out(signature: Any) -> SignatureOut:
     "/sign/batch",
     response_model=BatchOut,
     responses=problem_responses(401, 403, 404, 413, 415, 422, 423),
-    **_raw_body("multipart/form-data", ("leader", "clerk")),
+    **raw_body_route("multipart/form-data", "leader", "clerk"),
 )
 async def sign_batch(
     request: Request,
@@ -473,7 +465,7 @@ async def sign_batch(
     "/fill-number",
     response_class=Response,
     responses={200: {"content": {"application/pdf": {}}}, **problem_responses(401, 403, 409, 413, 415, 422)},
-    **_raw_body("application/pdf", ("clerk",)),
+    **raw_body_route("application/pdf", "clerk"),
 )
 async def fill_number(
     request: Request,
@@ -495,7 +487,7 @@ async def fill_number(
     "/verify",
     response_model=VerificationOut,
     responses=problem_responses(401, 413, 415, 422),
-    **_raw_body("application/pdf", tuple(r for r in ROLES if r != "service")),
+    **raw_body_route("application/pdf", *(r for r in ROLES if r != "service")),
 )
 async def verify(request: Request, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
     """Verify every signature of a PDF against our trust roots: signer and chain, revocation
