@@ -107,6 +107,9 @@ async def run(argv: Sequence[str] = ()) -> None:
     var_dir = Path(os.environ.get("LIENTHONG_VAR_DIR", "var"))
     var_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("LIENTHONG_DEMO", "true")
+    # a person at a terminal: readable lines, and only what needs their attention
+    os.environ.setdefault("LIENTHONG_LOG_JSON", "false")
+    os.environ.setdefault("LIENTHONG_LOG_LEVEL", "WARNING")
     suite = EmbeddedSuite(var_dir=var_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

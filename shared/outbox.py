@@ -182,7 +182,10 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database away: wait and try again
-                log.warning("relay_retry", service=self.outbox.service, error=repr(exc), backoff=backoff)
+                # a blip (a consumer not bound yet at start-up, a reconnect) is routine; only a
+                # relay that keeps failing at the longest back-off needs someone's attention
+                report = log.warning if backoff >= 5.0 else log.info
+                report("relay_retry", service=self.outbox.service, error=repr(exc), backoff=backoff)
                 await self._release_lock()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
