@@ -230,8 +230,13 @@ def parse_cutoff(value: str | None) -> time | None:
 
 async def working_calendar(session: AsyncSession, settings: IntakeSettings) -> WorkingCalendar:
     """The calendar with the administrators' overrides as stored now (cached per override set)."""
-    rows = (await session.execute(select(CalendarOverrideRow).order_by(CalendarOverrideRow.day))).scalars()
-    overrides = tuple(CalendarOverride(day=r.day, working=r.working, reason=r.reason) for r in rows)
+    # plain columns, not ORM rows: this runs on every request that needs deadlines
+    rows = await session.execute(
+        select(CalendarOverrideRow.day, CalendarOverrideRow.working, CalendarOverrideRow.reason).order_by(
+            CalendarOverrideRow.day
+        )
+    )
+    overrides = tuple(CalendarOverride(day=day, working=working, reason=reason) for day, working, reason in rows)
     periods = tuple((_parse_hhmm(a), _parse_hhmm(b)) for a, b in settings.office_hours)
     key = (overrides, periods)
     calendar = _CALENDARS.get(key)

@@ -408,7 +408,7 @@ async def list_dossiers(
     more = len(rows) > limit
     rows = rows[:limit]
     return DossierPage(
-        items=[await service.dossier_out(session, d) for d in rows],
+        items=await service.dossier_views(session, rows),
         next=service.make_cursor(rows[-1].received_at, rows[-1].id) if more else None,
     )
 

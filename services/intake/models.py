@@ -103,6 +103,8 @@ class Dossier(Base):
     __tablename__ = "dossier"
     __table_args__ = (
         Index("ix_dossier_path_received", "agency_path", "received_at", "id"),
+        # the lists' order (newest first, keyset cursor on received_at, id), read backwards
+        Index("ix_dossier_received", "received_at", "id"),
         Index("ix_dossier_owner_received", "owner", "received_at", "id"),
         Index("ix_dossier_status_due", "status", "due_at"),
     )

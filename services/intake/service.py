@@ -4,6 +4,7 @@ caller's transaction (the request's or a consumer's). Only ``flush()``es; never 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -15,8 +16,10 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import String, cast, func, literal, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.intake import catalogue
 from services.intake.blobs import BlobStore, CheckedFile, check_file
@@ -145,16 +148,37 @@ async def load_components(session: AsyncSession, dossier: Dossier) -> list[Dossi
     return list(rows.scalars())
 
 
-async def dossier_out(session: AsyncSession, dossier: Dossier) -> DossierOut:
-    version = await session.get(ProcedureVersion, dossier.procedure_version_id)
-    assert version is not None
+async def _version_labels(session: AsyncSession, ids: set[int]) -> dict[int, tuple[int, str]]:
+    """(version number, name) of procedure versions, by id, in one query."""
+    rows = await session.execute(
+        select(ProcedureVersion.id, ProcedureVersion.version, ProcedureVersion.name).where(ProcedureVersion.id.in_(ids))
+    )
+    return {id_: (number, name) for id_, number, name in rows.all()}
+
+
+def _component_out(c: DossierComponent) -> ComponentOut:
+    return ComponentOut(
+        no=c.no,
+        name=c.name,
+        copies=c.copies,
+        original=c.original,
+        digitised=c.sha256 is not None,
+        sha256=c.sha256,
+        size=c.size,
+        content_type=c.content_type,
+        filename=c.filename,
+        supplement=c.supplement,
+    )
+
+
+def _view(dossier: Dossier, label: tuple[int, str], components: Sequence[DossierComponent]) -> DossierOut:
     status = DossierStatus(dossier.status)
     return DossierOut(
         code=dossier.code,
         agency=dossier.agency,
         procedure_code=dossier.procedure_code,
-        procedure_version=version.version,
-        procedure_name=version.name,
+        procedure_version=label[0],
+        procedure_name=label[1],
         channel=dossier.channel,
         status=dossier.status,
         status_label=status.label_vi,
@@ -166,24 +190,32 @@ async def dossier_out(session: AsyncSession, dossier: Dossier) -> DossierOut:
         finished_at=dossier.finished_at,
         finished_on_time=dossier.finished_on_time,
         returned_at=dossier.returned_at,
-        components=[
-            ComponentOut(
-                no=c.no,
-                name=c.name,
-                copies=c.copies,
-                original=c.original,
-                digitised=c.sha256 is not None,
-                sha256=c.sha256,
-                size=c.size,
-                content_type=c.content_type,
-                filename=c.filename,
-                supplement=c.supplement,
-            )
-            for c in await load_components(session, dossier)
-        ],
+        components=[_component_out(c) for c in components],
         result=dossier.result,
         allowed_actions=[str(a) for a in allowed_actions(status, paused_from=dossier.paused_from)],
     )
+
+
+async def dossier_out(session: AsyncSession, dossier: Dossier) -> DossierOut:
+    version = await session.get(ProcedureVersion, dossier.procedure_version_id)
+    assert version is not None
+    return _view(dossier, (version.version, version.name), await load_components(session, dossier))
+
+
+async def dossier_views(session: AsyncSession, dossiers: Sequence[Dossier]) -> list[DossierOut]:
+    """Views of a page of dossiers with one query for all their components (not one per item)."""
+    if not dossiers:
+        return []
+    labels = await _version_labels(session, {d.procedure_version_id for d in dossiers})
+    by_dossier: dict[int, list[DossierComponent]] = {d.id: [] for d in dossiers}
+    rows = await session.execute(
+        select(DossierComponent)
+        .where(DossierComponent.dossier_id.in_(list(by_dossier)))
+        .order_by(DossierComponent.dossier_id, DossierComponent.id)
+    )
+    for component in rows.scalars():
+        by_dossier[component.dossier_id].append(component)
+    return [_view(d, labels[d.procedure_version_id], by_dossier[d.id]) for d in dossiers]
 
 
 async def find_dossier(session: AsyncSession, code: str, *, for_update: bool = False) -> Dossier | None:
@@ -257,6 +289,13 @@ async def _checked_components(
     return checked
 
 
+async def _store_files(ctx: Context, checked: list[tuple[ComponentIn, dict[str, Any], CheckedFile | None]]) -> None:
+    """Write the checked files (fsync'd) in a worker thread: the event loop keeps serving others."""
+    for _, _, file in checked:
+        if file is not None:
+            await asyncio.to_thread(ctx.blobs.put, file)
+
+
 def _component_rows(
     ctx: Context,
     dossier_id: int,
@@ -267,8 +306,6 @@ def _component_rows(
 ) -> list[DossierComponent]:
     rows = []
     for item, spec, file in checked:
-        if file is not None:
-            ctx.blobs.put(file)
         rows.append(
             DossierComponent(
                 dossier_id=dossier_id,
@@ -287,11 +324,40 @@ def _component_rows(
     return rows
 
 
+async def _number(session: AsyncSession, dossier: Dossier, *, key: str, prefix: str) -> None:
+    """Give the (flushed) dossier its code: ``prefix`` and the next number of ``key``, 4 digits
+    or more. On PostgreSQL the counter and the dossier are written by one statement, so the
+    counter's lock is held for one round trip less."""
+    if session.bind.dialect.name != "postgresql":
+        number = await next_value(session, counters, key)
+        dossier.code = f"{prefix}{number:04d}"
+        await session.flush()
+        return
+    # the same upsert as shared.db.next_value, as a CTE feeding the UPDATE
+    taken = (
+        postgresql.insert(counters)
+        .values(key=key, value=1)
+        .on_conflict_do_update(index_elements=[counters.c.key], set_={"value": counters.c.value + 1})
+        .returning(counters.c.value)
+        .cte("taken")
+    )
+    number = cast(taken.c.value, String)
+    table = Dossier.__table__
+    code = (
+        await session.execute(
+            update(table)
+            .where(table.c.id == dossier.id)
+            .values(code=literal(prefix) + func.lpad(number, func.greatest(4, func.length(number)), "0"))
+            .returning(table.c.code)
+        )
+    ).scalar_one()
+    set_committed_value(dossier, "code", code)
+
+
 async def submit(
     session: AsyncSession, ctx: Context, caller: Caller, body: DossierSubmission, *, idempotency_key: str | None
 ) -> tuple[DossierOut, bool]:
     """Record a dossier; returns (view, created). A replayed key gives the first answer again."""
-    record: IdempotencyRecord | None = None
     digest = request_hash(body) if idempotency_key else ""
     if idempotency_key:
         inserted = await session.execute(
@@ -305,7 +371,6 @@ async def submit(
             if earlier.request_hash != digest or earlier.response is None:
                 raise Conflict("this Idempotency-Key was used with another body", code_hint="idempotency_key_reused")
             return DossierOut.model_validate(earlier.response), False
-        record = await session.get(IdempotencyRecord, (caller.sub, idempotency_key))
 
     desk = caller.has_any("desk_officer")
     channel = Channel.DESK if desk else Channel.ONLINE
@@ -343,10 +408,12 @@ async def submit(
     if missing:
         raise Unprocessable("required components are missing", field="components", missing=missing)
 
-    number = await next_value(session, counters, _sequence_key(ctx.settings, body.agency, local))
+    await _store_files(ctx, checked)
+
     status = initial_status(channel)
     dossier = Dossier(
-        code=f"{body.agency}-{local:%y%m%d}-{number:04d}",
+        # a stand-in until the number is taken, last (see below); never committed
+        code=f"~{secrets.token_hex(12)}",
         agency=body.agency,
         agency_path=catalogue.agency_path(body.agency),
         procedure_code=procedure_code,
@@ -369,7 +436,8 @@ async def submit(
     )
     session.add(dossier)
     await session.flush()
-    session.add_all(_component_rows(ctx, dossier.id, checked, now=now, supplement=False))
+    components = _component_rows(ctx, dossier.id, checked, now=now, supplement=False)
+    session.add_all(components)
     session.add(
         DossierEvent(
             dossier_id=dossier.id,
@@ -385,6 +453,12 @@ async def submit(
     if status is S.ACCEPTED:
         await _start_clock(session, ctx, dossier, now=now, actor=caller.name)
     await session.flush()
+
+    # The code's number comes from a counter row per agency and day whose lock is held until
+    # commit (that is what keeps codes gap-free): every concurrent submission to that agency
+    # waits for it. So it is taken last, when only the statements that need the code are left.
+    key = _sequence_key(ctx.settings, body.agency, local)
+    await _number(session, dossier, key=key, prefix=f"{body.agency}-{local:%y%m%d}-")
     await outbox.emit(
         session,
         "dossier.received",
@@ -402,11 +476,13 @@ async def submit(
         subject=dossier.code,
         agency=dossier.agency,
     )
-    view = await dossier_out(session, dossier)
-    if record is not None:
-        record.dossier_code = dossier.code
-        record.response = view.model_dump(mode="json")
-        await session.flush()
+    view = _view(dossier, (version.version, version.name), components)
+    if idempotency_key:
+        await session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.caller == caller.sub, IdempotencyRecord.key == idempotency_key)
+            .values(dossier_code=dossier.code, response=view.model_dump(mode="json"))
+        )
     return view, True
 
 
@@ -668,6 +744,7 @@ async def transition(
         extra["missing_items"] = [m.name for m in body.missing_items or []]
     elif action is Action.SUPPLEMENT_RECEIVED:
         dossier.paused_from = None
+        await _store_files(ctx, list(new_components))
         session.add_all(_component_rows(ctx, dossier.id, list(new_components), now=now, supplement=True))
         details["components_added"] = extra["components_added"] = len(new_components)
     elif action in (Action.REFUSE, Action.STOP):

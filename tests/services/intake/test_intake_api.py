@@ -306,6 +306,14 @@ async def test_finding_dossiers(tmp_path: Path) -> None:
             if not cursor:
                 break
         assert [len(p) for p in pages] == [4, 2] and sum(pages, []) == everything
+        # a page shows each dossier as its own page does, components included
+        listed = (await intake.client.get("/dossiers", headers=intake.as_("specialist"))).json()["items"]
+        alone = [
+            (await intake.client.get(f"/dossiers/{d['code']}", headers=intake.as_("specialist"))).json() for d in listed
+        ]
+        assert listed == alone
+        assert [len(d["components"]) for d in listed] == [2] * 6
+        assert sum(c["digitised"] for d in listed for c in d["components"]) == 6
         for params in ({"cursor": "garbage"}, {"stauts": 1}, {"status": 11}, {"limit": 0}):
             r = await intake.client.get("/dossiers", params=params, headers=intake.as_("specialist"))
             assert r.status_code in (400, 422), params

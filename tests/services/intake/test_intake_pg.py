@@ -7,11 +7,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.intake.app import MIGRATIONS
 from shared.migrations import upgrade
 from tests.servers import temporary_databases
-from tests.services.intake.harness import birth_registration, running_intake
+from tests.services.intake.harness import WARD, birth_registration, running_intake
 
 pytestmark = pytest.mark.pg
 
@@ -36,3 +38,21 @@ async def test_fifty_concurrent_submissions_number_without_gaps(tmp_path: Path) 
             assert len(codes) == 50 == len(set(codes))
             assert [int(c.rsplit("-", 1)[1]) for c in codes] == list(range(1, 51))
             assert len({c.rsplit("-", 1)[0] for c in codes}) == 1
+
+
+async def test_a_code_past_9999_keeps_every_digit(tmp_path: Path) -> None:
+    with temporary_databases(["intake"]) as urls:
+        await asyncio.to_thread(upgrade, MIGRATIONS, urls["intake"], service="intake")
+        async with running_intake(tmp_path, database_url=urls["intake"], auto_migrate=False) as intake:
+            first = await intake.submit("desk_officer", birth_registration())
+            prefix, number = first["code"].rsplit("-", 1)
+            assert number == "0001"
+            day = prefix.rsplit("-", 1)[1]
+            engine = create_async_engine(urls["intake"])
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text("UPDATE counter SET value = 9998 WHERE key = :key"), {"key": f"dossier:{WARD}:{day}"}
+                )
+            await engine.dispose()
+            codes = [(await intake.submit("desk_officer", birth_registration()))["code"] for _ in range(2)]
+            assert codes == [f"{prefix}-9999", f"{prefix}-10000"]
