@@ -8,10 +8,9 @@ import time
 import uuid
 
 import aio_pika
-
-from bench.common import write
 from sqlalchemy import func, select
 
+from bench.common import write
 from shared.bus.amqp import AmqpBroker
 from shared.db import Database
 from shared.inbox import Consumer

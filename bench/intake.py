@@ -249,33 +249,6 @@ async def explain(database_url: str, sql: str) -> tuple[float, str]:
     return execution, "\n".join(lines)
 
 
-CANDIDATE_INDEXES = [
-    "CREATE INDEX bench_dossier_received ON dossier (received_at DESC, id DESC)",
-    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    "CREATE INDEX bench_dossier_applicant_trgm ON dossier USING gin (applicant_search gin_trgm_ops)",
-]
-
-
-async def explain_with_candidate_indexes(
-    database_url: str, queries: dict[str, dict[str, str]]
-) -> dict[str, tuple[float, str]]:
-    connection = await asyncpg.connect(asyncpg_url(database_url))
-    try:
-        for statement in CANDIDATE_INDEXES:
-            await connection.execute(statement)
-        await connection.execute("ANALYZE dossier")
-    finally:
-        await connection.close()
-    out = {}
-    for name, params in queries.items():
-        sql_params: dict[str, Any] = dict(params)
-        if name == "next_page":
-            at, id_ = service.parse_cursor(params["cursor"])
-            sql_params = {"cursor_at": at, "cursor_id": id_}
-        out[name] = await explain(database_url, list_sql(sql_params))
-    return out
-
-
 def list_operation(path: str, token: str, params: dict[str, str]) -> Operation:
     headers = {"Authorization": f"Bearer {token}"}
 
@@ -380,11 +353,6 @@ async def main() -> dict[str, Any]:
                                       "sql_execution_ms": db_ms, "plan": plan}
                 print(f"intake list {name}: p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms "
                       f"(SQL {db_ms:.1f} ms), {s['errors']} errors of {s['requests']}", flush=True)
-            # not the service's schema: what two candidate indexes would do to the slow plans,
-            # tried on this throw-away database after everything above was measured
-            what_if = await explain_with_candidate_indexes(intake_db, queries)
-            for name, (ms, _) in what_if.items():
-                print(f"intake list {name} with candidate indexes: SQL {ms:.1f} ms", flush=True)
     worst = max(list_figures.items(), key=lambda kv: kv[1]["p99_ms"])
     figures = {
         "clients": clients,
@@ -396,17 +364,13 @@ async def main() -> dict[str, Any]:
         "target_submissions_per_s": TARGET_SUBMISSIONS_PER_S,
         "dossiers_in_table": filled["rows"],
         "list": list_figures,
-        "list_sql_with_candidate_indexes": {
-            "indexes": CANDIDATE_INDEXES,
-            "queries": {name: {"sql_execution_ms": ms, "plan": plan} for name, (ms, plan) in what_if.items()},
-        },
         "list_p99_worst": {"query": worst[0], "p99_ms": worst[1]["p99_ms"]},
         "target_list_p99_ms": TARGET_LIST_P99_MS,
         "notes": "distributed mode (every part its own process, PostgreSQL, RabbitMQ), gateway rate limits "
         "raised for the run (bench.load.BENCH_ENV); submissions: citizen online, procedure 2.000635, one "
         "~100 KB PDF (base64 in JSON) and an Idempotency-Key each; events caused by a phase are drained "
         "before the next; list: demo desk officer (province subtree = all rows), one client, default page "
-        "of 50; bulk rows have no components (the per-item look-up still runs)",
+        "of 50; bulk rows have no components",
     }
     print(f"intake: submissions through the gateway {submit_figures['gateway']['per_s_median']:.0f}/s "
           f"(p50 {submit_figures['gateway']['p50_ms']:.0f} ms, p99 {submit_figures['gateway']['p99_ms']:.0f} ms), "
