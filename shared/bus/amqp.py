@@ -15,6 +15,7 @@ from typing import Any
 
 import aio_pika
 import aiormq
+import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
 
 from shared.bus import (
@@ -29,6 +30,7 @@ from shared.bus import (
 from shared.events import DEAD_LETTER_EXCHANGE, EXCHANGE
 
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+log = structlog.get_logger("amqp")
 
 
 def queue_arguments(queue: str, *, delivery_limit: int) -> dict[str, Any]:
@@ -84,6 +86,8 @@ class AmqpBroker(Broker):
         self._publish_channel: AbstractRobustChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._consumers: dict[str, tuple[AbstractRobustChannel, asyncio.Task[None]]] = {}
+        self._specs: dict[str, tuple[list[str], BatchHandler, int, int]] = {}
+        self._watchdog: asyncio.Task[None] | None = None
         self._publish_lock = asyncio.Lock()
 
     async def connect(self) -> None:
@@ -100,6 +104,12 @@ class AmqpBroker(Broker):
         return await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
 
     async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watchdog
+            self._watchdog = None
+        self._specs.clear()
         for channel, task in self._consumers.values():
             task.cancel()
             with contextlib.suppress(BaseException):
@@ -156,7 +166,19 @@ class AmqpBroker(Broker):
     async def consume(
         self, queue: str, bindings: Sequence[str], handler: BatchHandler, *, batch: int, prefetch: int
     ) -> None:
+        self._specs[queue] = (list(bindings), handler, batch, prefetch)
+        await self._attach(queue)
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.create_task(self._watch(), name="amqp-consumer-watchdog")
+
+    async def _attach(self, queue: str) -> None:
         assert self._connection is not None
+        bindings, handler, batch, prefetch = self._specs[queue]
+        old = self._consumers.pop(queue, None)
+        if old is not None:
+            old[1].cancel()
+            with contextlib.suppress(Exception):
+                await old[0].close()
         channel = await self._connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch)
         exchange = await self._declare_topology(channel)
@@ -173,6 +195,38 @@ class AmqpBroker(Broker):
         await q.consume(buffer.put, no_ack=False, consumer_tag=f"lienthong.{queue}")
         task = asyncio.create_task(self._work(buffer, handler, batch), name=f"consume:{queue}")
         self._consumers[queue] = (channel, task)
+
+    async def _watch(self, every: float = 5.0) -> None:
+        """Re-attach a consumer the robust connection did not bring back.
+
+        aio-pika restores channels and consumers after a reconnect, but a restore can fail (a
+        quorum queue still electing its leader after the broker restarted) and leave a channel
+        with no consumer behind it. Every few seconds, while connected, a consumer whose channel
+        is closed, whose worker died, or whose queue has no consumer at all is attached afresh.
+        """
+        while True:
+            await asyncio.sleep(every)
+            if not self.connected or self._connection is None:
+                continue
+            try:
+                probe = await self._connection.channel(publisher_confirms=False)
+            except Exception:
+                continue
+            try:
+                for queue in list(self._specs):
+                    channel, task = self._consumers.get(queue, (None, None))
+                    lost = channel is None or channel.is_closed or task is None or task.done()
+                    if not lost:
+                        declared = await probe.declare_queue(queue, passive=True)
+                        lost = (declared.declaration_result.consumer_count or 0) == 0
+                    if lost:
+                        log.warning("amqp_consumer_reattached", queue=queue)
+                        await self._attach(queue)
+            except Exception as exc:
+                log.info("amqp_watchdog_retry", error=repr(exc)[:200])
+            finally:
+                with contextlib.suppress(Exception):
+                    await probe.close()
 
     async def _work(
         self, buffer: asyncio.Queue[AbstractIncomingMessage], handler: BatchHandler, batch: int

@@ -130,6 +130,7 @@ async def run_case(tmp_path: Path, *, fault=None, producer_failpoints: str = "",
                     and not report.lost
                     and report.unsent == 0
                     and state.get("ledger", {}).get("messages", -1) == 0
+                    and state.get("ledger", {}).get("consumers", 0) == 1
                     and state.get("ledger.dlq", {}).get("messages", -1) == expected_poison
                 )
 
