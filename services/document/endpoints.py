@@ -41,7 +41,7 @@ from shared.errors import Conflict, Forbidden, NotFound, Unprocessable, problem_
 from shared.http import StrictRoute, check_if_match, etag_for, raw_body_route
 
 Session = Depends(request_session, scope="function")
-STAFF = ("specialist", "leader", "clerk", "admin")
+STAFF = svc.STAFF
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 router = APIRouter(prefix="/documents", tags=["documents"], route_class=StrictRoute)

@@ -25,7 +25,7 @@ from shared.errors import Conflict, problem_responses
 from shared.http import StrictRoute
 
 Session = Depends(request_session, scope="function")
-STAFF = ("specialist", "leader", "clerk", "admin")
+STAFF = svc.STAFF
 
 exchange = APIRouter(prefix="/exchange", tags=["exchange"], route_class=StrictRoute)
 documents = APIRouter(prefix="/documents", tags=["exchange"], route_class=StrictRoute)

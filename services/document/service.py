@@ -28,6 +28,8 @@ from shared.errors import NotFound, PayloadTooLarge, Unprocessable, UnsupportedM
 from shared.text import fold, tokens
 
 PDF_MAGIC = b"%PDF-"
+# who works on documents inside an agency (read, draft, process); desks and auditors read less
+STAFF = ("specialist", "leader", "clerk", "admin")
 ARRIVAL_SERIES = "den"
 
 
