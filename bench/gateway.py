@@ -29,6 +29,7 @@ from fastapi import FastAPI
 
 from bench.common import write
 from bench.load import BENCH_ENV, LoadResult, env_int, expect, only, run_load
+from tests.servers import temporary_databases
 from tests.suites import free_ports
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -116,7 +117,9 @@ async def main() -> None:
     rounds = env_int("BENCH_GATEWAY_ROUNDS", 3)
     clients = env_int("BENCH_CLIENTS", 50)
     part_port, gateway_port, nginx_port = free_ports(3)
-    with tempfile.TemporaryDirectory(prefix="lt-bench-gateway-") as scratch:
+    # the gateway keeps its rate-limit state and access-record outbox in PostgreSQL, as in
+    # distributed mode (SQLite's writer thread would compete for the GIL on this hot path)
+    with tempfile.TemporaryDirectory(prefix="lt-bench-gateway-") as scratch, temporary_databases(["gateway"]) as dbs:
         tmp = Path(scratch)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
         env.update(BENCH_ENV)
@@ -125,6 +128,7 @@ async def main() -> None:
                 "LIENTHONG_VAR_DIR": str(tmp),
                 "LIENTHONG_LOG_LEVEL": "WARNING",
                 "LIENTHONG_GATEWAY_PORT": str(gateway_port),
+                "LIENTHONG_GATEWAY_DATABASE_URL": dbs["gateway"],
                 "LIENTHONG_GATEWAY_UPSTREAMS": json.dumps({"intake": f"http://127.0.0.1:{part_port}"}),
             }
         )
