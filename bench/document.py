@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import hashlib
 import random
+import re
 import resource
 import socket
 import statistics
@@ -193,6 +194,72 @@ async def file_figures(bench: _Bench) -> dict[str, Any]:
     }
 
 
+def _peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+async def gateway_file_figures() -> dict[str, Any]:
+    """The same 50 MB up and down, through the gateway to the document part, each its own
+    process (distributed mode): MB/s, and both processes' peak memory before and after."""
+    from tests import suites
+
+    with tempfile.TemporaryDirectory(prefix="bench-document-gw-") as tmp:
+        async with suites.distributed(Path(tmp)) as running:
+            headers = await running.auth("specialist")
+            pids = {p: running.processes[p].pid for p in ("gateway", "document")}
+            async with running.client(timeout=300) as client:
+                r = await client.post(
+                    "/api/document/documents",
+                    headers=headers,
+                    json={"agency": AGENCY, "type_key": "BC", "subject": "Báo cáo kèm dữ liệu lớn"},
+                )
+                r.raise_for_status()
+                doc_id = r.json()["id"]
+                chunk = random.randbytes(MB)
+                sent = hashlib.sha256()
+
+                async def body() -> AsyncIterator[bytes]:
+                    for i in range(FILE_BYTES // MB):
+                        piece = chunk[:8] + i.to_bytes(4, "big") + chunk[12:]
+                        sent.update(piece)
+                        yield piece
+
+                before = {p: _peak_rss_mb(pid) for p, pid in pids.items()}
+                started = time.perf_counter()
+                r = await client.post(
+                    f"/api/document/documents/{doc_id}/attachments",
+                    params={"name": "du-lieu.bin"},
+                    content=body(),
+                    headers={**headers, "Content-Type": "application/octet-stream"},
+                )
+                up = time.perf_counter() - started
+                r.raise_for_status()
+                attachment = r.json()
+                assert attachment["sha256"] == sent.hexdigest() and attachment["size"] == FILE_BYTES
+                got = hashlib.sha256()
+                size = 0
+                started = time.perf_counter()
+                async with client.stream(
+                    "GET", f"/api/document/documents/{doc_id}/attachments/{attachment['id']}", headers=headers
+                ) as resp:
+                    resp.raise_for_status()
+                    async for piece in resp.aiter_bytes():
+                        got.update(piece)
+                        size += len(piece)
+                down = time.perf_counter() - started
+                assert got.hexdigest() == sent.hexdigest() and size == FILE_BYTES
+                after = {p: _peak_rss_mb(pid) for p, pid in pids.items()}
+    return {
+        "file_mb": FILE_BYTES / MB,
+        "upload_mb_s": round(FILE_BYTES / MB / up, 1),
+        "download_mb_s": round(FILE_BYTES / MB / down, 1),
+        "peak_rss_mb_before": {p: round(v, 1) for p, v in before.items()},
+        "peak_rss_mb_after": {p: round(v, 1) for p, v in after.items()},
+        "path": "client → gateway → document, each its own process (distributed mode, PostgreSQL, RabbitMQ)",
+    }
+
+
 async def numbering_figures(bench: _Bench, *, writers: int, numbers: int) -> dict[str, Any]:
     now = datetime.now(UTC)
     rows = [_row(i, now, status="signed_by_leader", type_key="QĐ", type_name="Quyết định") for i in range(numbers)]
@@ -340,7 +407,10 @@ async def main(argv: list[str] | None = None) -> None:
         finally:
             server.should_exit = True
             await task
-    path = write("document", {"numbering": numbering, "search": search, "file": files})
+    through_gateway = await gateway_file_figures()
+    print("file through the gateway:", through_gateway, flush=True)
+    path = write("document", {"numbering": numbering, "search": search, "file": files,
+                              "file_through_gateway": through_gateway})
     print(f"wrote {path}")
 
 

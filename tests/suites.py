@@ -43,7 +43,7 @@ class Running:
         self.env: dict[str, str] = {}
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.gateway_url, timeout=30, **kwargs)
+        return httpx.AsyncClient(base_url=self.gateway_url, **{"timeout": 30, **kwargs})
 
     async def token(self, username: str, password: str = "demo") -> str:
         async with self.client() as c:
