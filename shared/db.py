@@ -184,12 +184,19 @@ async def next_value(session: AsyncSession, counters: Table, key: str) -> int:
     The row lock taken by the upsert serialises concurrent takers of the same key until their
     transactions end, and a rolled-back transaction gives its value back: no gaps, no duplicates.
     """
-    dialect = session.bind.dialect.name
-    ins = postgresql.insert(counters) if dialect == "postgresql" else sqlite.insert(counters)
-    stmt = ins.values(key=key, value=1).on_conflict_do_update(
-        index_elements=[counters.c.key], set_={"value": counters.c.value + 1}
-    ).returning(counters.c.value)
+    stmt = next_value_statement(session.bind.dialect.name, counters, key)
     return int((await session.execute(stmt)).scalar_one())
+
+
+def next_value_statement(dialect: str, counters: Table, key: str) -> Any:
+    """The upsert behind :func:`next_value`, for callers that embed it (as a CTE) in a larger
+    statement to hold the counter's lock for fewer round trips."""
+    ins = postgresql.insert(counters) if dialect == "postgresql" else sqlite.insert(counters)
+    return (
+        ins.values(key=key, value=1)
+        .on_conflict_do_update(index_elements=[counters.c.key], set_={"value": counters.c.value + 1})
+        .returning(counters.c.value)
+    )
 
 
 async def peek_value(session: AsyncSession, counters: Table, key: str) -> int:
@@ -206,6 +213,7 @@ __all__ = [
     "insert_ignoring_duplicates",
     "new_metadata",
     "next_value",
+    "next_value_statement",
     "peek_value",
     "request_session",
     "session_scope",

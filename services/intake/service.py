@@ -17,7 +17,6 @@ from typing import Any
 
 import structlog
 from sqlalchemy import String, cast, func, literal, select, update
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -62,7 +61,7 @@ from services.intake.workflow import (
     step_timeliness,
 )
 from shared.auth import Caller
-from shared.db import insert_ignoring_duplicates, next_value
+from shared.db import insert_ignoring_duplicates, next_value, next_value_statement
 from shared.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from shared.text import fold
 
@@ -333,14 +332,7 @@ async def _number(session: AsyncSession, dossier: Dossier, *, key: str, prefix: 
         dossier.code = f"{prefix}{number:04d}"
         await session.flush()
         return
-    # the same upsert as shared.db.next_value, as a CTE feeding the UPDATE
-    taken = (
-        postgresql.insert(counters)
-        .values(key=key, value=1)
-        .on_conflict_do_update(index_elements=[counters.c.key], set_={"value": counters.c.value + 1})
-        .returning(counters.c.value)
-        .cte("taken")
-    )
+    taken = next_value_statement("postgresql", counters, key).cte("taken")
     number = cast(taken.c.value, String)
     table = Dossier.__table__
     code = (
