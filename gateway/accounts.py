@@ -11,7 +11,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import Select, false, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +33,7 @@ from shared import organ_id
 from shared.auth import Caller, allow, current_caller
 from shared.db import request_session
 from shared.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable, problem_responses
-from shared.http import StrictRoute, check_if_match, etag_for, id_cursor
+from shared.http import IfMatch, StrictRoute, check_if_match, etag_for, id_cursor
 
 router = APIRouter(prefix="/api/auth", tags=["accounts"], route_class=StrictRoute)
 Session = Depends(request_session, scope="function")
@@ -207,7 +207,7 @@ async def update_user(
     body: UserPatch,
     request: Request,
     response: Response,
-    if_match: str | None = Header(default=None, max_length=100),
+    if_match: IfMatch = None,
     caller: Caller = Admin,
     session: AsyncSession = Session,
 ) -> UserOut:
@@ -336,7 +336,7 @@ async def update_client(
     body: ClientPatch,
     request: Request,
     response: Response,
-    if_match: str | None = Header(default=None, max_length=100),
+    if_match: IfMatch = None,
     caller: Caller = Admin,
     session: AsyncSession = Session,
 ) -> ClientOut:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request, Response
+from fastapi import Header, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
@@ -146,6 +146,10 @@ class MetricsMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             HTTP_REQUESTS.labels(self.service, scope["method"], template, str(status)).inc()
             HTTP_LATENCY.labels(self.service, template).observe(time.perf_counter() - start)
+
+
+# The header an update of a mutable resource must carry (see check_if_match).
+IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=100)]
 
 
 def etag_for(version: int | str) -> str:

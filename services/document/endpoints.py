@@ -6,9 +6,9 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,11 +38,10 @@ from shared import organ_id
 from shared.auth import Caller, allow, current_caller
 from shared.db import request_session
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable, problem_responses
-from shared.http import StrictRoute, check_if_match, etag_for, raw_body_route
+from shared.http import IfMatch, StrictRoute, check_if_match, etag_for, raw_body_route
 
 Session = Depends(request_session, scope="function")
 STAFF = svc.STAFF
-IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 router = APIRouter(prefix="/documents", tags=["documents"], route_class=StrictRoute)
 workfiles = APIRouter(prefix="/workfiles", tags=["work files"], route_class=StrictRoute)

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.config import NotifySettings
-from services.notify.handlers import WAKE
+from services.notify.handlers import WAKE, pending_delivery
 from services.notify.models import Attempt, Delivery, Subscription
 from services.notify.schemas import (
     AttemptOut,
@@ -42,7 +42,7 @@ from shared.auth import Caller, allow, current_caller
 from shared.db import request_session
 from shared.errors import BadRequest, Conflict, Forbidden, NotFound, ProblemError, problem_responses
 from shared.events import CloudEvent, event_type
-from shared.http import StrictRoute, check_if_match, etag_for, id_cursor
+from shared.http import IfMatch, StrictRoute, check_if_match, etag_for, id_cursor
 
 router = APIRouter(prefix="/subscriptions", tags=["webhooks"], route_class=StrictRoute)
 Session = Depends(request_session, scope="function")
@@ -133,17 +133,7 @@ async def _owe_test_event(session: AsyncSession, subscription: Subscription, now
         data={"subscription_id": subscription.id, "message": "Kiểm tra kết nối webhook (test delivery)"},
         agency=subscription.agency,
     )
-    delivery = Delivery(
-        subscription_id=subscription.id,
-        event_id=event.id,
-        event_type=event.type,
-        body=event.to_bytes(),
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        retry_from=now,
-        created_at=now,
-    )
+    delivery = Delivery(**pending_delivery(subscription.id, event, now))
     session.add(delivery)
     await session.flush()
     session.info[WAKE] = True
@@ -259,7 +249,7 @@ async def update_subscription(
     body: SubscriptionPatch,
     request: Request,
     response: Response,
-    if_match: str | None = Header(default=None, max_length=100),
+    if_match: IfMatch = None,
     caller: Caller = Who,
     session: AsyncSession = Session,
 ) -> SubscriptionOut:

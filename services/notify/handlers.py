@@ -8,6 +8,7 @@ seen twice is owed once.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,18 +31,25 @@ def wants(subscription: Subscription, routing_key: str, agency: str | None) -> b
     return any(topic_matches(pattern, routing_key) for pattern in subscription.event_types)
 
 
+def pending_delivery(subscription_id: int, event: CloudEvent, now: datetime) -> dict[str, Any]:
+    """The columns of a delivery owed now (the worker sends it, then retries on its schedule)."""
+    return {
+        "subscription_id": subscription_id,
+        "event_id": event.id,
+        "event_type": event.type,
+        "body": event.to_bytes(),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "retry_from": now,
+        "created_at": now,
+    }
+
+
 async def owe(session: AsyncSession, subscription: Subscription, event: CloudEvent, now: datetime) -> None:
     await session.execute(
         insert_ignoring_duplicates(session, Delivery.__table__).values(
-            subscription_id=subscription.id,
-            event_id=event.id,
-            event_type=event.type,
-            body=event.to_bytes(),
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            retry_from=now,
-            created_at=now,
+            **pending_delivery(subscription.id, event, now)
         )
     )
     session.info[WAKE] = True

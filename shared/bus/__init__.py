@@ -12,6 +12,7 @@ the broker has taken responsibility for; the outbox relay marks exactly those as
 from __future__ import annotations
 
 import abc
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,22 @@ class Delivery(abc.ABC):
 
 
 BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
+
+
+async def hand_over(handler: BatchHandler, deliveries: list[Delivery], *, pause: float) -> None:
+    """Give one batch to a consumer's handler, the same way for every broker.
+
+    The handler settles each delivery itself; if it blows up instead, every delivery of the batch
+    goes back for another try (counting towards the delivery limit) so nothing is stranded, and
+    the broker pauses before the next batch rather than spin on a failing dependency."""
+    try:
+        await handler(deliveries)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        for delivery in deliveries:
+            await delivery.reject(requeue=True)
+        await asyncio.sleep(pause)
 
 
 class PublishError(Exception):

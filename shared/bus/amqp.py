@@ -26,6 +26,7 @@ from shared.bus import (
     OutgoingMessage,
     PublishError,
     dead_letter_queue,
+    hand_over,
 )
 from shared.events import DEAD_LETTER_EXCHANGE, EXCHANGE
 
@@ -237,14 +238,7 @@ class AmqpBroker(Broker):
             while len(messages) < batch and not buffer.empty():
                 messages.append(buffer.get_nowait())
             deliveries: list[Delivery] = [_AmqpDelivery(m) for m in messages]
-            try:
-                await handler(deliveries)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                for delivery in deliveries:
-                    await delivery.reject(requeue=True)
-                await asyncio.sleep(0.2)
+            await hand_over(handler, deliveries, pause=0.2)
 
     def consumers_attached(self) -> dict[str, bool]:
         attached = {}

@@ -22,6 +22,7 @@ from shared.bus import (
     OutgoingMessage,
     PublishError,
     dead_letter_queue,
+    hand_over,
     topic_matches,
 )
 
@@ -155,16 +156,7 @@ class InProcessBroker(Broker):
                 copy = queue.ready.popleft()
                 copy.deliveries += 1
                 deliveries.append(_MemoryDelivery(self, queue, copy))
-            try:
-                await handler(deliveries)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The handler is meant to settle every delivery itself; if it blew up, give the
-                # unsettled ones back so nothing is stranded.
-                for delivery in deliveries:
-                    await delivery.reject(requeue=True)
-                await asyncio.sleep(0.05)
+            await hand_over(handler, deliveries, pause=0.05)
 
     def consumers_attached(self) -> dict[str, bool]:
         return {name: bool(q.worker and not q.worker.done()) for name, q in self._queues.items()}
