@@ -20,6 +20,7 @@ import structlog
 from prometheus_client import Counter
 from sqlalchemy.dialects import postgresql, sqlite
 
+from shared.aio import wait_event
 from shared.db import Database, session_scope
 from shared.events import event_type, format_sequence
 from shared.outbox import Outbox
@@ -113,8 +114,7 @@ class AccessLog:
         """Background job: write what has queued up every ``flush_seconds`` (or when a batch is full)."""
         while True:
             self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.flush_seconds)
+            await wait_event(self._wakeup, self.flush_seconds)
             try:
                 while self._queue:
                     # shielded: a shutdown waits for the batch in hand (drain) instead of cutting

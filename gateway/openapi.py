@@ -10,7 +10,6 @@ metrics), the roles a route admits (``x-roles``) and its body limit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import re
 import time
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from gateway.config import SERVICES, GatewaySettings
+from shared.aio import wait_event
 from shared.errors import PROBLEM_JSON, Problem
 
 if TYPE_CHECKING:
@@ -342,8 +342,7 @@ class ApiDocuments:
             missing = self.missing
             wait = delay if missing else self.settings.openapi_refresh_seconds
             self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), wait)
+            await wait_event(self._wakeup, wait)
             if missing:
                 delay = min(delay * 2, 5.0)
             if time.monotonic() - last_full >= self.settings.openapi_refresh_seconds:

@@ -22,6 +22,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
 
+from shared.aio import stop_tasks
 from shared.auth import KeySource, TokenVerifier, jwks_from_url
 from shared.bus import Broker
 from shared.bus.amqp import AmqpBroker
@@ -140,11 +141,7 @@ def create_service_app(
         try:
             yield
         finally:
-            for task in runtime.tasks:
-                task.cancel()
-            for task in runtime.tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            await stop_tasks(runtime.tasks)
             if relay:
                 await relay.stop()
             if definition.on_stop:

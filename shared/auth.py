@@ -85,6 +85,36 @@ def jwks_from_url(url: str, *, timeout: float = 5.0) -> KeySource:
     return fetch
 
 
+class VerifiedTokens:
+    """Tokens that passed verification, kept for their remaining lifetime: a caller's next
+    request costs one dict look-up instead of parsing the JWT and an RSA verification (a
+    measurable share of every request in every part). Only verified tokens ever enter; the whole
+    cache is dropped when the key set changes, so a withdrawn key stops its tokens at once."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: dict[str, tuple[Caller, float]] = {}
+
+    def get(self, token: str) -> Caller | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if entry[1] <= time.time():
+            del self._entries[token]
+            return None
+        return entry[0]
+
+    def put(self, token: str, caller: Caller) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        exp = caller.claims.get("exp")
+        if isinstance(exp, int | float):
+            self._entries[token] = (caller, float(exp))
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -106,6 +136,7 @@ class TokenVerifier:
         self._fetched_at = 0.0
         self._missed: dict[str, float] = {}
         self._lock = asyncio.Lock()
+        self.verified = VerifiedTokens()
 
     async def _fetch(self) -> None:
         try:
@@ -121,6 +152,8 @@ class TokenVerifier:
             if not kid or alg not in ALLOWED_ALGORITHMS or ALLOWED_ALGORITHMS[alg] != kty:
                 continue
             keys[kid] = (alg, jwt.PyJWK.from_dict({**jwk, "alg": alg}).key)
+        if keys.keys() != self._keys.keys():
+            self.verified.clear()
         self._keys = keys
         self._fetched_at = time.monotonic()
 
@@ -145,6 +178,9 @@ class TokenVerifier:
                 self._missed[kid] = self._fetched_at
 
     async def verify(self, token: str) -> Caller:
+        known = self.verified.get(token)
+        if known is not None:
+            return known
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -175,7 +211,9 @@ class TokenVerifier:
             raise Unauthorized("token not yet valid") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"token refused: {exc}") from exc
-        return self.caller_from_claims(claims, token)
+        caller = self.caller_from_claims(claims, token)
+        self.verified.put(token, caller)
+        return caller
 
     def _claim(self, claims: dict[str, Any], name: str) -> Any:
         path = self.claim_map.get(name, name)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import random
+import re
 import sys
 from contextvars import ContextVar
 from typing import Any

@@ -35,10 +35,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from shared.aio import stop_tasks, wait_event
 from shared.bus import Broker, OutgoingMessage, PublishError
 from shared.db import Database, UtcDateTime, counter_table, next_value
-from shared.failpoints import failpoint
 from shared.events import REGISTRY, CloudEvent, EventData, event_type, format_sequence
+from shared.failpoints import failpoint
 from shared.logging import current_request_id, current_traceparent
 from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
 
@@ -151,9 +152,7 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            await stop_tasks([self._task])
             self._task = None
         await self._release_lock()
 
@@ -177,8 +176,7 @@ class OutboxRelay:
                     last_purge = now
                 if sent < self.batch:
                     self._wakeup.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+                    await wait_event(self._wakeup, self.poll_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database away: wait and try again

@@ -11,7 +11,6 @@ authentication of ``POST /exchange/edxml`` and ``/exchange/status``, not a beare
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -43,6 +42,7 @@ from services.document.models import (
     ExchangeMessage,
     ExchangeStatus,
 )
+from shared.aio import wait_event
 from shared.db import Database
 from shared.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, ProblemError, Unprocessable
 from shared.events import CloudEvent
@@ -836,8 +836,7 @@ async def exchange_worker(runtime: Any) -> None:
         if tried:
             continue
         kit.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(kit.wake.wait(), kit.settings.exchange_poll_seconds)
+        await wait_event(kit.wake, kit.settings.exchange_poll_seconds)
 
 
 async def exchange_view(session: AsyncSession, doc: Document) -> dict[str, Any]:

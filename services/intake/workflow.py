@@ -7,6 +7,7 @@ of table, not of code.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -228,11 +229,19 @@ def allowed_actions(
 ) -> list[Action]:
     """Actions allowed from ``status``, in the order of ``Action`` (for buttons and docs)."""
     current = DossierStatus(status)
-    origin = _check_paused_from(
-        current, DossierStatus(paused_from) if paused_from is not None else None
-    )
+    origin = DossierStatus(paused_from) if paused_from is not None else None
+    return list(_allowed_actions(current, origin, tuple(transitions)))
+
+
+@functools.lru_cache(maxsize=256)
+def _allowed_actions(
+    current: DossierStatus, paused_from: DossierStatus | None, transitions: tuple[Transition, ...]
+) -> tuple[Action, ...]:
+    # every dossier of a list asks this: a few statuses, so remembered rather than worked out
+    # again (walking the rules and the enum cost more than the rest of a list item's view)
+    origin = _check_paused_from(current, paused_from)
     allowed = {rule.action for rule in transitions if _matches(rule, current, origin)}
-    return [action for action in Action if action in allowed]
+    return tuple(action for action in Action if action in allowed)
 
 
 TERMINAL_STATUSES: frozenset[DossierStatus] = frozenset(

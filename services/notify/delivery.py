@@ -32,6 +32,7 @@ from services.notify.handlers import WAKE
 from services.notify.models import Attempt, Delivery, Subscription
 from services.notify.signatures import webhook_headers
 from services.notify.targets import GuardedResolver, TargetRefused, check_url, describe
+from shared.aio import wait_event
 from shared.db import Database, session_scope
 
 log = structlog.get_logger("notify.delivery")
@@ -146,8 +147,7 @@ class Deliverer:
                 with contextlib.suppress(Exception):
                     await self.purge()
             self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.settings.worker_poll_seconds)
+            await wait_event(self._wakeup, self.settings.worker_poll_seconds)
 
     async def claim(self) -> list[Claimed]:
         now = datetime.now(UTC)

@@ -18,6 +18,7 @@ import aiormq
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
 
+from shared.aio import stop_tasks
 from shared.bus import (
     BatchHandler,
     Broker,
@@ -106,15 +107,11 @@ class AmqpBroker(Broker):
 
     async def close(self) -> None:
         if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(BaseException):
-                await self._watchdog
+            await stop_tasks([self._watchdog])
             self._watchdog = None
         self._specs.clear()
         for channel, task in self._consumers.values():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await stop_tasks([task])
             with contextlib.suppress(Exception):
                 await channel.close()
         self._consumers.clear()

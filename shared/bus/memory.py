@@ -9,11 +9,11 @@ at-least-once promise as RabbitMQ's, bought with the relay waiting on the consum
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from shared.aio import stop_tasks
 from shared.bus import (
     BatchHandler,
     Broker,
@@ -101,9 +101,7 @@ class InProcessBroker(Broker):
         self._open = False
         for queue in self._queues.values():
             if queue.worker:
-                queue.worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await queue.worker
+                await stop_tasks([queue.worker])
                 queue.worker = None
 
     @property

@@ -152,6 +152,26 @@ async def test_security_headers_everywhere(tmp_path: Path, part_url: str) -> Non
             assert docs.status_code == 200 and "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
 
 
+async def test_a_fault_of_the_edge_itself_is_a_500_problem_with_the_request_id(
+    tmp_path: Path, part_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The edge sits outside the framework's error layer, so it must answer for its own bugs."""
+
+    async def broken_forward(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug in forwarding")
+
+    monkeypatch.setattr("gateway.edge.forward", broken_forward)
+    async with running_gateway(tmp_path, {"intake": part_url}) as (url, _):
+        async with httpx.AsyncClient(base_url=url) as client:
+            response = await client.get("/api/intake/echo", headers={"X-Request-ID": "loi-cua-cong-123"})
+            body = assert_problem(response, 500, "internal_error")
+            assert response.headers["x-request-id"] == "loi-cua-cong-123"
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert "RuntimeError" not in response.text and "Traceback" not in response.text
+            assert body["instance"].endswith("/api/intake/echo")
+            assert (await client.get("/healthz")).status_code == 200
+
+
 async def test_hsts_when_served_over_https(tmp_path: Path) -> None:
     async with running_gateway(tmp_path, public_base_url="https://api.lienthong.thanhhoa.gov.vn") as (url, _):
         async with httpx.AsyncClient(base_url=url) as client:

@@ -38,7 +38,7 @@ class RunningAudit:
 
     def token(self, role: str, *, agency: str | None = HOME_AGENCY, sub: str | None = None) -> dict[str, str]:
         now = int(time.time())
-        claims = {"sub": sub or f"{role}-1", "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600,
+        claims = {"sub": sub or f"{role}-1", "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 6 * 3600,
                   "roles": [role], "name": role}
         if agency:
             claims["agency"] = agency

@@ -38,7 +38,7 @@ class DocumentApi:
         now = int(time.time())
         claims = {
             "sub": sub or role, "name": f"Người {role}", "roles": [role], "agency": agency, "clearance": clearance,
-            "iss": "urn:lienthong:identity", "aud": "lienthong", "iat": now, "exp": now + 600,
+            "iss": "urn:lienthong:identity", "aud": "lienthong", "iat": now, "exp": now + 6 * 3600,
         }
         return {"Authorization": "Bearer " + jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": "test"})}
 

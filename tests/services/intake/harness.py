@@ -99,7 +99,7 @@ class Intake:
             "iss": self.settings.token_issuer,
             "aud": self.settings.token_audience,
             "iat": now,
-            "exp": now + 600,
+            "exp": now + 6 * 3600,  # outlives a slow session: collected at start, used much later
         }
         return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "intake-test"})
 

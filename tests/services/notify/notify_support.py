@@ -59,7 +59,7 @@ def token(sub: str, roles: list[str], agency: str | None = AGENCY) -> dict[str, 
         "aud": "lienthong",
         "iat": now,
         "nbf": now,
-        "exp": now + 600,
+        "exp": now + 6 * 3600,  # outlives a slow session: collected at start, used much later
     }
     return {"Authorization": "Bearer " + jwt.encode(claims, _KEY, algorithm="RS256", headers={"kid": "test"})}
 

@@ -61,7 +61,7 @@ class Api:
             "iss": "urn:lienthong:identity",
             "aud": "lienthong",
             "iat": now,
-            "exp": now + 600,
+            "exp": now + 6 * 3600,  # outlives a slow session: collected at start, used much later
         }
         return {"Authorization": "Bearer " + jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": "test"})}
 

@@ -8,10 +8,9 @@ Create Date: 2026-11-28 05:04:39.495501
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
-import shared.db
 from alembic import op
 
+import shared.db
 
 revision: str = '14721f7dde59'
 down_revision: str | None = '3ef8904034b2'
