@@ -23,7 +23,7 @@ async def test_a_cancel_that_races_with_the_wake_up_still_stops_the_loop() -> No
         event = asyncio.Event()
         turns = 0
 
-        async def loop_forever() -> None:
+        async def loop_forever(event: asyncio.Event = event) -> None:
             nonlocal turns
             while True:
                 event.clear()
