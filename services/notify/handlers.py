@@ -56,7 +56,7 @@ async def owe(session: AsyncSession, subscription: Subscription, event: CloudEve
 
 
 def consumer(settings: NotifySettings) -> Consumer:
-    withheld = list(settings.withheld_events)
+    withheld = tuple(settings.withheld_events)
 
     async def on_event(session: AsyncSession, event: CloudEvent) -> None:
         try:
@@ -64,7 +64,7 @@ def consumer(settings: NotifySettings) -> Consumer:
         except ValueError:
             return  # not one of ours: nothing an integrator subscribed to
         if any(topic_matches(pattern, routing_key) for pattern in withheld):
-            return
+            return  # published under another routing key than its type says
         subscriptions = (
             (await session.execute(select(Subscription).where(Subscription.active.is_(True)))).scalars().all()
         )
@@ -73,4 +73,5 @@ def consumer(settings: NotifySettings) -> Consumer:
             if wants(subscription, routing_key, event.agency):
                 await owe(session, subscription, event, now)
 
-    return Consumer(name="notify", handlers={"#": on_event}, inbox=inbox)
+    # withheld events (an access record per API call) are acknowledged without a transaction
+    return Consumer(name="notify", handlers={"#": on_event}, inbox=inbox, ignore=withheld)

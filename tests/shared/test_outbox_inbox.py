@@ -110,3 +110,32 @@ async def test_a_failing_handler_rolls_back_only_its_own_message(dbs) -> None:  
         inbox_rows = (await session.execute(select(func.count()).select_from(harness.inbox))).scalar_one()
     assert inbox_rows == 27  # the failed attempts left no inbox row behind
     await broker.close()
+
+
+async def test_ignored_routing_keys_are_acknowledged_without_a_transaction(dbs) -> None:  # type: ignore[no-untyped-def]
+    """notify is bound to "#" but never offers access records: they are acked unread, leave no
+    inbox row, and the events around them are applied as usual."""
+    from shared.inbox import Consumer
+
+    producer, consumer_db = dbs
+    broker = InProcessBroker()
+    await broker.connect()
+    consumer = Consumer(name="ledger", handlers={"#": harness.apply_change}, inbox=harness.inbox, ignore=("access.#",))
+    await consumer.attach(broker, consumer_db, batch=50, prefetch=50)
+    async with producer.sessionmaker() as session:
+        access = {
+            (await harness.outbox.emit(session, "access.recorded", {"n": n}, subject="gateway-access")).id
+            for n in range(20)
+        }
+        await session.commit()
+    await harness.produce(producer, count=30, aggregates=3)
+    relay = OutboxRelay(producer, harness.outbox, broker, batch=64)
+    while await relay.relay_once():
+        pass
+    report = await harness.check(producer, consumer_db)
+    # the checker expects every committed event applied: exactly the access records were not
+    assert report.applied_rows == 30 and report.lost == access and not report.applied_twice, str(report)
+    async with consumer_db.sessionmaker() as session:
+        claimed = (await session.execute(select(func.count()).select_from(harness.inbox))).scalar_one()
+    assert claimed == 30  # the 20 access records left no trace
+    await broker.close()
