@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql
 from bench.common import percentile, write
 from bench.load import (
     ActivitySampler,
+    LoadResult,
     Operation,
     asyncpg_url,
     cpu_snapshot,
@@ -262,6 +263,11 @@ def list_operation(path: str, token: str, params: dict[str, str]) -> Operation:
 # ------------------------------------------------------------------ the run
 
 
+def cpu_ms(cores: dict[str, float], result: LoadResult) -> float:
+    """Intake's CPU time per submission in one round, from its cores busy and the round's rate."""
+    return cores["intake"] * 1000 / result.per_second if result.per_second else 0.0
+
+
 async def main() -> dict[str, Any]:
     submissions = env_int("BENCH_SUBMISSIONS", 1000)
     rounds = env_int("BENCH_ROUNDS", 3)
@@ -297,7 +303,8 @@ async def main() -> dict[str, Any]:
                           flush=True)
                     print(describe(f"intake submit {label} round {r + 1}", result), flush=True)
                     print(f"intake submit {label} round {r + 1} cores busy: "
-                          + ", ".join(f"{k} {v:.2f}" for k, v in cores[label][-1].items()), flush=True)
+                          + ", ".join(f"{k} {v:.2f}" for k, v in cores[label][-1].items())
+                          + f"; intake CPU {cpu_ms(cores[label][-1], result):.1f} ms a submission", flush=True)
                     measured[label].append(result)
                     await settle(running)
             submit_figures: dict[str, Any] = {}
@@ -311,6 +318,10 @@ async def main() -> dict[str, Any]:
                     "errors": sum(res.errors for res in results),
                     "requests": sum(res.requests for res in results),
                     "cores_busy_rounds": cores[label],
+                    # on a shared machine CPU time an operation is steadier than operations a second
+                    "intake_cpu_ms_per_submission_rounds": [
+                        round(cpu_ms(c, res), 2) for c, res in zip(cores[label], results, strict=True)
+                    ],
                     "intake_database_connections_rounds": connections[label],
                     "statuses": {k: v for res in results for k, v in res.breakdown()["submit"]["statuses"].items()},
                 }

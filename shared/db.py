@@ -7,33 +7,42 @@ record cannot survive an error.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import functools
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     DateTime,
+    LargeBinary,
     MetaData,
     String,
     Table,
     TypeDecorator,
+    bindparam,
+    cast,
     event,
+    func,
     insert,
     select,
+    text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.sql.dml import Insert, UpdateBase
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -161,11 +170,18 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+class _InsertIgnoringDuplicates(Insert):
+    # The dialects' own ``on_conflict_do_nothing()`` opts out of SQLAlchemy's statement cache, so
+    # it was compiled anew on every execution (inboxes run it once per event). The same words
+    # are valid in PostgreSQL and SQLite; as a text clause they are part of the cache key.
+    inherit_cache = True
+    _post_values_clause = text("ON CONFLICT DO NOTHING")
+
+
 def insert_ignoring_duplicates(session: AsyncSession, table: Table) -> Any:
-    """``INSERT … ON CONFLICT DO NOTHING`` in the session's dialect."""
-    if session.bind.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+    """``INSERT … ON CONFLICT DO NOTHING``, the same in PostgreSQL and SQLite (so ``session``,
+    which used to pick the dialect, is no longer needed), compiled once per shape."""
+    return _InsertIgnoringDuplicates(table)
 
 
 def counter_table(metadata: MetaData) -> Table:
@@ -184,19 +200,87 @@ async def next_value(session: AsyncSession, counters: Table, key: str) -> int:
     The row lock taken by the upsert serialises concurrent takers of the same key until their
     transactions end, and a rolled-back transaction gives its value back: no gaps, no duplicates.
     """
-    stmt = next_value_statement(session.bind.dialect.name, counters, key)
-    return int((await session.execute(stmt)).scalar_one())
+    return int((await session.execute(_bump(counters), {"counter_key": key})).scalar_one())
 
 
-def next_value_statement(dialect: str, counters: Table, key: str) -> Any:
-    """The upsert behind :func:`next_value`, for callers that embed it (as a CTE) in a larger
-    statement to hold the counter's lock for fewer round trips."""
-    ins = postgresql.insert(counters) if dialect == "postgresql" else sqlite.insert(counters)
-    return (
-        ins.values(key=key, value=1)
-        .on_conflict_do_update(index_elements=[counters.c.key], set_={"value": counters.c.value + 1})
-        .returning(counters.c.value)
-    )
+@functools.cache
+def _bump(counters: Table) -> Any:
+    """The upsert behind :func:`next_value` (the same words in PostgreSQL and SQLite), built once
+    with the key as the parameter ``counter_key``. Text, so that SQLAlchemy caches its compiled
+    form: the dialects' ``on_conflict_do_update()`` opts out of the statement cache."""
+    name = counters.name
+    return text(
+        f"INSERT INTO {name} (key, value) VALUES (:counter_key, 1) "
+        f"ON CONFLICT (key) DO UPDATE SET value = {name}.value + 1 RETURNING {name}.value"
+    ).columns(value=BigInteger)
+
+
+class replace_in(FunctionElement[Any]):
+    """``expr`` with every ``old`` in its text replaced by ``new``, of the same type: text, JSON,
+    or bytes holding UTF-8 text such as an event's body."""
+
+    inherit_cache = True
+    name = "replace_in"
+
+    def __init__(self, expr: ColumnElement[Any], old: ColumnElement[str], new: ColumnElement[str]) -> None:
+        super().__init__(expr, old, new)
+        self.type = expr.type
+
+
+@compiles(replace_in)
+def _replace_in(element: replace_in, compiler: Any, **kw: Any) -> str:
+    # SQLite keeps JSON as text; a BLOB cast to TEXT is read as UTF-8
+    expr, old, new = (compiler.process(clause, **kw) for clause in element.clauses)
+    if isinstance(element.type, LargeBinary):
+        return f"CAST(replace(CAST({expr} AS TEXT), {old}, {new}) AS BLOB)"
+    return f"replace({expr}, {old}, {new})"
+
+
+@compiles(replace_in, "postgresql")
+def _replace_in_postgresql(element: replace_in, compiler: Any, **kw: Any) -> str:
+    expr, old, new = (compiler.process(clause, **kw) for clause in element.clauses)
+    if isinstance(element.type, LargeBinary):
+        return f"convert_to(replace(convert_from({expr}, 'UTF8'), {old}, {new}), 'UTF8')"
+    if isinstance(element.type, JSON):
+        return f"CAST(replace(CAST({expr} AS TEXT), {old}, {new}) AS JSON)"
+    return f"replace({expr}, {old}, {new})"
+
+
+class CodeCounter:
+    """Codes made of a prefix and a counter's next value (4 digits or more), taken as the last
+    statement of a transaction and written into the rows that carried a stand-in until then.
+
+    The counter's row stays locked until commit (that keeps codes gap-free), and every other
+    taker of the same key waits for it. So the rows that will carry the code are written first
+    with a stand-in, the code is taken last, and on PostgreSQL the counter's bump and every
+    fix-up are one statement: the lock is held for that statement and the commit, nothing else.
+    SQLite locks the whole database for the transaction anyway and runs them one by one.
+
+    ``fix_ups(code)`` gives the UPDATE statements that put ``code`` (an SQL expression) in
+    place; their own values are bind parameters, given to :meth:`take`. The statements are
+    built once, here: building them anew for every code cost more CPU than running them.
+    """
+
+    def __init__(self, counters: Table, fix_ups: Callable[[ColumnElement[str]], Sequence[UpdateBase]]) -> None:
+        self.counters = counters
+        taken = _bump(counters).cte("taken")
+        number = cast(taken.c.value, String)
+        padded = func.lpad(number, func.greatest(4, func.length(number)), "0")
+        numbered = select((bindparam("prefix", type_=String) + padded).label("code")).cte("numbered")
+        code = select(numbered.c.code).scalar_subquery()
+        writes = [statement.cte(f"fix_up_{i}") for i, statement in enumerate(fix_ups(code))]
+        self._in_one = select(numbered.c.code).add_cte(*writes)
+        self._one_by_one = list(fix_ups(bindparam("new_code", type_=String)))
+
+    async def take(self, session: AsyncSession, *, key: str, prefix: str, **params: Any) -> str:
+        """The next code of counter ``key``, written where the fix-ups say (``params`` are theirs)."""
+        if session.bind.dialect.name == "postgresql":
+            taken = await session.execute(self._in_one, {"counter_key": key, "prefix": prefix, **params})
+            return str(taken.scalar_one())
+        code = f"{prefix}{await next_value(session, self.counters, key):04d}"
+        for statement in self._one_by_one:
+            await session.execute(statement, {"new_code": code, **params})
+        return code
 
 
 async def peek_value(session: AsyncSession, counters: Table, key: str) -> int:
@@ -205,6 +289,7 @@ async def peek_value(session: AsyncSession, counters: Table, key: str) -> int:
 
 
 __all__ = [
+    "CodeCounter",
     "Database",
     "ServiceBase",
     "UtcDateTime",
@@ -213,8 +298,8 @@ __all__ = [
     "insert_ignoring_duplicates",
     "new_metadata",
     "next_value",
-    "next_value_statement",
     "peek_value",
+    "replace_in",
     "request_session",
     "session_scope",
     "update",

@@ -27,23 +27,30 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     delete,
     func,
+    literal,
     select,
     text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.expression import ColumnElement
 
 from shared.aio import stop_tasks, wait_event
 from shared.bus import Broker, OutgoingMessage, PublishError
-from shared.db import Database, UtcDateTime, counter_table, next_value
+from shared.db import Database, UtcDateTime, counter_table, next_value, replace_in
 from shared.events import REGISTRY, CloudEvent, EventData, event_type, format_sequence
 from shared.failpoints import failpoint
 from shared.logging import current_request_id, current_traceparent
 from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
 
 log = structlog.get_logger("outbox")
+
+# an aggregate's events are numbered by the counter row of this key and its name (the subject)
+SEQUENCE_KEY = "event-seq:"
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -76,6 +83,7 @@ class Outbox:
         self.counters = (
             metadata.tables["counter"] if "counter" in metadata.tables else counter_table(metadata)
         )
+        self._insert = self.table.insert()  # built once: its cache key is then computed once
 
     async def emit(
         self,
@@ -96,7 +104,7 @@ class Outbox:
                 if registered
                 else dict(data)
             )
-        sequence = await next_value(session, self.counters, f"event-seq:{subject}")
+        sequence = await next_value(session, self.counters, SEQUENCE_KEY + subject)
         event = CloudEvent(
             id=str(uuid.uuid4()),
             source=self.source,
@@ -111,16 +119,34 @@ class Outbox:
         if extra:
             event = event.model_copy(update=extra)
         await session.execute(
-            self.table.insert().values(
-                event_id=event.id,
-                aggregate=subject,
-                routing_key=routing_key,
-                body=event.to_bytes(),
-                created_at=event.time,
-            )
+            self._insert,
+            {
+                "event_id": event.id,
+                "aggregate": subject,
+                "routing_key": routing_key,
+                "body": event.to_bytes(),
+                "created_at": event.time,
+            },
         )
         session.info["outbox_pending"] = True
         return event
+
+    def resubject(self, subject: ColumnElement[str]) -> list[Update]:
+        """Statements that move the events emitted in this transaction under a stand-in subject,
+        and that subject's sequence, to ``subject`` (an SQL expression): for an aggregate whose
+        name is only known at the end of its transaction (see ``shared.db.CodeCounter``). Each
+        row's aggregate and every mention of the stand-in in its body (the CloudEvent's subject,
+        the data naming it) are rewritten. Bind parameters: ``stand_in`` and ``event_ids``."""
+        table, counters = self.table, self.counters
+        stand_in = bindparam("stand_in", type_=String)
+        return [
+            update(table)
+            .where(table.c.event_id.in_(bindparam("event_ids", expanding=True)))
+            .values(aggregate=subject, body=replace_in(table.c.body, stand_in, subject)),
+            update(counters)
+            .where(counters.c.key == literal(SEQUENCE_KEY) + stand_in)
+            .values(key=literal(SEQUENCE_KEY) + subject),
+        ]
 
 
 class OutboxRelay:

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake import catalogue_seed
@@ -137,11 +137,14 @@ def version_out(row: ProcedureVersion) -> ProcedureVersionOut:
     )
 
 
+# built once: every submission runs it, and building a query costs about what running it does
+_VERSIONS_OF = (
+    select(ProcedureVersion).where(ProcedureVersion.code == bindparam("code")).order_by(ProcedureVersion.version)
+)
+
+
 async def versions_of(session: AsyncSession, code: str) -> list[ProcedureVersion]:
-    rows = await session.execute(
-        select(ProcedureVersion).where(ProcedureVersion.code == code).order_by(ProcedureVersion.version)
-    )
-    return list(rows.scalars())
+    return list((await session.execute(_VERSIONS_OF, {"code": code})).scalars())
 
 
 def in_force(versions: list[ProcedureVersion], day: date) -> ProcedureVersion | None:
@@ -217,6 +220,10 @@ def may_receive(agency: str, version: ProcedureVersion) -> bool:
 # ------------------------------------------------------------------ calendar
 
 _CALENDARS: OrderedDict[tuple[object, ...], WorkingCalendar] = OrderedDict()
+# plain columns, not ORM rows, in a query built once: this runs on every request that needs deadlines
+_OVERRIDES = select(CalendarOverrideRow.day, CalendarOverrideRow.working, CalendarOverrideRow.reason).order_by(
+    CalendarOverrideRow.day
+)
 
 
 def _parse_hhmm(value: str) -> time:
@@ -230,12 +237,7 @@ def parse_cutoff(value: str | None) -> time | None:
 
 async def working_calendar(session: AsyncSession, settings: IntakeSettings) -> WorkingCalendar:
     """The calendar with the administrators' overrides as stored now (cached per override set)."""
-    # plain columns, not ORM rows: this runs on every request that needs deadlines
-    rows = await session.execute(
-        select(CalendarOverrideRow.day, CalendarOverrideRow.working, CalendarOverrideRow.reason).order_by(
-            CalendarOverrideRow.day
-        )
-    )
+    rows = await session.execute(_OVERRIDES)
     overrides = tuple(CalendarOverride(day=day, working=working, reason=reason) for day, working, reason in rows)
     periods = tuple((_parse_hhmm(a), _parse_hhmm(b)) for a, b in settings.office_hours)
     key = (overrides, periods)

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import String, cast, func, literal, select, update
+from sqlalchemy import JSON, ColumnElement, String, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -61,7 +61,7 @@ from services.intake.workflow import (
     step_timeliness,
 )
 from shared.auth import Caller
-from shared.db import insert_ignoring_duplicates, next_value, next_value_statement
+from shared.db import CodeCounter, insert_ignoring_duplicates, replace_in
 from shared.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from shared.text import fold
 
@@ -242,14 +242,44 @@ async def visible_dossier(session: AsyncSession, caller: Caller, code: str, *, f
 # ------------------------------------------------------------------ submission
 
 
+_FILE_CONTENTS = {"components": {"__all__": {"file": {"content_base64"}}}}
+
+
 def request_hash(body: DossierSubmission) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """SHA-256 of the body in a canonical form: the model's JSON (fields in declared order,
+    defaults filled in) without the files' content, then each file's base64 after its position,
+    which a newline (outside base64's alphabet) sets apart. The base64 is nearly all of the body:
+    it is hashed as it is, not walked by a JSON encoder first."""
+    digest = hashlib.sha256(body.model_dump_json(exclude=_FILE_CONTENTS).encode())
+    for i, item in enumerate(body.components):
+        if item.file is not None:
+            digest.update(b"\n%d\n" % i)
+            digest.update(item.file.content_base64.encode())
+    return digest.hexdigest()
 
 
 def _sequence_key(settings: IntakeSettings, agency: str, local: datetime) -> str:
     period = {"day": "%y%m%d", "month": "%y%m", "year": "%y"}[settings.code_sequence_reset]
     return f"dossier:{agency}:{local.strftime(period)}"
+
+
+def _put_code(code: ColumnElement[str]) -> list[Any]:
+    """Where a new dossier's code replaces its stand-in: the dossier, its events and their
+    sequence, and the answer kept for its Idempotency-Key (none without one)."""
+    dossiers, keys = Dossier.__table__, IdempotencyRecord.__table__
+    return [
+        update(dossiers).where(dossiers.c.id == bindparam("dossier_id")).values(code=code),
+        *outbox.resubject(code),
+        update(keys)
+        .where(keys.c.caller == bindparam("idempotency_caller"), keys.c.key == bindparam("idempotency_key"))
+        .values(
+            dossier_code=code,
+            response=replace_in(bindparam("answer", type_=JSON), bindparam("stand_in", type_=String), code),
+        ),
+    ]
+
+
+DOSSIER_CODES = CodeCounter(counters, _put_code)
 
 
 async def _checked_components(
@@ -323,29 +353,6 @@ def _component_rows(
     return rows
 
 
-async def _number(session: AsyncSession, dossier: Dossier, *, key: str, prefix: str) -> None:
-    """Give the (flushed) dossier its code: ``prefix`` and the next number of ``key``, 4 digits
-    or more. On PostgreSQL the counter and the dossier are written by one statement, so the
-    counter's lock is held for one round trip less."""
-    if session.bind.dialect.name != "postgresql":
-        number = await next_value(session, counters, key)
-        dossier.code = f"{prefix}{number:04d}"
-        await session.flush()
-        return
-    taken = next_value_statement("postgresql", counters, key).cte("taken")
-    number = cast(taken.c.value, String)
-    table = Dossier.__table__
-    code = (
-        await session.execute(
-            update(table)
-            .where(table.c.id == dossier.id)
-            .values(code=literal(prefix) + func.lpad(number, func.greatest(4, func.length(number)), "0"))
-            .returning(table.c.code)
-        )
-    ).scalar_one()
-    set_committed_value(dossier, "code", code)
-
-
 async def submit(
     session: AsyncSession, ctx: Context, caller: Caller, body: DossierSubmission, *, idempotency_key: str | None
 ) -> tuple[DossierOut, bool]:
@@ -353,9 +360,8 @@ async def submit(
     digest = request_hash(body) if idempotency_key else ""
     if idempotency_key:
         inserted = await session.execute(
-            insert_ignoring_duplicates(session, IdempotencyRecord.__table__).values(
-                caller=caller.sub, key=idempotency_key, request_hash=digest, created_at=_now()
-            )
+            insert_ignoring_duplicates(session, IdempotencyRecord.__table__),
+            {"caller": caller.sub, "key": idempotency_key, "request_hash": digest, "created_at": _now()},
         )
         if not inserted.rowcount:
             earlier = await session.get(IdempotencyRecord, (caller.sub, idempotency_key))
@@ -403,9 +409,13 @@ async def submit(
     await _store_files(ctx, checked)
 
     status = initial_status(channel)
+    # The code's number comes from a counter row per agency and day whose lock is held until
+    # commit (that is what keeps codes gap-free): every concurrent submission to that agency
+    # waits for it. So everything that names the dossier is written first under a stand-in,
+    # and the number is taken last, in the statement that puts the code in place of it.
+    stand_in = f"~{secrets.token_hex(12)}"
     dossier = Dossier(
-        # a stand-in until the number is taken, last (see below); never committed
-        code=f"~{secrets.token_hex(12)}",
+        code=stand_in,
         agency=body.agency,
         agency_path=catalogue.agency_path(body.agency),
         procedure_code=procedure_code,
@@ -445,17 +455,11 @@ async def submit(
     if status is S.ACCEPTED:
         await _start_clock(session, ctx, dossier, now=now, actor=caller.name)
     await session.flush()
-
-    # The code's number comes from a counter row per agency and day whose lock is held until
-    # commit (that is what keeps codes gap-free): every concurrent submission to that agency
-    # waits for it. So it is taken last, when only the statements that need the code are left.
-    key = _sequence_key(ctx.settings, body.agency, local)
-    await _number(session, dossier, key=key, prefix=f"{body.agency}-{local:%y%m%d}-")
-    await outbox.emit(
+    received = await outbox.emit(
         session,
         "dossier.received",
         DossierReceived(
-            code=dossier.code,
+            code=stand_in,
             agency=dossier.agency,
             procedure_code=dossier.procedure_code,
             procedure_version=version.version,
@@ -465,17 +469,23 @@ async def submit(
             due_at=dossier.due_at,
             owner=dossier.owner,
         ),
-        subject=dossier.code,
+        subject=stand_in,
         agency=dossier.agency,
     )
     view = _view(dossier, (version.version, version.name), components)
-    if idempotency_key:
-        await session.execute(
-            update(IdempotencyRecord)
-            .where(IdempotencyRecord.caller == caller.sub, IdempotencyRecord.key == idempotency_key)
-            .values(dossier_code=dossier.code, response=view.model_dump(mode="json"))
-        )
-    return view, True
+    code = await DOSSIER_CODES.take(
+        session,
+        key=_sequence_key(ctx.settings, body.agency, local),
+        prefix=f"{body.agency}-{local:%y%m%d}-",
+        dossier_id=dossier.id,
+        stand_in=stand_in,
+        event_ids=[received.id],
+        idempotency_caller=caller.sub,
+        idempotency_key=idempotency_key,
+        answer=view.model_dump(mode="json") if idempotency_key else None,
+    )
+    set_committed_value(dossier, "code", code)
+    return view.model_copy(update={"code": code}), True
 
 
 # ------------------------------------------------------------------ deadlines

@@ -190,6 +190,12 @@ async def test_idempotent_submission(tmp_path: Path) -> None:
             "/dossiers", json={**body, "applicant": {"full_name": "Người khác"}}, headers=headers
         )
         assert other.status_code == 409 and other.headers["content-type"].startswith("application/problem+json")
+        # the files are the body too: another file, or the same two files swapped, is another body
+        files = [c["file"] for c in body["components"]]
+        for changed in ([pdf_file(PDF_BYTES + b"other"), files[1]], files[::-1]):
+            components = [{**c, "file": f} for c, f in zip(body["components"], changed, strict=True)]
+            r = await intake.client.post("/dossiers", json={**body, "components": components}, headers=headers)
+            assert r.status_code == 409, r.text
         # the key is the caller's: another account may use the same string
         theirs = await intake.client.post(
             "/dossiers", json=body, headers=intake.as_("citizen2", **{"Idempotency-Key": "portal-7f3a"})

@@ -1,5 +1,6 @@
 """Dossier codes on PostgreSQL: 50 concurrent submissions to one agency on one day get
-``-0001`` … ``-0050``, no gap and no duplicate, and a refused one gives its number back."""
+``-0001`` … ``-0050``, no gap and no duplicate, also when some transactions roll back after
+taking their number; and the code reaches every row written under a stand-in before it."""
 
 from __future__ import annotations
 
@@ -11,33 +12,93 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.intake.app import MIGRATIONS
+from shared.events import format_sequence
 from shared.migrations import upgrade
-from tests.servers import temporary_databases
+from tests.servers import psql, temporary_databases
 from tests.services.intake.harness import WARD, birth_registration, running_intake
 
 pytestmark = pytest.mark.pg
+
+UNDONE = "Hoàn Tác"  # applicant of the submissions whose transaction fails at commit
+
+# Fails the commit of a dossier of UNDONE's: a deferred trigger runs at COMMIT, after the
+# statement that took the number, so that number must be given back to the next taker.
+FAIL_AT_COMMIT = f"""
+CREATE FUNCTION fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.applicant->>'full_name' = '{UNDONE}' THEN
+    RAISE EXCEPTION 'commit refused for %', NEW.code;
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON dossier
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit();
+"""
 
 
 async def test_fifty_concurrent_submissions_number_without_gaps(tmp_path: Path) -> None:
     with temporary_databases(["intake"]) as urls:
         await asyncio.to_thread(upgrade, MIGRATIONS, urls["intake"], service="intake")
+        await asyncio.to_thread(psql, FAIL_AT_COMMIT, urls["intake"].rsplit("/", 1)[1])
         async with running_intake(
             tmp_path, database_url=urls["intake"], auto_migrate=False, database_pool_size=10
         ) as intake:
             good = birth_registration()
-            bad = {**birth_registration(), "components": [{"no": 1}]}  # a required component missing
+            refused = {**birth_registration(), "components": [{"no": 1}]}  # a required component missing
+            undone = birth_registration(name=UNDONE)
 
             async def one(i: int) -> tuple[int, str | None]:
-                body = bad if i % 10 == 9 else good
-                r = await intake.client.post("/dossiers", json=body, headers=intake.as_("desk_officer"))
+                body = refused if i % 12 == 10 else undone if i % 12 == 11 else good
+                headers = intake.as_("desk_officer", **{"Idempotency-Key": f"desk-{i}"})
+                try:
+                    r = await intake.client.post("/dossiers", json=body, headers=headers)
+                except Exception:  # the commit's failure, raised through the in-process transport
+                    return 500, None
                 return r.status_code, r.json().get("code")
 
-            results = await asyncio.gather(*[one(i) for i in range(55)])
+            results = await asyncio.gather(*[one(i) for i in range(60)])
+            statuses = sorted(status for status, _ in results)
+            assert (statuses.count(422), statuses.count(500)) == (5, 5), statuses
             codes = sorted(code for status, code in results if status == 201 and code)
-            assert sorted(status for status, _ in results).count(422) == 5
             assert len(codes) == 50 == len(set(codes))
             assert [int(c.rsplit("-", 1)[1]) for c in codes] == list(range(1, 51))
             assert len({c.rsplit("-", 1)[0] for c in codes}) == 1
+
+            # the event, the event sequence and the idempotency record name the code too
+            deadline = asyncio.get_running_loop().time() + 20
+            while len([e for e in intake.published if e.type.endswith("dossier.received.v1")]) < 50:
+                assert asyncio.get_running_loop().time() < deadline, "dossier.received not all published"
+                await asyncio.sleep(0.05)
+            received = [e for e in intake.published if e.type.endswith("dossier.received.v1")]
+            assert sorted(e.subject for e in received) == codes
+            assert all(e.data["code"] == e.subject and e.sequence == format_sequence(1) for e in received)
+            first = next(i for i, (status, _) in enumerate(results) if status == 201)
+            replay = await intake.client.post(
+                "/dossiers", json=good, headers=intake.as_("desk_officer", **{"Idempotency-Key": f"desk-{first}"})
+            )
+            assert (replay.status_code, replay.json()["code"]) == (200, results[first][1])
+            # the dossier's next events (start_processing and its hand-off) go on from its sequence
+            started = await intake.act("desk_officer", codes[0], "start_processing", {"to_whom": "Phòng Tư pháp"})
+            assert started.status_code == 200, started.text
+            deadline = asyncio.get_running_loop().time() + 20
+            while len(later := [e for e in intake.published if e.subject == codes[0]]) < 3:
+                assert asyncio.get_running_loop().time() < deadline, "dossier.start_processing not published"
+                await asyncio.sleep(0.05)
+            assert sorted(e.sequence for e in later) == [format_sequence(n) for n in (1, 2, 3)]
+            # nothing committed still carries a stand-in
+            engine = create_async_engine(urls["intake"])
+            async with engine.connect() as connection:
+                left = await connection.execute(
+                    text(
+                        "SELECT (SELECT count(*) FROM dossier WHERE code LIKE '~%'),"
+                        " (SELECT count(*) FROM outbox WHERE aggregate LIKE '~%'"
+                        "  OR position('\"~' in convert_from(body, 'UTF8')) > 0),"
+                        " (SELECT count(*) FROM counter WHERE key LIKE 'event-seq:~%'),"
+                        " (SELECT count(*) FROM idempotency_key WHERE response->>'code' = dossier_code)"
+                    )
+                )
+                assert left.one() == (0, 0, 0, 50)
+            await engine.dispose()
 
 
 async def test_a_code_past_9999_keeps_every_digit(tmp_path: Path) -> None:
