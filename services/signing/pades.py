@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Literal
 
-from asn1crypto import tsp
+from asn1crypto import cms, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from PIL import Image
@@ -29,8 +29,9 @@ from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner, Signer
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.signers.pdf_signer import DSSContentSettings, SigDSSPlacementPreference
 from pyhanko.sign.timestamps import TimeStamper
+from pyhanko.sign.timestamps.common_utils import get_nonce
 
-from . import stamps
+from . import der, stamps
 from .stamps import DEFAULT_RULES, AppearanceRules, PersonBlockGeometry, PrerenderedStyle
 
 if TYPE_CHECKING:
@@ -214,6 +215,12 @@ class LocalTimeStamper(TimeStamper):
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
         return self._ca.timestamp_response(req)
+
+    async def async_timestamp(self, message_digest: bytes, md_algorithm: str) -> cms.ContentInfo:
+        # The same token the TSA would answer a request with, without building that request
+        # and unpacking the response in between: the TSA is in this process.
+        nonce = get_nonce() if self.include_nonce else None
+        return der.EncodedContentInfo.of(self._ca.timestamp_token(message_digest, md_algorithm, nonce=nonce))
 
 
 # -- input checks -----------------------------------------------------------------------------
@@ -646,8 +653,8 @@ def _media_box(writer: IncrementalPdfFileWriter, page_index: int) -> tuple[float
     return (0.0, 0.0, 595.28, 841.89)
 
 
-async def _sign_document(pdf: bytes, job: _Job, signing_time: datetime) -> bytes:
-    writer = open_pdf(pdf, job.policy)
+async def _sign_document(pdf: bytes | IncrementalPdfFileWriter, job: _Job, signing_time: datetime) -> bytes:
+    writer = pdf if isinstance(pdf, IncrementalPdfFileWriter) else open_pdf(pdf, job.policy)
     _prepare_fields_for(writer, job)
     if job.kind == "attachment":
         assert job.number_text is not None
@@ -681,7 +688,7 @@ async def _sign_document(pdf: bytes, job: _Job, signing_time: datetime) -> bytes
 
 
 def sign_pdf(
-    pdf: bytes,
+    pdf: bytes | IncrementalPdfFileWriter,
     *,
     signer: Signer,
     kind: Kind,
@@ -704,7 +711,8 @@ def sign_pdf(
     and ``full_name`` — both default to the certificate's title and CN), ``organisation`` (red
     seal over the person's signature, after the number is filled), ``attachment`` (text stamp
     with ``number_text`` and the signing time, top right of page 1). ``trust`` checks the
-    certificate (chain, expiry, revocation) before signing and feeds B-LT."""
+    certificate (chain, expiry, revocation) before signing and feeds B-LT. ``pdf`` may be what
+    :func:`open_pdf` made of the bytes, so a caller that checked them first parses them once."""
     signing_time = signing_time or datetime.now(UTC)
     job = _make_job(
         signer=signer,

@@ -15,12 +15,13 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Caller
@@ -300,38 +301,93 @@ async def record_signature(
     signed_at: datetime,
     batch_id: str | None = None,
 ) -> Signature:
-    signature = Signature(
-        certificate_serial=row.serial,
+    values = _signature_values(
+        row=row,
         kind=kind,
         level=level,
-        signer=caller.sub,
-        agency=row.agency,
-        input_sha256=input_sha,
-        output_sha256=sha256_hex(output),
+        caller=caller,
+        input_sha=input_sha,
         input_bytes=input_bytes,
-        output_bytes=len(output),
-        batch_id=batch_id,
+        output=output,
         signed_at=signed_at,
+        batch_id=batch_id,
     )
+    signature = Signature(**values)
     session.add(signature)
+    await _emit_completed(session, values)
+    return signature
+
+
+async def record_signatures(
+    session: AsyncSession,
+    *,
+    row: Certificate,
+    kind: str,
+    level: str,
+    caller: Caller,
+    documents: Sequence[tuple[bytes, bytes]],
+    signed_at: datetime,
+    batch_id: str,
+) -> list[SignatureCompleted]:
+    """A batch's signatures (``documents``: each input with its signed output): their rows in one
+    INSERT — the ORM would send one per row, to read back each id — and an event for each."""
+    rows = [
+        _signature_values(
+            row=row,
+            kind=kind,
+            level=level,
+            caller=caller,
+            input_sha=sha256_hex(original),
+            input_bytes=len(original),
+            output=output,
+            signed_at=signed_at,
+            batch_id=batch_id,
+        )
+        for original, output in documents
+    ]
+    if rows:
+        await session.execute(insert(Signature), rows)
+    return [await _emit_completed(session, values) for values in rows]
+
+
+def _signature_values(
+    *,
+    row: Certificate,
+    kind: str,
+    level: str,
+    caller: Caller,
+    input_sha: str,
+    input_bytes: int,
+    output: bytes,
+    signed_at: datetime,
+    batch_id: str | None,
+) -> dict[str, Any]:
+    return {
+        "certificate_serial": row.serial,
+        "kind": kind,
+        "level": level,
+        "signer": caller.sub,
+        "agency": row.agency,
+        "input_sha256": input_sha,
+        "output_sha256": sha256_hex(output),
+        "input_bytes": input_bytes,
+        "output_bytes": len(output),
+        "batch_id": batch_id,
+        "signed_at": signed_at,
+    }
+
+
+async def _emit_completed(session: AsyncSession, values: dict[str, Any]) -> SignatureCompleted:
+    """``signature.completed`` for a signature's row (as :func:`_signature_values` gives it)."""
+    event = SignatureCompleted(**{name: values[name] for name in SignatureCompleted.model_fields})
     await outbox.emit(
         session,
         "signature.completed",
-        SignatureCompleted(
-            kind=kind,
-            level=level,
-            signer=caller.sub,
-            agency=row.agency,
-            certificate_serial=row.serial,
-            input_sha256=input_sha,
-            output_sha256=signature.output_sha256,
-            signed_at=signed_at,
-            batch_id=batch_id,
-        ),
-        subject=f"certificate:{row.serial}",
-        agency=row.agency,
+        event,
+        subject=f"certificate:{event.certificate_serial}",
+        agency=event.agency,
     )
-    return signature
+    return event
 
 
 async def record_failure(
@@ -395,5 +451,6 @@ __all__ = [
     "issue_certificate",
     "record_failure",
     "record_signature",
+    "record_signatures",
     "revoke_certificate",
 ]

@@ -3,7 +3,9 @@ judged by the pyHanko CLI, poppler's pdfsig and openssl cms, and by looking at t
 
 from __future__ import annotations
 
+import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from io import BytesIO
@@ -11,10 +13,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
-from services.signing import pades
+from services.signing import pades, stamps
 from services.signing.pades import (
     BrokenPdf,
     DraftLayout,
@@ -240,6 +244,25 @@ def test_batch_signs_many_documents_with_one_session(pki: Pki) -> None:
             assert report.all_ok and report.signatures[0].signer_name == "Nguyễn Văn Đức"
     with pytest.raises(ValueError):
         sign_batch([drafts[0]] * 101, signer=person, kind="person", timestamper=pki.timestamper)
+
+
+def test_appearances_are_written_as_an_import_would_write_them(draft_pdf: bytes) -> None:
+    """Appearances and fonts go into each document from bytes prepared once: the file must be
+    the one pyHanko's import of the template's objects writes (but for its random /ID)."""
+    person = stamps.cached_person_appearance(TITLE, "Nguyễn Văn Đức", DraftLayout().person_geometry, 2, DEFAULT_RULES)
+    seal = stamps.cached_seal_appearance("Ủy ban nhân dân tỉnh Hà Giang", DEFAULT_RULES)
+    font = stamps.font(DEFAULT_RULES.text_font)
+
+    def written(take: Callable[[stamps.PreparedImport, IncrementalPdfFileWriter], generic.PdfObject]) -> bytes:
+        writer = IncrementalPdfFileWriter(BytesIO(draft_pdf))
+        prepared = [person._objects, seal._objects, font._objects]
+        writer.root[generic.pdf_name("/Test")] = generic.ArrayObject(take(p, writer) for p in prepared)
+        writer.update_root()
+        out = BytesIO()
+        writer.write(out)
+        return re.sub(rb"/ID \[[^]]*\]", b"", out.getvalue())
+
+    assert written(lambda p, w: p.reference_in(w)) == written(lambda p, w: w.import_object(p._ref))
 
 
 # -- refusals ---------------------------------------------------------------------------------

@@ -7,10 +7,10 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from asn1crypto import tsp
+from asn1crypto import cms, core, tsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -180,6 +180,28 @@ def test_timestamp_response_verifies_with_openssl_ts(pki: Pki, tmp_path) -> None
         text=True,
     )
     assert tampered.returncode != 0
+
+
+def test_time_stamp_tokens_are_der_and_carry_what_was_asked(pki: Pki) -> None:
+    """The TSA writes its tokens by hand (der.py): each is the DER asn1crypto would write
+    (re-encoded from its parsed fields: the same bytes), whatever the lengths of nonce, serial
+    number and time, and is signed by the TSA."""
+    tsa_key = pki.ca.tsa_certificate.public_key()
+    assert isinstance(tsa_key, rsa.RSAPublicKey)
+    for i in range(60):
+        digest = hashlib.sha256(str(i).encode()).digest()
+        nonce = (1 << i) + i  # 1 to 8 bytes, top bit set or not
+        now = datetime(2026, 11, 28, 7, 0, i, (i * 15625) % 1_000_000, tzinfo=UTC)  # fractions of 0 to 6 digits
+        token = pki.ca.timestamp_token(digest, "sha256", nonce=nonce, now=now)
+        parsed = cms.ContentInfo.load(token)
+        assert parsed.dump(force=True) == token
+        tst_info = parsed["content"]["encap_content_info"]["content"].parsed
+        assert tst_info["message_imprint"]["hashed_message"].native == digest
+        assert tst_info["nonce"].native == nonce and tst_info["gen_time"].native == now
+        assert tst_info["gen_time"].dump() == core.GeneralizedTime(now).dump()
+        signer_info = parsed["content"]["signer_infos"][0]
+        signed_attrs = signer_info["signed_attrs"].untag().dump()  # signed as a SET
+        tsa_key.verify(signer_info["signature"].native, signed_attrs, padding.PKCS1v15(), hashes.SHA256())
 
 
 @pytest.mark.parametrize(

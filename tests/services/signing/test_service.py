@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import os
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from sqlalchemy import func, select
 from services.signing.app import create_app
 from services.signing.config import get_settings
 from services.signing.models import Signature, outbox
+from services.signing.schemas import BatchItemOut, BatchOut
 from shared.bus.memory import InProcessBroker
 from shared.events import CloudEvent
 
@@ -447,18 +449,29 @@ async def test_a_leader_signs_a_batch_of_100(api: Api, draft: bytes) -> None:
     assert r.status_code == 200, r.text[:500]
     body = r.json()
     assert body["signed"] == 100 and body["failed"] == 0
+    # the published schema, field for field (the response is put together by hand)
+    BatchOut.model_validate(body)
+    assert set(body) == set(BatchOut.model_fields)
+    assert all(set(item) == set(BatchItemOut.model_fields) for item in body["items"])
     assert [i["filename"] for i in body["items"]][:2] == ["van-ban-000.pdf", "van-ban-001.pdf"]
     one = base64.b64decode(body["items"][57]["pdf_base64"])
     report = (await api.client.post("/verify", content=one, headers={**api.auth("x", "citizen"), **PDF})).json()
     assert report["all_ok"]
     batch = [e for e in await api.events("signature.completed") if e.data["batch_id"] == body["batch_id"]]
     assert len(batch) == 100
+    async with api.app.state.runtime.db.sessionmaker() as session:
+        rows = (await session.execute(select(Signature).where(Signature.batch_id == body["batch_id"]))).scalars().all()
+    assert sorted(r.output_sha256 for r in rows) == sorted(e.data["output_sha256"] for e in batch)
+    assert {r.output_sha256 for r in rows} == {
+        hashlib.sha256(base64.b64decode(i["pdf_base64"])).hexdigest() for i in body["items"]
+    }
     assert elapsed < 60
 
     mixed = [("files", ("a.pdf", draft, "application/pdf")), ("files", ("b.pdf", b"not a pdf", "application/pdf"))]
     r = await api.client.post("/sign/batch", files=mixed, headers=headers)
-    items = r.json()["items"]
+    items = BatchOut.model_validate_json(r.content).model_dump()["items"]
     assert items[0]["ok"] and not items[1]["ok"] and items[1]["error"]["code"] == "not_a_pdf"
+    assert items[0]["pdf_base64"] and items[1]["pdf_base64"] is None
     too_many = [("files", (f"{i}.pdf", b"%PDF-1.4", "application/pdf")) for i in range(101)]
     r = await api.client.post("/sign/batch", files=too_many, headers=headers)
     assert r.status_code == 422

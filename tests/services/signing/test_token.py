@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import threading
 
@@ -10,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from pkcs11 import Attribute, ObjectClass
+from pyhanko.sign.pkcs11 import PKCS11Signer
 
 from services.signing.pades import TokenLocked, UnknownSigner, WrongPin
 from services.signing.token import TokenError
@@ -107,3 +110,16 @@ def test_certificate_must_match_the_key(pki: Pki) -> None:
     other = pki.token.certificate("ubnd-tinh")
     with pytest.raises(TokenError):
         pki.token.attach_certificate("chu-tich", other, chain=pki.ca.chain())
+
+
+def test_signed_attributes_are_those_pyhanko_would_make(pki: Pki) -> None:
+    """The signer writes a PAdES signature's signed attributes itself: byte for byte what pyHanko's
+    attribute providers give; anything else (CMS, not PAdES) is left to pyHanko."""
+    signer = pki.token.signer("chu-tich", pin=PIN)
+    digest = hashlib.sha256(b"van ban").digest()
+    for use_pades in (True, False):
+        ours = asyncio.run(signer.signed_attrs(digest, "sha256", use_pades=use_pades, timestamper=pki.timestamper))
+        theirs = asyncio.run(
+            PKCS11Signer.signed_attrs(signer, digest, "sha256", use_pades=use_pades, timestamper=pki.timestamper)
+        )
+        assert ours.dump() == theirs.dump()
