@@ -18,12 +18,11 @@ from typing import Any
 
 import structlog
 from prometheus_client import Counter
-from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.aio import wait_event
-from shared.db import Database, session_scope
+from shared.db import Database, next_values, session_scope
 from shared.events import event_type, format_sequence
-from shared.outbox import Outbox
+from shared.outbox import SEQUENCE_KEY, Outbox
 
 log = structlog.get_logger("access")
 
@@ -142,26 +141,16 @@ class AccessLog:
             return 0
         try:
             async with session_scope(db) as session:
-                counters = self.outbox.counters
-                ins = (postgresql if session.bind.dialect.name == "postgresql" else sqlite).insert(counters)
-                stmt = (
-                    ins.values(key=f"event-seq:{SUBJECT}", value=len(records))
-                    .on_conflict_do_update(
-                        index_elements=[counters.c.key], set_={"value": counters.c.value + len(records)}
-                    )
-                    .returning(counters.c.value)
-                )
-                last = int((await session.execute(stmt)).scalar_one())
-                first = last - len(records) + 1
+                sequences = await next_values(session, self.outbox.counters, SEQUENCE_KEY + SUBJECT, len(records))
                 rows = []
-                for offset, record in enumerate(records):
+                for sequence, record in zip(sequences, records, strict=True):
                     event_id = str(uuid.uuid4())
                     rows.append(
                         {
                             "event_id": event_id,
                             "aggregate": SUBJECT,
                             "routing_key": ROUTING_KEY,
-                            "body": envelope(self.outbox.source, event_id, record, format_sequence(first + offset)),
+                            "body": envelope(self.outbox.source, event_id, record, format_sequence(sequence)),
                             "created_at": record["at"],
                         }
                     )

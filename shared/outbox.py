@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,7 +41,7 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from shared.aio import stop_tasks, wait_event
 from shared.bus import Broker, OutgoingMessage, PublishError
-from shared.db import Database, UtcDateTime, counter_table, next_value, replace_in
+from shared.db import Database, UtcDateTime, counter_table, next_values, replace_in
 from shared.events import REGISTRY, CloudEvent, EventData, event_type, format_sequence
 from shared.failpoints import failpoint
 from shared.logging import current_request_id, current_traceparent
@@ -95,16 +95,55 @@ class Outbox:
         agency: str | None = None,
     ) -> CloudEvent:
         """Record an event in the caller's transaction; it is published after the commit."""
+        return (await self.emit_many(session, routing_key, [(data, subject, agency)]))[0]
+
+    async def emit_many(
+        self,
+        session: AsyncSession,
+        routing_key: str,
+        items: Sequence[tuple[EventData | Mapping[str, Any], str, str | None]],
+    ) -> list[CloudEvent]:
+        """Record events of one type — ``(data, subject, agency)`` each — in the caller's
+        transaction, in order: one counter statement per subject and one insert for them all
+        (a batch of a hundred signatures is a hundred events of one certificate)."""
+        if not items:
+            return []
+        payloads = [self._payload(routing_key, data) for data, _, _ in items]  # invalid data: no counter taken
+        wanted: dict[str, int] = {}
+        for _, subject, _ in items:
+            wanted[subject] = wanted.get(subject, 0) + 1
+        sequences = {
+            subject: iter(await next_values(session, self.counters, SEQUENCE_KEY + subject, count))
+            for subject, count in wanted.items()
+        }
+        events = [
+            self._event(routing_key, payload, subject, agency, next(sequences[subject]))
+            for payload, (_, subject, agency) in zip(payloads, items, strict=True)
+        ]
+        rows = [
+            {
+                "event_id": event.id,
+                "aggregate": event.subject,
+                "routing_key": routing_key,
+                "body": event.to_bytes(),
+                "created_at": event.time,
+            }
+            for event in events
+        ]
+        await session.execute(self._insert, rows if len(rows) > 1 else rows[0])
+        session.info["outbox_pending"] = True
+        return events
+
+    @staticmethod
+    def _payload(routing_key: str, data: EventData | Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(data, EventData):
-            payload = data.model_dump(mode="json")
-        else:
-            registered = REGISTRY.get(routing_key)
-            payload = (
-                registered[1].model_validate(dict(data)).model_dump(mode="json")
-                if registered
-                else dict(data)
-            )
-        sequence = await next_value(session, self.counters, SEQUENCE_KEY + subject)
+            return data.model_dump(mode="json")
+        registered = REGISTRY.get(routing_key)
+        return registered[1].model_validate(dict(data)).model_dump(mode="json") if registered else dict(data)
+
+    def _event(
+        self, routing_key: str, payload: dict[str, Any], subject: str, agency: str | None, sequence: int
+    ) -> CloudEvent:
         event = CloudEvent(
             id=str(uuid.uuid4()),
             source=self.source,
@@ -115,20 +154,8 @@ class Outbox:
             agency=agency,
             traceparent=current_traceparent(),
         )
-        extra = {"requestid": current_request_id()} if current_request_id() else {}
-        if extra:
-            event = event.model_copy(update=extra)
-        await session.execute(
-            self._insert,
-            {
-                "event_id": event.id,
-                "aggregate": subject,
-                "routing_key": routing_key,
-                "body": event.to_bytes(),
-                "created_at": event.time,
-            },
-        )
-        session.info["outbox_pending"] = True
+        if current_request_id():
+            event = event.model_copy(update={"requestid": current_request_id()})
         return event
 
     def resubject(self, subject: ColumnElement[str]) -> list[Update]:

@@ -314,7 +314,7 @@ async def record_signature(
     )
     signature = Signature(**values)
     session.add(signature)
-    await _emit_completed(session, values)
+    await _emit_completed(session, [values])
     return signature
 
 
@@ -347,7 +347,7 @@ async def record_signatures(
     ]
     if rows:
         await session.execute(insert(Signature), rows)
-    return [await _emit_completed(session, values) for values in rows]
+    return await _emit_completed(session, rows)
 
 
 def _signature_values(
@@ -377,17 +377,16 @@ def _signature_values(
     }
 
 
-async def _emit_completed(session: AsyncSession, values: dict[str, Any]) -> SignatureCompleted:
-    """``signature.completed`` for a signature's row (as :func:`_signature_values` gives it)."""
-    event = SignatureCompleted(**{name: values[name] for name in SignatureCompleted.model_fields})
-    await outbox.emit(
+async def _emit_completed(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[SignatureCompleted]:
+    """``signature.completed`` for each signature's row (as :func:`_signature_values` gives it),
+    emitted together: a batch's hundred events cost one counter statement and one insert."""
+    events = [SignatureCompleted(**{name: values[name] for name in SignatureCompleted.model_fields}) for values in rows]
+    await outbox.emit_many(
         session,
         "signature.completed",
-        event,
-        subject=f"certificate:{event.certificate_serial}",
-        agency=event.agency,
+        [(event, f"certificate:{event.certificate_serial}", event.agency) for event in events],
     )
-    return event
+    return events
 
 
 async def record_failure(

@@ -120,11 +120,11 @@ async def test_ignored_routing_keys_are_acknowledged_without_a_transaction(dbs) 
     producer, consumer_db = dbs
     broker = InProcessBroker()
     await broker.connect()
-    consumer = Consumer(name="ledger", handlers={"#": harness.apply_change}, inbox=harness.inbox, ignore=("access.#",))
+    consumer = Consumer(name="ledger", handlers={"#": harness.apply_change}, inbox=harness.inbox, ignore=("trace.#",))
     await consumer.attach(broker, consumer_db, batch=50, prefetch=50)
     async with producer.sessionmaker() as session:
-        access = {
-            (await harness.outbox.emit(session, "access.recorded", {"n": n}, subject="gateway-access")).id
+        ignored = {
+            (await harness.outbox.emit(session, "trace.recorded", {"n": n}, subject="trace")).id
             for n in range(20)
         }
         await session.commit()
@@ -133,9 +133,34 @@ async def test_ignored_routing_keys_are_acknowledged_without_a_transaction(dbs) 
     while await relay.relay_once():
         pass
     report = await harness.check(producer, consumer_db)
-    # the checker expects every committed event applied: exactly the access records were not
-    assert report.applied_rows == 30 and report.lost == access and not report.applied_twice, str(report)
+    # the checker expects every committed event applied: exactly the ignored ones were not
+    assert report.applied_rows == 30 and report.lost == ignored and not report.applied_twice, str(report)
     async with consumer_db.sessionmaker() as session:
         claimed = (await session.execute(select(func.count()).select_from(harness.inbox))).scalar_one()
-    assert claimed == 30  # the 20 access records left no trace
+    assert claimed == 30  # the 20 ignored events left no trace
     await broker.close()
+
+
+async def test_events_emitted_together_keep_each_aggregates_sequence_gap_free(dbs) -> None:  # type: ignore[no-untyped-def]
+    producer, _ = dbs
+    async with producer.sessionmaker() as session:
+        await harness.outbox.emit_many(session, "ledger.changed", [({"n": 0}, "agg-a", None)] * 3)
+        await session.rollback()  # gives its values back
+    async with producer.sessionmaker() as session:
+        together = await harness.outbox.emit_many(
+            session,
+            "ledger.changed",
+            [({"n": 1}, "agg-a", None), ({"n": 2}, "agg-b", "000.00.00.H56"), ({"n": 3}, "agg-a", None)],
+        )
+        alone = await harness.outbox.emit(session, "ledger.changed", {"n": 4}, subject="agg-a")
+        await session.commit()
+    assert [(e.subject, e.sequence) for e in [*together, alone]] == [
+        ("agg-a", "000000000001"),
+        ("agg-b", "000000000001"),
+        ("agg-a", "000000000002"),
+        ("agg-a", "000000000003"),
+    ]
+    assert together[1].agency == "000.00.00.H56"
+    async with producer.sessionmaker() as session:
+        stored = (await session.execute(select(harness.outbox.table.c.event_id))).scalars().all()
+    assert set(stored) == {e.id for e in [*together, alone]}
