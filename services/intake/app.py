@@ -22,7 +22,8 @@ async def on_start(runtime: ServiceRuntime) -> None:
     blobs.root.mkdir(parents=True, exist_ok=True)
     runtime.extras["blobs"] = blobs
     runtime.extras["lookup_limiter"] = endpoints.RateLimiter(settings.lookup_rate_per_minute)
-    handlers.document_issued.bind(settings, blobs)
+    runtime.extras["version_labels"] = labels = catalogue.VersionLabels()
+    handlers.document_issued.bind(settings, blobs, labels)
     if settings.demo:
         async with session_scope(runtime.db) as session:
             await catalogue.seed_demo(session)

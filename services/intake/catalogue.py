@@ -8,6 +8,7 @@ The agency tree lives here and only here; other parts learn of it from ``agency.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
@@ -145,6 +146,32 @@ _VERSIONS_OF = (
 
 async def versions_of(session: AsyncSession, code: str) -> list[ProcedureVersion]:
     return list((await session.execute(_VERSIONS_OF, {"code": code})).scalars())
+
+
+_LABELS = select(ProcedureVersion.id, ProcedureVersion.version, ProcedureVersion.name).where(
+    ProcedureVersion.id.in_(bindparam("ids", expanding=True))
+)
+
+
+class VersionLabels:
+    """(version number, name) of procedure versions by id, as every dossier view and event shows
+    them. A version is never changed once written (a change of procedure is a new version), so
+    what was read once stays true and is kept: views and actions no longer ask the database for
+    it. One per part's database; the catalogue is small enough to be kept whole."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[int, str]] = {}
+
+    async def of(self, session: AsyncSession, ids: Iterable[int]) -> dict[int, tuple[int, str]]:
+        """The labels of ``ids`` (and any others already known), reading only those not known."""
+        missing = {id_ for id_ in ids if id_ not in self._known}
+        if missing:
+            rows = await session.execute(_LABELS, {"ids": sorted(missing)})
+            self._known.update({id_: (number, name) for id_, number, name in rows})
+        return self._known
+
+    async def label(self, session: AsyncSession, id_: int) -> tuple[int, str]:
+        return (await self.of(session, (id_,)))[id_]
 
 
 def in_force(versions: list[ProcedureVersion], day: date) -> ProcedureVersion | None:

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from sqlalchemy import and_, case, delete, func, or_, select
+from sqlalchemy import Select, Table, and_, bindparam, case, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake import catalogue, printing, service
@@ -74,13 +74,10 @@ def settings_of(request: Request) -> IntakeSettings:
     return request.app.state.runtime.settings
 
 
-async def context(request: Request, session: AsyncSession = Session) -> service.Context:
-    settings = settings_of(request)
-    return service.Context(
-        settings=settings,
-        calendar=await catalogue.working_calendar(session, settings),
-        blobs=request.app.state.runtime.extras["blobs"],
-    )
+async def context(request: Request) -> service.Context:
+    # async, though it awaits nothing: FastAPI runs a plain function dependency in a worker thread
+    extras = request.app.state.runtime.extras
+    return service.Context(settings=settings_of(request), blobs=extras["blobs"], labels=extras["version_labels"])
 
 
 Ctx = Depends(context)
@@ -247,9 +244,10 @@ async def due(
         intervals.append((b, e))
     assert hours is not None
     cut = catalogue.parse_cutoff(cutoff)
+    working = await ctx.calendar(session)
     try:
-        clock_start = ctx.calendar.clock_start(start, cutoff=cut)
-        due_at = ctx.calendar.due_date(start, hours, cutoff=cut, pauses=intervals)
+        clock_start = working.clock_start(start, cutoff=cut)
+        due_at = working.due_date(start, hours, cutoff=cut, pauses=intervals)
     except CalendarError as exc:
         raise Unprocessable(str(exc)) from exc
     return DueOut(accepted_at=start, clock_start=clock_start, hours=hours, cutoff=cutoff, due_at=due_at)
@@ -301,10 +299,11 @@ async def calendar_year(
             .order_by(CalendarOverrideRow.day)
         )
     ).scalars()
+    working = await ctx.calendar(session)
     return CalendarYearOut(
         year=year,
-        days_off=[CalendarDay(day=d.day, name=d.name) for d in ctx.calendar.holidays_in(year)],
-        working_weekend_days=[CalendarDay(day=d.day, name=d.name) for d in ctx.calendar.working_weekend_days_in(year)],
+        days_off=[CalendarDay(day=d.day, name=d.name) for d in working.holidays_in(year)],
+        working_weekend_days=[CalendarDay(day=d.day, name=d.name) for d in working.working_weekend_days_in(year)],
         overrides=[CalendarOverrideOut(day=r.day, working=r.working, reason=r.reason) for r in rows],
     )
 
@@ -357,9 +356,10 @@ async def list_dossiers(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     caller: Caller = Me,
     session: AsyncSession = Session,
+    ctx: service.Context = Ctx,
 ) -> DossierPage:
     """Dossiers newest first: staff see their agency subtree, a citizen or portal their own."""
-    query = select(Dossier)
+    query = service.dossier_query()
     if "service" in caller.roles:
         pass
     elif caller.roles - {"citizen", "integrator"}:
@@ -404,20 +404,35 @@ async def list_dossiers(
         at, id_ = service.parse_cursor(cursor)
         query = query.where(or_(Dossier.received_at < at, and_(Dossier.received_at == at, Dossier.id < id_)))
     query = query.order_by(Dossier.received_at.desc(), Dossier.id.desc()).limit(limit + 1)
-    rows = list((await session.execute(query)).scalars())
+    rows = (await session.execute(query)).mappings().all()
     more = len(rows) > limit
     rows = rows[:limit]
-    return DossierPage(
-        items=await service.dossier_views(session, rows),
-        next=service.make_cursor(rows[-1].received_at, rows[-1].id) if more else None,
+    return DossierPage.model_validate(
+        {
+            "items": await service.dossier_views(session, ctx, rows),
+            "next": service.make_cursor(rows[-1]["received_at"], rows[-1]["id"]) if more else None,
+        }
     )
 
 
 @dossiers.get(
     "/{code}", response_model=DossierOut, responses=problem_responses(401, 403, 404), **allow(*DOSSIER_READERS)
 )
-async def get_dossier(code: str, caller: Caller = Me, session: AsyncSession = Session) -> DossierOut:
-    return await service.dossier_out(session, await service.visible_dossier(session, caller, code))
+async def get_dossier(
+    code: str, caller: Caller = Me, session: AsyncSession = Session, ctx: service.Context = Ctx
+) -> DossierOut:
+    return await service.dossier_out(session, ctx, await service.visible_record(session, caller, code))
+
+
+def _of_dossier(table: Table, *fields: str) -> Select[Any]:
+    """``fields`` of ``table``'s rows of one dossier (parameter ``dossier_id``) in order, built once."""
+    of_dossier = table.c.dossier_id == bindparam("dossier_id")
+    return select(*(table.c[f] for f in fields)).where(of_dossier).order_by(table.c.id)
+
+
+_EVENTS_OF = _of_dossier(DossierEvent.__table__, *HistoryEntry.model_fields)
+_DUE_DATE_CHANGES_OF = _of_dossier(DueDateChange.__table__, *DueDateChangeOut.model_fields)
+_HANDOFFS_OF = _of_dossier(Handoff.__table__, *HandoffOut.model_fields)
 
 
 @dossiers.get(
@@ -428,45 +443,16 @@ async def get_dossier(code: str, caller: Caller = Me, session: AsyncSession = Se
 )
 async def dossier_history(code: str, caller: Caller = Me, session: AsyncSession = Session) -> DossierHistory:
     """Every status change, every due-date change with why, and the hand-offs (tracking sheet)."""
-    dossier = await service.visible_dossier(session, caller, code)
-    events = (
-        await session.execute(
-            select(DossierEvent).where(DossierEvent.dossier_id == dossier.id).order_by(DossierEvent.id)
-        )
-    ).scalars()
-    changes = (
-        await session.execute(
-            select(DueDateChange).where(DueDateChange.dossier_id == dossier.id).order_by(DueDateChange.id)
-        )
-    ).scalars()
-    steps = (
-        await session.execute(select(Handoff).where(Handoff.dossier_id == dossier.id).order_by(Handoff.id))
-    ).scalars()
-    return DossierHistory(
-        code=dossier.code,
-        events=[
-            HistoryEntry(
-                action=e.action,
-                from_status=e.from_status,
-                to_status=e.to_status,
-                at=e.at,
-                actor_name=e.actor_name,
-                details=e.details,
-            )
-            for e in events
-        ],
-        due_date_changes=[
-            DueDateChangeOut(
-                at=c.at,
-                old_due_at=c.old_due_at,
-                new_due_at=c.new_due_at,
-                cause=c.cause,
-                reason=c.reason,
-                actor_name=c.actor_name,
-            )
-            for c in changes
-        ],
-        handoffs=[_handoff_out(s) for s in steps],
+    dossier = await service.visible_record(session, caller, code)
+    ids = {"dossier_id": dossier["id"]}
+    # plain rows of exactly the fields shown, validated in one go (see service._view_data)
+    return DossierHistory.model_validate(
+        {
+            "code": dossier["code"],
+            "events": (await session.execute(_EVENTS_OF, ids)).mappings().all(),
+            "due_date_changes": (await session.execute(_DUE_DATE_CHANGES_OF, ids)).mappings().all(),
+            "handoffs": (await session.execute(_HANDOFFS_OF, ids)).mappings().all(),
+        }
     )
 
 
@@ -669,6 +655,19 @@ def client_address(request: Request, trusted: list[str]) -> str:
 
 _NOT_FOUND = "no dossier with this code and secret"
 
+# what the look-up shows and its check, as a plain row (a public route: kept cheap)
+_DOSSIER = Dossier.__table__.c
+_LOOKED_UP = select(
+    _DOSSIER.code,
+    _DOSSIER.status,
+    _DOSSIER.received_at,
+    _DOSSIER.accepted_at,
+    _DOSSIER.due_at,
+    _DOSSIER.finished_at,
+    _DOSSIER.returned_at,
+    _DOSSIER.lookup_hash,
+).where(_DOSSIER.code == bindparam("code"))
+
 
 @lookup.get("/lookup", response_model=LookupOut, responses=problem_responses(404, 429), **public())
 async def public_lookup(
@@ -685,20 +684,20 @@ async def public_lookup(
     if wait:
         raise TooManyRequests("too many look-ups; try again later", headers={"Retry-After": str(int(wait) + 1)})
     given = service.lookup_hash(settings, code, secret.strip().upper())
-    dossier = await service.find_dossier(session, code)
-    stored = dossier.lookup_hash if dossier is not None and dossier.lookup_hash else "0" * 64
+    dossier = (await session.execute(_LOOKED_UP, {"code": code})).mappings().first()
+    stored = dossier["lookup_hash"] if dossier is not None and dossier["lookup_hash"] else "0" * 64
     # compare even when there is no dossier, so that timing does not tell codes apart
     if not hmac.compare_digest(given, stored) or dossier is None:
         raise NotFound(_NOT_FOUND)
     return LookupOut(
-        code=dossier.code,
-        status=dossier.status,
-        status_label=DossierStatus(dossier.status).label_vi,
-        received_at=dossier.received_at,
-        accepted_at=dossier.accepted_at,
-        due_at=dossier.due_at,
-        finished_at=dossier.finished_at,
-        returned_at=dossier.returned_at,
+        code=dossier["code"],
+        status=dossier["status"],
+        status_label=DossierStatus(dossier["status"]).label_vi,
+        received_at=dossier["received_at"],
+        accepted_at=dossier["accepted_at"],
+        due_at=dossier["due_at"],
+        finished_at=dossier["finished_at"],
+        returned_at=dossier["returned_at"],
     )
 
 

@@ -26,19 +26,16 @@ class DocumentIssuedHandler:
     def __init__(self) -> None:
         self.settings: IntakeSettings | None = None
         self.blobs: BlobStore | None = None
+        self.labels: catalogue.VersionLabels | None = None
         self.outcomes: list[str] = []
 
-    def bind(self, settings: IntakeSettings, blobs: BlobStore) -> None:
-        self.settings, self.blobs = settings, blobs
+    def bind(self, settings: IntakeSettings, blobs: BlobStore, labels: catalogue.VersionLabels) -> None:
+        self.settings, self.blobs, self.labels = settings, blobs, labels
 
     async def __call__(self, session: AsyncSession, event: CloudEvent) -> None:
-        if self.settings is None or self.blobs is None:
+        if self.settings is None or self.blobs is None or self.labels is None:
             raise RuntimeError("intake's document.issued handler is not bound yet")
-        ctx = service.Context(
-            settings=self.settings,
-            calendar=await catalogue.working_calendar(session, self.settings),
-            blobs=self.blobs,
-        )
+        ctx = service.Context(settings=self.settings, blobs=self.blobs, labels=self.labels)
         outcome = await service.finish_from_document(session, ctx, dict(event.data))
         self.outcomes.append(outcome)
         if len(self.outcomes) > 1000:

@@ -5,20 +5,20 @@ caller's transaction (the request's or a consumer's). Only ``flush()``es; never 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import JSON, ColumnElement, String, bindparam, select, update
+from sqlalchemy import JSON, ColumnElement, Select, String, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 
 from services.intake import catalogue
 from services.intake.blobs import BlobStore, CheckedFile, check_file
@@ -39,9 +39,7 @@ from services.intake.models import (
 )
 from services.intake.schemas import (
     ActionRequest,
-    Applicant,
     ComponentIn,
-    ComponentOut,
     DossierOut,
     DossierSubmission,
     ExtensionIn,
@@ -109,8 +107,16 @@ class Context:
     """What service functions need besides the session."""
 
     settings: IntakeSettings
-    calendar: WorkingCalendar
     blobs: BlobStore
+    labels: catalogue.VersionLabels
+    _calendar: WorkingCalendar | None = None
+
+    async def calendar(self, session: AsyncSession) -> WorkingCalendar:
+        """The working calendar with the overrides as stored now, read when first needed: most
+        requests (reads, and the actions that move no deadline) never need it."""
+        if self._calendar is None:
+            self._calendar = await catalogue.working_calendar(session, self.settings)
+        return self._calendar
 
     @property
     def timeliness_rule(self) -> TimelinessRule:
@@ -139,6 +145,65 @@ def _now() -> datetime:
 
 # ------------------------------------------------------------------ views
 
+# What a view of a dossier shows, read as plain rows (mappings) where the request only reads:
+# building ORM objects cost more than the queries themselves. A row's columns are read by key:
+# a row's attributes are found only after a failed ordinary look-up, several times slower.
+_D = Dossier.__table__.c
+_DOSSIER_COLUMNS = (
+    _D.id,
+    _D.code,
+    _D.agency,
+    _D.owner,
+    _D.procedure_code,
+    _D.procedure_version_id,
+    _D.channel,
+    _D.status,
+    _D.paused_from,
+    _D.applicant,
+    _D.received_at,
+    _D.accepted_at,
+    _D.due_at,
+    _D.finished_at,
+    _D.finished_on_time,
+    _D.returned_at,
+    _D.result,
+)
+_DOSSIER_BY_CODE = select(*_DOSSIER_COLUMNS).where(_D.code == bindparam("code"))
+_C = DossierComponent.__table__.c
+# exactly ComponentOut's fields (and whose they are), so that a row is a component's view as it is
+_COMPONENT_COLUMNS = (
+    _C.dossier_id,
+    _C.no,
+    _C.name,
+    _C.copies,
+    _C.original,
+    _C.sha256.is_not(None).label("digitised"),
+    _C.sha256,
+    _C.size,
+    _C.content_type,
+    _C.filename,
+    _C.supplement,
+)
+_COMPONENTS_OF = select(*_COMPONENT_COLUMNS).where(_C.dossier_id == bindparam("dossier_id")).order_by(_C.id)
+_COMPONENTS_OF_MANY = (
+    select(*_COMPONENT_COLUMNS)
+    .where(_C.dossier_id.in_(bindparam("dossier_ids", expanding=True)))
+    .order_by(_C.dossier_id, _C.id)
+)
+
+DossierRecord = Mapping[str, Any]
+"""A dossier as a view reads it: a row of ``_DOSSIER_COLUMNS`` by column name."""
+
+
+def dossier_query() -> Select[Any]:
+    """The dossier columns views need, for a list's filters to be added to."""
+    return select(*_DOSSIER_COLUMNS)
+
+
+def _record(dossier: Dossier) -> DossierRecord:
+    """The ORM dossier (as a request changed it) as the row a view reads."""
+    return {column.key: getattr(dossier, column.key) for column in _DOSSIER_COLUMNS}
+
 
 async def load_components(session: AsyncSession, dossier: Dossier) -> list[DossierComponent]:
     rows = await session.execute(
@@ -147,94 +212,104 @@ async def load_components(session: AsyncSession, dossier: Dossier) -> list[Dossi
     return list(rows.scalars())
 
 
-async def _version_labels(session: AsyncSession, ids: set[int]) -> dict[int, tuple[int, str]]:
-    """(version number, name) of procedure versions, by id, in one query."""
-    rows = await session.execute(
-        select(ProcedureVersion.id, ProcedureVersion.version, ProcedureVersion.name).where(ProcedureVersion.id.in_(ids))
-    )
-    return {id_: (number, name) for id_, number, name in rows.all()}
+def _component_data(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A component's row as written (``_component_rows``) as the view ``_COMPONENT_COLUMNS`` reads."""
+    return {
+        "no": row["no"],
+        "name": row["name"],
+        "copies": row["copies"],
+        "original": row["original"],
+        "digitised": row["sha256"] is not None,
+        "sha256": row["sha256"],
+        "size": row["size"],
+        "content_type": row["content_type"],
+        "filename": row["filename"],
+        "supplement": row["supplement"],
+    }
 
 
-def _component_out(c: DossierComponent) -> ComponentOut:
-    return ComponentOut(
-        no=c.no,
-        name=c.name,
-        copies=c.copies,
-        original=c.original,
-        digitised=c.sha256 is not None,
-        sha256=c.sha256,
-        size=c.size,
-        content_type=c.content_type,
-        filename=c.filename,
-        supplement=c.supplement,
-    )
+@functools.cache
+def _allowed_action_names(status: int, paused_from: int | None) -> tuple[str, ...]:
+    # every item of a list asks: a few statuses, worked out once
+    return tuple(str(a) for a in allowed_actions(status, paused_from=paused_from))
 
 
-def _view(dossier: Dossier, label: tuple[int, str], components: Sequence[DossierComponent]) -> DossierOut:
-    status = DossierStatus(dossier.status)
-    return DossierOut(
-        code=dossier.code,
-        agency=dossier.agency,
-        procedure_code=dossier.procedure_code,
-        procedure_version=label[0],
-        procedure_name=label[1],
-        channel=dossier.channel,
-        status=dossier.status,
-        status_label=status.label_vi,
-        paused_from=dossier.paused_from,
-        applicant=Applicant.model_validate(dossier.applicant),
-        received_at=dossier.received_at,
-        accepted_at=dossier.accepted_at,
-        due_at=dossier.due_at,
-        finished_at=dossier.finished_at,
-        finished_on_time=dossier.finished_on_time,
-        returned_at=dossier.returned_at,
-        components=[_component_out(c) for c in components],
-        result=dossier.result,
-        allowed_actions=[str(a) for a in allowed_actions(status, paused_from=dossier.paused_from)],
-    )
+def _view_data(
+    dossier: DossierRecord, label: tuple[int, str], components: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """A dossier's view as plain data, for the response model to validate in one go: building
+    a model of each part first (and the page's model of those) cost as much again."""
+    status, paused_from = dossier["status"], dossier["paused_from"]
+    return {
+        "code": dossier["code"],
+        "agency": dossier["agency"],
+        "procedure_code": dossier["procedure_code"],
+        "procedure_version": label[0],
+        "procedure_name": label[1],
+        "channel": dossier["channel"],
+        "status": status,
+        "status_label": DossierStatus(status).label_vi,
+        "paused_from": paused_from,
+        "applicant": dossier["applicant"],
+        "received_at": dossier["received_at"],
+        "accepted_at": dossier["accepted_at"],
+        "due_at": dossier["due_at"],
+        "finished_at": dossier["finished_at"],
+        "finished_on_time": dossier["finished_on_time"],
+        "returned_at": dossier["returned_at"],
+        "components": components,
+        "result": dossier["result"],
+        "allowed_actions": list(_allowed_action_names(status, paused_from)),
+    }
 
 
-async def dossier_out(session: AsyncSession, dossier: Dossier) -> DossierOut:
-    version = await session.get(ProcedureVersion, dossier.procedure_version_id)
-    assert version is not None
-    return _view(dossier, (version.version, version.name), await load_components(session, dossier))
+async def dossier_out(session: AsyncSession, ctx: Context, dossier: DossierRecord) -> DossierOut:
+    label = await ctx.labels.label(session, dossier["procedure_version_id"])
+    components = (await session.execute(_COMPONENTS_OF, {"dossier_id": dossier["id"]})).mappings().all()
+    return DossierOut.model_validate(_view_data(dossier, label, components))
 
 
-async def dossier_views(session: AsyncSession, dossiers: Sequence[Dossier]) -> list[DossierOut]:
-    """Views of a page of dossiers with one query for all their components (not one per item)."""
+async def dossier_views(session: AsyncSession, ctx: Context, dossiers: Sequence[DossierRecord]) -> list[dict[str, Any]]:
+    """Views of a page of dossiers (as data for ``DossierPage``) with one query for all their
+    components, not one per item."""
     if not dossiers:
         return []
-    labels = await _version_labels(session, {d.procedure_version_id for d in dossiers})
-    by_dossier: dict[int, list[DossierComponent]] = {d.id: [] for d in dossiers}
-    rows = await session.execute(
-        select(DossierComponent)
-        .where(DossierComponent.dossier_id.in_(list(by_dossier)))
-        .order_by(DossierComponent.dossier_id, DossierComponent.id)
-    )
-    for component in rows.scalars():
-        by_dossier[component.dossier_id].append(component)
-    return [_view(d, labels[d.procedure_version_id], by_dossier[d.id]) for d in dossiers]
+    labels = await ctx.labels.of(session, {d["procedure_version_id"] for d in dossiers})
+    by_dossier: dict[int, list[Mapping[str, Any]]] = {d["id"]: [] for d in dossiers}
+    for component in (await session.execute(_COMPONENTS_OF_MANY, {"dossier_ids": list(by_dossier)})).mappings():
+        by_dossier[component["dossier_id"]].append(component)
+    return [_view_data(d, labels[d["procedure_version_id"]], by_dossier[d["id"]]) for d in dossiers]
+
+
+# built once, as every action and view reads the dossier: building a query costs about what running it does
+_BY_CODE = select(Dossier).where(Dossier.code == bindparam("code"))
+_BY_CODE_FOR_UPDATE = _BY_CODE.with_for_update()
 
 
 async def find_dossier(session: AsyncSession, code: str, *, for_update: bool = False) -> Dossier | None:
-    query = select(Dossier).where(Dossier.code == code)
-    if for_update:
-        query = query.with_for_update()
-    return (await session.execute(query)).scalar_one_or_none()
+    query = _BY_CODE_FOR_UPDATE if for_update else _BY_CODE
+    return (await session.execute(query, {"code": code})).scalar_one_or_none()
 
 
-def may_see(caller: Caller, dossier: Dossier) -> bool:
-    if caller.has_any(*OWNER_ROLES) and dossier.owner is not None and dossier.owner == caller.sub:
+def may_see(caller: Caller, *, agency: str, owner: str | None) -> bool:
+    if caller.has_any(*OWNER_ROLES) and owner is not None and owner == caller.sub:
         return True
     staff = caller.roles - OWNER_ROLES
-    return bool(staff) and caller.acts_in(dossier.agency)
+    return bool(staff) and caller.acts_in(agency)
 
 
 async def visible_dossier(session: AsyncSession, caller: Caller, code: str, *, for_update: bool = False) -> Dossier:
     """The dossier if the caller may see it; 404 alike for absent and not yours."""
     dossier = await find_dossier(session, code, for_update=for_update)
-    if dossier is None or not may_see(caller, dossier):
+    if dossier is None or not may_see(caller, agency=dossier.agency, owner=dossier.owner):
+        raise NotFound(f"no dossier {code}")
+    return dossier
+
+
+async def visible_record(session: AsyncSession, caller: Caller, code: str) -> DossierRecord:
+    """``visible_dossier`` for a request that only reads: the row, not the ORM object."""
+    dossier = (await session.execute(_DOSSIER_BY_CODE, {"code": code})).mappings().first()
+    if dossier is None or not may_see(caller, agency=dossier["agency"], owner=dossier["owner"]):
         raise NotFound(f"no dossier {code}")
     return dossier
 
@@ -326,31 +401,36 @@ async def _store_files(ctx: Context, checked: list[tuple[ComponentIn, dict[str, 
 
 
 def _component_rows(
-    ctx: Context,
     dossier_id: int,
     checked: list[tuple[ComponentIn, dict[str, Any], CheckedFile | None]],
     *,
     now: datetime,
     supplement: bool,
-) -> list[DossierComponent]:
-    rows = []
-    for item, spec, file in checked:
-        rows.append(
-            DossierComponent(
-                dossier_id=dossier_id,
-                no=item.no,
-                name=spec["name"],
-                copies=item.copies or spec.get("copies", 1),
-                original=spec.get("original_required", True) if item.original is None else item.original,
-                sha256=file.sha256 if file else None,
-                size=file.size if file else None,
-                content_type=file.content_type if file else None,
-                filename=file.filename if file else None,
-                received_at=now,
-                supplement=supplement,
-            )
-        )
-    return rows
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "dossier_id": dossier_id,
+            "no": item.no,
+            "name": spec["name"],
+            "copies": item.copies or spec.get("copies", 1),
+            "original": spec.get("original_required", True) if item.original is None else item.original,
+            "sha256": file.sha256 if file else None,
+            "size": file.size if file else None,
+            "content_type": file.content_type if file else None,
+            "filename": file.filename if file else None,
+            "received_at": now,
+            "supplement": supplement,
+        }
+        for item, spec, file in checked
+    ]
+
+
+# A new dossier's rows (and a supplement's components) go in by plain INSERTs: nothing reads
+# them back as ORM objects, and the unit of work cost as much again as the statements.
+_INSERT_DOSSIER = insert(Dossier.__table__).returning(Dossier.__table__.c.id)
+_INSERT_COMPONENTS = insert(DossierComponent.__table__)
+_INSERT_EVENT = insert(DossierEvent.__table__)
+_INSERT_DUE_DATE_CHANGE = insert(DueDateChange.__table__)
 
 
 async def submit(
@@ -409,99 +489,143 @@ async def submit(
     await _store_files(ctx, checked)
 
     status = initial_status(channel)
+    accepted = status is S.ACCEPTED
+    # at the desk the clock starts at once: the dossier is inserted with its due date
+    due_at = await _due_on_acceptance(session, ctx, now, version.processing_hours, version.cutoff) if accepted else None
     # The code's number comes from a counter row per agency and day whose lock is held until
     # commit (that is what keeps codes gap-free): every concurrent submission to that agency
     # waits for it. So everything that names the dossier is written first under a stand-in,
     # and the number is taken last, in the statement that puts the code in place of it.
     stand_in = f"~{secrets.token_hex(12)}"
-    dossier = Dossier(
-        code=stand_in,
-        agency=body.agency,
-        agency_path=catalogue.agency_path(body.agency),
-        procedure_code=procedure_code,
-        procedure_version_id=version.id,
-        channel=str(channel),
-        status=int(status),
-        paused_from=None,
-        applicant=body.applicant.model_dump(),
-        applicant_search=fold(" ".join(filter(None, [body.applicant.full_name, body.applicant.id_number])))[:500],
-        owner=None if desk else caller.sub,
-        received_by=caller.name if desk else None,
-        received_at=now,
-        accepted_at=None,
-        processing_hours=Decimal(version.processing_hours),
-        extension_hours=Decimal(0),
-        cutoff=version.cutoff,
-        lookup_hash=None,
-        version=1,
-        updated_at=now,
+    dossier: dict[str, Any] = {
+        "code": stand_in,
+        "agency": body.agency,
+        "agency_path": catalogue.agency_path(body.agency),
+        "procedure_code": procedure_code,
+        "procedure_version_id": version.id,
+        "channel": str(channel),
+        "status": int(status),
+        "paused_from": None,
+        "applicant": body.applicant.model_dump(),
+        "applicant_search": fold(" ".join(filter(None, [body.applicant.full_name, body.applicant.id_number])))[:500],
+        "owner": None if desk else caller.sub,
+        "received_by": caller.name if desk else None,
+        "received_at": now,
+        "accepted_at": now if accepted else None,
+        "processing_hours": Decimal(version.processing_hours),
+        "extension_hours": Decimal(0),
+        "cutoff": version.cutoff,
+        "due_at": due_at,
+        "finished_at": None,
+        "finished_on_time": None,
+        "returned_at": None,
+        "result": None,
+        "lookup_hash": None,
+        "version": 1,
+        "updated_at": now,
+    }
+    dossier["id"] = (await session.execute(_INSERT_DOSSIER, dossier)).scalar_one()
+    components = _component_rows(dossier["id"], checked, now=now, supplement=False)
+    if components:
+        await session.execute(_INSERT_COMPONENTS, components)
+    await session.execute(
+        _INSERT_EVENT,
+        {
+            "dossier_id": dossier["id"],
+            "action": "receive",
+            "from_status": None,
+            "to_status": int(status),
+            "at": now,
+            "actor": caller.sub,
+            "actor_name": caller.name,
+            "details": {"channel": str(channel)},
+        },
     )
-    session.add(dossier)
-    await session.flush()
-    components = _component_rows(ctx, dossier.id, checked, now=now, supplement=False)
-    session.add_all(components)
-    session.add(
-        DossierEvent(
-            dossier_id=dossier.id,
-            action="receive",
-            from_status=None,
-            to_status=int(status),
-            at=now,
-            actor=caller.sub,
-            actor_name=caller.name,
-            details={"channel": str(channel)},
+    if accepted:
+        await session.execute(
+            _INSERT_DUE_DATE_CHANGE,
+            {
+                "dossier_id": dossier["id"],
+                "at": now,
+                "old_due_at": None,
+                "new_due_at": due_at,
+                "cause": "accepted",
+                "reason": None,
+                "actor_name": caller.name,
+            },
         )
-    )
-    if status is S.ACCEPTED:
-        await _start_clock(session, ctx, dossier, now=now, actor=caller.name)
-    await session.flush()
     received = await outbox.emit(
         session,
         "dossier.received",
         DossierReceived(
             code=stand_in,
-            agency=dossier.agency,
-            procedure_code=dossier.procedure_code,
+            agency=body.agency,
+            procedure_code=procedure_code,
             procedure_version=version.version,
             status=int(status),
             channel=str(channel),
             received_at=now,
-            due_at=dossier.due_at,
-            owner=dossier.owner,
+            due_at=due_at,
+            owner=dossier["owner"],
         ),
         subject=stand_in,
-        agency=dossier.agency,
+        agency=body.agency,
     )
-    view = _view(dossier, (version.version, version.name), components)
+    view = DossierOut.model_validate(
+        _view_data(dossier, (version.version, version.name), [_component_data(c) for c in components])
+    )
     code = await DOSSIER_CODES.take(
         session,
         key=_sequence_key(ctx.settings, body.agency, local),
         prefix=f"{body.agency}-{local:%y%m%d}-",
-        dossier_id=dossier.id,
+        dossier_id=dossier["id"],
         stand_in=stand_in,
         event_ids=[received.id],
         idempotency_caller=caller.sub,
         idempotency_key=idempotency_key,
         answer=view.model_dump(mode="json") if idempotency_key else None,
     )
-    set_committed_value(dossier, "code", code)
     return view.model_copy(update={"code": code}), True
 
 
 # ------------------------------------------------------------------ deadlines
 
 
+_HISTORY = (
+    select(DossierEvent.at, DossierEvent.to_status)
+    .where(DossierEvent.dossier_id == bindparam("dossier_id"))
+    .order_by(DossierEvent.id)
+)
+
+
 async def _history(session: AsyncSession, dossier: Dossier) -> list[tuple[datetime, int]]:
-    rows = await session.execute(
-        select(DossierEvent.at, DossierEvent.to_status)
-        .where(DossierEvent.dossier_id == dossier.id)
-        .order_by(DossierEvent.id)
-    )
+    rows = await session.execute(_HISTORY, {"dossier_id": dossier.id})
     return [(at, status) for at, status in rows.all()]
 
 
-async def pauses_of(session: AsyncSession, dossier: Dossier) -> list[tuple[datetime, datetime | None]]:
-    return pauses_from_history(await _history(session, dossier))
+class DossierClock:
+    """A dossier's deadline clock in one request: the working calendar and the pauses so far,
+    each read once, and only by the requests that need them.
+
+    ``step`` is the history entry (time, new status) the request is adding and has not flushed
+    yet: a transition reads everything first and writes in one flush at the end."""
+
+    def __init__(
+        self, session: AsyncSession, ctx: Context, dossier: Dossier, step: tuple[datetime, int] | None = None
+    ) -> None:
+        self.session, self.ctx, self.dossier, self.step = session, ctx, dossier, step
+        self._pauses: list[tuple[datetime, datetime | None]] | None = None
+
+    async def calendar(self) -> WorkingCalendar:
+        return await self.ctx.calendar(self.session)
+
+    async def pauses(self) -> list[tuple[datetime, datetime | None]]:
+        if self._pauses is None:
+            history = await _history(self.session, self.dossier)
+            if self.step is not None:
+                history.append(self.step)
+            self._pauses = pauses_from_history(history)
+        return self._pauses
 
 
 def _record_due_change(
@@ -532,65 +656,76 @@ def _record_due_change(
     dossier.due_at = new_due
 
 
+async def _due_on_acceptance(
+    session: AsyncSession, ctx: Context, accepted_at: datetime, hours: Decimal, cutoff: str | None
+) -> datetime:
+    due = (await ctx.calendar(session)).due_date(accepted_at, hours, cutoff=catalogue.parse_cutoff(cutoff))
+    assert due is not None  # no pause yet
+    return due.astimezone(UTC)
+
+
 async def _start_clock(session: AsyncSession, ctx: Context, dossier: Dossier, *, now: datetime, actor: str) -> None:
     dossier.accepted_at = now
-    due = ctx.calendar.due_date(now, dossier.processing_hours, cutoff=catalogue.parse_cutoff(dossier.cutoff))
+    due = await _due_on_acceptance(session, ctx, now, dossier.processing_hours, dossier.cutoff)
     _record_due_change(session, dossier, due, cause="accepted", reason=None, actor=actor, at=now)
 
 
-async def recompute_due(session: AsyncSession, ctx: Context, dossier: Dossier) -> datetime | None:
+async def recompute_due(clock: DossierClock) -> datetime | None:
     """Due date from acceptance, processing + extension hours, and the pauses so far."""
+    dossier = clock.dossier
     assert dossier.accepted_at is not None
-    await session.flush()
-    return ctx.calendar.due_date(
+    return (await clock.calendar()).due_date(
         dossier.accepted_at,
         Decimal(dossier.processing_hours) + Decimal(dossier.extension_hours),
         cutoff=catalogue.parse_cutoff(dossier.cutoff),
-        pauses=await pauses_of(session, dossier),
+        pauses=await clock.pauses(),
     )
 
 
-async def hours_used(session: AsyncSession, ctx: Context, dossier: Dossier, until: datetime) -> Decimal | None:
+async def hours_used(clock: DossierClock, until: datetime) -> Decimal | None:
+    dossier = clock.dossier
     if dossier.accepted_at is None:
         return None
-    start = ctx.calendar.clock_start(dossier.accepted_at, cutoff=catalogue.parse_cutoff(dossier.cutoff))
+    calendar = await clock.calendar()
+    start = calendar.clock_start(dossier.accepted_at, cutoff=catalogue.parse_cutoff(dossier.cutoff))
     if until <= start:
         return Decimal(0)
-    return ctx.calendar.working_hours_between(start, until, pauses=await pauses_of(session, dossier)).quantize(
-        Decimal("0.01")
-    )
+    return calendar.working_hours_between(start, until, pauses=await clock.pauses()).quantize(Decimal("0.01"))
 
 
 # ------------------------------------------------------------------ hand-offs
 
 
+_OPEN_STEP = (
+    select(Handoff)
+    .where(Handoff.dossier_id == bindparam("dossier_id"), Handoff.completed_at.is_(None))
+    .order_by(Handoff.id.desc())
+)
+
+
 async def _open_step(session: AsyncSession, dossier: Dossier) -> Handoff | None:
-    rows = await session.execute(
-        select(Handoff)
-        .where(Handoff.dossier_id == dossier.id, Handoff.completed_at.is_(None))
-        .order_by(Handoff.id.desc())
-    )
+    rows = await session.execute(_OPEN_STEP, {"dossier_id": dossier.id})
     return rows.scalars().first()
 
 
-async def _close_step(session: AsyncSession, ctx: Context, dossier: Dossier, at: datetime) -> Handoff | None:
-    step = await _open_step(session, dossier)
+async def _close_step(clock: DossierClock, at: datetime) -> Handoff | None:
+    step = await _open_step(clock.session, clock.dossier)
     if step is None:
         return None
     step.completed_at = at
-    used = ctx.calendar.working_hours_between(step.handed_at, at, pauses=await pauses_of(session, dossier))
+    used = (await clock.calendar()).working_hours_between(step.handed_at, at, pauses=await clock.pauses())
     step.used_hours = used.quantize(Decimal("0.01"))
     if step.allotted_hours is not None:
         step.timeliness = str(
-            step_timeliness(used_hours=used, allotted_hours=Decimal(step.allotted_hours), rule=ctx.timeliness_rule)
+            step_timeliness(
+                used_hours=used, allotted_hours=Decimal(step.allotted_hours), rule=clock.ctx.timeliness_rule
+            )
         )
     return step
 
 
 async def hand_off(
-    session: AsyncSession,
-    ctx: Context,
-    dossier: Dossier,
+    clock: DossierClock,
     *,
     from_whom: str,
     to_whom: str,
@@ -598,20 +733,24 @@ async def hand_off(
     note: str | None,
     at: datetime,
 ) -> Handoff:
-    previous = await _close_step(session, ctx, dossier, at)
+    """Close the open step and open the next; written at the caller's next flush."""
+    dossier = clock.dossier
+    previous = await _close_step(clock, at)
+    step_due_at = None
+    if allotted_hours:
+        step_due_at = (await clock.calendar()).add_working_hours(at, allotted_hours).astimezone(UTC)
     step = Handoff(
         dossier_id=dossier.id,
         from_whom=from_whom,
         to_whom=to_whom,
         handed_at=at,
         allotted_hours=allotted_hours,
-        step_due_at=ctx.calendar.add_working_hours(at, allotted_hours).astimezone(UTC) if allotted_hours else None,
+        step_due_at=step_due_at,
         note=note,
     )
-    session.add(step)
-    await session.flush()
+    clock.session.add(step)
     await outbox.emit(
-        session,
+        clock.session,
         "dossier.handoff",
         DossierHandedOff(
             code=dossier.code,
@@ -619,7 +758,7 @@ async def hand_off(
             from_whom=from_whom,
             to_whom=to_whom,
             handed_at=at,
-            step_due_at=step.step_due_at,
+            step_due_at=step_due_at,
             previous_step_timeliness=previous.timeliness if previous else None,
         ),
         subject=dossier.code,
@@ -635,9 +774,7 @@ async def add_handoff(session: AsyncSession, ctx: Context, caller: Caller, code:
     if dossier.status not in (S.ACCEPTED, S.PROCESSING, S.SUPPLEMENT_REQUESTED, S.FEES_REQUESTED):
         raise Conflict(f"a dossier in status {dossier.status} is not being handled", status=dossier.status)
     step = await hand_off(
-        session,
-        ctx,
-        dossier,
+        DossierClock(session, ctx, dossier),
         from_whom=caller.name,
         to_whom=body.to_whom,
         allotted_hours=body.allotted_hours,
@@ -645,6 +782,7 @@ async def add_handoff(session: AsyncSession, ctx: Context, caller: Caller, code:
         at=_now(),
     )
     _touch(dossier)
+    await session.flush()
     return step
 
 
@@ -715,7 +853,7 @@ async def act(
         body=body,
         new_components=checked,
     )
-    return await dossier_out(session, dossier)
+    return await dossier_out(session, ctx, _record(dossier))
 
 
 async def transition(
@@ -747,7 +885,9 @@ async def transition(
     elif action is Action.SUPPLEMENT_RECEIVED:
         dossier.paused_from = None
         await _store_files(ctx, list(new_components))
-        session.add_all(_component_rows(ctx, dossier.id, list(new_components), now=now, supplement=True))
+        if new_components:
+            rows = _component_rows(dossier.id, list(new_components), now=now, supplement=True)
+            await session.execute(_INSERT_COMPONENTS, rows)
         details["components_added"] = extra["components_added"] = len(new_components)
     elif action in (Action.REFUSE, Action.STOP):
         details["reasons"] = extra["reasons"] = list(body.reasons or [])
@@ -776,54 +916,48 @@ async def transition(
             details=details,
         )
     )
-    await session.flush()
+    # What follows reads (the open hand-off step, the history, the calendar) before anything is
+    # written, and every change goes in the one flush at the end: one UPDATE of the dossier,
+    # not one per step. The clock counts this step's event, which is not in the database yet.
+    clock = DossierClock(session, ctx, dossier, step=(now, int(target)))
+    with session.no_autoflush:
+        if action is Action.ACCEPT:
+            await _start_clock(session, ctx, dossier, now=now, actor=actor_name)
+            extra["accepted_at"] = now
+        elif dossier.accepted_at is not None:
+            now_running = clock_runs(target)
+            if was_running and not now_running and action not in (Action.FINISH,):
+                cause = "paused" if target in (S.SUPPLEMENT_REQUESTED, S.FEES_REQUESTED) else str(action)
+                new_due = None if cause == "paused" else dossier.due_at
+                _record_due_change(session, dossier, new_due, cause=cause, reason=body.note, actor=actor_name, at=now)
+            elif not was_running and now_running:
+                _record_due_change(
+                    session, dossier, await recompute_due(clock), cause="resumed", reason=None, actor=actor_name, at=now
+                )
 
-    if action is Action.ACCEPT:
-        await _start_clock(session, ctx, dossier, now=now, actor=actor_name)
-        extra["accepted_at"] = now
-    elif dossier.accepted_at is not None:
-        now_running = clock_runs(target)
-        if was_running and not now_running and action not in (Action.FINISH,):
-            cause = "paused" if target in (S.SUPPLEMENT_REQUESTED, S.FEES_REQUESTED) else str(action)
-            new_due = None if cause == "paused" else dossier.due_at
-            _record_due_change(session, dossier, new_due, cause=cause, reason=body.note, actor=actor_name, at=now)
-        elif not was_running and now_running:
-            _record_due_change(
-                session,
-                dossier,
-                await recompute_due(session, ctx, dossier),
-                cause="resumed",
-                reason=None,
-                actor=actor_name,
+        if action is Action.START_PROCESSING:
+            await hand_off(
+                clock,
+                from_whom=actor_name,
+                to_whom=body.to_whom or DEFAULT_PROCESSING_UNIT,
+                allotted_hours=body.allotted_hours,
+                note=body.note,
                 at=now,
             )
-
-    if action is Action.START_PROCESSING:
-        await hand_off(
-            session,
-            ctx,
-            dossier,
-            from_whom=actor_name,
-            to_whom=body.to_whom or DEFAULT_PROCESSING_UNIT,
-            allotted_hours=body.allotted_hours,
-            note=body.note,
-            at=now,
-        )
-    if action is Action.FINISH:
-        dossier.finished_at = now
-        dossier.finished_on_time = dossier.due_at is not None and now <= dossier.due_at
-        dossier.hours_used = await hours_used(session, ctx, dossier, now)
-        await _close_step(session, ctx, dossier, now)
-        extra.update(result=result, on_time=dossier.finished_on_time, hours_used=dossier.hours_used)
-    if action is Action.RETURN_RESULT:
-        dossier.returned_at = now
-    if target in (S.REFUSED, S.WITHDRAWN, S.STOPPED):
-        await _close_step(session, ctx, dossier, now)
-    _touch(dossier)
+        if action is Action.FINISH:
+            dossier.finished_at = now
+            dossier.finished_on_time = dossier.due_at is not None and now <= dossier.due_at
+            dossier.hours_used = await hours_used(clock, now)
+            await _close_step(clock, now)
+            extra.update(result=result, on_time=dossier.finished_on_time, hours_used=dossier.hours_used)
+        if action is Action.RETURN_RESULT:
+            dossier.returned_at = now
+        if target in (S.REFUSED, S.WITHDRAWN, S.STOPPED):
+            await _close_step(clock, now)
+        _touch(dossier)
     await session.flush()
 
-    version = await session.get(ProcedureVersion, dossier.procedure_version_id)
-    assert version is not None
+    version, _ = await ctx.labels.label(session, dossier.procedure_version_id)
     model = STEP_EVENTS[str(action)]
     await outbox.emit(
         session,
@@ -832,7 +966,7 @@ async def transition(
             code=dossier.code,
             agency=dossier.agency,
             procedure_code=dossier.procedure_code,
-            procedure_version=version.version,
+            procedure_version=version,
             channel=dossier.channel,
             owner=dossier.owner,
             action=str(action),
@@ -865,11 +999,12 @@ async def extend(session: AsyncSession, ctx: Context, caller: Caller, code: str,
     if body.new_due_at <= dossier.due_at:
         raise Unprocessable("the new due date must be after the current one", field="new_due_at")
     old_due = dossier.due_at
-    added = ctx.calendar.working_hours_between(old_due, body.new_due_at)
+    clock = DossierClock(session, ctx, dossier)
+    added = (await clock.calendar()).working_hours_between(old_due, body.new_due_at)
     if added <= 0:
         raise Unprocessable("no working time between the current and the new due date", field="new_due_at")
     dossier.extension_hours = Decimal(dossier.extension_hours) + added
-    new_due = await recompute_due(session, ctx, dossier)
+    new_due = await recompute_due(clock)
     assert new_due is not None
     new_due = new_due.astimezone(UTC)
     change = DueDateChange(
