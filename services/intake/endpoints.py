@@ -404,7 +404,7 @@ async def list_dossiers(
         at, id_ = service.parse_cursor(cursor)
         query = query.where(or_(Dossier.received_at < at, and_(Dossier.received_at == at, Dossier.id < id_)))
     query = query.order_by(Dossier.received_at.desc(), Dossier.id.desc()).limit(limit + 1)
-    rows = (await session.execute(query)).mappings().all()
+    rows = await service.read_rows(session, query)
     more = len(rows) > limit
     rows = rows[:limit]
     return DossierPage.model_validate(
@@ -449,9 +449,9 @@ async def dossier_history(code: str, caller: Caller = Me, session: AsyncSession 
     return DossierHistory.model_validate(
         {
             "code": dossier["code"],
-            "events": (await session.execute(_EVENTS_OF, ids)).mappings().all(),
-            "due_date_changes": (await session.execute(_DUE_DATE_CHANGES_OF, ids)).mappings().all(),
-            "handoffs": (await session.execute(_HANDOFFS_OF, ids)).mappings().all(),
+            "events": await service.read_rows(session, _EVENTS_OF, ids),
+            "due_date_changes": await service.read_rows(session, _DUE_DATE_CHANGES_OF, ids),
+            "handoffs": await service.read_rows(session, _HANDOFFS_OF, ids),
         }
     )
 

@@ -55,11 +55,23 @@ PATHS: dict[str, tuple[str, list[str]]] = {
 async def _bring(intake: Intake, path: str) -> dict[str, Any]:
     submitter, actions = PATHS[path]
     dossier = await intake.submit(submitter)
+    await _answered_as_read(intake, dossier)
     for action in actions:
         r = await intake.act(ACTOR[action], dossier["code"], action, BODY.get(action))
         assert r.status_code == 200, (path, action, r.text)
         dossier = r.json()
+        await _answered_as_read(intake, dossier)
     return dossier
+
+
+async def _answered_as_read(intake: Intake, answer: dict[str, Any]) -> None:
+    """A submission or an action answers with the dossier exactly as reading it back shows it,
+    alone and in a list (the answer is made from what was written, the reads from the rows)."""
+    code = answer["code"]
+    alone = await intake.client.get(f"/dossiers/{code}", headers=intake.as_("desk_officer"))
+    listed = await intake.client.get("/dossiers", params={"limit": 1}, headers=intake.as_("desk_officer"))
+    assert alone.json() == answer
+    assert listed.json()["items"] == [answer]
 
 
 async def _routing_keys(intake: Intake, code: str) -> list[str]:
