@@ -28,6 +28,7 @@ async def wait_event(event: asyncio.Event, seconds: float) -> bool:
 async def stop_tasks(tasks: Iterable[asyncio.Task[object]], *, within: float = 10.0) -> None:
     """Cancel background tasks and wait for them, bounded: a task that will not stop is named in
     the log and left behind rather than holding a shutdown for ever."""
+    tasks = list(tasks)  # read twice below
     pending = {t for t in tasks if not t.done()}
     for task in pending:
         task.cancel()
