@@ -142,48 +142,55 @@ async def _serve(bench: _Bench) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     return server, task
 
 
+async def _round_trip(client: httpx.AsyncClient, prefix: str, headers: dict[str, str]) -> tuple[float, float]:
+    """Create a document under ``prefix``, upload one 50 MB attachment streamed, download it
+    streamed, check both hashes; the seconds the upload and the download took."""
+    r = await client.post(
+        f"{prefix}/documents",
+        headers=headers,
+        json={"agency": AGENCY, "type_key": "BC", "subject": "Báo cáo kèm dữ liệu lớn"},
+    )
+    r.raise_for_status()
+    doc_id = r.json()["id"]
+    chunk = random.randbytes(MB)
+    sent = hashlib.sha256()
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(FILE_BYTES // MB):
+            piece = chunk[:8] + i.to_bytes(4, "big") + chunk[12:]
+            sent.update(piece)
+            yield piece
+
+    started = time.perf_counter()
+    r = await client.post(
+        f"{prefix}/documents/{doc_id}/attachments",
+        params={"name": "du-lieu.bin"},
+        content=body(),
+        headers={**headers, "Content-Type": "application/octet-stream"},
+    )
+    up = time.perf_counter() - started
+    r.raise_for_status()
+    attachment = r.json()
+    assert attachment["sha256"] == sent.hexdigest() and attachment["size"] == FILE_BYTES
+    got = hashlib.sha256()
+    size = 0
+    started = time.perf_counter()
+    url = f"{prefix}/documents/{doc_id}/attachments/{attachment['id']}"
+    async with client.stream("GET", url, headers=headers) as resp:
+        resp.raise_for_status()
+        async for piece in resp.aiter_bytes():
+            got.update(piece)
+            size += len(piece)
+    down = time.perf_counter() - started
+    assert got.hexdigest() == sent.hexdigest() and size == FILE_BYTES
+    return up, down
+
+
 async def file_figures(bench: _Bench) -> dict[str, Any]:
     """Upload then download one 50 MB attachment over HTTP, streamed both ways."""
-    headers = bench.token("specialist")
     async with httpx.AsyncClient(base_url=bench.base, timeout=300) as client:
-        r = await client.post(
-            "/documents",
-            headers=headers,
-            json={"agency": AGENCY, "type_key": "BC", "subject": "Báo cáo kèm dữ liệu lớn"},
-        )
-        r.raise_for_status()
-        doc_id = r.json()["id"]
-        chunk = random.randbytes(MB)
-        sent = hashlib.sha256()
-
-        async def body() -> AsyncIterator[bytes]:
-            for i in range(FILE_BYTES // MB):
-                piece = chunk[:8] + i.to_bytes(4, "big") + chunk[12:]
-                sent.update(piece)
-                yield piece
-
         rss_before = _rss_mb()
-        started = time.perf_counter()
-        r = await client.post(
-            f"/documents/{doc_id}/attachments",
-            params={"name": "du-lieu.bin"},
-            content=body(),
-            headers={**headers, "Content-Type": "application/octet-stream"},
-        )
-        up = time.perf_counter() - started
-        r.raise_for_status()
-        attachment = r.json()
-        assert attachment["sha256"] == sent.hexdigest() and attachment["size"] == FILE_BYTES
-        got = hashlib.sha256()
-        size = 0
-        started = time.perf_counter()
-        async with client.stream("GET", f"/documents/{doc_id}/attachments/{attachment['id']}", headers=headers) as resp:
-            resp.raise_for_status()
-            async for piece in resp.aiter_bytes():
-                got.update(piece)
-                size += len(piece)
-        down = time.perf_counter() - started
-        assert got.hexdigest() == sent.hexdigest() and size == FILE_BYTES
+        up, down = await _round_trip(client, "", bench.token("specialist"))
     return {
         "file_mb": FILE_BYTES / MB,
         "upload_mb_s": round(FILE_BYTES / MB / up, 1),
@@ -209,46 +216,8 @@ async def gateway_file_figures() -> dict[str, Any]:
             headers = await running.auth("specialist")
             pids = {p: running.processes[p].pid for p in ("gateway", "document")}
             async with running.client(timeout=300) as client:
-                r = await client.post(
-                    "/api/document/documents",
-                    headers=headers,
-                    json={"agency": AGENCY, "type_key": "BC", "subject": "Báo cáo kèm dữ liệu lớn"},
-                )
-                r.raise_for_status()
-                doc_id = r.json()["id"]
-                chunk = random.randbytes(MB)
-                sent = hashlib.sha256()
-
-                async def body() -> AsyncIterator[bytes]:
-                    for i in range(FILE_BYTES // MB):
-                        piece = chunk[:8] + i.to_bytes(4, "big") + chunk[12:]
-                        sent.update(piece)
-                        yield piece
-
                 before = {p: _peak_rss_mb(pid) for p, pid in pids.items()}
-                started = time.perf_counter()
-                r = await client.post(
-                    f"/api/document/documents/{doc_id}/attachments",
-                    params={"name": "du-lieu.bin"},
-                    content=body(),
-                    headers={**headers, "Content-Type": "application/octet-stream"},
-                )
-                up = time.perf_counter() - started
-                r.raise_for_status()
-                attachment = r.json()
-                assert attachment["sha256"] == sent.hexdigest() and attachment["size"] == FILE_BYTES
-                got = hashlib.sha256()
-                size = 0
-                started = time.perf_counter()
-                async with client.stream(
-                    "GET", f"/api/document/documents/{doc_id}/attachments/{attachment['id']}", headers=headers
-                ) as resp:
-                    resp.raise_for_status()
-                    async for piece in resp.aiter_bytes():
-                        got.update(piece)
-                        size += len(piece)
-                down = time.perf_counter() - started
-                assert got.hexdigest() == sent.hexdigest() and size == FILE_BYTES
+                up, down = await _round_trip(client, "/api/document", headers)
                 after = {p: _peak_rss_mb(pid) for p, pid in pids.items()}
     return {
         "file_mb": FILE_BYTES / MB,
