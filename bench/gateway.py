@@ -9,6 +9,11 @@ Two upstreams, both measured directly and through the gateway:
 - **a bare FastAPI app** with one route and no middleware at all, under uvloop + httptools: the
   harshest baseline, reported beside it (and proxied by nginx for comparison).
 
+Two other proxies in front of the bare app calibrate what a proxy can keep on this machine:
+nginx, and the issue's own yardstick, **a minimal FastAPI proxy using aiohttp's client** (one
+catch-all route, one pooled session, no checks of any kind). What the gateway loses against the
+minimal proxy is the price of its work (tokens, limits, access records, header hygiene).
+
 Throughput at 50 clients is a closed loop, so its p50 is mostly queueing (≈ clients ÷ rate);
 the latency the gateway *adds* to a request is measured with one client at a time.
 
@@ -32,14 +37,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 from bench.common import write
-from bench.load import BENCH_ENV, LoadResult, env_int, expect, only, run_load
+from bench.load import BENCH_ENV, LoadResult, env_int, expect, named_cpu, only, process_cpu, run_load
 from tests.servers import temporary_databases
 from tests.suites import free_ports
 
@@ -53,6 +59,20 @@ upstream_app = FastAPI(title="bench part")
 @upstream_app.get("/ping", openapi_extra={"x-roles": ["public"]})
 async def ping() -> dict[str, Any]:
     return {"ok": True, "service": "intake", "message": "Xin chào"}
+
+
+minimal_proxy = FastAPI(title="minimal proxy")
+_MINIMAL_UPSTREAM = os.environ.get("BENCH_MINIMAL_UPSTREAM", "http://127.0.0.1:9")
+_minimal_session: list[aiohttp.ClientSession] = []
+
+
+@minimal_proxy.api_route("/api/{part}/{rest:path}", methods=["GET"])
+async def minimal_forward(rest: str, request: Request) -> Response:
+    if not _minimal_session:
+        _minimal_session.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
+    async with _minimal_session[0].get(f"{_MINIMAL_UPSTREAM}/{rest}") as upstream:
+        body = await upstream.read()
+        return Response(body, status_code=upstream.status, media_type=upstream.headers.get("content-type"))
 
 
 NGINX_CONF = """
@@ -133,7 +153,7 @@ async def main() -> None:
     seconds = float(env_int("BENCH_GATEWAY_SECONDS", 8))
     rounds = env_int("BENCH_GATEWAY_ROUNDS", 3)
     clients = env_int("BENCH_CLIENTS", 50)
-    bare_port, part_port, gateway_port, nginx_port = free_ports(4)
+    bare_port, part_port, gateway_port, nginx_port, minimal_port = free_ports(5)
     # the gateway keeps its rate-limit state and access-record outbox in PostgreSQL, as in
     # distributed mode (SQLite's writer thread would compete for the GIL on this hot path)
     with (
@@ -157,9 +177,14 @@ async def main() -> None:
         )
         bare = [sys.executable, "-m", "uvicorn", "bench.gateway:upstream_app", "--port", str(bare_port)]
         bare += ["--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
+        minimal = [sys.executable, "-m", "uvicorn", "bench.gateway:minimal_proxy", "--port", str(minimal_port)]
+        minimal += ["--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
         processes = [_start(bare, env, tmp / "bare.log")]
         try:
             await _wait_http(f"http://127.0.0.1:{bare_port}/ping", processes[-1])
+            minimal_env = {**env, "BENCH_MINIMAL_UPSTREAM": f"http://127.0.0.1:{bare_port}"}
+            processes.append(_start(minimal, minimal_env, tmp / "minimal.log"))
+            await _wait_http(f"http://127.0.0.1:{minimal_port}/api/bare/ping", processes[-1])
             processes.append(_start([sys.executable, "-m", "lienthong", "serve", "intake"], env, tmp / "intake.log"))
             await _wait_http(f"http://127.0.0.1:{part_port}/healthz", processes[-1], within=120)
             processes.append(_start([sys.executable, "-m", "lienthong", "serve", "gateway"], env, tmp / "gateway.log"))
@@ -171,6 +196,21 @@ async def main() -> None:
                 "part via gateway": (gateway_url, "/api/intake/healthz"),
                 "bare direct": (f"http://127.0.0.1:{bare_port}", "/ping"),
                 "bare via gateway": (gateway_url, f"/api/{BARE_AS}/ping"),
+                "bare via minimal proxy": (f"http://127.0.0.1:{minimal_port}", "/api/bare/ping"),
+            }
+            front_pid = {
+                "part": processes[2].pid,
+                "gateway": processes[3].pid,
+                "bare": processes[0].pid,
+                "minimal proxy": processes[1].pid,
+            }
+            fronts: dict[str, Callable[[], float]] = {
+                "part direct": lambda: process_cpu(front_pid["part"]),
+                "part via gateway": lambda: process_cpu(front_pid["gateway"]),
+                "bare direct": lambda: process_cpu(front_pid["bare"]),
+                "bare via gateway": lambda: process_cpu(front_pid["gateway"]),
+                "bare via minimal proxy": lambda: process_cpu(front_pid["minimal proxy"]),
+                "bare via nginx": lambda: named_cpu(("nginx",)),
             }
             if shutil.which(NGINX):
                 (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, part=bare_port, port=nginx_port))
@@ -183,7 +223,14 @@ async def main() -> None:
             alone: dict[str, list[dict[str, Any]]] = {name: [] for name in ("part direct", "part via gateway")}
             for _ in range(rounds):
                 for name, target in targets.items():
-                    measured[name].append((await _load(target, seconds, clients)).summary())
+                    front, loader = fronts[name](), process_cpu(os.getpid())
+                    summary = (await _load(target, seconds, clients)).summary()
+                    per = 1000 / max(1, summary["requests"])
+                    summary["cpu_ms_per_request"] = {
+                        "answering process": round((fronts[name]() - front) * per, 3),
+                        "load generator": round((process_cpu(os.getpid()) - loader) * per, 3),
+                    }
+                    measured[name].append(summary)
                 for name in alone:
                     alone[name].append((await _load(targets[name], seconds / 2, 1)).summary())
         finally:
@@ -201,6 +248,16 @@ async def main() -> None:
             "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 3),
             "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 2),
             "errors": sum(r["errors"] for r in runs),
+            **(
+                {
+                    "cpu_ms_per_request": {
+                        k: round(statistics.median(r["cpu_ms_per_request"][k] for r in runs), 3)
+                        for k in runs[0]["cpu_ms_per_request"]
+                    }
+                }
+                if "cpu_ms_per_request" in runs[0]
+                else {}
+            ),
             "runs": runs,
         }
 
@@ -214,6 +271,9 @@ async def main() -> None:
     figures["gateway_over_bare"] = round(
         t["bare via gateway"]["requests_per_s"] / t["bare direct"]["requests_per_s"], 3
     )
+    figures["minimal_proxy_over_bare"] = round(
+        t["bare via minimal proxy"]["requests_per_s"] / t["bare direct"]["requests_per_s"], 3
+    )
     figures["gateway_added_p50_ms_one_client"] = round(
         one["part via gateway"]["p50_ms"] - one["part direct"]["p50_ms"], 3
     )
@@ -223,12 +283,20 @@ async def main() -> None:
         f"adds <= {TARGET_ADDED_P50_MS} ms at p50": figures["gateway_added_p50_ms_one_client"] <= TARGET_ADDED_P50_MS,
     }
     for name, f in [*t.items(), *((f"{n}, 1 client", f) for n, f in one.items())]:
+        cpu = f.get("cpu_ms_per_request")
         print(
             f"gateway bench {name:26s} {f['requests_per_s']:8.1f} req/s  p50 {f['p50_ms']:7.3f} ms  "
             f"p99 {f['p99_ms']:7.2f} ms  errors {f['errors']}"
+            + (
+                f"  CPU/request: answering {cpu['answering process']:.3f} ms, "
+                f"load generator {cpu['load generator']:.3f} ms"
+                if cpu
+                else ""
+            )
         )
     print(
-        f"gateway/part throughput {figures['gateway_over_part']}, gateway/bare app {figures['gateway_over_bare']}; "
+        f"gateway/part throughput {figures['gateway_over_part']}, gateway/bare app {figures['gateway_over_bare']} "
+        f"(minimal aiohttp proxy/bare app {figures['minimal_proxy_over_bare']}); "
         f"added p50 {figures['gateway_added_p50_ms_one_client']} ms at 1 client, "
         f"{figures['gateway_added_p50_ms_at_clients']} ms at {clients}"
     )

@@ -221,7 +221,9 @@ async def backlog(running: suites.Running) -> dict[str, int]:
     listed = await asyncio.to_thread(
         subprocess.run,
         ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "messages", "--no-table-headers"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     waiting["rabbitmq"] = sum(int(line) for line in listed.stdout.split() if line.strip().isdigit())
     return waiting
@@ -251,7 +253,7 @@ def describe(label: str, result: LoadResult) -> str:
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _process_cpu(pid: int) -> float:
+def process_cpu(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -259,7 +261,7 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
-def _named_cpu(names: tuple[str, ...]) -> float:
+def named_cpu(names: tuple[str, ...]) -> float:
     total = 0.0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -268,7 +270,7 @@ def _named_cpu(names: tuple[str, ...]) -> float:
             except OSError:
                 continue
             if comm.startswith(names):
-                total += _process_cpu(int(entry.name))
+                total += process_cpu(int(entry.name))
     return total
 
 
@@ -281,10 +283,10 @@ def _machine_busy() -> float:
 def cpu_snapshot(running: suites.Running) -> dict[str, float]:
     """CPU seconds used so far by each part, this load generator, PostgreSQL and RabbitMQ (all
     their processes, other users' included), and the whole machine."""
-    snapshot = {part: _process_cpu(p.pid) for part, p in running.processes.items()}
-    snapshot["load generator"] = _process_cpu(os.getpid())
-    snapshot["postgresql (all)"] = _named_cpu(("postgres",))
-    snapshot["rabbitmq (all)"] = _named_cpu(("beam.smp",))
+    snapshot = {part: process_cpu(p.pid) for part, p in running.processes.items()}
+    snapshot["load generator"] = process_cpu(os.getpid())
+    snapshot["postgresql (all)"] = named_cpu(("postgres",))
+    snapshot["rabbitmq (all)"] = named_cpu(("beam.smp",))
     snapshot["machine"] = _machine_busy()
     return snapshot
 
