@@ -75,6 +75,21 @@ class EventData(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The first word of every routing key. A consumer that wants "everything but X" binds one
+# ``<family>.#`` per family it wants (AMQP topic bindings cannot exclude), so a new family is
+# declared here before its first event type can be registered.
+FAMILIES: tuple[str, ...] = (
+    "access",
+    "agency",
+    "audit",
+    "certificate",
+    "document",
+    "dossier",
+    "procedure",
+    "signature",
+    "workfile",
+)
+
 # routing key → (emitting service, data model); filled by each part's events.py at import.
 REGISTRY: dict[str, tuple[str, type[EventData]]] = {}
 
@@ -83,6 +98,8 @@ def register(routing_key: str, *, service: str):  # type: ignore[no-untyped-def]
     """Class decorator declaring an event type and the schema of its ``data``."""
 
     def wrap(model: type[EventData]) -> type[EventData]:
+        if routing_key.split(".", 1)[0] not in FAMILIES:
+            raise ValueError(f"event {routing_key}: declare its family in shared.events.FAMILIES first")
         if routing_key in REGISTRY and REGISTRY[routing_key][1] is not model:
             raise ValueError(f"event {routing_key} registered twice")
         REGISTRY[routing_key] = (service, model)

@@ -56,6 +56,8 @@ class Consumer:
     # routing-key patterns acknowledged unread: bound by "#" but of no interest to this part,
     # they cost no transaction and leave no inbox row
     ignore: tuple[str, ...] = ()
+    # bindings an earlier release of this consumer had; removed from its queue at attach
+    retired: tuple[str, ...] = ()
     applied: int = field(default=0, init=False)
     duplicates: int = field(default=0, init=False)
 
@@ -73,7 +75,9 @@ class Consumer:
         async def on_batch(deliveries: list[Delivery]) -> None:
             await self.handle_batch(db, deliveries)
 
-        await broker.consume(self.name, self.bindings, on_batch, batch=batch, prefetch=prefetch)
+        await broker.consume(
+            self.name, self.bindings, on_batch, batch=batch, prefetch=prefetch, retired=self.retired
+        )
 
     async def handle_batch(self, db: Database, deliveries: Sequence[Delivery]) -> None:
         """Apply a batch in one transaction; settle each delivery after the commit.

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
         default="sqlite+aiosqlite:///{var_dir}/{service}.sqlite",
         description="SQLAlchemy async URL; `{service}` and `{var_dir}` are substituted",
     )
-    database_pool_size: int = 10
+    database_pool_size: int = 20
     auto_migrate: bool = Field(default=True, description="run this part's migrations at start")
 
     amqp_url: str | None = Field(

@@ -1,4 +1,5 @@
-"""What notify consumes: every event (queue ``notify``, binding ``#``), turned into deliveries.
+"""What notify consumes: every event integrators may be offered (queue ``notify``, one
+``<family>.#`` binding per event family not withheld), turned into deliveries.
 
 The handler only records which subscriptions are owed the event, in the inbox's transaction;
 the delivery worker sends them. So a slow or dead callback never holds up the bus, and an event
@@ -18,7 +19,7 @@ from services.notify.models import Delivery, Subscription, inbox
 from shared import organ_id
 from shared.bus import topic_matches
 from shared.db import insert_ignoring_duplicates
-from shared.events import CloudEvent
+from shared.events import FAMILIES, CloudEvent
 from shared.inbox import Consumer
 
 WAKE = "notify_wake"
@@ -73,5 +74,14 @@ def consumer(settings: NotifySettings) -> Consumer:
             if wants(subscription, routing_key, event.agency):
                 await owe(session, subscription, event, now)
 
-    # withheld events (an access record per API call) are acknowledged without a transaction
-    return Consumer(name="notify", handlers={"#": on_event}, inbox=inbox, ignore=withheld)
+    # A family withheld whole (access records, one per API call) is not bound at all, so the
+    # broker never routes it here; other withheld patterns are acknowledged without a
+    # transaction. Releases before this one bound "#": that binding is retired.
+    families = [f for f in FAMILIES if f"{f}.#" not in withheld and "#" not in withheld]
+    return Consumer(
+        name="notify",
+        handlers={f"{family}.#": on_event for family in families},
+        inbox=inbox,
+        ignore=withheld,
+        retired=("#",),
+    )

@@ -96,9 +96,19 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def consume(
-        self, queue: str, bindings: Sequence[str], handler: BatchHandler, *, batch: int, prefetch: int
+        self,
+        queue: str,
+        bindings: Sequence[str],
+        handler: BatchHandler,
+        *,
+        batch: int,
+        prefetch: int,
+        retired: Sequence[str] = (),
     ) -> None:
-        """Declare ``queue`` (and its dead-letter queue), bind it, and feed batches to ``handler``."""
+        """Declare ``queue`` (and its dead-letter queue), bind it, and feed batches to ``handler``.
+
+        ``retired``: bindings an earlier release gave the queue; a durable queue keeps its
+        bindings across restarts, so they are removed explicitly."""
 
     @abc.abstractmethod
     def consumers_attached(self) -> dict[str, bool]: ...

@@ -89,6 +89,7 @@ class AmqpBroker(Broker):
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._consumers: dict[str, tuple[AbstractRobustChannel, asyncio.Task[None]]] = {}
         self._specs: dict[str, tuple[list[str], BatchHandler, int, int]] = {}
+        self._retired: dict[str, list[str]] = {}
         self._watchdog: asyncio.Task[None] | None = None
         self._publish_lock = asyncio.Lock()
 
@@ -162,9 +163,17 @@ class AmqpBroker(Broker):
         )
 
     async def consume(
-        self, queue: str, bindings: Sequence[str], handler: BatchHandler, *, batch: int, prefetch: int
+        self,
+        queue: str,
+        bindings: Sequence[str],
+        handler: BatchHandler,
+        *,
+        batch: int,
+        prefetch: int,
+        retired: Sequence[str] = (),
     ) -> None:
         self._specs[queue] = (list(bindings), handler, batch, prefetch)
+        self._retired[queue] = [r for r in retired if r not in bindings]
         await self._attach(queue)
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._watch(), name="amqp-consumer-watchdog")
@@ -189,6 +198,8 @@ class AmqpBroker(Broker):
         )
         for binding in bindings:
             await q.bind(exchange, routing_key=binding)
+        for binding in self._retired.get(queue, ()):
+            await q.unbind(exchange, routing_key=binding)  # RabbitMQ: a no-op when not bound
         buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         await q.consume(buffer.put, no_ack=False, consumer_tag=f"lienthong.{queue}")
         task = asyncio.create_task(self._work(buffer, handler, batch), name=f"consume:{queue}")

@@ -136,7 +136,14 @@ class InProcessBroker(Broker):
                 raise PublishError("consumers did not handle the messages in time", confirmed=0) from exc
 
     async def consume(
-        self, queue: str, bindings: Sequence[str], handler: BatchHandler, *, batch: int, prefetch: int
+        self,
+        queue: str,
+        bindings: Sequence[str],
+        handler: BatchHandler,
+        *,
+        batch: int,
+        prefetch: int,
+        retired: Sequence[str] = (),
     ) -> None:
         q = self._queues.setdefault(queue, _Queue(name=queue, bindings=list(bindings)))
         q.bindings = list(bindings)

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import func, select
 
+from shared.bus import OutgoingMessage, PublishError
 from shared.bus.amqp import AmqpBroker
 from shared.db import Database
 from shared.outbox import OutboxRelay
@@ -96,7 +97,11 @@ async def test_poison_event_is_dead_lettered_while_the_others_flow(setup) -> Non
     report = await harness.check(producer, consumer_db)
     async with producer.sessionmaker() as s:
         poison_ids = set(
-            (await s.execute(select(harness.outbox.table.c.event_id).where(harness.outbox.table.c.aggregate.like("poison-%")))).scalars()
+            (
+                await s.execute(
+                    select(harness.outbox.table.c.event_id).where(harness.outbox.table.c.aggregate.like("poison-%"))
+                )
+            ).scalars()
         )
     depths = await consumer_broker.queue_depths()
     await publisher.close()
@@ -210,3 +215,33 @@ async def test_checker_reports_double_effect_without_the_inbox(setup) -> None:  
     await consumer_broker.close()
     assert not report.ok
     assert len(report.applied_twice) == 40
+
+
+async def test_a_retired_binding_is_removed_from_a_durable_queue(setup) -> None:  # type: ignore[no-untyped-def]
+    """A queue bound "#" by an earlier release, attached again with family bindings and "#"
+    retired, no longer receives the families it stopped binding."""
+    _, _, amqp_url, _ = setup
+    heard: list[str] = []
+
+    async def hear(deliveries) -> None:  # type: ignore[no-untyped-def]
+        for delivery in deliveries:
+            heard.append(delivery.routing_key)
+            await delivery.ack()
+
+    earlier = AmqpBroker(amqp_url)
+    await earlier.connect()
+    await earlier.consume("integrations", ["#"], hear, batch=10, prefetch=10)
+    await earlier.close()
+    broker = AmqpBroker(amqp_url)
+    await broker.connect()
+    await broker.consume("integrations", ["dossier.#"], hear, batch=10, prefetch=10, retired=["#"])
+    # mandatory publishing: a message no queue is bound for is refused, not silently dropped
+    with pytest.raises(PublishError):
+        await broker.publish([OutgoingMessage("access.recorded", b"{}", "m-1")])
+    await broker.publish([OutgoingMessage("dossier.received", b"{}", "m-2")])
+    deadline = time.monotonic() + 10
+    while not heard and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    await broker.close()
+    assert heard == ["dossier.received"]

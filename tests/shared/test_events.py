@@ -7,7 +7,7 @@ import json
 import pytest
 from cloudevents.http import from_json
 
-from shared.events import CloudEvent, event_type, format_sequence, routing_key_of
+from shared.events import CloudEvent, EventData, event_type, format_sequence, register, routing_key_of
 
 
 def test_type_and_routing_key_round_trip() -> None:
@@ -47,3 +47,13 @@ def test_wrong_specversion_is_refused() -> None:
     body = json.dumps({"specversion": "0.3", "id": "1", "source": "s", "type": "t"}).encode()
     with pytest.raises(ValueError):
         CloudEvent.from_bytes(body)
+
+
+def test_an_event_of_an_undeclared_family_cannot_be_registered() -> None:
+    """Consumers bind by family (notify: one ``<family>.#`` per family it offers); an event type
+    outside the declared families would silently never reach them."""
+    with pytest.raises(ValueError, match="FAMILIES"):
+
+        @register("payment.received", service="intake")
+        class PaymentReceived(EventData):
+            amount: int
