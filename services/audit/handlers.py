@@ -23,7 +23,6 @@ from shared.bus import Delivery
 from shared.db import Database, insert_ignoring_duplicates
 from shared.events import CloudEvent
 from shared.inbox import Consumer, PoisonEvent
-from shared.metrics import EVENTS_HANDLED
 
 log = structlog.get_logger("audit")
 
@@ -73,12 +72,7 @@ class AuditConsumer(Consumer):
             outcomes[position] = "applied" if key in new_keys else "duplicate"
         self.applied += len(appended)
         self.duplicates += sum(1 for outcome in outcomes if outcome == "duplicate")
-        for delivery, outcome in zip(deliveries, outcomes, strict=True):
-            EVENTS_HANDLED.labels(self.name, outcome).inc()
-            if outcome == "poison":
-                await delivery.reject(requeue=False)
-            else:
-                await delivery.ack()
+        await self._settle(deliveries, outcomes)  # one multiple-ack for a batch without poison
 
     async def _claim(self, session: AsyncSession, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         """Insert the inbox rows; return the keys that were not there before (the new events)."""
