@@ -28,7 +28,9 @@ async def producer(db_url: str, amqp_url: str, count: int, rate: float, poison_e
                 await asyncio.sleep(0.5)
         relay.start()
 
-    asyncio.create_task(connect_then_relay())
+    # kept referenced: the event loop holds tasks weakly, and an unreferenced task waiting on
+    # the broker was garbage-collected mid-connect (so the relay never started)
+    connecting = asyncio.create_task(connect_then_relay())
     # a restarted producer carries on where the killed one stopped
     async with db.sessionmaker() as session:
         done = (await session.execute(select(func.count()).select_from(harness.outbox.table))).scalar_one()
@@ -44,6 +46,7 @@ async def producer(db_url: str, amqp_url: str, count: int, rate: float, poison_e
             await session.commit()
         await asyncio.sleep(1 / rate)
     print("produced", flush=True)
+    await connecting
     await asyncio.Event().wait()
 
 

@@ -34,8 +34,8 @@ class Node:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.faults.ledger_node", role, *args],
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(log, "ab"),  # noqa: SIM115 - closed when the process ends
+            stdout=open(log, "ab"),  # noqa: SIM115 - closed when the process ends
+            stderr=subprocess.STDOUT,
         )
 
     def stop(self) -> None:
@@ -88,6 +88,7 @@ async def run_case(tmp_path: Path, *, fault=None, producer_failpoints: str = "",
         await harness.create_schema(producer_db)
         await harness.create_schema(consumer_db)
         nodes: list[Node] = []
+        supervisor: asyncio.Task[None] | None = None
         try:
             consumer = Node("consumer", [urls["consumer"], amqp_url], tmp_path / "consumer.log", consumer_failpoints)
             nodes.append(consumer)
@@ -159,6 +160,10 @@ async def run_case(tmp_path: Path, *, fault=None, producer_failpoints: str = "",
                 assert len(poison_ids) == expected_poison
             return report
         finally:
+            # the supervisor first: left running, it would restart the nodes stopped below and
+            # leave them behind, reconnecting to a deleted vhost for ever
+            if supervisor is not None:
+                supervisor.cancel()
             for node in nodes:
                 node.stop()
             await producer_db.dispose()
