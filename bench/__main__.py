@@ -7,7 +7,15 @@ import importlib
 import sys
 import traceback
 
-BENCHMARKS = ["bench.bus", "bench.gateway", "bench.audit", "bench.signing", "bench.intake", "bench.document", "bench.mixed"]
+BENCHMARKS = [
+    "bench.bus",
+    "bench.gateway",
+    "bench.audit",
+    "bench.signing",
+    "bench.intake",
+    "bench.document",
+    "bench.mixed",
+]
 
 
 def main() -> int:

@@ -95,8 +95,10 @@ def _banner(suite: EmbeddedSuite, password: str) -> str:
         lines.append(f"  {part:<14} {suite.url(part)}   docs: {suite.url(part)}/docs")
     lines += [
         "",
-        f"Demo logins (password '{password}'): " + ", ".join(sorted(__import__('gateway.app', fromlist=['x']).DEMO_USERS)),
-        f"  curl -s -X POST {suite.url()}/api/auth/token -d grant_type=password -d username=desk_officer -d password={password}",
+        f"Demo logins (password '{password}'): "
+        + ", ".join(sorted(__import__("gateway.app", fromlist=["x"]).DEMO_USERS)),
+        f"  curl -s -X POST {suite.url()}/api/auth/token "
+        f"-d grant_type=password -d username=desk_officer -d password={password}",
         "Ctrl-C stops everything.",
         "",
     ]
@@ -105,7 +107,7 @@ def _banner(suite: EmbeddedSuite, password: str) -> str:
 
 async def run(argv: Sequence[str] = ()) -> None:
     var_dir = Path(os.environ.get("LIENTHONG_VAR_DIR", "var"))
-    var_dir.mkdir(parents=True, exist_ok=True)
+    var_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything serves
     os.environ.setdefault("LIENTHONG_DEMO", "true")
     # a person at a terminal: readable lines, and only what needs their attention
     os.environ.setdefault("LIENTHONG_LOG_JSON", "false")

@@ -55,9 +55,7 @@ async def produce(db: Database, *, count: int, aggregates: int = 10, poison_ever
 async def apply_change(session: AsyncSession, event: CloudEvent) -> None:
     if event.data.get("poison"):
         raise RuntimeError("this event always fails")
-    await session.execute(
-        applied.insert().values(event_id=event.id, aggregate=event.subject, sequence=event.sequence)
-    )
+    await session.execute(applied.insert().values(event_id=event.id, aggregate=event.subject, sequence=event.sequence))
 
 
 async def reject_poison(session: AsyncSession, event: CloudEvent) -> None:
@@ -95,7 +93,9 @@ class Report:
 async def check(producer: Database, consumer: Database, *, expected_poison: set[str] | None = None) -> Report:
     """Compare what producers committed with what the consumer applied."""
     async with producer.sessionmaker() as s:
-        rows = (await s.execute(select(outbox.table.c.event_id, outbox.table.c.aggregate, outbox.table.c.sent_at))).all()
+        rows = (
+            await s.execute(select(outbox.table.c.event_id, outbox.table.c.aggregate, outbox.table.c.sent_at))
+        ).all()
     committed = {r.event_id for r in rows if not r.aggregate.startswith("poison-")}
     unsent = sum(1 for r in rows if r.sent_at is None)
     async with consumer.sessionmaker() as s:

@@ -47,7 +47,9 @@ class Running:
 
     async def token(self, username: str, password: str = "demo") -> str:
         async with self.client() as c:
-            r = await c.post("/api/auth/token", data={"grant_type": "password", "username": username, "password": password})
+            r = await c.post(
+                "/api/auth/token", data={"grant_type": "password", "username": username, "password": password}
+            )
             r.raise_for_status()
             return r.json()["access_token"]
 

@@ -71,8 +71,6 @@ def _visible_query(caller: Caller) -> Select[tuple[Document]]:
     return query if clause is None else query.where(clause)
 
 
-
-
 def _require_role(caller: Caller, *roles: str) -> None:
     if not caller.has_any(*roles, "service"):
         raise Forbidden(f"this step needs one of the roles: {', '.join(roles)}")
@@ -81,8 +79,13 @@ def _require_role(caller: Caller, *roles: str) -> None:
 # --- documents ---------------------------------------------------------------------------------
 
 
-@router.post("", status_code=201, response_model=DocumentOut, responses=problem_responses(401, 403, 404, 422),
-             **allow("specialist", "leader", "clerk"))
+@router.post(
+    "",
+    status_code=201,
+    response_model=DocumentOut,
+    responses=problem_responses(401, 403, 404, 422),
+    **allow("specialist", "leader", "clerk"),
+)
 async def create_draft(
     body: DraftIn, response: Response, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> dict[str, Any]:
@@ -129,8 +132,13 @@ async def create_draft(
     return svc.to_out(doc)
 
 
-@router.post("/incoming", status_code=201, response_model=DocumentOut, responses=problem_responses(401, 403, 422),
-             **allow("clerk"))
+@router.post(
+    "/incoming",
+    status_code=201,
+    response_model=DocumentOut,
+    responses=problem_responses(401, 403, 422),
+    **allow("clerk"),
+)
 async def register_incoming(
     body: IncomingIn, response: Response, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> dict[str, Any]:
@@ -178,8 +186,7 @@ async def register_incoming(
     return svc.to_out(doc)
 
 
-@router.get("", response_model=list[DocumentOut], responses=problem_responses(401, 403),
-            **allow(*STAFF, "auditor"))
+@router.get("", response_model=list[DocumentOut], responses=problem_responses(401, 403), **allow(*STAFF, "auditor"))
 async def search_documents(
     q: str | None = Query(default=None, max_length=200, description="words, diacritics optional"),
     direction: Literal["incoming", "outgoing"] | None = None,
@@ -222,8 +229,9 @@ async def search_documents(
     return [svc.to_out(d) for d in rows]
 
 
-@router.get("/{document_id}", response_model=DocumentOut, responses=problem_responses(401, 403, 404),
-            **allow(*STAFF, "auditor"))
+@router.get(
+    "/{document_id}", response_model=DocumentOut, responses=problem_responses(401, 403, 404), **allow(*STAFF, "auditor")
+)
 async def get_document(
     document_id: int, response: Response, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> dict[str, Any]:
@@ -232,8 +240,12 @@ async def get_document(
     return svc.to_out(doc)
 
 
-@router.patch("/{document_id}", response_model=DocumentOut, responses=problem_responses(401, 403, 404, 409, 412, 428),
-              **allow("specialist", "leader", "clerk"))
+@router.patch(
+    "/{document_id}",
+    response_model=DocumentOut,
+    responses=problem_responses(401, 403, 404, 409, 412, 428),
+    **allow("specialist", "leader", "clerk"),
+)
 async def update_draft(
     document_id: int,
     body: DraftPatch,
@@ -268,9 +280,13 @@ _STAGES: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
 }
 
 
-@router.post("/{document_id}/content", status_code=201, response_model=ContentOut,
-             responses=problem_responses(401, 403, 404, 409, 412, 413, 415, 422, 428),
-             **raw_body_route("application/pdf", "specialist", "leader", "clerk"))
+@router.post(
+    "/{document_id}/content",
+    status_code=201,
+    response_model=ContentOut,
+    responses=problem_responses(401, 403, 404, 409, 412, 413, 415, 422, 428),
+    **raw_body_route("application/pdf", "specialist", "leader", "clerk"),
+)
 async def upload_content(
     document_id: int,
     request: Request,
@@ -340,8 +356,12 @@ async def upload_content(
     return version
 
 
-@router.get("/{document_id}/versions", response_model=list[ContentOut], responses=problem_responses(401, 403, 404),
-            **allow(*STAFF, "auditor"))
+@router.get(
+    "/{document_id}/versions",
+    response_model=list[ContentOut],
+    responses=problem_responses(401, 403, 404),
+    **allow(*STAFF, "auditor"),
+)
 async def list_versions(
     document_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> list[ContentVersion]:
@@ -370,8 +390,12 @@ def _quote(name: str) -> str:
     return quote(name, safe="")
 
 
-@router.get("/{document_id}/content", response_class=Response, responses=problem_responses(401, 403, 404),
-            **allow(*STAFF, "auditor", "desk_officer"))
+@router.get(
+    "/{document_id}/content",
+    response_class=Response,
+    responses=problem_responses(401, 403, 404),
+    **allow(*STAFF, "auditor", "desk_officer"),
+)
 async def download_content(
     document_id: int,
     request: Request,
@@ -394,12 +418,18 @@ async def download_content(
     ).scalar_one_or_none()
     if row is None:
         raise NotFound("no such content version")
-    return _download(svc.toolkit(request), row.blob, media_type=row.media_type, filename=row.filename, sha256=row.sha256)
+    return _download(
+        svc.toolkit(request), row.blob, media_type=row.media_type, filename=row.filename, sha256=row.sha256
+    )
 
 
-@router.post("/{document_id}/attachments", status_code=201, response_model=AttachmentOut,
-             responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
-             **raw_body_route("application/octet-stream", "specialist", "leader", "clerk"))
+@router.post(
+    "/{document_id}/attachments",
+    status_code=201,
+    response_model=AttachmentOut,
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+    **raw_body_route("application/octet-stream", "specialist", "leader", "clerk"),
+)
 async def add_attachment(
     document_id: int,
     request: Request,
@@ -420,8 +450,14 @@ async def add_attachment(
     media_type = kind.mime if kind else "application/octet-stream"
     blob = svc.commit_blob(kit, staged, secret=svc.secrecy_of(doc).is_secret)
     row = Attachment(
-        document_id=doc.id, name=name, sha256=staged.sha256, blob=blob, size=staged.size,
-        media_type=media_type, uploaded_by=caller.sub, uploaded_at=svc.now_utc(),
+        document_id=doc.id,
+        name=name,
+        sha256=staged.sha256,
+        blob=blob,
+        size=staged.size,
+        media_type=media_type,
+        uploaded_by=caller.sub,
+        uploaded_at=svc.now_utc(),
     )
     session.add(row)
     svc.touch(doc)
@@ -429,8 +465,12 @@ async def add_attachment(
     return row
 
 
-@router.get("/{document_id}/attachments", response_model=list[AttachmentOut], responses=problem_responses(401, 403, 404),
-            **allow(*STAFF, "auditor"))
+@router.get(
+    "/{document_id}/attachments",
+    response_model=list[AttachmentOut],
+    responses=problem_responses(401, 403, 404),
+    **allow(*STAFF, "auditor"),
+)
 async def list_attachments(
     document_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> list[Attachment]:
@@ -439,11 +479,18 @@ async def list_attachments(
     return list(rows.scalars())
 
 
-@router.get("/{document_id}/attachments/{attachment_id}", response_class=Response,
-            responses=problem_responses(401, 403, 404), **allow(*STAFF, "auditor"))
+@router.get(
+    "/{document_id}/attachments/{attachment_id}",
+    response_class=Response,
+    responses=problem_responses(401, 403, 404),
+    **allow(*STAFF, "auditor"),
+)
 async def download_attachment(
-    document_id: int, attachment_id: int, request: Request,
-    caller: Caller = Depends(current_caller), session: AsyncSession = Session,
+    document_id: int,
+    attachment_id: int,
+    request: Request,
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
 ) -> Response:
     doc = await svc.get_visible(session, caller, document_id)
     row = await session.get(Attachment, attachment_id)
@@ -452,11 +499,18 @@ async def download_attachment(
     return _download(svc.toolkit(request), row.blob, media_type=row.media_type, filename=row.name, sha256=row.sha256)
 
 
-@router.post("/{document_id}/number", response_model=NumberOut, responses=problem_responses(401, 403, 404, 409, 422),
-             **allow("clerk"))
+@router.post(
+    "/{document_id}/number",
+    response_model=NumberOut,
+    responses=problem_responses(401, 403, 404, 409, 422),
+    **allow("clerk"),
+)
 async def number_document(
-    document_id: int, request: Request, response: Response,
-    caller: Caller = Depends(current_caller), session: AsyncSession = Session,
+    document_id: int,
+    request: Request,
+    response: Response,
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
 ) -> NumberOut:
     """Assign the number (cấp số) of the document's series: only once, after the leader signed.
     The answer is what the signing service writes into the PDF's prepared field."""
@@ -475,17 +529,28 @@ async def number_document(
     _etag(response, doc)
     notation = doc.code_notation or ""
     return NumberOut(
-        id=doc.id, number=doc.code_number or 0, code=code, code_number=code[: len(code) - len(notation) - 1],
-        code_notation=notation, series=doc.series_key or "", issued_date=doc.issued_date or svc.vietnam_today(),
+        id=doc.id,
+        number=doc.code_number or 0,
+        code=code,
+        code_number=code[: len(code) - len(notation) - 1],
+        code_notation=notation,
+        series=doc.series_key or "",
+        issued_date=doc.issued_date or svc.vietnam_today(),
         version=doc.version,
     )
 
 
-@router.post("/{document_id}/issue", response_model=DocumentOut, responses=problem_responses(401, 403, 404, 409),
-             **allow("clerk"))
+@router.post(
+    "/{document_id}/issue",
+    response_model=DocumentOut,
+    responses=problem_responses(401, 403, 404, 409),
+    **allow("clerk"),
+)
 async def issue_document(
-    document_id: int, response: Response,
-    caller: Caller = Depends(current_caller), session: AsyncSession = Session,
+    document_id: int,
+    response: Response,
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
 ) -> dict[str, Any]:
     """Issue (ban hành): needs the number and a version uploaded after numbering (the number
     written in, the organisation's signature). Emits ``document.issued``."""
@@ -534,11 +599,18 @@ async def issue_document(
     return svc.to_out(doc)
 
 
-@router.post("/{document_id}/recall", response_model=DocumentOut, responses=problem_responses(401, 403, 404, 409),
-             **allow("clerk", "leader"))
+@router.post(
+    "/{document_id}/recall",
+    response_model=DocumentOut,
+    responses=problem_responses(401, 403, 404, 409),
+    **allow("clerk", "leader"),
+)
 async def recall_document(
-    document_id: int, body: RecallIn, response: Response,
-    caller: Caller = Depends(current_caller), session: AsyncSession = Session,
+    document_id: int,
+    body: RecallIn,
+    response: Response,
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
 ) -> dict[str, Any]:
     """Recall (thu hồi) an issued document; receivers in this deployment lose their copy."""
     doc = await svc.get_visible(session, caller, document_id, lock=True)
@@ -553,8 +625,12 @@ async def recall_document(
         session,
         "document.recalled",
         DocumentRecalled(
-            id=doc.id, agency=doc.agency, code=doc.code_text, recipients=[Organ(**r) for r in doc.recipients],
-            reason=None if svc.secrecy_of(doc).is_secret else body.reason, recalled_at=now,
+            id=doc.id,
+            agency=doc.agency,
+            code=doc.code_text,
+            recipients=[Organ(**r) for r in doc.recipients],
+            reason=None if svc.secrecy_of(doc).is_secret else body.reason,
+            recalled_at=now,
         ),
         subject=f"document:{doc.id}",
         agency=doc.agency,
@@ -572,11 +648,19 @@ def _assignment_out(row: Assignment, today: date) -> dict[str, Any]:
     return data
 
 
-@router.post("/{document_id}/assignments", status_code=201, response_model=AssignmentOut,
-             responses=problem_responses(401, 403, 404, 409), **allow("leader"))
+@router.post(
+    "/{document_id}/assignments",
+    status_code=201,
+    response_model=AssignmentOut,
+    responses=problem_responses(401, 403, 404, 409),
+    **allow("leader"),
+)
 async def assign(
-    document_id: int, body: AssignIn, request: Request,
-    caller: Caller = Depends(current_caller), session: AsyncSession = Session,
+    document_id: int,
+    body: AssignIn,
+    request: Request,
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
 ) -> dict[str, Any]:
     """Assign an incoming document (giao xử lý) with a due date; without one, the urgency's
     configured number of working days from today."""
@@ -589,8 +673,16 @@ async def assign(
     if due < today:
         raise Unprocessable("the due date is in the past")
     row = Assignment(
-        document_id=doc.id, agency=doc.agency, assignee=body.assignee, assignee_name=body.assignee_name or body.assignee,
-        role=body.role, assigned_by=caller.sub, note=body.note, due_date=due, status="open", assigned_at=svc.now_utc(),
+        document_id=doc.id,
+        agency=doc.agency,
+        assignee=body.assignee,
+        assignee_name=body.assignee_name or body.assignee,
+        role=body.role,
+        assigned_by=caller.sub,
+        note=body.note,
+        due_date=due,
+        status="open",
+        assigned_at=svc.now_utc(),
     )
     session.add(row)
     doc.status = "assigned" if doc.status in ("registered", "received") else doc.status
@@ -601,8 +693,14 @@ async def assign(
         session,
         "document.assigned",
         DocumentAssigned(
-            id=row.id, document_id=doc.id, agency=doc.agency, assignee=row.assignee, role=row.role,
-            due_date=due, urgency=doc.urgency, subject=None if secret else doc.subject,
+            id=row.id,
+            document_id=doc.id,
+            agency=doc.agency,
+            assignee=row.assignee,
+            role=row.role,
+            due_date=due,
+            urgency=doc.urgency,
+            subject=None if secret else doc.subject,
         ),
         subject=f"document:{doc.id}",
         agency=doc.agency,
@@ -610,8 +708,12 @@ async def assign(
     return _assignment_out(row, today)
 
 
-@router.get("/{document_id}/assignments", response_model=list[AssignmentOut],
-            responses=problem_responses(401, 403, 404), **allow(*STAFF))
+@router.get(
+    "/{document_id}/assignments",
+    response_model=list[AssignmentOut],
+    responses=problem_responses(401, 403, 404),
+    **allow(*STAFF),
+)
 async def document_assignments(
     document_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> list[dict[str, Any]]:
@@ -621,21 +723,32 @@ async def document_assignments(
     return [_assignment_out(r, today) for r in rows.scalars()]
 
 
-@router.post("/{document_id}/comments", status_code=201, response_model=CommentOut,
-             responses=problem_responses(401, 403, 404), **allow(*STAFF))
+@router.post(
+    "/{document_id}/comments",
+    status_code=201,
+    response_model=CommentOut,
+    responses=problem_responses(401, 403, 404),
+    **allow(*STAFF),
+)
 async def add_comment(
     document_id: int, body: CommentIn, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> Comment:
     """An opinion on the document (ý kiến xử lý)."""
     doc = await svc.get_visible(session, caller, document_id)
-    row = Comment(document_id=doc.id, author=caller.sub, author_name=caller.name, text=body.text, created_at=svc.now_utc())
+    row = Comment(
+        document_id=doc.id, author=caller.sub, author_name=caller.name, text=body.text, created_at=svc.now_utc()
+    )
     session.add(row)
     await session.flush()
     return row
 
 
-@router.get("/{document_id}/comments", response_model=list[CommentOut], responses=problem_responses(401, 403, 404),
-            **allow(*STAFF))
+@router.get(
+    "/{document_id}/comments",
+    response_model=list[CommentOut],
+    responses=problem_responses(401, 403, 404),
+    **allow(*STAFF),
+)
 async def list_comments(
     document_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> list[Comment]:
@@ -673,8 +786,12 @@ async def list_assignments(
     return [_assignment_out(r, today) for r in rows.scalars()]
 
 
-@assignments.post("/{assignment_id}/complete", response_model=AssignmentOut,
-                  responses=problem_responses(401, 403, 404, 409), **allow(*STAFF))
+@assignments.post(
+    "/{assignment_id}/complete",
+    response_model=AssignmentOut,
+    responses=problem_responses(401, 403, 404, 409),
+    **allow(*STAFF),
+)
 async def complete_assignment(
     assignment_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> dict[str, Any]:
@@ -692,7 +809,9 @@ async def complete_assignment(
     open_left = (
         await session.execute(
             select(Assignment.id).where(
-                Assignment.document_id == doc.id, Assignment.status == "open", Assignment.role == "main",
+                Assignment.document_id == doc.id,
+                Assignment.status == "open",
+                Assignment.role == "main",
                 Assignment.id != row.id,
             )
         )
@@ -747,8 +866,11 @@ def _register_response(rows: list[dict[str, str]], columns: tuple[tuple[str, str
     writer.writerow([t for _, t in columns])
     for row in rows:
         writer.writerow([row[k] for k, _ in columns])
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
 
 
 @registers.get("/outgoing", responses=problem_responses(401, 403), **allow("clerk", "leader", "admin", "auditor"))
@@ -763,23 +885,32 @@ async def outgoing_register(
     caller.require_agency(agency)
     query = (
         _visible_query(caller)
-        .where(Document.agency == agency, Document.direction == "outgoing", Document.code_number.is_not(None),
-               Document.series_key.like(f"{year}/%"))
+        .where(
+            Document.agency == agency,
+            Document.direction == "outgoing",
+            Document.code_number.is_not(None),
+            Document.series_key.like(f"{year}/%"),
+        )
         .order_by(Document.series_key, Document.code_number)
     )
     rows = []
     for d in (await session.execute(query)).scalars():
-        rows.append({
-            "so_ky_hieu": d.code_text or "",
-            "ngay_thang": _vn_date(d.issued_date),
-            "ten_loai_trich_yeu": f"{d.type_name}: {d.subject}",
-            "nguoi_ky": d.signer_name or "",
-            "noi_nhan": "; ".join(r.get("organ_name") or r["organ_id"] for r in d.recipients) or "; ".join(d.to_places),
-            "don_vi_luu": d.unit_abbr or "",
-            "so_luong_ban": "1",
-            "ngay_chuyen": _vn_date(d.issued_at),
-            "ghi_chu": "Đã thu hồi" if d.status == "recalled" else ("" if d.status == "issued" else "Chưa ban hành"),
-        })
+        rows.append(
+            {
+                "so_ky_hieu": d.code_text or "",
+                "ngay_thang": _vn_date(d.issued_date),
+                "ten_loai_trich_yeu": f"{d.type_name}: {d.subject}",
+                "nguoi_ky": d.signer_name or "",
+                "noi_nhan": "; ".join(r.get("organ_name") or r["organ_id"] for r in d.recipients)
+                or "; ".join(d.to_places),
+                "don_vi_luu": d.unit_abbr or "",
+                "so_luong_ban": "1",
+                "ngay_chuyen": _vn_date(d.issued_at),
+                "ghi_chu": "Đã thu hồi"
+                if d.status == "recalled"
+                else ("" if d.status == "issued" else "Chưa ban hành"),
+            }
+        )
     return _register_response(rows, OUTGOING_COLUMNS, format, f"so-van-ban-di-{year}")
 
 
@@ -795,8 +926,11 @@ async def incoming_register(
     caller.require_agency(agency)
     query = (
         _visible_query(caller)
-        .where(Document.agency == agency, Document.direction == "incoming",
-               Document.arrival_series == f"{year}/{svc.ARRIVAL_SERIES}")
+        .where(
+            Document.agency == agency,
+            Document.direction == "incoming",
+            Document.arrival_series == f"{year}/{svc.ARRIVAL_SERIES}",
+        )
         .order_by(Document.arrival_number)
     )
     docs = list((await session.execute(query)).scalars())
@@ -808,17 +942,19 @@ async def incoming_register(
     rows = []
     for d in docs:
         work = assigned.get(d.id, [])
-        rows.append({
-            "ngay_den": _vn_date(d.arrival_date),
-            "so_den": str(d.arrival_number or ""),
-            "tac_gia": d.issuing_organ_name or d.issuing_organ_id or "",
-            "so_ky_hieu": d.code_text or "",
-            "ngay_thang": _vn_date(d.issued_date),
-            "ten_loai_trich_yeu": f"{d.type_name}: {d.subject}",
-            "don_vi_nguoi_nhan": "; ".join(a.assignee_name for a in work),
-            "ngay_chuyen": _vn_date(min((a.assigned_at for a in work), default=None)),
-            "ghi_chu": "; ".join(svc.duplicate_warning(d)) or ("Đã thu hồi" if d.status == "recalled" else ""),
-        })
+        rows.append(
+            {
+                "ngay_den": _vn_date(d.arrival_date),
+                "so_den": str(d.arrival_number or ""),
+                "tac_gia": d.issuing_organ_name or d.issuing_organ_id or "",
+                "so_ky_hieu": d.code_text or "",
+                "ngay_thang": _vn_date(d.issued_date),
+                "ten_loai_trich_yeu": f"{d.type_name}: {d.subject}",
+                "don_vi_nguoi_nhan": "; ".join(a.assignee_name for a in work),
+                "ngay_chuyen": _vn_date(min((a.assigned_at for a in work), default=None)),
+                "ghi_chu": "; ".join(svc.duplicate_warning(d)) or ("Đã thu hồi" if d.status == "recalled" else ""),
+            }
+        )
     return _register_response(rows, INCOMING_COLUMNS, format, f"so-van-ban-den-{year}")
 
 
@@ -844,8 +980,13 @@ async def list_work_files(
     return list((await session.execute(query)).scalars())
 
 
-@workfiles.post("", status_code=201, response_model=WorkFileOut, responses=problem_responses(401, 403, 409),
-                **allow("specialist", "leader", "clerk"))
+@workfiles.post(
+    "",
+    status_code=201,
+    response_model=WorkFileOut,
+    responses=problem_responses(401, 403, 409),
+    **allow("specialist", "leader", "clerk"),
+)
 async def open_work_file(
     body: WorkFileIn, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> WorkFile:
@@ -854,14 +995,24 @@ async def open_work_file(
     year = body.file_catalog or svc.vietnam_today().year
     exists = (
         await session.execute(
-            select(WorkFile.id).where(WorkFile.organ_id == body.organ_id, WorkFile.file_catalog == year,
-                                      WorkFile.file_notation == body.file_notation)
+            select(WorkFile.id).where(
+                WorkFile.organ_id == body.organ_id,
+                WorkFile.file_catalog == year,
+                WorkFile.file_notation == body.file_notation,
+            )
         )
     ).first()
     if exists:
         raise Conflict("a work file with this code already exists")
-    row = WorkFile(organ_id=body.organ_id, file_catalog=year, file_notation=body.file_notation, title=body.title,
-                   dossier_code=None, status="open", opened_at=svc.now_utc())
+    row = WorkFile(
+        organ_id=body.organ_id,
+        file_catalog=year,
+        file_notation=body.file_notation,
+        title=body.title,
+        dossier_code=None,
+        status="open",
+        opened_at=svc.now_utc(),
+    )
     session.add(row)
     await session.flush()
     from services.document.handlers import emit_opened
@@ -870,8 +1021,9 @@ async def open_work_file(
     return row
 
 
-@workfiles.get("/{work_file_id}", response_model=WorkFileOut, responses=problem_responses(401, 403, 404),
-               **allow(*STAFF))
+@workfiles.get(
+    "/{work_file_id}", response_model=WorkFileOut, responses=problem_responses(401, 403, 404), **allow(*STAFF)
+)
 async def get_work_file(
     work_file_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> WorkFile:
@@ -881,8 +1033,12 @@ async def get_work_file(
     return row
 
 
-@workfiles.post("/{work_file_id}/close", response_model=WorkFileOut, responses=problem_responses(401, 403, 404, 409),
-                **allow("specialist", "leader", "clerk"))
+@workfiles.post(
+    "/{work_file_id}/close",
+    response_model=WorkFileOut,
+    responses=problem_responses(401, 403, 404, 409),
+    **allow("specialist", "leader", "clerk"),
+)
 async def close_work_file(
     work_file_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> WorkFile:
@@ -898,8 +1054,14 @@ async def close_work_file(
     await outbox.emit(
         session,
         "workfile.closed",
-        WorkFileClosed(id=row.id, organ_id=row.organ_id, file_catalog=row.file_catalog, file_notation=row.file_notation,
-                       dossier_code=row.dossier_code, closed_at=row.closed_at),
+        WorkFileClosed(
+            id=row.id,
+            organ_id=row.organ_id,
+            file_catalog=row.file_catalog,
+            file_notation=row.file_notation,
+            dossier_code=row.dossier_code,
+            closed_at=row.closed_at,
+        ),
         subject=f"workfile:{row.id}",
         agency=row.organ_id,
     )

@@ -45,7 +45,9 @@ async def open_work_file_for_dossier(session: AsyncSession, event: CloudEvent) -
     work_file = WorkFile(
         organ_id=agency,
         file_catalog=svc.vietnam_today(now).year,
-        file_notation=f"TTHC-{code.rsplit('-', 2)[-2]}-{code.rsplit('-', 1)[-1]}" if code.count("-") >= 2 else f"TTHC-{code}",
+        file_notation=f"TTHC-{code.rsplit('-', 2)[-2]}-{code.rsplit('-', 1)[-1]}"
+        if code.count("-") >= 2
+        else f"TTHC-{code}",
         title=f"Hồ sơ TTHC {code}",
         dossier_code=code,
         status="open",
@@ -73,7 +75,9 @@ def deliver_issued(settings: DocumentSettings) -> Handler:
                 continue
             key = f"document:{source.id}"
             already = (
-                await session.execute(select(Document.id).where(Document.agency == agency, Document.source_document == key))
+                await session.execute(
+                    select(Document.id).where(Document.agency == agency, Document.source_document == key)
+                )
             ).first()
             if already:
                 continue
@@ -107,11 +111,21 @@ def deliver_issued(settings: DocumentSettings) -> Handler:
             if content is not None:
                 # Same store, same bytes: the copy points at the issued file (encrypted if secret).
                 copy.content_version = 1
-                session.add(ContentVersion(
-                    document_id=copy.id, number=1, sha256=content.sha256, blob=content.blob, size=content.size,
-                    media_type=content.media_type, filename=content.filename, signatures=content.signatures,
-                    stage="received", uploaded_by="system", uploaded_at=now,
-                ))
+                session.add(
+                    ContentVersion(
+                        document_id=copy.id,
+                        number=1,
+                        sha256=content.sha256,
+                        blob=content.blob,
+                        size=content.size,
+                        media_type=content.media_type,
+                        filename=content.filename,
+                        signatures=content.signatures,
+                        stage="received",
+                        uploaded_by="system",
+                        uploaded_at=now,
+                    )
+                )
             copy.arrival_date = now
             await svc.emit_received(session, copy, source=key)
             await svc.register_incoming(session, copy, at=now)

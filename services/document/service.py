@@ -146,10 +146,10 @@ async def spool_upload(request: Request, kit: Toolkit) -> Staged:
                 digest.update(chunk)
                 spool.write(chunk)
     except BaseException:
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # noqa: ASYNC240 - a local temporary file, on the error path
         raise
     if size == 0:
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # noqa: ASYNC240 - an empty local temporary file
         raise Unprocessable("the file is empty")
     return Staged(path=path, sha256=digest.hexdigest(), size=size, head=head)
 

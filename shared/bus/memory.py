@@ -114,7 +114,9 @@ class InProcessBroker(Broker):
         pending: list[asyncio.Future[None]] = []
         loop = asyncio.get_running_loop()
         for index, message in enumerate(messages):
-            targets = [q for q in self._queues.values() if any(topic_matches(b, message.routing_key) for b in q.bindings)]
+            targets = [
+                q for q in self._queues.values() if any(topic_matches(b, message.routing_key) for b in q.bindings)
+            ]
             if not targets:
                 # Like mandatory publishing on RabbitMQ: an event nobody can receive yet is not
                 # taken, so the outbox keeps it until a consumer has declared its queue.

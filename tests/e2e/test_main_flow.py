@@ -63,12 +63,17 @@ async def eventually(fetch, *, timeout: float = 60, what: str = "") -> Any:  # t
 
 
 def ok(response: Any, status: int = 200) -> Any:
-    assert response.status_code == status, f"{response.request.method} {response.request.url}: {response.status_code} {response.text[:500]}"
+    assert response.status_code == status, (
+        f"{response.request.method} {response.request.url}: {response.status_code} {response.text[:500]}"
+    )
     return response
 
 
 async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | None) -> None:
-    who = {u: await running.auth(u) for u in ("citizen", "desk_officer", "specialist", "leader", "clerk", "auditor", "integrator")}
+    who = {
+        u: await running.auth(u)
+        for u in ("citizen", "desk_officer", "specialist", "leader", "clerk", "auditor", "integrator")
+    }
     receiver = WebhookReceiver()
     callback = await receiver.start()
     pika_consumer = PikaConsumer(amqp_url) if amqp_url else None
@@ -77,19 +82,50 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
     try:
         async with running.client() as api:
             # an integrator subscribes to everything of the province's subtree
-            created = ok(await api.post("/api/notify/subscriptions", headers=who["integrator"], json={
-                "callback_url": callback, "event_types": ["dossier.*", "document.*", "workfile.*", "signature.*"],
-                "agency": AGENCY, "description": "Cổng dịch vụ công tỉnh"}), 201).json()
+            created = ok(
+                await api.post(
+                    "/api/notify/subscriptions",
+                    headers=who["integrator"],
+                    json={
+                        "callback_url": callback,
+                        "event_types": ["dossier.*", "document.*", "workfile.*", "signature.*"],
+                        "agency": AGENCY,
+                        "description": "Cổng dịch vụ công tỉnh",
+                    },
+                ),
+                201,
+            ).json()
             receiver.secret = created["secret"]
 
             # 1. a citizen submits online
             application = pdf(["ĐƠN ĐĂNG KÝ KHAI SINH", "Người yêu cầu: Nguyễn Thị Hồng Nhung"])
-            files = [{"no": no, "file": {"filename": f"thanh-phan-{no}.pdf", "content_type": "application/pdf",
-                                         "content_base64": base64.b64encode(application).decode()}} for no in (1, 2)]
-            submitted = ok(await api.post("/api/intake/dossiers", headers={**who["citizen"], "Idempotency-Key": "flow-1"}, json={
-                "agency": AGENCY, "procedure_code": "1.001193",
-                "applicant": {"full_name": "Nguyễn Thị Hồng Nhung", "address": "Phường Hạc Thành, tỉnh Thanh Hóa"},
-                "components": files}), 201).json()
+            files = [
+                {
+                    "no": no,
+                    "file": {
+                        "filename": f"thanh-phan-{no}.pdf",
+                        "content_type": "application/pdf",
+                        "content_base64": base64.b64encode(application).decode(),
+                    },
+                }
+                for no in (1, 2)
+            ]
+            submitted = ok(
+                await api.post(
+                    "/api/intake/dossiers",
+                    headers={**who["citizen"], "Idempotency-Key": "flow-1"},
+                    json={
+                        "agency": AGENCY,
+                        "procedure_code": "1.001193",
+                        "applicant": {
+                            "full_name": "Nguyễn Thị Hồng Nhung",
+                            "address": "Phường Hạc Thành, tỉnh Thanh Hóa",
+                        },
+                        "components": files,
+                    },
+                ),
+                201,
+            ).json()
             code = submitted["code"]
             assert submitted["status"] == 1
 
@@ -98,39 +134,73 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
             receipt = ok(await api.post(f"/api/intake/dossiers/{code}/receipt", headers=who["desk_officer"]))
             assert receipt.headers["content-type"].startswith("application/pdf")
             secret = receipt.headers["lookup-secret"]
-            text = subprocess.run(["pdftotext", "-", "-"], input=receipt.content, capture_output=True, check=True).stdout.decode()
+            text = subprocess.run(
+                ["pdftotext", "-", "-"], input=receipt.content, capture_output=True, check=True
+            ).stdout.decode()
             assert code in text and "Nguyễn Thị Hồng Nhung" in text
-            ok(await api.post(f"/api/intake/dossiers/{code}/actions/start_processing", headers=who["desk_officer"], json={}))
+            ok(
+                await api.post(
+                    f"/api/intake/dossiers/{code}/actions/start_processing", headers=who["desk_officer"], json={}
+                )
+            )
 
             # 3. the work dossier appears in document by itself
             async def work_file() -> list[dict[str, Any]]:
-                return ok(await api.get("/api/document/workfiles", params={"dossier_code": code}, headers=who["specialist"])).json()
+                return ok(
+                    await api.get("/api/document/workfiles", params={"dossier_code": code}, headers=who["specialist"])
+                ).json()
 
             work_files = await eventually(work_file, what="the work dossier")
             assert len(work_files) == 1
 
             # 4. a specialist drafts the result inside it
-            draft = ok(await api.post("/api/document/documents", headers=who["specialist"], json={
-                "agency": AGENCY, "type_key": "QĐ", "subject": "Quyết định đăng ký khai sinh cho cháu Nguyễn Minh Khang",
-                "work_file_id": work_files[0]["id"], "signer": {"position": "Chủ tịch", "full_name": "Phạm Văn Đức"}}), 201)
+            draft = ok(
+                await api.post(
+                    "/api/document/documents",
+                    headers=who["specialist"],
+                    json={
+                        "agency": AGENCY,
+                        "type_key": "QĐ",
+                        "subject": "Quyết định đăng ký khai sinh cho cháu Nguyễn Minh Khang",
+                        "work_file_id": work_files[0]["id"],
+                        "signer": {"position": "Chủ tịch", "full_name": "Phạm Văn Đức"},
+                    },
+                ),
+                201,
+            )
             doc_id = draft.json()["id"]
             etag = draft.headers["etag"]
             content = pdf(["ỦY BAN NHÂN DÂN TỈNH THANH HÓA", "QUYẾT ĐỊNH", "Về việc đăng ký khai sinh"])
 
             async def upload(body: bytes, stage: str, who_: str) -> str:
                 nonlocal etag
-                r = ok(await api.post(f"/api/document/documents/{doc_id}/content", params={"stage": stage}, content=body,
-                                      headers={**who[who_], "If-Match": etag, "Content-Type": "application/pdf"}), 201)
+                r = ok(
+                    await api.post(
+                        f"/api/document/documents/{doc_id}/content",
+                        params={"stage": stage},
+                        content=body,
+                        headers={**who[who_], "If-Match": etag, "Content-Type": "application/pdf"},
+                    ),
+                    201,
+                )
                 etag = r.headers["etag"]
                 return etag
 
             await upload(content, "draft", "specialist")
 
             # 5. the leader signs with the key in the token
-            certs = ok(await api.get("/api/signing/certificates", params={"owner": "leader"}, headers=who["leader"])).json()
+            certs = ok(
+                await api.get("/api/signing/certificates", params={"owner": "leader"}, headers=who["leader"])
+            ).json()
             person = next(c for c in certs if c["kind"] == "person")
-            signed = ok(await api.post("/api/signing/sign", params={"kind": "person", "certificate": person["serial"]}, content=content,
-                                       headers={**who["leader"], "X-Signing-PIN": DEMO_PIN, "Content-Type": "application/pdf"})).content
+            signed = ok(
+                await api.post(
+                    "/api/signing/sign",
+                    params={"kind": "person", "certificate": person["serial"]},
+                    content=content,
+                    headers={**who["leader"], "X-Signing-PIN": DEMO_PIN, "Content-Type": "application/pdf"},
+                )
+            ).content
             await upload(signed, "signed_by_leader", "leader")
 
             # 6. the clerk numbers, seals and issues
@@ -138,15 +208,33 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
             number = numbering.json()
             etag = ok(await api.get(f"/api/document/documents/{doc_id}", headers=who["clerk"])).headers["etag"]
             assert number["code"].endswith("/QĐ-UBND")
-            numbered = ok(await api.post("/api/signing/fill-number", params={"number": number["code"]}, content=signed,
-                                         headers={**who["clerk"], "Content-Type": "application/pdf"})).content
+            numbered = ok(
+                await api.post(
+                    "/api/signing/fill-number",
+                    params={"number": number["code"]},
+                    content=signed,
+                    headers={**who["clerk"], "Content-Type": "application/pdf"},
+                )
+            ).content
             await upload(numbered, "numbered", "clerk")
-            seals = ok(await api.get("/api/signing/certificates", params={"kind": "organisation"}, headers=who["clerk"])).json()
+            seals = ok(
+                await api.get("/api/signing/certificates", params={"kind": "organisation"}, headers=who["clerk"])
+            ).json()
             seal = next(c for c in seals if c["agency"] == AGENCY)
-            sealed = ok(await api.post("/api/signing/sign", params={"kind": "organisation", "certificate": seal["serial"]}, content=numbered,
-                                       headers={**who["clerk"], "X-Signing-PIN": DEMO_PIN, "Content-Type": "application/pdf"})).content
+            sealed = ok(
+                await api.post(
+                    "/api/signing/sign",
+                    params={"kind": "organisation", "certificate": seal["serial"]},
+                    content=numbered,
+                    headers={**who["clerk"], "X-Signing-PIN": DEMO_PIN, "Content-Type": "application/pdf"},
+                )
+            ).content
             await upload(sealed, "sealed", "clerk")
-            ok(await api.post(f"/api/document/documents/{doc_id}/issue", headers={**who["clerk"], "If-Match": etag}, json={}))
+            ok(
+                await api.post(
+                    f"/api/document/documents/{doc_id}/issue", headers={**who["clerk"], "If-Match": etag}, json={}
+                )
+            )
 
             # 7. intake finishes the dossier by itself
             async def finished() -> dict[str, Any] | None:
@@ -157,7 +245,11 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
             assert number["code"] in json.dumps(dossier, ensure_ascii=False)
 
             # 8. the desk returns it; 9. the citizen's public look-up shows it
-            ok(await api.post(f"/api/intake/dossiers/{code}/actions/return_result", headers=who["desk_officer"], json={}))
+            ok(
+                await api.post(
+                    f"/api/intake/dossiers/{code}/actions/return_result", headers=who["desk_officer"], json={}
+                )
+            )
             looked = ok(await api.get("/api/intake/lookup", params={"code": code, "secret": secret})).json()
             assert looked["status"] == 10
             assert "applicant" not in looked and "Nguyễn" not in json.dumps(looked, ensure_ascii=False)
@@ -166,13 +258,22 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
 
             # 10. audit holds every step; the export verifies with the standalone verifier
             async def audited() -> list[dict[str, Any]]:
-                entries = ok(await api.get("/api/audit/entries", params={"subject": code, "limit": 500}, headers=who["auditor"])).json()["items"]
+                entries = ok(
+                    await api.get("/api/audit/entries", params={"subject": code, "limit": 500}, headers=who["auditor"])
+                ).json()["items"]
                 types = {e["type"] for e in entries}
-                needed = {f"vn.lienthong.dossier.{a}.v1" for a in ("received", "accept", "start_processing", "finish", "return_result")}
+                needed = {
+                    f"vn.lienthong.dossier.{a}.v1"
+                    for a in ("received", "accept", "start_processing", "finish", "return_result")
+                }
                 return entries if needed <= types else []
 
             entries = await eventually(audited, what="audit to hold every step")
-            issued_events = ok(await api.get("/api/audit/entries", params={"type": "vn.lienthong.document.issued.v1"}, headers=who["auditor"])).json()["items"]
+            issued_events = ok(
+                await api.get(
+                    "/api/audit/entries", params={"type": "vn.lienthong.document.issued.v1"}, headers=who["auditor"]
+                )
+            ).json()["items"]
             assert any(e["record"]["data"].get("dossier_code") == code for e in issued_events)
             key = ok(await api.get("/api/audit/key")).json()["verifier_key"]
             last_index = max(e["index"] for e in entries + issued_events)
@@ -184,8 +285,18 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
             await eventually(checkpoint, what="a checkpoint covering the flow")
             export = ok(await api.get("/api/audit/export", params={"from": 0}, headers=who["auditor"])).content
             (tmp_path / "export.jsonl").write_bytes(export)
-            verified = subprocess.run([sys.executable, "-I", str(ROOT / "tools" / "verify_audit_log.py"), str(tmp_path / "export.jsonl"),
-                                       "--key", key], capture_output=True, text=True)
+            verified = subprocess.run(
+                [
+                    sys.executable,
+                    "-I",
+                    str(ROOT / "tools" / "verify_audit_log.py"),
+                    str(tmp_path / "export.jsonl"),
+                    "--key",
+                    key,
+                ],
+                capture_output=True,
+                text=True,
+            )
             assert verified.returncode == 0, verified.stdout + verified.stderr
             assert verified.stdout.startswith("OK")
 
@@ -200,9 +311,22 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
             certs_pem = ca.split("-----END CERTIFICATE-----")
             (tmp_path / "root.pem").write_text(certs_pem[0] + "-----END CERTIFICATE-----\n")
             (tmp_path / "others.pem").write_text("-----END CERTIFICATE-----".join(certs_pem[1:]))
-            validate = subprocess.run([str(Path(sys.executable).parent / "pyhanko"), "sign", "validate", "--no-revocation-check",
-                                       "--trust", str(tmp_path / "root.pem"), "--trust-replace", "--other-certs", str(tmp_path / "others.pem"),
-                                       str(tmp_path / "result.pdf")], capture_output=True, text=True)
+            validate = subprocess.run(
+                [
+                    str(Path(sys.executable).parent / "pyhanko"),
+                    "sign",
+                    "validate",
+                    "--no-revocation-check",
+                    "--trust",
+                    str(tmp_path / "root.pem"),
+                    "--trust-replace",
+                    "--other-certs",
+                    str(tmp_path / "others.pem"),
+                    str(tmp_path / "result.pdf"),
+                ],
+                capture_output=True,
+                text=True,
+            )
             assert validate.returncode == 0, validate.stdout + validate.stderr
 
             # 12. the integrator's webhook got every event of the flow exactly once, signed
@@ -220,6 +344,7 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
 
             # ...and so did a plain AMQP consumer bound to the exchange
             if pika_consumer:
+
                 async def amqp_in() -> bool:
                     return flow_ids <= {e["id"] for e in pika_consumer.events}
 

@@ -68,7 +68,9 @@ async def walk(running: suites.Running) -> None:
 
         # bad input through the gateway: problem+json, nothing stored
         bad = [
-            await client.post("/api/intake/dossiers", content=b"{not json", headers={**desk, "Content-Type": "application/json"}),
+            await client.post(
+                "/api/intake/dossiers", content=b"{not json", headers={**desk, "Content-Type": "application/json"}
+            ),
             await client.post("/api/intake/dossiers", json={**DOSSIER, "surprise": 1}, headers=desk),
             await client.post("/api/intake/dossiers", json={**DOSSIER, "agency": 42}, headers=desk),
             await client.post("/api/intake/dossiers", json=DOSSIER),

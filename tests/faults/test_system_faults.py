@@ -81,7 +81,9 @@ async def test_suite_survives_broker_restart_and_parts_killed_mid_flight(tmp_pat
                     await asyncio.to_thread(rabbitmqctl, "close_all_connections", "fault test")
                 await asyncio.sleep(0.05)
 
-        killed = [p for p in ("intake", "document") if "failpoint" in (tmp_path / f"{p}.log").read_text(errors="replace")]
+        killed = [
+            p for p in ("intake", "document") if "failpoint" in (tmp_path / f"{p}.log").read_text(errors="replace")
+        ]
         assert set(killed) == {"intake", "document"}, f"failpoints fired in {killed}"
         assert len(codes) >= 100, f"only {len(codes)} submissions were accepted"
 
@@ -93,16 +95,24 @@ async def test_suite_survives_broker_restart_and_parts_killed_mid_flight(tmp_pat
             state = {
                 "unsent_intake": await scalar(urls["intake"], "SELECT count(*) FROM outbox WHERE sent_at IS NULL"),
                 "unsent_document": await scalar(urls["document"], "SELECT count(*) FROM outbox WHERE sent_at IS NULL"),
-                "work_files": await scalar(urls["document"], f"SELECT count(*) FROM work_file WHERE dossier_code IN ({code_list})"),
+                "work_files": await scalar(
+                    urls["document"], f"SELECT count(*) FROM work_file WHERE dossier_code IN ({code_list})"
+                ),
                 "audited": await scalar(
                     urls["audit"],
-                    f"SELECT count(*) FROM audit_entry WHERE type = 'vn.lienthong.dossier.received.v1' AND subject IN ({code_list})",
+                    "SELECT count(*) FROM audit_entry WHERE type = 'vn.lienthong.dossier.received.v1' "
+                    f"AND subject IN ({code_list})",
                 ),
                 "queues": queues(vhost),
             }
             settled = all(q["messages"] == 0 for q in state["queues"].values())
-            if state["work_files"] == len(codes) and state["audited"] == len(codes) and settled \
-                    and not state["unsent_intake"] and not state["unsent_document"]:
+            if (
+                state["work_files"] == len(codes)
+                and state["audited"] == len(codes)
+                and settled
+                and not state["unsent_intake"]
+                and not state["unsent_document"]
+            ):
                 break
             await asyncio.sleep(1)
         print(json.dumps({k: v for k, v in state.items() if k != "queues"}), state["queues"])

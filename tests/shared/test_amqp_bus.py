@@ -183,7 +183,7 @@ async def test_confirmed_mandatory_publishing_keeps_events_until_a_queue_exists(
     await publisher.connect()
     await harness.produce(producer, count=50)
     relay = OutboxRelay(producer, harness.outbox, publisher)
-    with pytest.raises(Exception):
+    with pytest.raises(PublishError):
         await relay.relay_once()
     assert await relay.pending() == 50
     consumer_broker, _ = await _attach(amqp_url, consumer_db)

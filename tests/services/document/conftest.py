@@ -37,8 +37,15 @@ class DocumentApi:
     def token(self, role: str, *, agency: str = PROVINCE, clearance: int = 0, sub: str | None = None) -> dict[str, str]:
         now = int(time.time())
         claims = {
-            "sub": sub or role, "name": f"Người {role}", "roles": [role], "agency": agency, "clearance": clearance,
-            "iss": "urn:lienthong:identity", "aud": "lienthong", "iat": now, "exp": now + 6 * 3600,
+            "sub": sub or role,
+            "name": f"Người {role}",
+            "roles": [role],
+            "agency": agency,
+            "clearance": clearance,
+            "iss": "urn:lienthong:identity",
+            "aud": "lienthong",
+            "iat": now,
+            "exp": now + 6 * 3600,
         }
         return {"Authorization": "Bearer " + jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": "test"})}
 
@@ -58,7 +65,9 @@ class DocumentApi:
         from shared.events import event_type
 
         event = CloudEvent(source="urn:lienthong:test", type=event_type(routing_key), subject="t", data=data)
-        await self.broker.publish([OutgoingMessage(routing_key=routing_key, body=event.to_bytes(), message_id=event.id)])
+        await self.broker.publish(
+            [OutgoingMessage(routing_key=routing_key, body=event.to_bytes(), message_id=event.id)]
+        )
 
 
 async def eventually(check: Any, timeout: float = 10.0) -> Any:

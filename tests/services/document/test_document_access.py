@@ -19,24 +19,39 @@ PDF = {"Content-Type": "application/pdf"}
 async def test_secret_documents_are_invisible_below_clearance(api: DocumentApi, pdfs: dict[str, bytes]) -> None:
     leader = api.token("leader", clearance=3)
     mat_only = api.token("specialist", clearance=1)
-    r = await api.client.post("/documents", headers=leader, json={
-        "agency": PROVINCE, "type_key": "CT", "subject": "Chỉ thị tối mật về phòng thủ", "secrecy": "toi_mat"})
+    r = await api.client.post(
+        "/documents",
+        headers=leader,
+        json={"agency": PROVINCE, "type_key": "CT", "subject": "Chỉ thị tối mật về phòng thủ", "secrecy": "toi_mat"},
+    )
     assert r.status_code == 201
     doc = r.json()
-    r = await api.client.post(f"/documents/{doc['id']}/content", content=pdfs["draft"],
-                              headers={**leader, **PDF, "If-Match": r.headers["ETag"]})
+    r = await api.client.post(
+        f"/documents/{doc['id']}/content",
+        content=pdfs["draft"],
+        headers={**leader, **PDF, "If-Match": r.headers["ETag"]},
+    )
     assert r.status_code == 201
     sha = r.json()["sha256"]
 
-    for path in (f"/documents/{doc['id']}", f"/documents/{doc['id']}/content", f"/documents/{doc['id']}/versions",
-                 f"/documents/{doc['id']}/attachments"):
+    for path in (
+        f"/documents/{doc['id']}",
+        f"/documents/{doc['id']}/content",
+        f"/documents/{doc['id']}/versions",
+        f"/documents/{doc['id']}/attachments",
+    ):
         assert (await api.client.get(path, headers=mat_only)).status_code == 404, path
     assert (await api.client.get("/documents", headers=mat_only)).json() == []
     assert (await api.client.get("/documents", params={"q": "phong thu"}, headers=mat_only)).json() == []
-    assert [d["id"] for d in (await api.client.get("/documents", params={"q": "phong thu"}, headers=leader)).json()] == [doc["id"]]
+    assert [
+        d["id"] for d in (await api.client.get("/documents", params={"q": "phong thu"}, headers=leader)).json()
+    ] == [doc["id"]]
     # a caller without clearance cannot create one either
-    r = await api.client.post("/documents", headers=mat_only, json={
-        "agency": PROVINCE, "type_key": "CT", "subject": "x", "secrecy": "tuyet_mat"})
+    r = await api.client.post(
+        "/documents",
+        headers=mat_only,
+        json={"agency": PROVINCE, "type_key": "CT", "subject": "x", "secrecy": "tuyet_mat"},
+    )
     assert r.status_code == 403
 
     # encrypted at rest, decrypted for the cleared reader
@@ -49,9 +64,18 @@ async def test_secret_documents_are_invisible_below_clearance(api: DocumentApi, 
 
     # a secret incoming document's events carry no subject
     clerk = api.token("clerk", clearance=3)
-    r = await api.client.post("/documents/incoming", headers=clerk, json={
-        "agency": PROVINCE, "type_key": "CV", "subject": "Nội dung mật", "code": "12/BCA-A03",
-        "issuing_organ": {"organ_id": "000.00.00.G01", "organ_name": "Bộ Công an"}, "secrecy": "mat"})
+    r = await api.client.post(
+        "/documents/incoming",
+        headers=clerk,
+        json={
+            "agency": PROVINCE,
+            "type_key": "CV",
+            "subject": "Nội dung mật",
+            "code": "12/BCA-A03",
+            "issuing_organ": {"organ_id": "000.00.00.G01", "organ_name": "Bộ Công an"},
+            "secrecy": "mat",
+        },
+    )
     assert r.status_code == 201, r.text
     [event] = await api.events("document.registered")
     assert event.data["subject"] is None and event.data["secret"] is True
@@ -60,13 +84,18 @@ async def test_secret_documents_are_invisible_below_clearance(api: DocumentApi, 
 
 async def test_search_ignores_diacritics_and_filters(api: DocumentApi) -> None:
     specialist = api.token("specialist")
-    subjects = [("QĐ", "Quyết định phê duyệt kế hoạch chuyển đổi số năm 2026", "hoa_toc"),
-                ("KH", "Kế hoạch phê duyệt dự toán", "thuong"),
-                ("QĐ", "Quyết định về việc thành lập tổ công tác", "thuong")]
+    subjects = [
+        ("QĐ", "Quyết định phê duyệt kế hoạch chuyển đổi số năm 2026", "hoa_toc"),
+        ("KH", "Kế hoạch phê duyệt dự toán", "thuong"),
+        ("QĐ", "Quyết định về việc thành lập tổ công tác", "thuong"),
+    ]
     ids = []
     for type_key, subject, urgency in subjects:
-        r = await api.client.post("/documents", headers=specialist,
-                                  json={"agency": PROVINCE, "type_key": type_key, "subject": subject, "urgency": urgency})
+        r = await api.client.post(
+            "/documents",
+            headers=specialist,
+            json={"agency": PROVINCE, "type_key": type_key, "subject": subject, "urgency": urgency},
+        )
         ids.append(r.json()["id"])
 
     async def search(**params: str) -> list[int]:
@@ -86,9 +115,14 @@ async def test_search_ignores_diacritics_and_filters(api: DocumentApi) -> None:
 
 async def test_incoming_numbers_duplicates_and_registers(api: DocumentApi) -> None:
     clerk = api.token("clerk", clearance=3)
-    body = {"agency": PROVINCE, "type_key": "CT", "subject": "Chỉ thị về tăng cường chuyển đổi số",
-            "code": "15/CT-TTg", "issued_date": "2026-05-22",
-            "issuing_organ": {"organ_id": "000.00.00.G01", "organ_name": "Thủ tướng Chính phủ"}}
+    body = {
+        "agency": PROVINCE,
+        "type_key": "CT",
+        "subject": "Chỉ thị về tăng cường chuyển đổi số",
+        "code": "15/CT-TTg",
+        "issued_date": "2026-05-22",
+        "issuing_organ": {"organ_id": "000.00.00.G01", "organ_name": "Thủ tướng Chính phủ"},
+    }
     first = await api.client.post("/documents/incoming", headers=clerk, json=body)
     assert first.status_code == 201, first.text
     assert first.json()["arrival_number"] == 1 and first.json()["warnings"] == []
@@ -107,7 +141,9 @@ async def test_incoming_numbers_duplicates_and_registers(api: DocumentApi) -> No
     assert [row["so_den"] for row in rows] == ["1", "2"]
     assert rows[0]["so_ky_hieu"] == "15/CT-TTg" and rows[0]["ngay_thang"] == "22/05/2026"
     assert rows[0]["tac_gia"] == "Thủ tướng Chính phủ"
-    r = await api.client.get("/registers/incoming", params={"agency": PROVINCE, "year": year, "format": "csv"}, headers=clerk)
+    r = await api.client.get(
+        "/registers/incoming", params={"agency": PROVINCE, "year": year, "format": "csv"}, headers=clerk
+    )
     assert r.headers["content-type"].startswith("text/csv")
     table = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert table[0][:3] == ["Ngày đến", "Số đến", "Tác giả"] and len(table) == 3
@@ -120,18 +156,31 @@ async def test_incoming_numbers_duplicates_and_registers(api: DocumentApi) -> No
 async def test_assignment_due_dates_comments_and_overdue(api: DocumentApi) -> None:
     clerk, leader = api.token("clerk"), api.token("leader", sub="lanhdao")
     worker = api.token("specialist", sub="chuyenvien")
-    r = await api.client.post("/documents/incoming", headers=clerk, json={
-        "agency": PROVINCE, "type_key": "CV", "subject": "Đề nghị báo cáo", "code": "88/STP-VP",
-        "issuing_organ": {"organ_id": "000.00.17.H56", "organ_name": "Sở Tư pháp"}, "urgency": "khan"})
+    r = await api.client.post(
+        "/documents/incoming",
+        headers=clerk,
+        json={
+            "agency": PROVINCE,
+            "type_key": "CV",
+            "subject": "Đề nghị báo cáo",
+            "code": "88/STP-VP",
+            "issuing_organ": {"organ_id": "000.00.17.H56", "organ_name": "Sở Tư pháp"},
+            "urgency": "khan",
+        },
+    )
     doc = r.json()
-    r = await api.client.post(f"/documents/{doc['id']}/assignments", headers=leader,
-                              json={"assignee": "chuyenvien", "assignee_name": "Trần Thị Chuyên"})
+    r = await api.client.post(
+        f"/documents/{doc['id']}/assignments",
+        headers=leader,
+        json={"assignee": "chuyenvien", "assignee_name": "Trần Thị Chuyên"},
+    )
     assert r.status_code == 201, r.text
     assignment = r.json()
     calendar = api.runtime.extras["toolkit"].calendar
     assert assignment["due_date"] == calendar.add_working_days(vietnam_today(), 3).isoformat()
-    assert (await api.client.post(f"/documents/{doc['id']}/assignments", headers=worker,
-                                  json={"assignee": "x"})).status_code == 403
+    assert (
+        await api.client.post(f"/documents/{doc['id']}/assignments", headers=worker, json={"assignee": "x"})
+    ).status_code == 403
     [event] = await api.events("document.assigned")
     assert event.data["assignee"] == "chuyenvien" and event.data["subject"] == "Đề nghị báo cáo"
 

@@ -11,13 +11,15 @@ PDF = {"Content-Type": "application/pdf"}
 async def _upload(api: DocumentApi, doc_id: int, data: bytes, etag: str, role: str, stage: str | None = None):
     params = {"stage": stage} if stage else {}
     return await api.client.post(
-        f"/documents/{doc_id}/content", content=data, params=params,
+        f"/documents/{doc_id}/content",
+        content=data,
+        params=params,
         headers={**api.token(role, clearance=3), **PDF, "If-Match": etag},
     )
 
 
 async def test_result_document_issued_in_the_dossier_work_file(api: DocumentApi, pdfs: dict[str, bytes]) -> None:
-    specialist, leader, clerk = api.token("specialist"), api.token("leader", clearance=3), api.token("clerk", clearance=3)
+    specialist, clerk = api.token("specialist"), api.token("clerk", clearance=3)
     await api.publish("dossier.received", {"code": "000.00.00.H56-260105-0007", "agency": PROVINCE})
 
     async def work_file():
@@ -28,11 +30,19 @@ async def test_result_document_issued_in_the_dossier_work_file(api: DocumentApi,
     assert wf["file_notation"] == "TTHC-260105-0007" and wf["organ_id"] == PROVINCE
     assert [e.data["dossier_code"] for e in await api.events("workfile.opened")] == ["000.00.00.H56-260105-0007"]
 
-    r = await api.client.post("/documents", headers=specialist, json={
-        "agency": PROVINCE, "type_key": "QĐ", "subject": "Quyết định phê duyệt kết quả giải quyết hồ sơ",
-        "work_file_id": wf["id"], "signer": {"position": "Chủ tịch", "full_name": "Phạm Văn Đức"},
-        "recipients": [{"organ_id": DEPARTMENT, "organ_name": "Sở Tư pháp"}], "urgency": "khan",
-    })
+    r = await api.client.post(
+        "/documents",
+        headers=specialist,
+        json={
+            "agency": PROVINCE,
+            "type_key": "QĐ",
+            "subject": "Quyết định phê duyệt kết quả giải quyết hồ sơ",
+            "work_file_id": wf["id"],
+            "signer": {"position": "Chủ tịch", "full_name": "Phạm Văn Đức"},
+            "recipients": [{"organ_id": DEPARTMENT, "organ_name": "Sở Tư pháp"}],
+            "urgency": "khan",
+        },
+    )
     assert r.status_code == 201, r.text
     doc = r.json()
     assert doc["status"] == "draft" and doc["dossier_code"] == "000.00.00.H56-260105-0007" and doc["code"] is None
@@ -101,13 +111,18 @@ async def test_result_document_issued_in_the_dossier_work_file(api: DocumentApi,
 
 async def test_bad_uploads_store_nothing(api: DocumentApi, pdfs: dict[str, bytes]) -> None:
     specialist = api.token("specialist")
-    r = await api.client.post("/documents", headers=specialist, json={
-        "agency": PROVINCE, "type_key": "CV", "unit_abbr": "VP", "subject": "Công văn về việc báo cáo"})
+    r = await api.client.post(
+        "/documents",
+        headers=specialist,
+        json={"agency": PROVINCE, "type_key": "CV", "unit_abbr": "VP", "subject": "Công văn về việc báo cáo"},
+    )
     doc, etag = r.json(), r.headers["ETag"]
 
     not_pdf = await _upload(api, doc["id"], b"PK\x03\x04 a zip pretending", etag, "specialist")
     assert not_pdf.status_code == 415 and not_pdf.headers["content-type"] == "application/problem+json"
-    missing = await api.client.post(f"/documents/{doc['id']}/content", content=pdfs["draft"], headers={**specialist, **PDF})
+    missing = await api.client.post(
+        f"/documents/{doc['id']}/content", content=pdfs["draft"], headers={**specialist, **PDF}
+    )
     assert missing.status_code == 428
     stale = await _upload(api, doc["id"], pdfs["draft"], '"999"', "specialist")
     assert stale.status_code == 412
@@ -139,13 +154,21 @@ async def test_bad_uploads_store_nothing(api: DocumentApi, pdfs: dict[str, bytes
 
 async def test_bad_json_is_refused(api: DocumentApi) -> None:
     specialist = api.token("specialist")
-    wrong_type = await api.client.post("/documents", headers=specialist, json={"agency": PROVINCE, "type_key": 5, "subject": 1})
+    wrong_type = await api.client.post(
+        "/documents", headers=specialist, json={"agency": PROVINCE, "type_key": 5, "subject": 1}
+    )
     assert wrong_type.status_code == 422
-    unknown = await api.client.post("/documents", headers=specialist, json={"agency": PROVINCE, "type_key": "XYZ", "subject": "a"})
+    unknown = await api.client.post(
+        "/documents", headers=specialist, json={"agency": PROVINCE, "type_key": "XYZ", "subject": "a"}
+    )
     assert unknown.status_code == 422
-    extra = await api.client.post("/documents", headers=specialist, json={"agency": PROVINCE, "type_key": "QĐ", "subject": "a", "x": 1})
+    extra = await api.client.post(
+        "/documents", headers=specialist, json={"agency": PROVINCE, "type_key": "QĐ", "subject": "a", "x": 1}
+    )
     assert extra.status_code == 422
-    outside = await api.client.post("/documents", headers=specialist, json={"agency": "000.00.00.H26", "type_key": "QĐ", "subject": "a"})
+    outside = await api.client.post(
+        "/documents", headers=specialist, json={"agency": "000.00.00.H26", "type_key": "QĐ", "subject": "a"}
+    )
     assert outside.status_code == 403
     typo = await api.client.get("/documents", params={"subjcet": "a"}, headers=specialist)
     assert typo.status_code == 400
