@@ -37,7 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +62,41 @@ async def ping() -> dict[str, Any]:
     return {"ok": True, "service": "intake", "message": "Xin chào"}
 
 
-minimal_proxy = FastAPI(title="minimal proxy")
+@asynccontextmanager
+async def _minimal_session(app: FastAPI) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        app.state.http = http
+        yield
+
+
+minimal_proxy = FastAPI(title="minimal proxy", lifespan=_minimal_session)
 _MINIMAL_UPSTREAM = os.environ.get("BENCH_MINIMAL_UPSTREAM", "http://127.0.0.1:9")
-_minimal_session: list[aiohttp.ClientSession] = []
 
 
 @minimal_proxy.api_route("/api/{part}/{rest:path}", methods=["GET"])
 async def minimal_forward(rest: str, request: Request) -> Response:
-    if not _minimal_session:
-        _minimal_session.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
-    async with _minimal_session[0].get(f"{_MINIMAL_UPSTREAM}/{rest}") as upstream:
+    async with request.app.state.http.get(f"{_MINIMAL_UPSTREAM}/{rest}") as upstream:
         body = await upstream.read()
         return Response(body, status_code=upstream.status, media_type=upstream.headers.get("content-type"))
+
+
+def _uvicorn(app: str, port: int) -> list[str]:
+    """A bench app under uvicorn as the parts run (uvloop, httptools, no access log)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+    ]
 
 
 NGINX_CONF = """
@@ -175,20 +199,25 @@ async def main() -> None:
                 "LIENTHONG_INTAKE_DATABASE_URL": dbs["intake"],
             }
         )
-        bare = [sys.executable, "-m", "uvicorn", "bench.gateway:upstream_app", "--port", str(bare_port)]
-        bare += ["--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
-        minimal = [sys.executable, "-m", "uvicorn", "bench.gateway:minimal_proxy", "--port", str(minimal_port)]
-        minimal += ["--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
-        processes = [_start(bare, env, tmp / "bare.log")]
+        processes: list[subprocess.Popen[bytes]] = []
+
+        def start(args: list[str], log: str, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+            processes.append(_start(args, {**env, **(extra or {})}, tmp / log))
+            return processes[-1]
+
         try:
-            await _wait_http(f"http://127.0.0.1:{bare_port}/ping", processes[-1])
-            minimal_env = {**env, "BENCH_MINIMAL_UPSTREAM": f"http://127.0.0.1:{bare_port}"}
-            processes.append(_start(minimal, minimal_env, tmp / "minimal.log"))
-            await _wait_http(f"http://127.0.0.1:{minimal_port}/api/bare/ping", processes[-1])
-            processes.append(_start([sys.executable, "-m", "lienthong", "serve", "intake"], env, tmp / "intake.log"))
-            await _wait_http(f"http://127.0.0.1:{part_port}/healthz", processes[-1], within=120)
-            processes.append(_start([sys.executable, "-m", "lienthong", "serve", "gateway"], env, tmp / "gateway.log"))
-            await _wait_http(f"http://127.0.0.1:{gateway_port}/healthz", processes[-1])
+            bare = start(_uvicorn("bench.gateway:upstream_app", bare_port), "bare.log")
+            await _wait_http(f"http://127.0.0.1:{bare_port}/ping", bare)
+            minimal = start(
+                _uvicorn("bench.gateway:minimal_proxy", minimal_port),
+                "minimal.log",
+                {"BENCH_MINIMAL_UPSTREAM": f"http://127.0.0.1:{bare_port}"},
+            )
+            await _wait_http(f"http://127.0.0.1:{minimal_port}/api/bare/ping", minimal)
+            part = start([sys.executable, "-m", "lienthong", "serve", "intake"], "intake.log")
+            await _wait_http(f"http://127.0.0.1:{part_port}/healthz", part, within=120)
+            gateway = start([sys.executable, "-m", "lienthong", "serve", "gateway"], "gateway.log")
+            await _wait_http(f"http://127.0.0.1:{gateway_port}/healthz", gateway)
             await _gateway_ready(f"http://127.0.0.1:{gateway_port}", [f"/api/{BARE_AS}/ping", "/api/intake/healthz"])
             gateway_url = f"http://127.0.0.1:{gateway_port}"
             targets = {
@@ -198,24 +227,22 @@ async def main() -> None:
                 "bare via gateway": (gateway_url, f"/api/{BARE_AS}/ping"),
                 "bare via minimal proxy": (f"http://127.0.0.1:{minimal_port}", "/api/bare/ping"),
             }
-            front_pid = {
-                "part": processes[2].pid,
-                "gateway": processes[3].pid,
-                "bare": processes[0].pid,
-                "minimal proxy": processes[1].pid,
+            # the process that answers the load generator, for its CPU per request
+            answering = {
+                "part direct": part,
+                "part via gateway": gateway,
+                "bare direct": bare,
+                "bare via gateway": gateway,
+                "bare via minimal proxy": minimal,
             }
             fronts: dict[str, Callable[[], float]] = {
-                "part direct": lambda: process_cpu(front_pid["part"]),
-                "part via gateway": lambda: process_cpu(front_pid["gateway"]),
-                "bare direct": lambda: process_cpu(front_pid["bare"]),
-                "bare via gateway": lambda: process_cpu(front_pid["gateway"]),
-                "bare via minimal proxy": lambda: process_cpu(front_pid["minimal proxy"]),
-                "bare via nginx": lambda: named_cpu(("nginx",)),
+                name: (lambda process=process: process_cpu(process.pid)) for name, process in answering.items()
             }
+            fronts["bare via nginx"] = lambda: named_cpu(("nginx",))  # its master and worker
             if shutil.which(NGINX):
                 (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, part=bare_port, port=nginx_port))
-                processes.append(_start([NGINX, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], env, tmp / "nginx.log"))
-                await _wait_http(f"http://127.0.0.1:{nginx_port}/api/intake/ping", processes[-1])
+                nginx = start([NGINX, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], "nginx.log")
+                await _wait_http(f"http://127.0.0.1:{nginx_port}/api/intake/ping", nginx)
                 targets["bare via nginx"] = (f"http://127.0.0.1:{nginx_port}", "/api/intake/ping")
             for target in targets.values():  # warm-up: pools filled, code paths hot
                 await _load(target, 1.0, clients)

@@ -88,8 +88,9 @@ class AmqpBroker(Broker):
         self._publish_channel: AbstractRobustChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._consumers: dict[str, tuple[AbstractRobustChannel, asyncio.Task[None]]] = {}
-        self._specs: dict[str, tuple[list[str], BatchHandler, int, int]] = {}
-        self._retired: dict[str, list[str]] = {}
+        # queue → (bindings, retired bindings, handler, batch, prefetch): what _attach needs again
+        # after a reconnect
+        self._specs: dict[str, tuple[list[str], list[str], BatchHandler, int, int]] = {}
         self._watchdog: asyncio.Task[None] | None = None
         self._publish_lock = asyncio.Lock()
 
@@ -172,15 +173,14 @@ class AmqpBroker(Broker):
         prefetch: int,
         retired: Sequence[str] = (),
     ) -> None:
-        self._specs[queue] = (list(bindings), handler, batch, prefetch)
-        self._retired[queue] = [r for r in retired if r not in bindings]
+        self._specs[queue] = (list(bindings), [r for r in retired if r not in bindings], handler, batch, prefetch)
         await self._attach(queue)
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._watch(), name="amqp-consumer-watchdog")
 
     async def _attach(self, queue: str) -> None:
         assert self._connection is not None
-        bindings, handler, batch, prefetch = self._specs[queue]
+        bindings, retired, handler, batch, prefetch = self._specs[queue]
         old = self._consumers.pop(queue, None)
         if old is not None:
             old[1].cancel()
@@ -189,16 +189,14 @@ class AmqpBroker(Broker):
         channel = await self._connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch)
         exchange = await self._declare_topology(channel)
-        dlq = await channel.declare_queue(
-            dead_letter_queue(queue), durable=True, arguments={"x-queue-type": "quorum"}
-        )
+        dlq = await channel.declare_queue(dead_letter_queue(queue), durable=True, arguments={"x-queue-type": "quorum"})
         await dlq.bind(DEAD_LETTER_EXCHANGE, routing_key=queue)
         q = await channel.declare_queue(
             queue, durable=True, arguments=queue_arguments(queue, delivery_limit=self.delivery_limit)
         )
         for binding in bindings:
             await q.bind(exchange, routing_key=binding)
-        for binding in self._retired.get(queue, ()):
+        for binding in retired:
             await q.unbind(exchange, routing_key=binding)  # RabbitMQ: a no-op when not bound
         buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         await q.consume(buffer.put, no_ack=False, consumer_tag=f"lienthong.{queue}")
@@ -237,9 +235,7 @@ class AmqpBroker(Broker):
                 with contextlib.suppress(Exception):
                     await probe.close()
 
-    async def _work(
-        self, buffer: asyncio.Queue[AbstractIncomingMessage], handler: BatchHandler, batch: int
-    ) -> None:
+    async def _work(self, buffer: asyncio.Queue[AbstractIncomingMessage], handler: BatchHandler, batch: int) -> None:
         while True:
             first = await buffer.get()
             messages = [first]
