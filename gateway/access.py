@@ -13,12 +13,13 @@ import contextlib
 import json
 import uuid
 from collections import deque
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
 from prometheus_client import Counter
 
+from shared import clock
 from shared.aio import wait_event
 from shared.db import Database, next_values, session_scope
 from shared.events import event_type, format_sequence
@@ -99,7 +100,7 @@ class AccessLog:
                 "status": status,
                 "duration_ms": round(duration_ms, 3),
                 "request_id": request_id,
-                "at": datetime.now(UTC),
+                "at": clock.now(),
             }
         )
         if len(self._queue) >= self.batch:

@@ -8,7 +8,6 @@ their own. Citizens' accounts and the ``service`` role are not handed out here.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -29,7 +28,7 @@ from gateway.schemas import (
     UserPage,
     UserPatch,
 )
-from shared import organ_id
+from shared import clock, organ_id
 from shared.auth import Caller, allow, current_caller
 from shared.db import request_session
 from shared.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable, problem_responses
@@ -174,7 +173,7 @@ async def create_user(
         active=True,
         failed_attempts=0,
         version=1,
-        created_at=datetime.now(UTC),
+        created_at=clock.now(),
     )
     session.add(user)
     try:
@@ -300,7 +299,7 @@ async def create_client(
         agency=body.agency,
         active=True,
         version=1,
-        created_at=datetime.now(UTC),
+        created_at=clock.now(),
     )
     session.add(client)
     try:

@@ -18,7 +18,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import GatewaySettings
 from gateway.models import ServiceClient, SigningKey, User
+from shared import clock
 from shared.auth import ROLES, Caller, allow, current_caller
 from shared.db import Database, request_session, session_scope
 from shared.errors import BadRequest, ProblemError, problem_responses
@@ -163,7 +164,7 @@ def new_signing_key() -> SigningKey:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    return SigningKey(kid=secrets.token_hex(8), private_pem=pem, created_at=datetime.now(UTC))
+    return SigningKey(kid=secrets.token_hex(8), private_pem=pem, created_at=clock.now())
 
 
 class KeyRing:
@@ -198,7 +199,7 @@ class KeyRing:
             session.add(key)
             await session.flush()
             rows = [key]
-        horizon = datetime.now(UTC) - timedelta(seconds=self.settings.token_ttl_seconds * 2)
+        horizon = clock.now() - timedelta(seconds=self.settings.token_ttl_seconds * 2)
         keys = []
         for row in rows:
             if row.retired_at and row.retired_at < horizon:
@@ -239,7 +240,7 @@ class KeyRing:
 
 async def rotate_signing_key(session: AsyncSession) -> str:
     """Start signing with a new key; the old one keeps verifying until its tokens expire."""
-    now = datetime.now(UTC)
+    now = clock.now()
     for row in (await session.execute(select(SigningKey).where(SigningKey.retired_at.is_(None)))).scalars():
         row.retired_at = now
     key = new_signing_key()
@@ -336,7 +337,7 @@ async def _password_grant(
 ) -> dict[str, Any]:
     async with session_scope(db) as session:
         user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
-    now = datetime.now(UTC)
+    now = clock.now()
     if user is None or not user.active:
         await passwords.verify(None, password)
         raise InvalidGrant()

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import structlog
 from pydantic import ValidationError
 from sqlalchemy import Column, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import clock
 from shared.bus import Broker, Delivery, topic_matches
 from shared.db import Database, UtcDateTime, insert_ignoring_duplicates
 from shared.events import CloudEvent
@@ -134,7 +134,7 @@ class Consumer:
         try:
             async with db.sessionmaker() as session:
                 if self.dedupe and keys:
-                    now = datetime.now(UTC)
+                    now = clock.now()
                     claimed = set(
                         (
                             await session.execute(
@@ -198,7 +198,7 @@ class Consumer:
                             consumer=self.name,
                             source=event.source,
                             event_id=event.id,
-                            received_at=datetime.now(UTC),
+                            received_at=clock.now(),
                         )
                     )
                     if result.rowcount == 0:

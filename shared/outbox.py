@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.expression import ColumnElement
 
+from shared import clock
 from shared.aio import stop_tasks, wait_event
 from shared.bus import Broker, OutgoingMessage, PublishError
 from shared.db import Database, UtcDateTime, counter_table, next_values, replace_in
@@ -223,7 +224,7 @@ class OutboxRelay:
                     continue
                 sent = await self.relay_once()
                 backoff = 0.2
-                now = datetime.now(UTC)
+                now = clock.now()
                 if now - last_purge > timedelta(minutes=10):
                     await self._purge(now - self.retention)
                     last_purge = now
@@ -270,7 +271,7 @@ class OutboxRelay:
             ids = [r.id for r in rows[:confirmed]]
             async with self.db.sessionmaker() as session:
                 await session.execute(
-                    update(table).where(table.c.id.in_(ids)).values(sent_at=datetime.now(UTC))
+                    update(table).where(table.c.id.in_(ids)).values(sent_at=clock.now())
                 )
                 await session.commit()
             self.published += confirmed

@@ -23,7 +23,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.pool import NullPool
 
 from services.audit.store import tree
+from shared import clock
 from shared.settings import PARTS, Settings, load_settings
 
 FORMAT = "lienthong-backup/1"
@@ -179,7 +180,7 @@ def backup(root: Path, *, settings: Mapping[str, Settings] | None = None, keep: 
     """Write a dated backup folder under ``root``; return it."""
     settings = settings or part_settings()
     var_dir = Path(next(iter(settings.values())).var_dir).resolve()
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or clock.now()).strftime("%Y%m%dT%H%M%SZ")
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{FOLDER_PREFIX}{stamp}"
     work = root / f".{FOLDER_PREFIX}{stamp}.partial"
@@ -187,7 +188,7 @@ def backup(root: Path, *, settings: Mapping[str, Settings] | None = None, keep: 
         raise BackupError(f"{final} already exists")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    manifest: dict[str, Any] = {"format": FORMAT, "created_at": datetime.now(UTC).isoformat(),
+    manifest: dict[str, Any] = {"format": FORMAT, "created_at": clock.now().isoformat(),
                                 "databases": [], "files": []}
     skip = {root.resolve(), work.resolve()}
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import structlog
 from pydantic import ValidationError
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.models import inbox
 from services.audit.store import Record, UnknownEventError, append_records, record_of
+from shared import clock
 from shared.bus import Delivery
 from shared.db import Database, insert_ignoring_duplicates
 from shared.events import CloudEvent
@@ -80,7 +80,7 @@ class AuditConsumer(Consumer):
             return set(keys)
         if not keys:
             return set()
-        now = datetime.now(UTC)
+        now = clock.now()
         stmt = insert_ignoring_duplicates(session, inbox).returning(inbox.c.source, inbox.c.event_id)
         rows = [{"consumer": self.name, "source": s, "event_id": i, "received_at": now} for s, i in keys]
         # executemany with RETURNING: SQLAlchemy batches it as "insertmanyvalues" from one cached form

@@ -12,7 +12,7 @@ import asyncio
 import base64
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
 from prometheus_client import Counter, Gauge
@@ -24,6 +24,7 @@ from services.audit.config import AuditSettings
 from services.audit.merkle import CorruptLogError
 from services.audit.models import AuditCheckpoint, AuditEntry, TamperAlert, merkle_node, outbox
 from services.audit.store import columns_of, latest_checkpoint, make_checkpoint, tree
+from shared import clock
 from shared.app import ServiceRuntime
 from shared.bus import dead_letter_queue
 from shared.db import Database, insert_ignoring_duplicates, session_scope
@@ -65,7 +66,7 @@ async def checkpoint_once(db: Database, signer: NoteSigner, settings: AuditSetti
             waiting_since = await session.scalar(
                 select(AuditEntry.recorded_at).where(AuditEntry.index == signed)
             )
-            waited = (datetime.now(UTC) - waiting_since).total_seconds() if waiting_since else 0.0
+            waited = (clock.now() - waiting_since).total_seconds() if waiting_since else 0.0
             if waited < settings.checkpoint_every_seconds:
                 return None
         return await make_checkpoint(session, signer)
@@ -196,7 +197,7 @@ class SelfCheck:
                 findings += await check_range(self.db, start, min(start + SELFCHECK_CHUNK, hi))
         findings += await check_checkpoint(self.db, self.signer)
         await self._raise(findings)
-        self.last_findings, self.last_run = findings, datetime.now(UTC)
+        self.last_findings, self.last_run = findings, clock.now()
         SELFCHECK_RUNS.labels("tampered" if findings else "ok").inc()
         return findings
 
@@ -206,7 +207,7 @@ class SelfCheck:
             TAMPERED.labels(f.key, "" if f.entry_index is None else str(f.entry_index)).set(1)
         if not findings:
             return
-        now = datetime.now(UTC)
+        now = clock.now()
         async with session_scope(self.db) as session:
             for f in findings:
                 result = await session.execute(
@@ -238,7 +239,7 @@ async def selfcheck_loop(runtime: ServiceRuntime) -> None:
 
 async def measure(runtime: ServiceRuntime) -> dict[str, object]:
     """Lag, checkpoint age and dead letters, set as metrics and returned for /readyz."""
-    now = datetime.now(UTC)
+    now = clock.now()
     async with runtime.db.sessionmaker() as session:
         size = await tree(session).size()
         newest = (

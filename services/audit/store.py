@@ -25,6 +25,7 @@ from services.audit.checkpoint import NoteSigner, generate_signer_key, parse_sig
 from services.audit.config import AuditSettings
 from services.audit.merkle import MerkleLog, NodeConflictError, NodeKey
 from services.audit.models import AuditCheckpoint, AuditEntry, merkle_node
+from shared import clock
 from shared.db import insert_ignoring_duplicates
 from shared.events import CloudEvent, routing_key_of
 from shared.organ_id import is_valid as is_organ_id
@@ -160,7 +161,7 @@ async def append_records(session: AsyncSession, records: Sequence[Record]) -> in
         return -1
     await lock_log(session)
     first = await tree(session).append_leaf_hashes([leaf_hash(r.leaf) for r in records])
-    now = datetime.now(UTC)
+    now = clock.now()
     rows = [
         {"index": first + i, "leaf": r.leaf, "recorded_at": now, **r.columns} for i, r in enumerate(records)
     ]
@@ -198,7 +199,7 @@ async def make_checkpoint(session: AsyncSession, signer: NoteSigner) -> AuditChe
     latest = await latest_checkpoint(session)
     if size == 0 or (latest is not None and latest.size >= size):
         return None
-    created = datetime.now(UTC)
+    created = clock.now()
     note = sign_checkpoint(signer=signer, origin=signer.name, size=size, root=root)
     await session.execute(
         insert_ignoring_duplicates(session, AuditCheckpoint.__table__).values(

@@ -37,7 +37,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
 from typing import Any
 
@@ -60,6 +60,7 @@ from signxml import (
 from signxml.algorithms import SignatureConstructionMethod
 
 from services.document.doctypes import Urgency
+from shared import clock
 from shared import organ_id as organ_ids
 
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
@@ -367,7 +368,7 @@ def make_cert_validator(trusted: Iterable[x509.Certificate], *, at: datetime | N
     anchors = list(trusted)
 
     def validate(leaf: x509.Certificate, others: Sequence[x509.Certificate]) -> None:
-        when = at or datetime.now(UTC)
+        when = at or clock.now()
         if not leaf.not_valid_before_utc <= when <= leaf.not_valid_after_utc:
             raise UnknownCertificate("the signer's certificate is not valid at this time")
         _require_signing_usage(leaf)
@@ -587,7 +588,7 @@ def build_envelope(
     _validate_header(header, limits, ValueError)
     _validate_attachments(attachments, limits, ValueError)
     traces = (
-        list(trace_headers) if trace_headers is not None else [TraceHeader(header.from_.organ_id, datetime.now(UTC))]
+        list(trace_headers) if trace_headers is not None else [TraceHeader(header.from_.organ_id, clock.now())]
     )
     for trace in traces:
         _check_organ_id(trace.organ_id, "TraceHeader", ValueError)
@@ -729,7 +730,7 @@ def _date(text: str, name: str, wire: WireFormat) -> date:
     text = text.strip()
     for fmt in wire.read_date_formats:
         try:
-            return datetime.strptime(text, fmt).date()
+            return datetime.strptime(text, fmt).date()  # noqa: DTZ007 - a calendar date, no instant
         except ValueError:
             continue
     raise MalformedEnvelope(f"{name} is not a date: {text!r}")
@@ -740,7 +741,7 @@ def _timestamp(text: str, name: str, wire: WireFormat) -> datetime:
     parsed: datetime | None = None
     for fmt in wire.read_timestamp_formats:
         try:
-            parsed = datetime.strptime(text, fmt)
+            parsed = datetime.strptime(text, fmt)  # noqa: DTZ007 - a zoneless wire time is Vietnam's, below
             break
         except ValueError:
             continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from services.document.models import (
     ExchangeMessage,
     ExchangeStatus,
 )
+from shared import clock
 from shared.aio import wait_event
 from shared.db import Database
 from shared.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, ProblemError, Unprocessable
@@ -92,7 +93,7 @@ def create_development_identity(directory: Path, *, common_name: str) -> tuple[P
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
-    now = datetime.now(UTC)
+    now = clock.now()
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -244,7 +245,7 @@ async def build_document_envelope(
         from_=edxml.Organization(organ_id=doc.agency, organ_name=profile.name if profile else ""),
         to=(edxml.Organization(organ_id=message.partner, organ_name=recipient.get("organ_name", "")),),
         code=edxml.DocumentCode(number, notation),
-        promulgation_info=edxml.PromulgationInfo(place="", promulgation_date=doc.issued_date or date.today()),
+        promulgation_info=edxml.PromulgationInfo(place="", promulgation_date=doc.issued_date or clock.vn_today()),
         document_type=edxml.DocumentType(type=doc.type_key, type_name=doc.type_name),
         subject=doc.subject,
         document_id=message.exchange_id,

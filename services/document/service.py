@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.document.blobs import FileCipher, LocalBlobStore
 from services.document.config import DocumentSettings
 from services.document.doctypes import DEFAULT_DOC_TYPES, DocType, Secrecy, Urgency
-from services.document.edxml import VIETNAM_TIME
 from services.document.events import DocumentReceived, DocumentRegistered
 from services.document.models import ContentVersion, Document, counters, outbox
 from services.document.numbering import MalformedCode, edxml_parts, format_code, parse_code, series_key_for
 from services.document.workdays import WorkingCalendar
+from shared import clock
 from shared.auth import Caller
 from shared.db import next_value
 from shared.errors import NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
@@ -57,12 +57,12 @@ def toolkit(request: Request) -> Toolkit:
 
 
 def now_utc() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def start_of(day: date) -> datetime:
     """Midnight at the start of ``day`` in Vietnam, as an aware datetime."""
-    return datetime.combine(day, datetime.min.time(), tzinfo=VIETNAM_TIME)
+    return datetime.combine(day, datetime.min.time(), tzinfo=clock.VN_TZ)
 
 
 def end_of(day: date) -> datetime:
@@ -71,7 +71,7 @@ def end_of(day: date) -> datetime:
 
 def vietnam_today(at: datetime | None = None) -> date:
     """The calendar day in Vietnam: numbering years and deadlines follow local dates."""
-    return (at or now_utc()).astimezone(VIETNAM_TIME).date()
+    return clock.vn_date_of(at or now_utc())
 
 
 # --- visibility -------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import NamedTuple
-from zoneinfo import ZoneInfo
 
 import holidays
 
-VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+from shared import clock
+
+VN_TZ = clock.VN_TZ  # one definition of Vietnam's zone, in shared.clock
 
 # Labour Code 2019 and the civil-service working week: Saturday and Sunday are days off.
 # Saturday-morning reception at some desks does not make Saturday count for deadlines.

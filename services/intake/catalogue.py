@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from decimal import Decimal
 
 from sqlalchemy import bindparam, select
@@ -21,7 +21,7 @@ from services.intake.config import IntakeSettings
 from services.intake.events import AgencyChanged, ProcedureChanged
 from services.intake.models import Agency, CalendarOverrideRow, ProcedureVersion, outbox
 from services.intake.schemas import AgencyIn, AgencyOut, ComponentSpecOut, ProcedureVersionIn, ProcedureVersionOut
-from shared import organ_id
+from shared import clock, organ_id
 from shared.db import insert_ignoring_duplicates
 from shared.errors import Conflict, NotFound, Unprocessable
 from shared.text import fold
@@ -35,7 +35,7 @@ def agency_path(code: str) -> str:
 
 
 def today_in_vietnam(now: datetime | None = None) -> date:
-    return (now or datetime.now(UTC)).astimezone(VN_TZ).date()
+    return (now or clock.now()).astimezone(VN_TZ).date()
 
 
 # ------------------------------------------------------------------ agencies
@@ -77,7 +77,7 @@ async def put_agency(session: AsyncSession, code: str, body: AgencyIn) -> tuple[
     parent = organ_id.parent(code)
     if parent is not None and await session.get(Agency, parent) is None:
         raise Unprocessable(f"the parent agency {parent} does not exist yet", field="code")
-    now = datetime.now(UTC)
+    now = clock.now()
     agency = await session.get(Agency, code, with_for_update=True)
     created = agency is None
     if agency is None:
@@ -210,7 +210,7 @@ async def add_version(session: AsyncSession, code: str, body: ProcedureVersionIn
         fee_vnd=body.fee_vnd,
         components=[c.model_dump() for c in body.components],
         online_level=body.online_level,
-        created_at=datetime.now(UTC),
+        created_at=clock.now(),
         created_by=actor,
     )
     session.add(row)
@@ -281,7 +281,7 @@ async def put_override(
     session: AsyncSession, day: date, *, working: bool, reason: str, actor: str
 ) -> CalendarOverrideRow:
     row = await session.get(CalendarOverrideRow, day, with_for_update=True)
-    now = datetime.now(UTC)
+    now = clock.now()
     if row is None:
         row = CalendarOverrideRow(day=day, working=working, reason=reason, created_at=now, created_by=actor)
         session.add(row)
@@ -304,7 +304,7 @@ async def seed_demo(session: AsyncSession) -> int:
     """Insert the demo agencies and procedures that are missing; safe to run at every start and
     from several replicas at once. Returns how many rows were added."""
     added = 0
-    now = datetime.now(UTC)
+    now = clock.now()
     for seed in catalogue_seed.AGENCIES:
         result = await session.execute(
             insert_ignoring_duplicates(session, Agency.__table__).values(

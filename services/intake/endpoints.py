@@ -8,7 +8,7 @@ import hmac
 import io
 import ipaddress
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -56,7 +56,7 @@ from services.intake.schemas import (
     ProcedureVersionOut,
 )
 from services.intake.workflow import DossierStatus
-from shared import organ_id
+from shared import clock, organ_id
 from shared.auth import Caller, allow, current_caller, public
 from shared.db import request_session
 from shared.errors import BadRequest, Forbidden, NotFound, TooManyRequests, Unprocessable, problem_responses
@@ -393,7 +393,7 @@ async def list_dossiers(
             raise BadRequest("due_before: give a timezone", field="due_before")
         query = query.where(Dossier.due_at < due_before)
     running = (int(DossierStatus.ACCEPTED), int(DossierStatus.PROCESSING))
-    now = datetime.now(UTC)
+    now = clock.now()
     if overdue is True:
         query = query.where(Dossier.status.in_(running), Dossier.due_at < now)
     elif overdue is False:
@@ -733,7 +733,7 @@ async def compute_indicators(
             select(func.count()).where(
                 in_scope,
                 Dossier.status.in_((int(DossierStatus.ACCEPTED), int(DossierStatus.PROCESSING))),
-                Dossier.due_at < datetime.now(UTC),
+                Dossier.due_at < clock.now(),
             )
         )
     ).scalar_one()

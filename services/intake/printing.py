@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -14,6 +14,7 @@ from services.intake.config import IntakeSettings
 from services.intake.models import Agency, Dossier, DossierEvent, DueDateChange, Handoff, ProcedureVersion
 from services.intake.service import load_components
 from services.intake.workflow import Timeliness
+from shared import clock
 from shared.errors import Conflict, NotFound
 
 
@@ -164,7 +165,7 @@ async def tracking_sheet(session: AsyncSession, dossier: Dossier) -> bytes:
             procedure_name=(await _procedure(session, dossier)).name,
             applicant=_applicant(dossier),
             received_at=dossier.accepted_at,
-            due_at=last_due or datetime.now(UTC),
+            due_at=last_due or clock.now(),
             entries=tuple(
                 forms.TrackingEntry(
                     from_whom=s.from_whom,

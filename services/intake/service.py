@@ -58,6 +58,7 @@ from services.intake.workflow import (
     pauses_from_history,
     step_timeliness,
 )
+from shared import clock
 from shared.auth import Caller
 from shared.db import CodeCounter, insert_ignoring_duplicates, replace_in
 from shared.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
@@ -140,7 +141,7 @@ def new_lookup_secret() -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 # ------------------------------------------------------------------ views

@@ -32,6 +32,7 @@ from services.notify.handlers import WAKE
 from services.notify.models import Attempt, Delivery, Subscription
 from services.notify.signatures import webhook_headers
 from services.notify.targets import GuardedResolver, TargetRefused, check_url, describe
+from shared import clock
 from shared.aio import wait_event
 from shared.db import Database, session_scope
 
@@ -150,7 +151,7 @@ class Deliverer:
             await wait_event(self._wakeup, self.settings.worker_poll_seconds)
 
     async def claim(self) -> list[Claimed]:
-        now = datetime.now(UTC)
+        now = clock.now()
         async with session_scope(self.db) as session:
             rows = (
                 await session.execute(
@@ -193,8 +194,8 @@ class Deliverer:
 
     async def send(self, item: Claimed) -> Outcome:
         assert self._client is not None
-        started = datetime.now(UTC)
-        clock = time.perf_counter()
+        started = clock.now()
+        t0 = time.perf_counter()
         settings = self.settings
         status: int | None = None
         error: str | None = None
@@ -211,7 +212,7 @@ class Deliverer:
                 status = response.status
                 raw = await response.content.read(settings.response_excerpt_bytes)
                 excerpt = raw.decode("utf-8", "replace") or None
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), clock.now())
                 if 300 <= status < 400:
                     error = f"redirect to {response.headers.get('Location', '?')[:200]} not followed"
         except TargetRefused as exc:
@@ -220,7 +221,7 @@ class Deliverer:
             error = f"no answer within {settings.delivery_timeout_seconds} s"
         except (aiohttp.ClientError, OSError) as exc:
             error = describe(exc)
-        return Outcome(started, (time.perf_counter() - clock) * 1000, status, error, excerpt, retry_after)
+        return Outcome(started, (time.perf_counter() - t0) * 1000, status, error, excerpt, retry_after)
 
     async def attempt(self, item: Claimed) -> None:
         outcome = await self.send(item)
@@ -231,7 +232,7 @@ class Deliverer:
 
     async def record(self, item: Claimed, outcome: Outcome) -> None:
         settings = self.settings
-        now = datetime.now(UTC)
+        now = clock.now()
         async with session_scope(self.db) as session:
             delivery = await session.get(Delivery, item.delivery_id)
             if delivery is None or delivery.status != "pending":
@@ -287,7 +288,7 @@ class Deliverer:
 
     async def purge(self) -> None:
         """Forget finished deliveries (and their attempts) after the retention period."""
-        before = datetime.now(UTC) - timedelta(days=self.settings.delivery_retention_days)
+        before = clock.now() - timedelta(days=self.settings.delivery_retention_days)
         async with session_scope(self.db) as session:
             old = select(Delivery.id).where(Delivery.status != "pending", Delivery.created_at < before)
             await session.execute(delete(Attempt).where(Attempt.delivery_id.in_(old)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -38,6 +38,7 @@ from services.notify.schemas import (
 )
 from services.notify.signatures import new_secret
 from services.notify.targets import check_resolves, check_url
+from shared import clock
 from shared.auth import Caller, allow, current_caller
 from shared.db import request_session
 from shared.errors import BadRequest, Conflict, Forbidden, NotFound, ProblemError, problem_responses
@@ -186,7 +187,7 @@ async def create_subscription(
     owned = (await session.execute(select(func.count()).where(Subscription.owner == caller.sub))).scalar_one()
     if owned >= settings.max_subscriptions_per_owner:
         raise Conflict(f"you have {owned} subscriptions, the most allowed")
-    now = datetime.now(UTC)
+    now = clock.now()
     subscription = Subscription(
         owner=caller.sub,
         callback_url=body.callback_url,
@@ -271,7 +272,7 @@ async def update_subscription(
         subscription.active = body.active
         subscription.disabled_reason = None if body.active else "disabled by its owner"
     subscription.version += 1
-    subscription.updated_at = datetime.now(UTC)
+    subscription.updated_at = clock.now()
     await session.flush()
     response.headers["ETag"] = etag_for(subscription.version)
     return _out(subscription)
@@ -303,7 +304,7 @@ async def rotate_secret(
 ) -> SubscriptionSecret:
     """A new signing secret, shown once; deliveries carry signatures with both for a while."""
     subscription = await _subscription(session, caller, subscription_id)
-    now = datetime.now(UTC)
+    now = clock.now()
     until = now + timedelta(hours=_settings(request).secret_overlap_hours)
     subscription.previous_secret, subscription.previous_secret_until = subscription.secret, until
     subscription.secret = new_secret()
@@ -413,7 +414,7 @@ async def replay_delivery(
     subscription = await _subscription(session, caller, subscription_id)
     _require_active(subscription)
     delivery = await _delivery(session, subscription, delivery_id)
-    now = datetime.now(UTC)
+    now = clock.now()
     delivery.status, delivery.next_attempt_at, delivery.retry_from, delivery.delivered_at = "pending", now, now, None
     await session.flush()
     session.info[WAKE] = True
@@ -456,7 +457,7 @@ async def replay_range(
         .all()
     )
     if ids:
-        now = datetime.now(UTC)
+        now = clock.now()
         await session.execute(
             update(Delivery)
             .where(Delivery.id.in_(ids))

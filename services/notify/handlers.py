@@ -8,7 +8,7 @@ seen twice is owed once.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.config import NotifySettings
 from services.notify.models import Delivery, Subscription, inbox
-from shared import organ_id
+from shared import clock, organ_id
 from shared.bus import topic_matches
 from shared.db import insert_ignoring_duplicates
 from shared.events import FAMILIES, CloudEvent
@@ -69,7 +69,7 @@ def consumer(settings: NotifySettings) -> Consumer:
         subscriptions = (
             (await session.execute(select(Subscription).where(Subscription.active.is_(True)))).scalars().all()
         )
-        now = datetime.now(UTC)
+        now = clock.now()
         for subscription in subscriptions:
             if wants(subscription, routing_key, event.agency):
                 await owe(session, subscription, event, now)

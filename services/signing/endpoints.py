@@ -16,13 +16,13 @@ import base64
 import binascii
 import dataclasses
 import uuid
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import clock
 from shared.auth import ROLES, Caller, allow, current_caller, public
 from shared.db import request_session
 from shared.errors import NotFound, ProblemError, Unprocessable, UnsupportedMediaType, problem_responses
@@ -301,7 +301,7 @@ async def sign(
         row = await service.certificate_for(
             session, caller, kind="person" if kind == "person" else "organisation", serial=certificate
         )
-        signed_at = datetime.now(UTC)
+        signed_at = clock.now()
         service.check_usable(keystore, row, at=signed_at)
         options = service.sign_options(keystore, kind=kind, level=level_, caller=caller, number=number)
         pins = _pins(request)
@@ -381,7 +381,7 @@ async def sign_batch(
         row = await service.certificate_for(
             session, caller, kind="person" if kind == "person" else "organisation", serial=certificate
         )
-        signed_at = datetime.now(UTC)
+        signed_at = clock.now()
         service.check_usable(keystore, row, at=signed_at)
         options = service.sign_options(keystore, kind=kind, level=level_, caller=caller, number=number)
         pins = _pins(request)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
 from cryptography import x509
+
+from shared import clock
 
 from .config import SigningSettings
 from .pades import LocalTimeStamper, SigningPolicy
@@ -65,7 +67,7 @@ class Keystore:
     def crl(self, issuer: str) -> bytes:
         """The CRL served at ``/pki/crl/<issuer>.crl``: kept until it is due for refresh (well
         before its nextUpdate), rebuilt at once after a revocation."""
-        now = datetime.now(UTC)
+        now = clock.now()
         # a revocation made straight on the CA (not through revoke()) must show as well
         revoked = sum(1 for entry in self.ca.issued() if entry.revocation is not None)
         with self._lock:

@@ -9,7 +9,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,6 +30,8 @@ from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.signers.pdf_signer import DSSContentSettings, SigDSSPlacementPreference
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko.sign.timestamps.common_utils import get_nonce
+
+from shared import clock
 
 from . import der, stamps
 from .stamps import DEFAULT_RULES, AppearanceRules, PersonBlockGeometry, PrerenderedStyle
@@ -713,7 +715,7 @@ def sign_pdf(
     with ``number_text`` and the signing time, top right of page 1). ``trust`` checks the
     certificate (chain, expiry, revocation) before signing and feeds B-LT. ``pdf`` may be what
     :func:`open_pdf` made of the bytes, so a caller that checked them first parses them once."""
-    signing_time = signing_time or datetime.now(UTC)
+    signing_time = signing_time or clock.now()
     job = _make_job(
         signer=signer,
         kind=kind,
@@ -780,7 +782,7 @@ def sign_batch(
     once. A document that cannot be signed is reported in its item; the others go on."""
     if len(pdfs) > max_batch:
         raise ValueError(f"at most {max_batch} documents per batch")
-    signing_time = signing_time or datetime.now(UTC)
+    signing_time = signing_time or clock.now()
     started = time.perf_counter()
     job = _make_job(
         signer=signer,

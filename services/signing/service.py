@@ -17,13 +17,14 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import clock
 from shared.auth import Caller
 from shared.errors import Conflict, Forbidden, NotFound, ProblemError, Unprocessable
 
@@ -109,7 +110,7 @@ async def issue_certificate(
         cert = await asyncio.to_thread(make)
     except (PkiError, TokenError) as exc:
         raise Unprocessable(str(exc)) from exc
-    now = datetime.now(UTC)
+    now = clock.now()
     row = Certificate(
         serial=format(cert.serial_number, "x"),
         kind=kind,
@@ -418,7 +419,7 @@ async def record_failure(
             input_sha256=input_sha,
             code=problem.code,
             status=problem.status,
-            at=datetime.now(UTC),
+            at=clock.now(),
             batch_id=batch_id,
         ),
         subject=f"certificate:{serial}" if serial else f"signer:{caller.sub}",

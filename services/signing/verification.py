@@ -35,6 +35,8 @@ from pyhanko_certvalidator.errors import (
     RevokedError,
 )
 
+from shared import clock
+
 from .pades import (
     DEFAULT_POLICY,
     CertificateExpired,
@@ -280,7 +282,7 @@ def verify_pdf(
     the time-stamp (a later revocation does not undo it); one without, as of ``at`` (now)."""
     writer = open_pdf(pdf, policy)
     reader: PdfFileReader = writer.prev
-    return asyncio.run(_verify(reader, trust=trust, at=at or datetime.now(UTC), policy=policy))
+    return asyncio.run(_verify(reader, trust=trust, at=at or clock.now(), policy=policy))
 
 
 async def _verify(

@@ -16,6 +16,7 @@ from services.document.doctypes import (
     Urgency,
     clearance_allows,
 )
+from shared import clock
 
 ANNEX_III_ABBREVIATIONS = (
     "NQ QĐ CT QC QyĐ TC TB HD CTr KH PA ĐA DA BC BB TTr HĐ CĐ BGN BTT GUQ GM GGT GNP PG PC PB"
@@ -54,7 +55,7 @@ def test_legal_types_share_the_abbreviation_but_not_the_category() -> None:
 def test_every_type_names_its_legal_source_and_date() -> None:
     for t in DEFAULT_DOC_TYPES:
         assert t.source.text
-        assert t.source.effective_from <= date.today()
+        assert t.source.effective_from <= clock.vn_today()
     assert DEFAULT_DOC_TYPES.get("QĐ").source.effective_from == date(2020, 3, 5)
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 from services.document.config import AgencyProfile
+from shared import clock
 from tests.services.document.conftest import DEPARTMENT, OTHER, PROVINCE, DocumentApi, eventually
 
 PDF = {"Content-Type": "application/pdf"}
@@ -81,7 +82,7 @@ async def test_directive15_shares_by_agency_and_level(api: DocumentApi, pdfs: di
     r = await api.client.post(f"/documents/{received['id']}/assignments", headers=dept_leader, json={"assignee": "cv"})
     assert r.status_code == 201, r.text
 
-    today = date.today()
+    today = clock.vn_today()
     params = {"from": (today - timedelta(days=1)).isoformat(), "to": (today + timedelta(days=1)).isoformat()}
     r = await api.client.get("/reports/directive15", params=params, headers=api.token("leader"))
     assert r.status_code == 200, r.text

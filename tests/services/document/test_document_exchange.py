@@ -22,6 +22,7 @@ from services.document.app import create_app
 from services.document.config import AgencyProfile, ExchangePartner, get_settings
 from services.document.exchange import create_development_identity, load_identity
 from services.document.models import Document, ExchangeMessage
+from shared import clock
 from shared.bus.memory import InProcessBroker
 from tests.services.document.conftest import DocumentApi, eventually
 
@@ -196,7 +197,7 @@ async def test_document_travels_and_statuses_come_back(pair: Pair, pdfs: dict[st
     [attachment] = (await b.client.get(f"/documents/{got['id']}/attachments", headers=b_clerk)).json()
     assert attachment["name"] == "phu-luc.txt"
     [received] = await b.events("document.received")
-    assert received.data["source"] == f"edxml:{A_ORG},{date.today():%Y/%m/%d},01/UBND-VP"
+    assert received.data["source"] == f"edxml:{A_ORG},{clock.vn_today():%Y/%m/%d},01/UBND-VP"
 
     # A sees the delivery and the receiver's statuses: arrived (the answer), registered
     await eventually(lambda: _has(a, sent["id"], a_clerk, ["01", "03"]))

@@ -599,7 +599,7 @@ def test_build_refuses_bad_attachments_and_naive_times(sender) -> None:
             full_header(),
             signing_key=key,
             certificate=cert,
-            trace_headers=[TraceHeader(FROM.organ_id, datetime(2020, 5, 22, 8))],
+            trace_headers=[TraceHeader(FROM.organ_id, datetime(2020, 5, 22, 8))]  # noqa: DTZ001 - refused,
         )
 
 
