@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,10 +71,40 @@ class CloudEvent(BaseModel):
         return event
 
 
-class EventData(BaseModel):
-    """Base for the ``data`` of one event type; forbids fields the contract does not name."""
+class Actor(BaseModel):
+    """Who caused a fact: a person or client (the token's ``sub``, name and roles) or the system
+    itself (``kind="system"``, with the reason it acted, e.g. the event it applied)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["user", "client", "system"]
+    sub: str | None = Field(default=None, description="the token's subject; absent for the system")
+    name: str | None = None
+    roles: list[str] = Field(default_factory=list)
+    agency: str | None = Field(default=None, description="OrganId the actor acted for")
+    reason: str | None = Field(default=None, description="why the system acted (e.g. the event it applied)")
+
+    @classmethod
+    def of(cls, caller: Any) -> Actor:
+        """The actor behind a verified :class:`shared.auth.Caller`."""
+        kind = "client" if "service" in caller.roles else "user"
+        roles = sorted(caller.roles)
+        return cls(kind=kind, sub=caller.sub, name=caller.name or None, roles=roles, agency=caller.agency)
+
+    @classmethod
+    def system(cls, reason: str) -> Actor:
+        return cls(kind="system", reason=reason)
+
+
+class EventData(BaseModel):
+    """Base for the ``data`` of one event type; forbids fields the contract does not name.
+
+    ``actor`` says who caused the fact; every domain event names one (a person, a client, or the
+    system with its reason)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    actor: Actor | None = None
 
 
 # The first word of every routing key. A consumer that wants "everything but X" binds one
