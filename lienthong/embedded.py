@@ -89,10 +89,12 @@ def _banner(suite: EmbeddedSuite, password: str) -> str:
     lines = [
         "",
         "lienthong is running (embedded mode: one process, SQLite under var/, in-process broker)",
+        f"  console        {suite.url()}/            the web pages (look-up: {suite.url()}/tra-cuu)",
         f"  gateway        {suite.url()}            API docs: {suite.url()}/docs",
     ]
     for part in PARTS[1:]:
-        lines.append(f"  {part:<14} {suite.url(part)}   docs: {suite.url(part)}/docs")
+        if part != "console":
+            lines.append(f"  {part:<14} {suite.url(part)}   docs: {suite.url(part)}/docs")
     lines += [
         "",
         f"Demo logins (password '{password}'): "

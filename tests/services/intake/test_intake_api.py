@@ -405,7 +405,7 @@ async def test_receipt_qr_points_to_public_lookup(tmp_path: Path) -> None:
         ).stdout
         assert code in text and receipt.headers["lookup-secret"] in text
         assert "Thủ tục đăng ký khai sinh" in text and "Lê Văn Tiếp" in text
-        assert f"{PUBLIC_BASE}/api/intake/lookup?code=" in text.replace("\n", "")
+        assert f"{PUBLIC_BASE}/tra-cuu?code=" in text.replace("\n", "")
 
 
 async def test_result_from_document_issued(tmp_path: Path) -> None:
