@@ -161,6 +161,13 @@ async def lookup(v: Visit = V, code: str = "", secret: str = "") -> Response:
     return v.render("lookup.html", status=status, code=code, secret=secret, found=found, error=error, bring=bring)
 
 
+async def search_procedures(v: Visit, q: str) -> list[dict[str, Any]]:
+    """By name (the API's search, accents optional) or by the start of the national code."""
+    if re.fullmatch(r"\d[\d.]*", q):
+        return [p for p in await v.api.procedures() if p["code"].startswith(q)]
+    return await v.api.procedures(q=q)
+
+
 def _local_input(value: str, tz: str) -> datetime | None:
     """A ``datetime-local`` field: Vietnam's wall-clock time."""
     try:
@@ -192,7 +199,7 @@ async def due_date(v: Visit = V, q: str = "", procedure: str = "", received: str
                 elif chosen:
                     due = await v.api.due(procedure=procedure, accepted_at=moment.isoformat())
         elif q:
-            procedures = await v.api.procedures(q=q)
+            procedures = await search_procedures(v, q)
     except ApiError as exc:
         if not exc.is_client_error:
             raise
@@ -247,7 +254,7 @@ async def desk_lists(
         page=page,
         applicant=applicant,
         procedure=procedure,
-        status=status,
+        status_filter=status,
         cursor=cursor,
         error=error,
     )
@@ -292,7 +299,7 @@ async def receive_form(v: Visit = V, q: str = "", procedure: str = "") -> Respon
         if PROCEDURE.match(procedure.strip()):
             context = await _intake_form_context(v, procedure.strip())
         elif q.strip():
-            procedures = await v.api.procedures(q=q.strip())
+            procedures = await search_procedures(v, q.strip())
             if not procedures:
                 error = v._("No procedure matches; try part of its name or its code, e.g. 1.001193.")
     except ApiError as exc:
