@@ -61,6 +61,8 @@ ACTION_NAMES = {
     "finish": N_("Finish"),
     "return_result": N_("Return the result"),
     "received": N_("Received"),
+    "receive": N_("Received"),
+    "extend": N_("Due date extended"),
 }
 TIMELINESS_NAMES = {"early": N_("Early"), "on_time": N_("On time"), "late": N_("Late")}
 

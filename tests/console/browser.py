@@ -139,6 +139,11 @@ class Browser:
         element.clear()
         element.send_keys(value)
 
+    def choose(self, label: str, option: str) -> None:
+        from selenium.webdriver.support.ui import Select
+
+        Select(self.field(label)).select_by_visible_text(option)
+
     def attach(self, label: str, path: Path) -> None:
         self.field(label).send_keys(str(path))
 
