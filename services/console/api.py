@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,13 +35,17 @@ class ApiError(Exception):
     def is_client_error(self) -> bool:
         return 400 <= self.status < 500
 
-    def message(self) -> str:
-        """What a person reads: the detail, and which inputs were wrong."""
-        parts = [self.detail or self.title or f"HTTP {self.status}"]
+    def message(self, label: Callable[[str], str] = str) -> str:
+        """What a person reads: which inputs were wrong (``label`` names a field as the form
+        does), else the API's own explanation."""
+        wrong = []
         for p in self.invalid_params[:5]:
-            name = p.get("name") or ".".join(str(x) for x in p.get("loc", ()) if x != "body")
-            parts.append(f"{name}: {p.get('reason') or p.get('msg') or ''}".strip(": "))
-        return " — ".join(x for x in parts if x)
+            path = str(p.get("name") or "")
+            field_name = path.rsplit(".", 1)[-1]
+            wrong.append(f"{label(field_name)}: {p.get('reason') or ''}".rstrip(": "))
+        if wrong:
+            return "; ".join(wrong)
+        return self.detail or self.title or f"HTTP {self.status}"
 
 
 @dataclass

@@ -203,7 +203,7 @@ async def due_date(v: Visit = V, q: str = "", procedure: str = "", received: str
     except ApiError as exc:
         if not exc.is_client_error:
             raise
-        error = v._("No such procedure.") if exc.status == 404 else exc.message()
+        error = v._("No such procedure.") if exc.status == 404 else v.problem(exc)
     return v.render("due.html", q=q, procedures=procedures[:50], chosen=chosen, due=due, received=received, error=error)
 
 
@@ -246,7 +246,7 @@ async def desk_lists(
     except ApiError as exc:
         if not exc.is_client_error:
             raise
-        error = exc.message()
+        error = v.problem(exc)
     return v.render(
         "desk.html",
         view=view,
@@ -305,7 +305,7 @@ async def receive_form(v: Visit = V, q: str = "", procedure: str = "") -> Respon
     except ApiError as exc:
         if not exc.is_client_error:
             raise
-        error = exc.message()
+        error = v.problem(exc)
     return v.render(
         "receive.html",
         q=q,
@@ -374,7 +374,7 @@ async def receive(request: Request, v: Visit = V) -> Response:
         except ApiError as exc:
             if not exc.is_client_error:
                 raise
-            error = exc.message()
+            error = v.problem(exc)
         else:
             return v.redirect(
                 f"/ho-so/{created['code']}",
@@ -513,6 +513,6 @@ async def take_action(code: str, action: str, request: Request, v: Visit = V) ->
             action=action,
             kind=ACTION_FORMS.get(action),
             values=values,
-            error=exc.message(),
+            error=v.problem(exc),
         )
     return v.redirect(f"/ho-so/{code}", notice=v._("Done: {action}.").format(action=v.fmt.action(action)))

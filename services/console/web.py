@@ -23,9 +23,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import delete, select
 
-from services.console.api import Api
+from services.console.api import Api, ApiError
 from services.console.config import ConsoleSettings
-from services.console.i18n import LOCALES, Formats
+from services.console.i18n import LOCALES, N_, Formats
 from services.console.models import ConsoleSession
 from shared import clock
 from shared.db import session_scope
@@ -47,6 +47,24 @@ environment = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+# the API's field names as the console's forms label them
+FIELD_LABELS = {
+    "full_name": N_("Full name"),
+    "id_number": N_("ID number"),
+    "phone": N_("Phone"),
+    "email": N_("E-mail"),
+    "address": N_("Address"),
+    "components": N_("Components"),
+    "reasons": N_("Reasons, one per line"),
+    "missing_items": N_("Everything that is missing, one per line"),
+    "amount_vnd": N_("Amount (VND)"),
+    "summary": N_("Result"),
+    "to_whom": N_("Hand over to"),
+    "allotted_hours": N_("Working hours allotted to this step"),
+    "subject": N_("What it is about"),
+    "note": N_("Note"),
+}
 
 ROLE_HOMES = {
     "desk_officer": "/mot-cua",
@@ -92,6 +110,10 @@ class Visit:
     @property
     def _(self) -> Any:
         return self.fmt._
+
+    def problem(self, exc: ApiError) -> str:
+        """An API refusal in words, the wrong fields named as the form names them."""
+        return exc.message(lambda name: self.fmt._(FIELD_LABELS[name]) if name in FIELD_LABELS else name)
 
     @property
     def csrf(self) -> str:

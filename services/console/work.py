@@ -83,7 +83,7 @@ async def draft_result(work_file_id: int, request: Request, v: Visit = V) -> Res
         except ApiError as exc:
             if not exc.is_client_error:
                 raise
-            error = exc.message()
+            error = v.problem(exc)
         else:
             return v.redirect(
                 f"/xu-ly/ho-so-cong-viec/{work_file_id}", notice=v._("The draft was sent to the leader for signature.")
@@ -146,9 +146,9 @@ async def sign(request: Request, v: Visit = V) -> Response:
 
 
 def _signing_message(v: Visit, exc: ApiError) -> str:
-    if exc.status in (401, 403, 423) and re.search(r"pin", exc.message(), re.IGNORECASE):
-        return v._("The PIN is wrong or the key is locked.") + f" ({exc.message()})"
-    return exc.message()
+    if exc.status in (401, 403, 423) and re.search(r"pin", v.problem(exc), re.IGNORECASE):
+        return v._("The PIN is wrong or the key is locked.") + f" ({v.problem(exc)})"
+    return v.problem(exc)
 
 
 # --- the clerk --------------------------------------------------------------------------------

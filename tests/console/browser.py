@@ -57,7 +57,7 @@ class Browser:
     def text(self) -> str:
         from selenium.webdriver.common.by import By
 
-        return self.driver.find_element(By.TAG_NAME, "body").text
+        return _settled(lambda: self.driver.find_element(By.TAG_NAME, "body").text)
 
     def sees(self, *texts: str) -> None:
         body = self.text
@@ -70,15 +70,21 @@ class Browser:
         return self.driver.find_element(By.TAG_NAME, "h1").text
 
     def shot(self, name: str, *, width: int = 1280) -> None:
-        """A PNG of the whole page under ``LIENTHONG_SCREENSHOTS`` (when set)."""
+        """A PNG of the whole page, top to bottom, under ``LIENTHONG_SCREENSHOTS`` (when set)."""
         if not SCREENSHOTS:
             return
+        import base64
+
         folder = Path(SCREENSHOTS)
         folder.mkdir(parents=True, exist_ok=True)
+        self.driver.execute_script("window.scrollTo(0, 0); document.activeElement && document.activeElement.blur()")
+        metrics = {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600}
+        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
         height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(width, max(600, min(int(height) + 40, 4000)))
-        self.driver.save_screenshot(str(folder / f"{name}.png"))
-        self.driver.set_window_size(1280, 900)
+        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": min(int(height), 6000)})
+        png = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})["data"]
+        (folder / f"{name}.png").write_bytes(base64.b64decode(png))
+        self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
     # --- acting ------------------------------------------------------------------------
 
@@ -101,6 +107,9 @@ class Browser:
 
     def click(self, text: str) -> None:
         """The link or button a person would click, by its visible text."""
+        _settled(lambda: self._click(text))
+
+    def _click(self, text: str) -> None:
         from selenium.webdriver.common.by import By
 
         for element in self.driver.find_elements(By.CSS_SELECTOR, "a, button"):
@@ -156,6 +165,9 @@ class Browser:
         self.submit(self.t("Log in"))
 
     def submit(self, button_text: str, *, navigates: bool = True) -> None:
+        _settled(lambda: self._submit(button_text, navigates))
+
+    def _submit(self, button_text: str, navigates: bool) -> None:
         from selenium.webdriver.common.by import By
 
         for element in self.driver.find_elements(By.CSS_SELECTOR, "main button, main input[type=submit]"):
@@ -188,6 +200,23 @@ class Browser:
         from services.console.i18n import translator
 
         return translator("vi")(english)
+
+
+def _settled(read: Callable[[], Any], tries: int = 5) -> Any:
+    """``read`` again when the page changed under it (a reload or navigation in between)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    for attempt in range(tries):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            pass
+        except WebDriverException as exc:
+            if "does not belong to the document" not in str(exc) and "stale" not in str(exc):
+                raise
+        if attempt + 1 < tries:
+            time.sleep(0.3)
+    return read()
 
 
 def run_as_person(flow: Callable[..., None], browser: Browser, *args: Any) -> None:

@@ -79,7 +79,7 @@ def main_flow_by_clicking(b: Browser, tmp_path: Path) -> None:
     b.fill(T("Full name"), "Nguyễn Thị Hồng Nhung")
     b.fill(T("Phone"), "0912 345 678 999 999 999 999")
     b.submit(T("Receive the dossier"))
-    b.sees("phone")
+    b.sees(f"{T('Phone')}: ")
     assert b.field(T("Full name")).get_attribute("value") == "Nguyễn Thị Hồng Nhung"
     b.fill(T("Phone"), "0912345678")
     b.fill(T("Address"), "Phường Hạc Thành, tỉnh Thanh Hóa")
