@@ -136,6 +136,28 @@ class Api:
             "GET", "/api/intake/calendar/due", params={"procedure": procedure, "accepted_at": accepted_at}
         )
 
+    async def agencies(self, *, under: str | None = None) -> list[dict[str, Any]]:
+        found = await self._json("GET", "/api/intake/agencies", params={"under": under} if under else {})
+        return found["items"] if isinstance(found, dict) else found
+
+    # --- reports -------------------------------------------------------------------------
+
+    async def indicators(self, token: str, *, agency: str | None, start: Any, end: Any, csv: bool = False) -> Any:
+        params: dict[str, Any] = {"from": str(start), "to": str(end)}
+        if agency:
+            params["agency"] = agency
+        if csv:
+            return await self._binary("GET", "/api/intake/indicators", token=token, params={**params, "format": "csv"})
+        return await self._json("GET", "/api/intake/indicators", token=token, params=params)
+
+    async def directive15(self, token: str, *, start: Any, end: Any, csv: bool = False) -> Any:
+        params: dict[str, Any] = {"from": str(start), "to": str(end)}
+        if csv:
+            return await self._binary(
+                "GET", "/api/document/reports/directive15", token=token, params={**params, "format": "csv"}
+            )
+        return await self._json("GET", "/api/document/reports/directive15", token=token, params=params)
+
     # --- dossiers ------------------------------------------------------------------------
 
     async def submit_dossier(

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.messages.pofile import read_po
-from babel.numbers import format_decimal
+from babel.numbers import format_decimal, format_percent
 
 LOCALES = ("vi", "en")
 
@@ -110,6 +110,11 @@ class Formats:
         if value is None or value == "":
             return ""
         return format_decimal(value, locale=self.locale)
+
+    def percent(self, value: Any) -> str:
+        if value is None or value == "":
+            return "—"
+        return format_percent(value, locale=self.locale, format="#,##0.#%")
 
     def money(self, value: Any) -> str:
         if not value:

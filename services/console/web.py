@@ -71,6 +71,8 @@ ROLE_HOMES = {
     "specialist": "/xu-ly",
     "leader": "/ky-duyet",
     "clerk": "/van-thu",
+    "admin": "/tong-hop",
+    "auditor": "/tong-hop",
 }
 
 

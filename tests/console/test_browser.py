@@ -141,7 +141,7 @@ def main_flow_by_clicking(b: Browser, tmp_path: Path) -> None:
     b.sees(T("The draft was sent to the leader for signature."), T("Draft"))
     b.shot("08-work-dossier")
 
-    # the leader signs with the PIN
+    # the leader signs with the PIN (and has the province's figures a click away)
     b.log_in("leader")
     assert b.heading() == T("Documents waiting for my signature")
     b.sees("Quyết định đăng ký khai sinh cho cháu Nguyễn Minh Khang")
@@ -152,6 +152,9 @@ def main_flow_by_clicking(b: Browser, tmp_path: Path) -> None:
     b.fill(T("Signing PIN (asked once for all the documents chosen)"), DEMO_PIN)
     b.submit(T("Sign the chosen documents"))
     b.sees(T("Signed: {n} document(s).").format(n=1), T("Nothing waits for your signature."))
+    b.click(T("Dashboard"))
+    b.sees(T("Indicators per agency"), "UBND tỉnh Thanh Hóa", T("Directive 15 report"))
+    b.shot("15-dashboard")
 
     # the clerk numbers, seals and issues in one action
     b.log_in("clerk")
