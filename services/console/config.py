@@ -22,6 +22,16 @@ class ConsoleSettings(Settings):
         default=None,
         description="Secure flag on cookies; unset = on in production and whenever public_base_url is https",
     )
+    # --- log-in through an external OIDC provider (authorization code + PKCE) -----------------
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="the provider's issuer URL; set, the log-in page offers it (its "
+        "/.well-known/openid-configuration names the endpoints). Tokens are verified like every "
+        "part's: jwks_url, token_issuer, token_audience, token_claim_map",
+    )
+    oidc_client_id: str = Field(default="lienthong-console", description="the console's client id there")
+    oidc_client_secret: str | None = Field(default=None, description="for a confidential client; PKCE either way")
+    oidc_scopes: str = "openid profile"
     # --- what people see -----------------------------------------------------------------
     default_locale: str = Field(default="vi", description="vi or en")
     timezone: str = "Asia/Ho_Chi_Minh"

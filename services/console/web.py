@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import jinja2
 from fastapi import Request
@@ -34,6 +34,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 CSRF_COOKIE = "lt_csrf"
 LANG_COOKIE = "lt_lang"
 CSRF_FIELD = "csrf_token"
+# what the last action did, shown once on the next page (a cookie: a notice in the URL would let
+# anyone put their own words on the site's pages)
+NOTICE_COOKIE = "lt_notice"
 # the last-seen time is written at most this often (a page view is not worth a write each)
 TOUCH_SECONDS = 60.0
 CSP = (
@@ -138,14 +141,15 @@ class Visit:
             csrf=self.csrf,
             locale=self.fmt.locale,
             here=_here(self.request),
-            notice=self.notice or self.request.query_params.get("ok"),
+            notice=self.notice,
+            oidc=bool(self.settings.oidc_issuer),
             **context,
         )
         return self.finish(HTMLResponse(page, status_code=status))
 
     def redirect(self, url: str, *, notice: str | None = None) -> Response:
         if notice:
-            url += ("&" if "?" in url else "?") + "ok=" + quote(notice)
+            self.set_cookies.append((NOTICE_COOKIE, quote(notice), 60))
         return self.finish(RedirectResponse(url, status_code=303))
 
     def finish(self, response: Response) -> Response:
@@ -198,6 +202,9 @@ async def visit(request: Request) -> Visit:
         set_cookies.append((CSRF_COOKIE, anonymous_csrf, None))
     user, expired = await _load_user(request, settings)
     v = Visit(request, settings, runtime.extras["api"], fmt, user, anonymous_csrf, set_cookies)
+    if request.cookies.get(NOTICE_COOKIE) and request.method == "GET":
+        v.notice = unquote(request.cookies[NOTICE_COOKIE])[:500]
+        set_cookies.append((NOTICE_COOKIE, "", None))
     if expired:
         set_cookies.append((settings.session_cookie, "", None))
         v.notice = fmt._("Your session has ended; please log in again.")

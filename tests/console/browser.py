@@ -88,51 +88,68 @@ class Browser:
 
     # --- acting ------------------------------------------------------------------------
 
-    def _navigating(self, act: Callable[[], None], navigates: bool = True) -> None:
-        """Do ``act`` (a click) and wait until the next page has replaced this one."""
+    def _navigating(self, find: Callable[[], Any], navigates: bool = True) -> None:
+        """Click what ``find`` finds (found again if the page changed before the click), then
+        wait until the next page has replaced this one."""
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions
-        from selenium.webdriver.support.ui import WebDriverWait
 
-        old = self.driver.find_element(By.TAG_NAME, "html")
-        act()
-        if navigates:
-            WebDriverWait(self.driver, 120).until(expected_conditions.staleness_of(old))
-            WebDriverWait(self.driver, 120).until(
-                lambda d: d.execute_script("return document.readyState") == "complete"
-            )
+        old = _settled(lambda: self.driver.find_element(By.TAG_NAME, "html"))
+        for attempt in range(5):
+            try:
+                find().click()
+                break
+            except WebDriverException as exc:
+                if attempt == 4 or not _page_changed(exc):
+                    raise
+                time.sleep(0.3)
+        if not navigates:
+            return
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                old.tag_name  # noqa: B018 - touching it tells whether it is still the page
+            except WebDriverException:
+                try:
+                    if self.driver.execute_script("return document.readyState") == "complete":
+                        return
+                except WebDriverException:
+                    pass
+            time.sleep(0.1)
+        raise AssertionError(f"the page did not change after the click on {self.driver.current_url}")
 
     def go(self, path_or_url: str) -> None:
         self.driver.get(path_or_url if path_or_url.startswith("http") else self.base + path_or_url)
 
     def click(self, text: str) -> None:
         """The link or button a person would click, by its visible text."""
-        _settled(lambda: self._click(text))
+        self._navigating(lambda: _settled(lambda: self._find(text)))
 
-    def _click(self, text: str) -> None:
+    def _find(self, text: str) -> Any:
         from selenium.webdriver.common.by import By
 
         for element in self.driver.find_elements(By.CSS_SELECTOR, "a, button"):
             if element.is_displayed() and element.text.strip().rstrip("…") == text:
-                self._navigating(element.click)
-                return
+                return element
         raise AssertionError(f"nothing to click named {text!r} on {self.driver.current_url}:\n{self.text[:2000]}")
 
     def click_starting(self, prefix: str) -> None:
         """The link whose visible text starts with ``prefix`` (e.g. a procedure's code)."""
         from selenium.webdriver.common.by import By
 
-        for element in self.driver.find_elements(By.CSS_SELECTOR, "main a"):
-            if element.is_displayed() and element.text.strip().startswith(prefix):
-                self._navigating(element.click)
-                return
-        raise AssertionError(f"no link starting {prefix!r} on {self.driver.current_url}:\n{self.text[:2000]}")
+        def find() -> Any:
+            for element in self.driver.find_elements(By.CSS_SELECTOR, "main a"):
+                if element.is_displayed() and element.text.strip().startswith(prefix):
+                    return element
+            raise AssertionError(f"no link starting {prefix!r} on {self.driver.current_url}:\n{self.text[:2000]}")
+
+        self._navigating(lambda: _settled(find))
 
     def follow(self, css: str) -> None:
         """The first link ``css`` selects (when its text is data, not a label)."""
         from selenium.webdriver.common.by import By
 
-        self._navigating(self.driver.find_element(By.CSS_SELECTOR, css).click)
+        self._navigating(lambda: _settled(lambda: self.driver.find_element(By.CSS_SELECTOR, css)))
 
     def field(self, label: str) -> Any:
         """The input a ``<label>`` names (exact text, as a person reads it)."""
@@ -165,16 +182,15 @@ class Browser:
         self.submit(self.t("Log in"))
 
     def submit(self, button_text: str, *, navigates: bool = True) -> None:
-        _settled(lambda: self._submit(button_text, navigates))
-
-    def _submit(self, button_text: str, navigates: bool) -> None:
         from selenium.webdriver.common.by import By
 
-        for element in self.driver.find_elements(By.CSS_SELECTOR, "main button, main input[type=submit]"):
-            if element.is_displayed() and element.text.strip() == button_text:
-                self._navigating(element.click, navigates)
-                return
-        raise AssertionError(f"no button {button_text!r} on {self.driver.current_url}:\n{self.text[:2000]}")
+        def find() -> Any:
+            for element in self.driver.find_elements(By.CSS_SELECTOR, "main button, main input[type=submit]"):
+                if element.is_displayed() and element.text.strip() == button_text:
+                    return element
+            raise AssertionError(f"no button {button_text!r} on {self.driver.current_url}:\n{self.text[:2000]}")
+
+        self._navigating(lambda: _settled(find), navigates)
 
     def until(self, check: Callable[[], bool], *, timeout: float = 60, reload: bool = True, what: str = "") -> None:
         deadline = time.monotonic() + timeout
@@ -212,11 +228,17 @@ def _settled(read: Callable[[], Any], tries: int = 5) -> Any:
         except StaleElementReferenceException:
             pass
         except WebDriverException as exc:
-            if "does not belong to the document" not in str(exc) and "stale" not in str(exc):
+            if not _page_changed(exc):
                 raise
         if attempt + 1 < tries:
             time.sleep(0.3)
     return read()
+
+
+def _page_changed(exc: Exception) -> bool:
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    return isinstance(exc, StaleElementReferenceException) or "does not belong to the document" in str(exc)
 
 
 def run_as_person(flow: Callable[..., None], browser: Browser, *args: Any) -> None:
