@@ -55,6 +55,9 @@ class EmbeddedSuite:
             overrides.pop("database_url", None)
             if part == "gateway":
                 overrides["upstreams"] = upstreams
+                # the console, a process of this machine, names its visitors' addresses; the
+                # gateway believes that from loopback only
+                overrides.setdefault("trusted_proxies", ["127.0.0.1/32"])
             settings = mod.get_settings(**overrides)
             app = mod.create_app(settings, broker=self.broker)
             self.apps[part] = app

@@ -10,12 +10,16 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 SIGN_TIMEOUT = 120.0
+# the browser's address for the request being served: every call made for it names it, so the
+# gateway's per-address limits count people, not the console (when it trusts the console)
+CLIENT_IP: ContextVar[str | None] = ContextVar("console_client_ip", default=None)
 
 
 @dataclass
@@ -86,6 +90,7 @@ class Api:
         sent = dict(headers or {})
         if token:
             sent["Authorization"] = f"Bearer {token}"
+        client_ip = client_ip or CLIENT_IP.get()
         if client_ip:
             # believed only when the gateway lists the console among its trusted_proxies
             sent["X-Forwarded-For"] = client_ip

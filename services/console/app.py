@@ -33,6 +33,7 @@ from services.console.web import (
     sweep_sessions,
 )
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
+from shared.errors import ProblemError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 STATIC = Path(__file__).parent / "static"
@@ -139,6 +140,13 @@ def install_html_errors(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         titles = {404: N_("Not found."), 405: N_("Not found."), 413: N_("The files are too large.")}
         return _error_page(request, exc.status_code, titles.get(exc.status_code, N_("The request was refused.")))
+
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> Response:
+        if exc.status >= 500:
+            return _error_page(request, exc.status, N_("The system is not answering; try again shortly."))
+        titles = {404: N_("Not found."), 413: N_("The files are too large.")}
+        return _error_page(request, exc.status, titles.get(exc.status, N_("The request was refused.")))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

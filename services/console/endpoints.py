@@ -17,6 +17,7 @@ from services.console.api import ApiError, Binary, Upload
 from services.console.i18n import LOCALES, N_
 from services.console.web import LANG_COOKIE, ROLE_HOMES, Visit, end_session, require, safe_next, start_session, visit
 from shared import clock, organ_id
+from shared.errors import Unauthorized
 
 router = APIRouter(include_in_schema=False)
 V = Depends(visit)
@@ -92,6 +93,9 @@ async def login(request: Request, v: Visit = V) -> Response:
         try:
             token = await v.api.password_token(username, password, client_ip=v.client_ip)
             claims = await request.app.state.runtime.verifier.verify(token["access_token"])
+        except Unauthorized:
+            # the token came from the gateway but its keys could not be fetched to check it
+            error = v._("The system is not answering; try again shortly.")
         except ApiError as exc:
             if exc.status == 429:
                 error = v._("Too many attempts; wait a moment and try again.")
@@ -169,12 +173,12 @@ async def search_procedures(v: Visit, q: str) -> list[dict[str, Any]]:
 
 
 def _local_input(value: str, tz: str) -> datetime | None:
-    """A ``datetime-local`` field: Vietnam's wall-clock time."""
+    """A date and time as people write it here, ``dd/mm/yyyy HH:MM``, in Vietnam's time."""
     try:
-        moment = datetime.fromisoformat(value)
+        moment = datetime.strptime(value.strip(), "%d/%m/%Y %H:%M")  # noqa: DTZ007 - the zone is set next
     except ValueError:
         return None
-    return moment.replace(tzinfo=ZoneInfo(tz)) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=ZoneInfo(tz))
 
 
 @router.get("/han-giai-quyet")
@@ -184,9 +188,7 @@ async def due_date(v: Visit = V, q: str = "", procedure: str = "", received: str
     chosen = None
     due = None
     error = None
-    tz = ZoneInfo(v.settings.timezone)
-    now_local = clock.now().astimezone(tz).replace(second=0, microsecond=0, tzinfo=None)
-    received = received or now_local.isoformat(timespec="minutes")
+    received = received.strip() or v.fmt.dt(clock.now())
     try:
         if procedure:
             if not PROCEDURE.match(procedure):

@@ -23,7 +23,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import delete, select
 
-from services.console.api import Api, ApiError
+from services.console.api import CLIENT_IP, Api, ApiError
 from services.console.config import ConsoleSettings
 from services.console.i18n import LOCALES, N_, Formats
 from services.console.models import ConsoleSession
@@ -202,6 +202,7 @@ async def visit(request: Request) -> Visit:
         set_cookies.append((CSRF_COOKIE, anonymous_csrf, None))
     user, expired = await _load_user(request, settings)
     v = Visit(request, settings, runtime.extras["api"], fmt, user, anonymous_csrf, set_cookies)
+    CLIENT_IP.set(v.client_ip)
     if request.cookies.get(NOTICE_COOKIE) and request.method == "GET":
         v.notice = unquote(request.cookies[NOTICE_COOKIE])[:500]
         set_cookies.append((NOTICE_COOKIE, "", None))

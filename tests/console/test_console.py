@@ -245,7 +245,7 @@ async def test_public_look_up_is_rate_limited(running: suites.Running) -> None:
 
 async def test_due_date_page_answers_in_vietnamese_dates(running: suites.Running) -> None:
     async with browser(running) as client:
-        page = await client.get("/han-giai-quyet", params={"procedure": "1.001193", "received": "2026-02-13T10:00"})
+        page = await client.get("/han-giai-quyet", params={"procedure": "1.001193", "received": "13/02/2026 10:00"})
         assert page.status_code == 200
         # 8 working hours from Friday 13/02/2026 10:00, before Tết (16–20/02): Monday 23/02 10:00
         assert "23/02/2026 10:00" in page.text, page.text
