@@ -163,6 +163,24 @@ class Api:
             )
         return await self._json("GET", "/api/document/reports/directive15", token=token, params=params)
 
+    # --- audit ---------------------------------------------------------------------------
+
+    async def audit_entries(self, token: str, **filters: Any) -> dict[str, Any]:
+        params = {k: v for k, v in filters.items() if v not in (None, "")}
+        return await self._json("GET", "/api/audit/entries", token=token, params=params)
+
+    async def latest_checkpoint(self) -> dict[str, Any] | None:
+        """The newest signed checkpoint, None before the first one is signed."""
+        try:
+            return await self._json("GET", "/api/audit/checkpoints/latest")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def inclusion_proof(self, *, index: int, size: int) -> dict[str, Any]:
+        return await self._json("GET", "/api/audit/proofs/inclusion", params={"index": index, "size": size})
+
     # --- dossiers ------------------------------------------------------------------------
 
     async def submit_dossier(

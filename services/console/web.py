@@ -75,7 +75,7 @@ ROLE_HOMES = {
     "leader": "/ky-duyet",
     "clerk": "/van-thu",
     "admin": "/tong-hop",
-    "auditor": "/tong-hop",
+    "auditor": "/kiem-toan",
 }
 
 

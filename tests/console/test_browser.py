@@ -193,10 +193,22 @@ def main_flow_by_clicking(b: Browser, tmp_path: Path) -> None:
     b.click("Tiếng Việt")
     b.sees(T("Result returned"))
 
+    # the auditor finds the dossier's steps in the audit log and checks one entry's proof
+    b.log_in("auditor")
+    assert b.heading() == T("Audit log")
+    b.fill(T("Subject (e.g. a dossier code)"), code)
+    b.submit(T("Search"))
+    b.sees("vn.lienthong.dossier.received.v1")
+    b.shot("16-audit-log")
+    b.follow("main td a[href^='/kiem-toan/']")
+    verified = T("Verified: this record is entry {index} of the signed log of {size} entries.").split("{")[0]
+    b.until(lambda: verified in b.text, what="a checkpoint covering the entry")
+    b.shot("17-audit-entry")
+
 
 async def test_main_flow_by_clicking_in_chromium(tmp_path: Path) -> None:
     require_chromium()
-    async with suites.embedded(tmp_path / "suite") as running:
+    async with suites.embedded(tmp_path / "suite", checkpoint_every_seconds=1.0) as running:
         with chromium() as browser:
             browser.base = running.gateway_url
             await asyncio.to_thread(run_as_person, main_flow_by_clicking, browser, tmp_path)

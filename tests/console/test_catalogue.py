@@ -57,3 +57,39 @@ def test_templates_hold_no_bare_text_and_load_nothing_from_elsewhere() -> None:
         stripped = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|<[^>]+>", " ", source, flags=re.S)
         words = [w for w in re.findall(r"[A-Za-zÀ-ỹ]{3,}", stripped) if w not in {"PDF", "English", "Tiếng", "Việt"}]
         assert not words, f"{path.name}: {words}"
+
+
+def test_the_consoles_own_inclusion_check_catches_a_changed_record() -> None:
+    """RFC 9162 inclusion, checked the console's way on a tree built here by the RFC's rules."""
+    import hashlib
+
+    from services.console.audit import leaf_hash, root_from_inclusion
+
+    def node(left: bytes, right: bytes) -> bytes:
+        return hashlib.sha256(b"\x01" + left + right).digest()
+
+    def root(leaves: list[bytes]) -> bytes:
+        if len(leaves) == 1:
+            return leaves[0]
+        k = 1
+        while k * 2 < len(leaves):
+            k *= 2
+        return node(root(leaves[:k]), root(leaves[k:]))
+
+    def path(index: int, leaves: list[bytes]) -> list[bytes]:
+        if len(leaves) == 1:
+            return []
+        k = 1
+        while k * 2 < len(leaves):
+            k *= 2
+        if index < k:
+            return [*path(index, leaves[:k]), root(leaves[k:])]
+        return [*path(index - k, leaves[k:]), root(leaves[:k])]
+
+    records = [{"id": str(i), "type": "vn.lienthong.dossier.received.v1", "data": {"n": i}} for i in range(7)]
+    leaves = [leaf_hash(r) for r in records]
+    for index in range(7):
+        assert root_from_inclusion(index, 7, leaves[index], path(index, leaves)) == root(leaves)
+    changed = {**records[3], "data": {"n": 33}}
+    assert root_from_inclusion(3, 7, leaf_hash(changed), path(3, leaves)) != root(leaves)
+    assert root_from_inclusion(7, 7, leaves[0], path(0, leaves)) is None
