@@ -163,6 +163,22 @@ class Api:
             )
         return await self._json("GET", "/api/document/reports/directive15", token=token, params=params)
 
+    # --- calendar ------------------------------------------------------------------------
+
+    async def calendar_year(self, year: int) -> dict[str, Any]:
+        return await self._json("GET", f"/api/intake/calendar/{year}")
+
+    async def calendar_overrides(self, token: str, year: int) -> list[dict[str, Any]]:
+        return await self._json("GET", "/api/intake/calendar/overrides", token=token, params={"year": year})
+
+    async def put_calendar_override(self, token: str, day: Any, *, working: bool, reason: str) -> None:
+        await self._call(
+            "PUT", f"/api/intake/calendar/overrides/{day}", token=token, json={"working": working, "reason": reason}
+        )
+
+    async def delete_calendar_override(self, token: str, day: Any) -> None:
+        await self._call("DELETE", f"/api/intake/calendar/overrides/{day}", token=token)
+
     # --- audit ---------------------------------------------------------------------------
 
     async def audit_entries(self, token: str, **filters: Any) -> dict[str, Any]:

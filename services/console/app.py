@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.console import audit, dashboard, endpoints, oidc, work
+from services.console import admin, audit, dashboard, endpoints, oidc, work
 from services.console.api import Api, ApiError
 from services.console.config import ConsoleSettings, get_settings
 from services.console.i18n import LOCALES, N_, Formats, catalogue
@@ -70,7 +70,7 @@ def definition(settings: ConsoleSettings | None = None) -> ServiceDefinition:
         settings=settings,
         metadata=Base.metadata,
         migrations=MIGRATIONS,
-        routers=[endpoints.router, oidc.router, work.router, dashboard.router, audit.router],
+        routers=[endpoints.router, oidc.router, work.router, dashboard.router, audit.router, admin.router],
         on_start=on_start,
         on_stop=on_stop,
         background=[sweep],

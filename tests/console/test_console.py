@@ -319,3 +319,22 @@ def test_cookies_are_secure_over_https(tmp_path: Path) -> None:
     with _standalone(tmp_path, public_base_url="https://dichvucong.thanhhoa.gov.vn") as client:
         cookie = client.get("/").headers["set-cookie"]
         assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+async def test_admin_adds_and_removes_a_calendar_swap(running: suites.Running) -> None:
+    async with browser(running) as client:
+        await log_in(client, "admin")
+        page = await client.get("/quan-tri/lich", params={"year": 2027})
+        assert page.status_code == 200 and T("Working calendar") in page.text and "Tết Dương lịch" in page.text
+        refused = await client.post("/quan-tri/lich", data={"csrf_token": csrf_of(page), "day": "09/01/2027"})
+        assert refused.status_code == 400 and 'value="09/01/2027"' in refused.text
+        saved = await client.post(
+            "/quan-tri/lich",
+            data={"csrf_token": csrf_of(page), "day": "09/01/2027", "working": "1", "reason": "Thông báo hoán đổi"},
+        )
+        assert saved.status_code == 303
+        page = await client.get("/quan-tri/lich", params={"year": 2027})
+        assert "Thông báo hoán đổi" in page.text and T("Saved: {day}.").format(day="09/01/2027") in page.text
+        removed = await client.post("/quan-tri/lich/2027-01-09/xoa", data={"csrf_token": csrf_of(page)})
+        assert removed.status_code == 303
+        assert "Thông báo hoán đổi" not in (await client.get("/quan-tri/lich", params={"year": 2027})).text
