@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from services.console.api import ApiError
 from services.console.dashboard import _day
+from services.console.i18n import N_
 from services.console.web import Visit, require, visit
 from shared import clock
 
@@ -96,3 +97,75 @@ async def remove_override(day: date, v: Visit = V) -> Response:
     user = require(v, "admin")
     await v.api.delete_calendar_override(user.token, day)
     return v.redirect(f"/quan-tri/lich?year={day.year}", notice=v._("Removed: {day}.").format(day=v.fmt.day(day)))
+
+
+# --- users ------------------------------------------------------------------------------------
+
+GRANTABLE = ("citizen", "desk_officer", "specialist", "leader", "clerk", "admin", "auditor", "integrator")
+ROLE_NAMES = {
+    "citizen": N_("Citizen"),
+    "desk_officer": N_("Desk officer"),
+    "specialist": N_("Specialist"),
+    "leader": N_("Leader"),
+    "clerk": N_("Clerk"),
+    "admin": N_("Administrator"),
+    "auditor": N_("Auditor"),
+    "integrator": N_("Integrator"),
+}
+
+
+async def _users_page(
+    v: Visit, *, cursor: str = "", status: int = 200, error: str | None = None, values: dict[str, Any]
+) -> Response:
+    user = require(v, "admin")
+    page = await v.api.users(user.token, limit=v.settings.page_size, cursor=cursor or None)
+    return v.render(
+        "users.html",
+        status=status,
+        page=page,
+        cursor=cursor,
+        roles=[(r, v._(ROLE_NAMES[r])) for r in GRANTABLE],
+        role_names={r: v._(n) for r, n in ROLE_NAMES.items()},
+        error=error,
+        values=values,
+    )
+
+
+@router.get("/quan-tri/nguoi-dung")
+async def users_page(v: Visit = V, cursor: str = "") -> Response:
+    return await _users_page(v, cursor=cursor, values={"agency": v.user.agency if v.user else ""})
+
+
+@router.post("/quan-tri/nguoi-dung")
+async def create_user(request: Request, v: Visit = V) -> Response:
+    user = require(v, "admin")
+    form = await request.form()
+    values: dict[str, Any] = {k: str(x) for k, x in form.items() if isinstance(x, str)}
+    values["roles"] = [r for r in form.getlist("roles") if r in GRANTABLE]
+    clearance = values.get("clearance", "0")
+    body = {
+        "username": values.get("username", "").strip(),
+        "full_name": values.get("full_name", "").strip(),
+        "password": values.get("password", ""),
+        "roles": values["roles"],
+        "agency": values.get("agency", "").strip(),
+        "clearance": int(clearance) if clearance.isdigit() else clearance,
+    }
+    try:
+        await v.api.create_user(user.token, body)
+    except ApiError as exc:
+        if not exc.is_client_error:
+            raise
+        values.pop("password", None)
+        return await _users_page(v, status=exc.status, error=v.problem(exc), values=values)
+    return v.redirect("/quan-tri/nguoi-dung", notice=v._("Account {name} created.").format(name=body["username"]))
+
+
+@router.post("/quan-tri/nguoi-dung/{username}/{state}")
+async def set_active(username: str, state: str, v: Visit = V) -> Response:
+    user = require(v, "admin")
+    if state not in ("khoa", "mo"):
+        raise ApiError(404, detail="no such action")
+    await v.api.set_user_active(user.token, username, state == "mo")
+    done = v._("Account {name} unlocked.") if state == "mo" else v._("Account {name} locked.")
+    return v.redirect("/quan-tri/nguoi-dung", notice=done.format(name=username))

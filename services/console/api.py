@@ -163,6 +163,25 @@ class Api:
             )
         return await self._json("GET", "/api/document/reports/directive15", token=token, params=params)
 
+    # --- accounts (built-in identity provider) ---------------------------------------------
+
+    async def users(self, token: str, **filters: Any) -> dict[str, Any]:
+        params = {k: v for k, v in filters.items() if v not in (None, "")}
+        return await self._json("GET", "/api/auth/users", token=token, params=params)
+
+    async def create_user(self, token: str, user: dict[str, Any]) -> dict[str, Any]:
+        return await self._json("POST", "/api/auth/users", token=token, json=user)
+
+    async def set_user_active(self, token: str, username: str, active: bool) -> None:
+        current = await self._call("GET", f"/api/auth/users/{username}", token=token)
+        await self._call(
+            "PATCH",
+            f"/api/auth/users/{username}",
+            token=token,
+            json={"active": active},
+            headers={"If-Match": current.headers.get("etag", "")},
+        )
+
     # --- calendar ------------------------------------------------------------------------
 
     async def calendar_year(self, year: int) -> dict[str, Any]:

@@ -67,6 +67,11 @@ FIELD_LABELS = {
     "allotted_hours": N_("Working hours allotted to this step"),
     "subject": N_("What it is about"),
     "note": N_("Note"),
+    "username": N_("User name"),
+    "password": N_("Password"),
+    "roles": N_("Roles"),
+    "agency": N_("Agency"),
+    "clearance": N_("Clearance"),
 }
 
 ROLE_HOMES = {

@@ -205,6 +205,16 @@ def main_flow_by_clicking(b: Browser, tmp_path: Path) -> None:
     b.until(lambda: verified in b.text, what="a checkpoint covering the entry")
     b.shot("17-audit-entry")
 
+    # the administrator: accounts and the working calendar
+    b.log_in("admin")
+    assert b.heading() == T("Dashboard")
+    b.click(T("Accounts"))
+    b.sees("Lê Văn Tiếp", T("Desk officer"), T("New account"))
+    b.shot("18-accounts")
+    b.click(T("Calendar"))
+    b.sees("Tết Nguyên Đán", T("Announced swaps"))
+    b.shot("19-calendar")
+
 
 async def test_main_flow_by_clicking_in_chromium(tmp_path: Path) -> None:
     require_chromium()

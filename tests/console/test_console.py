@@ -338,3 +338,34 @@ async def test_admin_adds_and_removes_a_calendar_swap(running: suites.Running) -
         removed = await client.post("/quan-tri/lich/2027-01-09/xoa", data={"csrf_token": csrf_of(page)})
         assert removed.status_code == 303
         assert "Thông báo hoán đổi" not in (await client.get("/quan-tri/lich", params={"year": 2027})).text
+
+
+async def test_admin_creates_and_locks_an_account(running: suites.Running) -> None:
+    async with browser(running) as client:
+        await log_in(client, "admin")
+        page = await client.get("/quan-tri/nguoi-dung")
+        assert page.status_code == 200 and "desk_officer" in page.text
+        account = {
+            "csrf_token": csrf_of(page),
+            "username": "mot_cua_2",
+            "full_name": "Ngô Thị Tiếp Nhận",
+            "roles": ["desk_officer"],
+            "agency": "000.00.00.H56",
+            "clearance": "0",
+        }
+        weak = await client.post("/quan-tri/nguoi-dung", data={**account, "password": "ngan"})
+        assert weak.status_code in (400, 422) and 'role="alert"' in weak.text
+        assert 'value="Ngô Thị Tiếp Nhận"' in weak.text and "ngan" not in weak.text.split('id="password"')[1][:80]
+        made = await client.post("/quan-tri/nguoi-dung", data={**account, "password": "mat-khau-du-dai-2026"})
+        assert made.status_code == 303, re.findall(r'role="alert"[^>]*>([^<]*)', made.text)
+        listed = await client.get("/quan-tri/nguoi-dung", params={"cursor": ""})
+        assert "Ngô Thị Tiếp Nhận" in listed.text
+        locked = await client.post("/quan-tri/nguoi-dung/mot_cua_2/khoa", data={"csrf_token": csrf_of(listed)})
+        assert locked.status_code == 303
+    async with browser(running) as someone:
+        form = await someone.get("/dang-nhap")
+        refused = await someone.post(
+            "/dang-nhap",
+            data={"csrf_token": csrf_of(form), "username": "mot_cua_2", "password": "mat-khau-du-dai-2026"},
+        )
+        assert refused.status_code == 400
