@@ -169,3 +169,24 @@ async def set_active(username: str, state: str, v: Visit = V) -> Response:
     await v.api.set_user_active(user.token, username, state == "mo")
     done = v._("Account {name} unlocked.") if state == "mo" else v._("Account {name} locked.")
     return v.redirect("/quan-tri/nguoi-dung", notice=done.format(name=username))
+
+
+# --- procedures -------------------------------------------------------------------------------
+
+
+@router.get("/quan-tri/thu-tuc")
+async def procedures_page(v: Visit = V, q: str = "") -> Response:
+    require(v, "admin")
+    from services.console.endpoints import search_procedures
+
+    found = await search_procedures(v, q.strip()) if q.strip() else await v.api.procedures()
+    return v.render("procedures.html", procedures=found, q=q, chosen=None)
+
+
+@router.get("/quan-tri/thu-tuc/{code}")
+async def procedure_versions(code: str, v: Visit = V) -> Response:
+    require(v, "admin")
+    if not code.replace(".", "").isdigit():
+        raise ApiError(404, detail="no such procedure")
+    chosen = await v.api.procedure(code)
+    return v.render("procedures.html", procedures=[], q="", chosen=chosen)

@@ -369,3 +369,13 @@ async def test_admin_creates_and_locks_an_account(running: suites.Running) -> No
             data={"csrf_token": csrf_of(form), "username": "mot_cua_2", "password": "mat-khau-du-dai-2026"},
         )
         assert refused.status_code == 400
+
+
+async def test_admin_sees_procedures_and_their_versions(running: suites.Running) -> None:
+    async with browser(running) as client:
+        await log_in(client, "admin")
+        listed = await client.get("/quan-tri/thu-tuc", params={"q": "khai sinh"})
+        assert listed.status_code == 200 and "1.001193" in listed.text and "Hộ tịch" in listed.text
+        versions = await client.get("/quan-tri/thu-tuc/1.001193")
+        assert versions.status_code == 200 and T("Versions") in versions.text and "01/07/2025" in versions.text
+        assert (await client.get("/quan-tri/thu-tuc/9.999999")).status_code == 404
