@@ -50,6 +50,7 @@ from services.intake.schemas import (
     HandoffOut,
     HistoryEntry,
     IndicatorsOut,
+    IsoDate,
     LookupOut,
     ProcedureOut,
     ProcedureVersionIn,
@@ -60,6 +61,7 @@ from shared import clock, organ_id
 from shared.auth import Caller, allow, current_caller, public
 from shared.db import request_session
 from shared.errors import BadRequest, Forbidden, NotFound, TooManyRequests, Unprocessable, problem_responses
+from shared.events import Actor
 from shared.http import StrictRoute
 from shared.text import fold, tokens
 
@@ -113,15 +115,25 @@ async def get_agency(code: Annotated[str, Path(pattern=ORGAN_PATTERN)], session:
     return catalogue.agency_out(await catalogue.get_agency(session, code))
 
 
-@agencies.put("/{code}", response_model=AgencyOut, responses=problem_responses(401, 403, 422), **allow("admin"))
+@agencies.put(
+    "/{code}",
+    response_model=AgencyOut,
+    responses={
+        200: {"description": "the agency existed: changed (or already as given)"},
+        201: {"model": AgencyOut, "description": "the agency was created"},
+        **problem_responses(401, 403, 422),
+    },
+    **allow("admin"),
+)
 async def put_agency(
     code: Annotated[str, Path(pattern=ORGAN_PATTERN)],
     body: AgencyIn,
     response: Response,
+    caller: Caller = Me,
     session: AsyncSession = Session,
 ) -> AgencyOut:
-    """Create or rename/deactivate an agency; emits ``agency.changed``."""
-    agency, created = await catalogue.put_agency(session, code, body)
+    """Create (201) or rename/deactivate (200) an agency; emits ``agency.changed``."""
+    agency, created = await catalogue.put_agency(session, code, body, by=Actor.of(caller))
     response.status_code = 201 if created else 200
     return catalogue.agency_out(agency)
 
@@ -190,7 +202,9 @@ async def add_procedure_version(
     session: AsyncSession = Session,
 ) -> ProcedureVersionOut:
     """A new version of a procedure (or its first); dossiers keep the version they came under."""
-    return catalogue.version_out(await catalogue.add_version(session, code, body, actor=caller.name))
+    return catalogue.version_out(
+        await catalogue.add_version(session, code, body, actor=caller.name, by=Actor.of(caller))
+    )
 
 
 # ======================================================================== calendar
@@ -270,7 +284,10 @@ async def list_overrides(
     "/overrides/{day}", response_model=CalendarOverrideOut, responses=problem_responses(401, 403, 422), **allow("admin")
 )
 async def put_override(
-    day: date, body: CalendarOverrideIn, caller: Caller = Me, session: AsyncSession = Session
+    day: Annotated[IsoDate, Path(description="YYYY-MM-DD")],
+    body: CalendarOverrideIn,
+    caller: Caller = Me,
+    session: AsyncSession = Session,
 ) -> CalendarOverrideOut:
     """Make ``day`` a working day (swap) or a day off, beating the computed calendar.
 
@@ -280,7 +297,9 @@ async def put_override(
 
 
 @calendar.delete("/overrides/{day}", status_code=204, responses=problem_responses(401, 403, 404), **allow("admin"))
-async def delete_override(day: date, session: AsyncSession = Session) -> Response:
+async def delete_override(
+    day: Annotated[IsoDate, Path(description="YYYY-MM-DD")], session: AsyncSession = Session
+) -> Response:
     result = await session.execute(delete(CalendarOverrideRow).where(CalendarOverrideRow.day == day))
     if not result.rowcount:
         raise NotFound(f"no override on {day}")
@@ -347,11 +366,15 @@ async def list_dossiers(
     status: Annotated[list[int] | None, Query(description="one or more status codes")] = None,
     procedure: Annotated[str | None, Query(pattern=PROCEDURE_PATTERN)] = None,
     agency: Annotated[str | None, Query(pattern=ORGAN_PATTERN, description="a subtree inside yours")] = None,
-    received_from: Annotated[date | None, Query(description="Vietnam date, inclusive")] = None,
-    received_to: Annotated[date | None, Query(description="Vietnam date, inclusive")] = None,
+    received_from: Annotated[IsoDate | None, Query(description="Vietnam date, inclusive")] = None,
+    received_to: Annotated[IsoDate | None, Query(description="Vietnam date, inclusive")] = None,
     due_before: Annotated[datetime | None, Query()] = None,
     overdue: Annotated[bool | None, Query(description="being handled and past its due date now")] = None,
     applicant: Annotated[str | None, Query(max_length=200, description="name or ID number; accents optional")] = None,
+    has_pending_result: Annotated[
+        bool | None,
+        Query(description="true: only dossiers with an issued result waiting for a status that takes it"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     caller: Caller = Me,
@@ -398,6 +421,10 @@ async def list_dossiers(
         query = query.where(Dossier.status.in_(running), Dossier.due_at < now)
     elif overdue is False:
         query = query.where(or_(Dossier.status.not_in(running), Dossier.due_at.is_(None), Dossier.due_at >= now))
+    if has_pending_result is True:
+        query = query.where(Dossier.id.in_(service.PENDING_DOSSIERS))
+    elif has_pending_result is False:
+        query = query.where(Dossier.id.not_in(service.PENDING_DOSSIERS))
     for word in tokens(applicant or ""):
         query = query.where(Dossier.applicant_search.contains(word, autoescape=True))
     if cursor:
@@ -539,17 +566,27 @@ async def extend(
 @dossiers.post(
     "/{code}/receipt",
     response_class=Response,
-    responses={200: PDF, **problem_responses(401, 403, 404, 409)},
+    responses={200: PDF, **problem_responses(401, 403, 404, 409, 422)},
     **allow("desk_officer", "citizen", "integrator"),
 )
-async def issue_receipt(code: str, request: Request, caller: Caller = Me, session: AsyncSession = Session) -> Response:
-    """Form 01 with a fresh look-up secret (also in the ``Lookup-Secret`` header). Only the
-    secret's HMAC is stored, so every issue replaces the previous receipt's secret."""
+async def issue_receipt(
+    code: str,
+    request: Request,
+    rotate_secret: Annotated[
+        bool, Query(description="desk only: replace the look-up secret (the printed one stops working)")
+    ] = False,
+    reason: Annotated[str | None, Query(min_length=1, max_length=500, description="why, with rotate_secret")] = None,
+    caller: Caller = Me,
+    session: AsyncSession = Session,
+    ctx: service.Context = Ctx,
+) -> Response:
+    """Form 01 with the dossier's look-up secret (also in the ``Lookup-Secret`` header). The
+    first receipt makes the secret; printing again shows the same one, so the paper receipt
+    keeps working. ``rotate_secret=true`` with a ``reason`` (desk only) makes a new one and
+    records it in the history."""
     dossier = await service.visible_dossier(session, caller, code, for_update=True)
-    settings = settings_of(request)
-    secret = service.new_lookup_secret()
-    pdf = await printing.receipt(session, settings, dossier, secret=secret)
-    dossier.lookup_hash = service.lookup_hash(settings, dossier.code, secret)
+    secret = await service.receipt_secret(session, ctx, caller, dossier, rotate=rotate_secret, reason=reason)
+    pdf = await printing.receipt(session, settings_of(request), dossier, secret=secret)
     return _pdf(pdf, f"{code}-01", {"Lookup-Secret": secret, "Cache-Control": "no-store"})
 
 
@@ -780,9 +817,11 @@ async def get_indicators(
     request: Request,
     agency: Annotated[str | None, Query(pattern=ORGAN_PATTERN, description="default: yours")] = None,
     period_from: Annotated[
-        date | None, Query(alias="from", description="Vietnam date; default: first of this month")
+        IsoDate | None, Query(alias="from", description="Vietnam date; default: first of this month")
     ] = None,
-    period_to: Annotated[date | None, Query(alias="to", description="Vietnam date, inclusive; default: today")] = None,
+    period_to: Annotated[
+        IsoDate | None, Query(alias="to", description="Vietnam date, inclusive; default: today")
+    ] = None,
     format: Annotated[str, Query(pattern=r"^(json|csv)$")] = "json",
     caller: Caller = Me,
     session: AsyncSession = Session,
