@@ -143,6 +143,27 @@ class DossierResultReturned(DossierStep):
     """The result was handed to the applicant (9 → 10)."""
 
 
+class AddedFile(BaseModel):
+    sha256: str
+    size: int
+    content_type: str
+
+
+@register("dossier.files_added", service="intake")
+class DossierFilesAdded(IntakeEvent):
+    """Files were added to a component of a dossier that takes them: before acceptance (1), or
+    while a supplement is requested (5; ``supplement`` true)."""
+
+    code: str
+    agency: str
+    owner: str | None
+    status: int
+    component_no: int
+    files: list[AddedFile]
+    supplement: bool
+    at: datetime
+
+
 @register("dossier.extend", service="intake")
 class DossierExtended(IntakeEvent):
     """The due date was moved before it passed, with an apology (form 04)."""

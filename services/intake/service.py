@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,14 +22,22 @@ from typing import Any
 import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import JSON, ColumnElement, Executable, Select, String, bindparam, insert, select, update
+from sqlalchemy import JSON, ColumnElement, Executable, Select, String, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake import catalogue
 from services.intake.blobs import BlobStore, CheckedFile, check_file
 from services.intake.calendar import VN_TZ, WorkingCalendar
 from services.intake.config import IntakeSettings
-from services.intake.events import STEP_EVENTS, DossierExtended, DossierHandedOff, DossierReceived, DossierResult
+from services.intake.events import (
+    STEP_EVENTS,
+    AddedFile,
+    DossierExtended,
+    DossierFilesAdded,
+    DossierHandedOff,
+    DossierReceived,
+    DossierResult,
+)
 from services.intake.models import (
     Agency,
     Dossier,
@@ -66,7 +75,7 @@ from services.intake.workflow import (
 from shared import clock
 from shared.auth import Caller
 from shared.db import CodeCounter, insert_ignoring_duplicates, replace_in
-from shared.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from shared.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from shared.events import Actor
 from shared.text import fold
 
@@ -418,16 +427,20 @@ async def visible_record(session: AsyncSession, caller: Caller, code: str) -> Do
 _FILE_CONTENTS = {"components": {"__all__": {"file": {"content_base64"}}}}
 
 
-def request_hash(body: DossierSubmission) -> str:
+def request_hash(body: DossierSubmission, uploads: Mapping[str, list[CheckedFile]] | None = None) -> str:
     """SHA-256 of the body in a canonical form: the model's JSON (fields in declared order,
     defaults filled in) without the files' content, then each file's base64 after its position,
     which a newline (outside base64's alphabet) sets apart. The base64 is nearly all of the body:
-    it is hashed as it is, not walked by a JSON encoder first."""
+    it is hashed as it is, not walked by a JSON encoder first. A multipart body's files count by
+    their part and SHA-256, in order (hashed already while they streamed in)."""
     digest = hashlib.sha256(body.model_dump_json(exclude=_FILE_CONTENTS).encode())
     for i, item in enumerate(body.components):
         if item.file is not None:
             digest.update(b"\n%d\n" % i)
             digest.update(item.file.content_base64.encode())
+    for part in sorted(uploads or {}):
+        for file in (uploads or {})[part]:
+            digest.update(f"\n{part}\n{file.sha256}".encode())
     return digest.hexdigest()
 
 
@@ -455,15 +468,41 @@ def _put_code(code: ColumnElement[str]) -> list[Any]:
 DOSSIER_CODES = CodeCounter(counters, _put_code)
 
 
+UPLOAD_PART = re.compile(r"component-(\d{1,3})")
+"""A multipart submission's file parts: ``component-<no>``, repeatable (a component of several files)."""
+
+
 async def _checked_components(
-    ctx: Context, version: ProcedureVersion, items: Sequence[ComponentIn], *, online: bool, prefix: str
+    ctx: Context,
+    version: ProcedureVersion,
+    items: Sequence[ComponentIn],
+    *,
+    online: bool,
+    prefix: str,
+    uploads: Mapping[str, list[CheckedFile]] | None = None,
 ) -> list[tuple[ComponentIn, dict[str, Any], CheckedFile | None]]:
+    """Each component with its file(s): from base64 in ``items``, or from a multipart body's
+    ``component-<no>`` parts (``uploads``, already checked while streamed); a part whose
+    component is not listed adds it. One entry per file."""
     specs = version.components
     if len(items) > len(specs):
         raise Unprocessable(f"{prefix}: more components than the procedure has", field=prefix)
+    streamed: dict[int, list[CheckedFile]] = {}
+    for part, files_ in (uploads or {}).items():
+        matched = UPLOAD_PART.fullmatch(part)
+        assert matched is not None  # the reader takes no other file part
+        no = int(matched.group(1))
+        if not 1 <= no <= len(specs):
+            raise Unprocessable(f"{part}: the procedure has no component {no}", field=part)
+        streamed[no] = files_
+    listed = {item.no for item in items}
+    items = [*items, *(ComponentIn(no=no) for no in sorted(streamed) if no not in listed)]
     seen: set[int] = set()
-    files = 0
+    files = sum(len(f) for f in streamed.values())
+    if files > ctx.settings.max_files_per_request:
+        raise Unprocessable(f"at most {ctx.settings.max_files_per_request} files per request")
     checked: list[tuple[ComponentIn, dict[str, Any], CheckedFile | None]] = []
+    total = 0
     for i, item in enumerate(items):
         field = f"{prefix}[{i}]"
         if item.no > len(specs):
@@ -472,6 +511,12 @@ async def _checked_components(
             raise Unprocessable(f"{field}: component {item.no} given twice", field=field)
         seen.add(item.no)
         spec = specs[item.no - 1]
+        if item.no in streamed:
+            if item.file is not None:
+                raise Unprocessable(f"{field}: its file is sent as part component-{item.no}, not here too", field=field)
+            checked += [(item, spec, file_) for file_ in streamed[item.no]]
+            total += sum(file_.size for file_ in streamed[item.no])
+            continue
         if online and item.file is None:
             raise Unprocessable(f"{field}: an online submission carries every component as a file", field=field)
         file = None
@@ -487,6 +532,13 @@ async def _checked_components(
                 accepted=ctx.settings.accepted_file_types,
                 field=f"{field}.file",
             )
+            total += file.size
+            if total > ctx.settings.max_dossier_bytes:
+                raise PayloadTooLarge(
+                    f"the files of a dossier are at most {ctx.settings.max_dossier_bytes} bytes together",
+                    field=f"{field}.file",
+                    limit=ctx.settings.max_dossier_bytes,
+                )
         checked.append((item, spec, file))
     return checked
 
@@ -532,10 +584,19 @@ _INSERT_DUE_DATE_CHANGE = insert(DueDateChange.__table__)
 
 
 async def submit(
-    session: AsyncSession, ctx: Context, caller: Caller, body: DossierSubmission, *, idempotency_key: str | None
+    session: AsyncSession,
+    ctx: Context,
+    caller: Caller,
+    body: DossierSubmission,
+    *,
+    idempotency_key: str | None,
+    uploads: Mapping[str, list[CheckedFile]] | None = None,
 ) -> tuple[DossierOut, bool]:
-    """Record a dossier; returns (view, created). A replayed key gives the first answer again."""
-    digest = request_hash(body) if idempotency_key else ""
+    """Record a dossier; returns (view, created). A replayed key gives the first answer again.
+    ``uploads`` are the files of a multipart submission by part (``component-<no>``)."""
+    if uploads and any(item.file is not None for item in body.components):
+        raise Unprocessable("a multipart submission sends its files as component-<no> parts, not in base64")
+    digest = request_hash(body, uploads) if idempotency_key else ""
     if idempotency_key:
         inserted = await session.execute(
             insert_ignoring_duplicates(session, IdempotencyRecord.__table__),
@@ -573,7 +634,7 @@ async def submit(
     if channel is Channel.ONLINE and version.online_level == "none":
         raise Unprocessable(f"procedure {procedure_code} cannot be submitted online", field="procedure_code")
     checked = await _checked_components(
-        ctx, version, body.components, online=channel is Channel.ONLINE, prefix="components"
+        ctx, version, body.components, online=channel is Channel.ONLINE, prefix="components", uploads=uploads
     )
     given = {item.no for item, _, _ in checked}
     missing = [
@@ -685,6 +746,118 @@ async def submit(
         answer=view.model_dump(mode="json") if idempotency_key else None,
     )
     return view.model_copy(update={"code": code}), True
+
+
+# ------------------------------------------------------------------ files added later
+
+# Statuses a dossier takes more files in: submitted online and not yet accepted (the citizen
+# completes it), and waiting for a supplement (what the desk asked for).
+FILE_STATUSES: frozenset[DossierStatus] = frozenset({S.SUBMITTED, S.SUPPLEMENT_REQUESTED})
+
+_FILES_OF = select(
+    func.coalesce(func.sum(DossierComponent.size), 0),
+).where(DossierComponent.dossier_id == bindparam("dossier_id"))
+
+
+async def _files_room(session: AsyncSession, ctx: Context, caller: Caller, dossier: Dossier, no: int) -> int:
+    """Who may add files, when, to which component; returns the bytes the dossier has left."""
+    if not (caller.has_any(*OWNER_ROLES) and dossier.owner == caller.sub) and not (
+        caller.has_any("desk_officer") and caller.acts_in(dossier.agency)
+    ):
+        raise Forbidden("files are added by the applicant or the desk")
+    if dossier.status not in FILE_STATUSES:
+        raise Conflict(
+            f"a dossier in status {dossier.status} takes no files (only 1, and 5 while a supplement is requested)",
+            status=dossier.status,
+        )
+    version = await session.get(ProcedureVersion, dossier.procedure_version_id)
+    assert version is not None
+    if not 1 <= no <= len(version.components):
+        raise Unprocessable(f"the procedure has no component {no}", field="no", components=len(version.components))
+    used = int((await session.execute(_FILES_OF, {"dossier_id": dossier.id})).scalar_one())
+    return ctx.settings.max_dossier_bytes - used
+
+
+async def files_room(session: AsyncSession, ctx: Context, caller: Caller, code: str, no: int) -> int:
+    """Checked before an upload's body is read (no lock held while it streams in)."""
+    return await _files_room(session, ctx, caller, await visible_dossier(session, caller, code), no)
+
+
+async def add_files(
+    session: AsyncSession, ctx: Context, caller: Caller, code: str, no: int, files: Sequence[CheckedFile]
+) -> tuple[DossierOut, bool]:
+    """Add uploaded files to component ``no``; (view, added). A file the component already has
+    (same SHA-256) is not added twice, so a retried upload changes nothing."""
+    if not files:
+        raise Unprocessable("send the file(s) as part(s) named file", field="file")
+    dossier = await visible_dossier(session, caller, code, for_update=True)
+    room = await _files_room(session, ctx, caller, dossier, no)  # again, under the lock
+    have = set(
+        (
+            await session.execute(
+                select(DossierComponent.sha256).where(
+                    DossierComponent.dossier_id == dossier.id, DossierComponent.no == no
+                )
+            )
+        ).scalars()
+    )
+    new: list[CheckedFile] = []
+    for file in files:
+        if file.sha256 not in have:
+            have.add(file.sha256)
+            new.append(file)
+    if sum(f.size for f in new) > room:
+        raise PayloadTooLarge(
+            f"the files of a dossier are at most {ctx.settings.max_dossier_bytes} bytes together",
+            field="file",
+            limit=ctx.settings.max_dossier_bytes,
+        )
+    if not new:
+        return await dossier_out(session, ctx, _record(dossier)), False
+    version = await session.get(ProcedureVersion, dossier.procedure_version_id)
+    assert version is not None
+    spec = version.components[no - 1]
+    item = ComponentIn(no=no)
+    checked = [(item, spec, f) for f in new]
+    await _store_files(ctx, list(checked))
+    now = _now()
+    supplement = dossier.status == S.SUPPLEMENT_REQUESTED
+    await session.execute(
+        _INSERT_COMPONENTS, _component_rows(dossier.id, list(checked), now=now, supplement=supplement)
+    )
+    added = [AddedFile(sha256=f.sha256, size=f.size, content_type=f.content_type) for f in new]
+    session.add(
+        DossierEvent(
+            dossier_id=dossier.id,
+            action="files_added",
+            from_status=dossier.status,
+            to_status=dossier.status,
+            at=now,
+            actor=caller.sub,
+            actor_name=caller.name,
+            details={"component_no": no, "files": [a.model_dump() for a in added]},
+        )
+    )
+    _touch(dossier)
+    await session.flush()
+    await outbox.emit(
+        session,
+        "dossier.files_added",
+        DossierFilesAdded(
+            code=dossier.code,
+            agency=dossier.agency,
+            owner=dossier.owner,
+            status=dossier.status,
+            component_no=no,
+            files=added,
+            supplement=supplement,
+            at=now,
+            actor=Actor.of(caller),
+        ),
+        subject=dossier.code,
+        agency=dossier.agency,
+    )
+    return await dossier_out(session, ctx, _record(dossier)), True
 
 
 # ------------------------------------------------------------------ deadlines
