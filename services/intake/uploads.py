@@ -84,6 +84,7 @@ class _Reader:
         self.total = 0
         self.count = 0
         self.part: _Part | None = None
+        self.ended = False
         self._headers: list[tuple[bytes, bytes]] = []
         self._name = bytearray()
         self._value = bytearray()
@@ -207,6 +208,9 @@ class _Reader:
             )
         )
 
+    def on_end(self) -> None:
+        self.ended = True
+
     def close_open_file(self) -> None:
         if self.part is not None and self.part.out is not None:
             self.part.out.close()
@@ -253,6 +257,7 @@ async def receive_form(
             "on_header_value": reader.on_header_value,
             "on_header_end": reader.on_header_end,
             "on_headers_finished": reader.on_headers_finished,
+            "on_end": reader.on_end,
         },
     )
     try:
@@ -266,8 +271,8 @@ async def receive_form(
             raise BadRequest("the client went away before the body ended") from exc
         finally:
             reader.close_open_file()
-        if reader.part is not None:
-            raise BadRequest("the multipart body ended inside a part")
+        if not reader.ended:
+            raise BadRequest("the multipart body ended before its closing boundary")
         yield reader.form
     finally:
         for path in reader.paths:
