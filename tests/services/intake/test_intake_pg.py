@@ -117,3 +117,45 @@ async def test_a_code_past_9999_keeps_every_digit(tmp_path: Path) -> None:
             await engine.dispose()
             codes = [(await intake.submit("desk_officer", birth_registration()))["code"] for _ in range(2)]
             assert codes == [f"{prefix}-9999", f"{prefix}-10000"]
+
+
+async def test_issued_results_racing_the_desk_finish_each_dossier_once(tmp_path: Path) -> None:
+    """``document.issued`` arriving while the desk moves the dossier (supplement received,
+    processing started): whichever commits first, the result is applied exactly once and
+    nothing is left pending."""
+    with temporary_databases(["intake"]) as urls:
+        await asyncio.to_thread(upgrade, MIGRATIONS, urls["intake"], service="intake")
+        async with running_intake(
+            tmp_path, database_url=urls["intake"], auto_migrate=False, database_pool_size=10
+        ) as intake:
+            supplement = {"missing_items": [{"name": "Giấy chứng sinh"}]}
+            paused, accepted = [], []
+            for i in range(20):
+                code = (await intake.submit("desk_officer"))["code"]
+                if i % 2:
+                    await intake.act("desk_officer", code, "start_processing")
+                    await intake.act("specialist", code, "request_supplement", supplement)
+                    paused.append(code)
+                else:
+                    accepted.append(code)
+
+            async def desk(code: str) -> None:
+                action = "supplement_received" if code in paused else "start_processing"
+                r = await intake.act("desk_officer", code, action)
+                # the system may have taken an accepted dossier to 9 first: then 409, nothing changes
+                assert r.status_code in (200, 409), r.text
+
+            work = [desk(code) for code in paused + accepted]
+            work += [intake.issue(code, 1000 + i) for i, code in enumerate(paused + accepted)]
+            await asyncio.gather(*work)
+            for code in paused + accepted:
+                got = (await intake.client.get(f"/dossiers/{code}", headers=intake.as_("desk_officer"))).json()
+                assert got["status"] == 9 and got["pending_results"] == [], (code, got["status"])
+                history = (
+                    await intake.client.get(f"/dossiers/{code}/history", headers=intake.as_("desk_officer"))
+                ).json()
+                assert [e["action"] for e in history["events"]].count("finish") == 1
+            listed = await intake.client.get(
+                "/dossiers", params={"has_pending_result": "true"}, headers=intake.as_("desk_officer")
+            )
+            assert listed.json()["items"] == []
