@@ -43,6 +43,51 @@ def upgrade() -> None:
 
     with op.batch_alter_table("dossier", schema=None) as batch_op:
         batch_op.add_column(sa.Column("lookup_secret_sealed", sa.String(length=200), nullable=True))
+    _keep_results_already_applied()
+
+
+def _keep_results_already_applied() -> None:
+    """Dossiers finished before this revision name their document in ``result``: it becomes an
+    applied issued result, so that the same document issued again is recognised as such."""
+    at = shared.db.UtcDateTime(timezone=True)
+    dossier = sa.table(
+        "dossier", sa.column("id", sa.Integer), sa.column("result", sa.JSON), sa.column("finished_at", at)
+    )
+    issued = sa.table(
+        "issued_result",
+        *(sa.column(name, sa.Integer) for name in ("dossier_id", "document_id")),
+        *(sa.column(name, sa.String) for name in ("number", "content_sha256", "download_path")),
+        sa.column("summary", sa.Text),
+        *(sa.column(name, at) for name in ("learnt_at", "applied_at")),
+    )
+    bind = op.get_bind()
+    last = 0
+    while True:
+        rows = bind.execute(
+            sa.select(dossier.c.id, dossier.c.result, dossier.c.finished_at)
+            .where(dossier.c.id > last, dossier.c.finished_at.is_not(None))
+            .order_by(dossier.c.id)
+            .limit(5000)
+        ).all()
+        if not rows:
+            return
+        last = rows[-1].id
+        values = [
+            {
+                "dossier_id": row.id,
+                "document_id": row.result["document_id"],
+                "number": (row.result.get("number") or None) and str(row.result["number"])[:60],
+                "content_sha256": row.result.get("content_sha256"),
+                "download_path": row.result.get("download_path"),
+                "summary": row.result.get("summary"),
+                "learnt_at": row.finished_at,
+                "applied_at": row.finished_at,
+            }
+            for row in rows
+            if isinstance(row.result, dict) and isinstance(row.result.get("document_id"), int)
+        ]
+        if values:
+            bind.execute(sa.insert(issued), values)
 
 
 def downgrade() -> None:
