@@ -33,7 +33,7 @@ def definition(settings: IntakeSettings | None = None) -> ServiceDefinition:
     settings = settings or get_settings()
     # a JSON submission carries base64 (4/3 larger); a multipart one streams the dossier's
     # files, each checked against its own limit as it arrives
-    max_body = max(endpoints.json_submission_limit(settings), settings.max_dossier_bytes + 1024 * 1024)
+    max_body = endpoints.files_body_limit(settings)
     return ServiceDefinition(
         name="intake",
         title="lienthong intake",
@@ -51,6 +51,7 @@ def definition(settings: IntakeSettings | None = None) -> ServiceDefinition:
 
 
 def create_app(settings: IntakeSettings | None = None, **kwargs: object) -> FastAPI:
+    settings = settings or get_settings()
     app = create_service_app(definition(settings), **kwargs)  # type: ignore[arg-type]
-    endpoints.submission_schemas(app)
+    endpoints.submission_schemas(app, settings)
     return app

@@ -380,10 +380,16 @@ def _with_body(route: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     return route
 
 
-def submission_schemas(app: FastAPI) -> None:
+def submission_schemas(app: FastAPI, settings: IntakeSettings) -> None:
     """Put ``DossierSubmission`` (and what it uses) in the app's OpenAPI components: the route
-    that takes it reads its body by hand, so the framework does not list it by itself."""
+    that takes it reads its body by hand, so the framework does not list it by itself. And say
+    how large the file routes' bodies may be (``x-max-body-bytes``), which the gateway enforces
+    at the edge instead of its generic upload limit."""
     original = app.openapi
+    limits = {
+        ("/dossiers", "post"): files_body_limit(settings),
+        ("/dossiers/{code}/components/{no}/files", "post"): settings.max_dossier_bytes + MULTIPART_OVERHEAD,
+    }
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -395,6 +401,8 @@ def submission_schemas(app: FastAPI) -> None:
         # the same class, written out by the framework
         for name, definition in {**schema.pop("$defs", {}), "DossierSubmission": schema}.items():
             found.setdefault(name, definition)
+        for (path, method), limit in limits.items():
+            document["paths"][path][method]["x-max-body-bytes"] = limit
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -482,9 +490,18 @@ async def submit_dossier(
 SUBMISSION_MEDIA = ["application/json", "multipart/form-data"]
 
 
+MULTIPART_OVERHEAD = 1024 * 1024  # the dossier part and the parts' headers
+
+
 def json_submission_limit(settings: IntakeSettings) -> int:
     """A JSON submission carries its files in base64 (4/3 larger), a few of them at most."""
     return settings.max_file_bytes * 4 // 3 * 3 + 1024 * 1024
+
+
+def files_body_limit(settings: IntakeSettings) -> int:
+    """The largest body of the routes under ``/dossiers``: a JSON submission, or a multipart one
+    whose files stay within the dossier's total."""
+    return max(json_submission_limit(settings), settings.max_dossier_bytes + MULTIPART_OVERHEAD)
 
 
 @dossiers.post(

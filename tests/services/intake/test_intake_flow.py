@@ -444,4 +444,9 @@ def test_contract_of_the_submission_lists_both_forms() -> None:
     assert set(body) == {"application/json", "multipart/form-data"}
     assert body["application/json"]["schema"] == {"$ref": "#/components/schemas/DossierSubmission"}
     assert "DossierSubmission" in document["components"]["schemas"]
+    # the gateway enforces these at the edge: the dossier's total, not its generic upload limit
+    settings = get_settings(demo=False)
+    submission = document["paths"]["/dossiers"]["post"]["x-max-body-bytes"]
+    upload = document["paths"]["/dossiers/{code}/components/{no}/files"]["post"]["x-max-body-bytes"]
+    assert settings.max_dossier_bytes < upload <= submission < 2 * settings.max_dossier_bytes
     json.dumps(document)  # serialisable as it is served
