@@ -222,6 +222,45 @@ class WorkFileOut(BaseModel):
     closed_at: datetime | None = None
 
 
+class SeriesRuleOut(BaseModel):
+    """How the agency's head groups document types into number series, from a date."""
+
+    effective_from: date
+    in_force: bool = Field(description="the rule numbering uses today")
+    administrative: str = Field(description="shared: one series for all administrative types; per_type: one each")
+    administrative_groups: dict[str, str]
+    secret_apart: bool
+    secret_per_group: bool
+    copies_apart: bool
+
+
+class SeriesOut(BaseModel):
+    """One number series of the year and the last number it gave."""
+
+    key: str = Field(description="year/group, e.g. 2026/hc or 2026/qppl:QĐ")
+    last_number: int
+
+
+class RegisterOut(BaseModel):
+    kind: Literal["outgoing", "incoming"]
+    year: int
+    entries: int
+    path: str = Field(description="the register under the gateway (JSON; add format=csv for CSV)")
+
+
+class AgencyOut(BaseModel):
+    """What one agency can do with documents here: numbering profile, series, registers."""
+
+    organ_id: str
+    name: str
+    abbreviation: str = Field(description="issuer abbreviation in its symbols, e.g. UBND in 05/QĐ-UBND")
+    tier: str
+    year: int
+    series_rules: list[SeriesRuleOut]
+    series: list[SeriesOut] = Field(description="this year's series that gave a number")
+    registers: list[RegisterOut]
+
+
 class ExchangeMessageOut(BaseModel):
     """One edXML message to a partner: a document for one recipient, or a status message."""
 
