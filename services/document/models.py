@@ -41,6 +41,18 @@ class WorkFile(Base):
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class DossierEnding(Base):
+    """A one-stop-shop dossier whose matter ended before its work dossier was opened here
+    (events reordered by a redelivery): the late opening then closes the work dossier at once."""
+
+    __tablename__ = "dossier_ending"
+
+    dossier_code: Mapped[str] = mapped_column(String(30), primary_key=True)
+    agency: Mapped[str] = mapped_column(String(13))
+    action: Mapped[str] = mapped_column(String(40))
+    ended_at: Mapped[datetime] = mapped_column()
+
+
 class Document(Base):
     """A văn bản with the annex VI metadata.
 

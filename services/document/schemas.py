@@ -310,3 +310,31 @@ class RefuseIn(Strict):
 
 class StatusRecorded(BaseModel):
     recorded: bool
+
+
+class _Page(BaseModel):
+    next: str | None = Field(description="cursor of the next page; null on the last one")
+
+
+class DocumentPage(_Page):
+    items: list[DocumentOut]
+
+
+class ContentPage(_Page):
+    items: list[ContentOut]
+
+
+class AttachmentPage(_Page):
+    items: list[AttachmentOut]
+
+
+class CommentPage(_Page):
+    items: list[CommentOut]
+
+
+class AssignmentPage(_Page):
+    items: list[AssignmentOut]
+
+
+class WorkFilePage(_Page):
+    items: list[WorkFileOut]

@@ -54,18 +54,23 @@ class DocumentApi:
     def runtime(self) -> Any:
         return self.app.state.runtime
 
-    async def events(self, routing_key: str) -> list[CloudEvent]:
+    async def events(self, routing_key: str | None = None) -> list[CloudEvent]:
+        """What the part emitted (of one type, or all), in order."""
+        query = select(outbox.table.c.body).order_by(outbox.table.c.id)
+        if routing_key is not None:
+            query = query.where(outbox.table.c.routing_key == routing_key)
         async with self.runtime.db.sessionmaker() as session:
-            rows = await session.execute(
-                select(outbox.table.c.body).where(outbox.table.c.routing_key == routing_key).order_by(outbox.table.c.id)
-            )
-            return [CloudEvent.from_bytes(b) for b in rows.scalars()]
+            return [CloudEvent.from_bytes(b) for b in (await session.execute(query)).scalars()]
 
-    async def publish(self, routing_key: str, data: dict[str, Any]) -> None:
+    async def publish(self, routing_key: str, data: dict[str, Any], *, event_id: str | None = None) -> None:
+        """Deliver an event as another part would; the same ``event_id`` twice is a redelivery."""
         from shared.bus import OutgoingMessage
         from shared.events import event_type
 
-        event = CloudEvent(source="urn:lienthong:test", type=event_type(routing_key), subject="t", data=data)
+        event = CloudEvent(
+            source="urn:lienthong:test", type=event_type(routing_key), subject="t", data=data,
+            **({"id": event_id} if event_id else {}),
+        )
         await self.broker.publish(
             [OutgoingMessage(routing_key=routing_key, body=event.to_bytes(), message_id=event.id)]
         )
