@@ -151,11 +151,22 @@ class DocumentSettings(Settings):
     exchange_timeout_seconds: float = Field(default=30.0, description="one HTTP attempt to a partner")
     exchange_retry_base_seconds: float = Field(default=5.0, description="first retry delay, doubled each attempt")
     exchange_retry_max_seconds: float = Field(default=3600.0, description="longest delay between attempts")
+    # --- the clerk's one call (publish): signing's published API, with the caller's own token ---
+    signing_url: str | None = Field(
+        default=None,
+        description="base URL of signing's API (…/api/signing through the gateway, or signing itself); "
+        "default: {public_base_url}/api/signing",
+    )
+    signing_timeout_seconds: float = Field(default=60.0, description="one call to signing (fill the number, seal)")
     # --- Directive 15: electronic documents by level, from a date ---
     directive15_target: float = Field(default=1.0, description="share of documents handled electronically (100%)")
     directive15_levels: dict[str, Directive15Level] = Field(default_factory=_directive15_levels)
     holiday_country: str = "VN"
     extra_holidays: list[date] = Field(default_factory=list, description="days off decided by the government")
+
+    @property
+    def resolved_signing_url(self) -> str:
+        return (self.signing_url or f"{self.public_base_url.rstrip('/')}/api/signing").rstrip("/")
 
     @property
     def exchange_dir(self) -> Path:

@@ -8,12 +8,13 @@ import io
 from datetime import date, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.document import paging
+from services.document import publish as publication
 from services.document import service as svc
 from services.document.doctypes import Secrecy
 from services.document.events import DocumentAssigned, DocumentDrafted, DocumentRecalled, Organ
@@ -36,6 +37,8 @@ from services.document.schemas import (
     DraftPatch,
     IncomingIn,
     NumberOut,
+    PublishIn,
+    PublishOut,
     RecallIn,
     WorkFileIn,
     WorkFileOut,
@@ -599,6 +602,53 @@ async def issue_document(
     await svc.issue(session, doc, actor=Actor.of(caller))
     _etag(response, doc)
     return svc.to_out(doc)
+
+
+@router.post(
+    "/{document_id}/publish",
+    response_model=PublishOut,
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 423, 503),
+    **allow("clerk"),
+)
+async def publish_document(
+    document_id: int,
+    request: Request,
+    response: Response,
+    body: PublishIn | None = None,
+    pin: str = Header(
+        alias=publication.PIN_HEADER, min_length=1, max_length=64, description="the PIN of the agency's seal"
+    ),
+    idempotency_key: str | None = Header(
+        default=None, alias="Idempotency-Key", min_length=1, max_length=200,
+        description="a replay with the same key answers the first call's result",
+    ),
+    caller: Caller = Depends(current_caller),
+) -> dict[str, Any]:
+    """The clerk's one call (ban hành): for a document the leader signed, take its number,
+    have signing write the number in and apply the agency's seal (with your token and PIN),
+    store both versions and issue it (``document.issued``).
+
+    Resumable: if it stops after numbering (a wrong PIN, signing unreachable), the document
+    keeps its number and the next call continues from there — never a second number. Not yet
+    signed by the leader, already issued, no usable seal: 4xx and nothing changed. The single
+    steps (``/number``, ``/content``, ``/issue``) stay available."""
+    kit = svc.toolkit(request)
+    signing = publication.SigningApi(
+        base_url=kit.settings.resolved_signing_url,
+        authorization=request.headers.get("authorization", ""),
+        timeout=kit.settings.signing_timeout_seconds,
+    )
+    req = publication.Request(
+        document_id=document_id,
+        caller=caller,
+        pin=pin,
+        seal_certificate=body.seal_certificate if body else None,
+        idempotency_key=idempotency_key,
+    )
+    async with signing:
+        answer, etag = await publication.publish(db=request.app.state.runtime.db, kit=kit, signing=signing, req=req)
+    response.headers["ETag"] = etag
+    return answer
 
 
 @router.post(

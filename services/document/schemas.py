@@ -338,3 +338,23 @@ class AssignmentPage(_Page):
 
 class WorkFilePage(_Page):
     items: list[WorkFileOut]
+
+
+class PublishIn(Strict):
+    """Options of the clerk's one call; all may be omitted."""
+
+    seal_certificate: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="serial (hex) of the organisation's certificate; default: the agency's active one",
+    )
+
+
+class PublishOut(DocumentOut):
+    """The issued document, with what this call did to get there."""
+
+    seal_certificate: str | None = Field(description="serial of the seal applied (null if it was already sealed)")
+    steps: list[Literal["numbered", "number_filled", "sealed", "issued"]] = Field(
+        description="what this call did; a call that resumes lists only the remaining steps"
+    )
