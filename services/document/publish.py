@@ -145,7 +145,7 @@ class SigningApi:
             raise NoSeal(f"the seal certificate {serial} is locked after wrong PINs; {where}")
         return SealCertificate(serial=serial, agency=agency)
 
-    async def fill_number(self, pdf: bytes, doc: Document, *, where: str) -> bytes:
+    async def fill_number(self, pdf: bytes, *, document_id: int, code: str, where: str) -> bytes:
         """Signing writes the document's number into the field prepared in the signed PDF.
 
         The one place that knows how fill-number is called: on main it takes the number and
@@ -154,7 +154,7 @@ class SigningApi:
         response = await self._call(
             "POST",
             "/fill-number",
-            params={"number": doc.code_text or ""},
+            params={"number": code},
             content=pdf,
             headers={"Content-Type": "application/pdf"},
             where=where,
@@ -279,6 +279,7 @@ async def publish(
             raise Conflict("the document has no signed file")
         numbered_in = doc.content_version > (doc.numbered_at_version or 0)
         current_blob, current_signatures = current.blob, current.signatures
+        code = doc.code_text or ""
         where = _where(doc)
 
     # 3. signing writes the number in and seals (no transaction open)
@@ -289,7 +290,7 @@ async def publish(
         if numbered_in:
             base = current_bytes  # a version with the number written in was uploaded by hand
         else:
-            filled = await signing.fill_number(current_bytes, doc, where=where)
+            filled = await signing.fill_number(current_bytes, document_id=req.document_id, code=code, where=where)
             if not filled.startswith(current_bytes):
                 raise Unprocessable(f"signing's numbered PDF does not append to the signed one; {where}")
             steps.append("number_filled")

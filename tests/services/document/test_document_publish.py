@@ -198,3 +198,16 @@ async def test_concurrent_publishes_take_one_number_each_without_gaps(
         finally:
             await engine.dispose()
         assert sorted(r[0] for r in rows) == [1, 2, 3, 4]
+
+
+async def test_signing_out_of_reach_is_a_503_and_changes_nothing(tmp_path: Path) -> None:
+    port = suites.free_ports(1)[0]  # nothing listens there
+    async with suites.embedded(tmp_path, signing_url=f"http://127.0.0.1:{port}/api/signing") as running:
+        async with running.client() as api:
+            clerk = await _clerk(running, api)
+            doc = await clerk.signed_draft()
+            r = await clerk.publish(doc["id"], key="k-1")
+            body = problem(r, 503, "unavailable")
+            assert "signing cannot be reached" in body["detail"]
+            after = await clerk.document(doc["id"])
+            assert after["status"] == "signed_by_leader" and after["version"] == doc["version"]
