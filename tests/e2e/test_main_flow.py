@@ -149,7 +149,7 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
             async def work_file() -> list[dict[str, Any]]:
                 return ok(
                     await api.get("/api/document/workfiles", params={"dossier_code": code}, headers=who["specialist"])
-                ).json()
+                ).json()["items"]
 
             work_files = await eventually(work_file, what="the work dossier")
             assert len(work_files) == 1

@@ -61,7 +61,7 @@ async def walk(running: suites.Running) -> None:
         async def work_files() -> list[dict[str, Any]]:
             r = await client.get("/api/document/workfiles", params={"dossier_code": code}, headers=specialist)
             assert r.status_code == 200, r.text
-            return r.json()
+            return r.json()["items"]
 
         files = await _eventually(work_files)
         assert [f["dossier_code"] for f in files] == [code]
