@@ -2,9 +2,9 @@
 would, printing each step.
 
 A citizen submits a birth registration online with a 2 MB scan → the ward's desk accepts it and
-prints the receipt → it hands the dossier to processing → a specialist drafts the decision in the
-work dossier that document opened by itself → the ward's leader signs it with the key in the token
-→ the ward's clerk numbers, seals and issues it in one call → intake finishes the dossier by itself
+prints the receipt → a specialist drafts the decision in the work dossier that document opened by
+itself when the desk accepted → the ward's leader signs it with the key in the token
+→ the ward's clerk numbers, seals and issues it in one call → intake finishes the dossier by itself (accepted → processing → finished)
 → the desk returns the result → the public look-up shows it returned.
 
 Every call here is one the README's main-flow section shows with curl, in the same order.
@@ -113,15 +113,7 @@ class Demo:
         receipt_path.write_bytes(receipt.content)
         self.say(f"2. desk     accepted it, due {accepted['due_at']}; receipt: {receipt_path}")
 
-        # 3. the desk hands it to processing
-        expect(
-            await api.post(f"/api/intake/dossiers/{code}/actions/start_processing", headers=desk, json={}),
-            200,
-            "hand the dossier to processing",
-        )
-        self.say("3. desk     handed it to processing")
-
-        # 4. the specialist drafts the decision inside the work dossier document opened for it
+        # 3. the specialist drafts the decision inside the work dossier document opened for it
         async def work_file() -> dict[str, Any] | None:
             r = await api.get("/api/document/workfiles", params={"dossier_code": code}, headers=specialist)
             items = expect(r, 200, "list work dossiers")
@@ -151,9 +143,9 @@ class Demo:
         )
         expect(uploaded, 201, "upload the draft")
         etag = uploaded.headers["etag"]
-        self.say(f"4. specialist drafted document {doc['id']} in work dossier {wf['id']}")
+        self.say(f"3. specialist drafted document {doc['id']} in work dossier {wf['id']}")
 
-        # 5. the leader signs it with the key in the token (PAdES)
+        # 4. the leader signs it with the key in the token (PAdES)
         certificates = expect(
             await api.get("/api/signing/certificates", params={"owner": self.people["leader"]}, headers=leader),
             200,
@@ -176,9 +168,9 @@ class Demo:
             headers={**leader, "If-Match": etag, "Content-Type": "application/pdf"},
         )
         expect(stored, 201, "store the leader's signed version")
-        self.say(f"5. leader   signed it (certificate {person['serial'][:12]}…)")
+        self.say(f"4. leader   signed it (certificate {person['serial'][:12]}…)")
 
-        # 6. the clerk numbers, seals and issues it, in one call
+        # 5. the clerk numbers, seals and issues it, in one call
         issued = expect(
             await api.post(
                 f"/api/document/documents/{doc['id']}/publish",
@@ -188,9 +180,9 @@ class Demo:
             200,
             "number, seal and issue",
         )
-        self.say(f"6. clerk    numbered, sealed and issued it: Số {issued['code']}")
+        self.say(f"5. clerk    numbered, sealed and issued it: Số {issued['code']}")
 
-        # 7. intake finishes the dossier by itself from document.issued
+        # 6. intake finishes the dossier by itself from document.issued
         async def finished() -> dict[str, Any] | None:
             d = expect(await api.get(f"/api/intake/dossiers/{code}", headers=desk), 200, "read the dossier")
             return d if d["status"] == 9 else None
@@ -200,22 +192,22 @@ class Demo:
         expect(result, 200, "download the result")
         result_path = self.out / f"result-{code}.pdf"
         result_path.write_bytes(result.content)
-        self.say(f"7. intake   finished the dossier by itself; signed result: {result_path}")
+        self.say(f"6. intake   finished the dossier by itself; signed result: {result_path}")
 
-        # 8. the desk returns the result
+        # 7. the desk returns the result
         expect(
             await api.post(f"/api/intake/dossiers/{code}/actions/return_result", headers=desk, json={}),
             200,
             "return the result",
         )
-        self.say("8. desk     returned the result to the citizen")
+        self.say("7. desk     returned the result to the citizen")
 
-        # 9. the public look-up (what the receipt's QR code opens) shows it returned
+        # 8. the public look-up (what the receipt's QR code opens) shows it returned
         looked = expect(
             await api.get("/api/intake/lookup", params={"code": code, "secret": secret}), 200, "look it up"
         )
         url = httpx.URL(self.gateway).join("/tra-cuu").copy_with(params={"code": code, "secret": secret})
-        self.say(f"9. look-up  status {looked['status']} ({looked['status_label']}): {url}")
+        self.say(f"8. look-up  status {looked['status']} ({looked['status_label']}): {url}")
         return {
             "code": code,
             "secret": secret,
