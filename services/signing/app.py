@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from services.signing import endpoints, events  # noqa: F401 - events registers the event types
 from services.signing.config import SigningSettings, get_settings
-from services.signing.keystore import close_keystore, open_keystore
+from services.signing.keystore import check_can_start, close_keystore, open_keystore
 from services.signing.models import Base, Certificate, outbox
 from services.signing.service import PinCache, issue_certificate
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
@@ -74,8 +74,16 @@ async def seed_demo(runtime: ServiceRuntime) -> None:
             )
 
 
+async def keystore_readiness(runtime: ServiceRuntime) -> str:
+    """Where the signing keys live: ``pkcs11``, or ``software (development only)`` — ready,
+    but flagged for whoever looks."""
+    keystore = runtime.extras.get("keystore")
+    return keystore.token.description if keystore is not None else "not open"
+
+
 def definition(settings: SigningSettings | None = None) -> ServiceDefinition:
     settings = settings or get_settings()
+    check_can_start(settings)
     pdf_limit = settings.max_pdf_bytes
     return ServiceDefinition(
         name="signing",
@@ -88,6 +96,7 @@ def definition(settings: SigningSettings | None = None) -> ServiceDefinition:
         outbox=outbox,
         on_start=on_start,
         on_stop=on_stop,
+        readiness_checks={"keystore": keystore_readiness},
         body_limits={
             "/sign": pdf_limit,
             "/sign/batch": settings.max_batch_bytes,

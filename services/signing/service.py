@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
+from pyhanko.sign.signers import Signer
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +36,7 @@ from .models import Certificate, Signature, outbox
 from .pades import CertificateRevoked as CertificateRevokedError
 from .pades import SealNotOfYourAgency, SigningRefused, TokenLocked
 from .pki import PkiError, RevocationReason
-from .token import TokenError, TokenSigner
+from .token import TokenError
 
 
 class SigningProblem(ProblemError):
@@ -243,13 +244,13 @@ class PinCache:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._salt = os.urandom(16)
-        self._entries: dict[str, tuple[bytes, float, TokenSigner]] = {}
+        self._entries: dict[str, tuple[bytes, float, Signer]] = {}
         self._lock = threading.Lock()
 
     def _tag(self, pin: str) -> bytes:
         return hmac.new(self._salt, pin.encode(), hashlib.sha256).digest()
 
-    def signer(self, keystore: Keystore, signer_id: str, pin: str) -> TokenSigner:
+    def signer(self, keystore: Keystore, signer_id: str, pin: str) -> Signer:
         tag = self._tag(pin)
         now = time.monotonic()
         with self._lock:
