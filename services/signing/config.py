@@ -79,12 +79,16 @@ class SigningSettings(Settings):
         default=3600.0, description="a served CRL is rebuilt after this long, or at once on a revocation"
     )
 
-    demo_agency: str = "000.00.00.H56"
-    demo_agency_name: str = "Ủy ban nhân dân tỉnh Thanh Hóa"
-    demo_leader: str = "leader"
-    demo_leader_name: str = "Phạm Văn Đức"
-    demo_leader_position: str = "Chủ tịch"
-    demo_pin_secret: str = Field(default=DEV_DEMO_PIN, description="PIN of the demo certificates (demo mode only)")
+    document_api_url: str | None = Field(
+        default=None,
+        description="the document part's published API, where fill-number reads a document's assigned number "
+        "(with the caller's token); default public_base_url + '/api/document' (through the gateway)",
+    )
+
+    demo_pin_secret: str = Field(
+        default=DEV_DEMO_PIN,
+        description="PIN of every demo agency's seal and leader certificate (shared/demo.py); demo mode only",
+    )
 
     @model_validator(mode="after")
     def _refuse_development_signing_defaults(self) -> SigningSettings:
@@ -117,6 +121,10 @@ class SigningSettings(Settings):
     @property
     def resolved_software_dir(self) -> Path:
         return self.resolved_signing_dir / "software"
+
+    @property
+    def resolved_document_api_url(self) -> str:
+        return self.document_api_url or self.public_base_url.rstrip("/") + "/api/document"
 
     @property
     def resolved_pki_base_url(self) -> str:
