@@ -224,7 +224,9 @@ def _open_software(settings: SigningSettings) -> SoftwareKeystore:
         keystore = SoftwareKeystore.open(directory, secret=settings.token_pin_secret, policy=_pin_policy(settings))
     except TokenError as exc:
         raise KeystoreError(str(exc)) from exc
-    log.warning(
+    # a logger bound now, not the module's (bound at its first use, perhaps to another stream):
+    # this line must reach whoever watches this start
+    structlog.get_logger("signing.keystore").warning(
         "SIGNING KEYS ARE IN A SOFTWARE KEYSTORE (development only): no PKCS#11 token here, so keys are "
         "encrypted files; production requires a token",
         directory=str(directory),
