@@ -533,7 +533,10 @@ def _batch_item_json(out: BatchItemOut, pdf: bytes | None = None) -> list[bytes]
 )
 async def fill_number(
     request: Request,
-    document: int = Query(ge=1, description="the document's id in the document part; its assigned number is filled"),
+    # the document part's ids are 32-bit: a larger one names no document (and must not reach its SQL)
+    document: int = Query(
+        ge=1, le=2**31 - 1, description="the document's id in the document part; its assigned number is filled"
+    ),
     number: str | None = Query(
         default=None,
         min_length=1,

@@ -160,6 +160,18 @@ async def test_fill_number_writes_only_the_number_the_document_was_assigned(runn
         assert r.status_code == 404, r.text
         r = await client.post("/api/signing/fill-number", params={"number": code}, content=signed, headers=clerk)
         assert r.status_code in (400, 422), r.text
+        for wrong in (0, -3, 2**40, "bốn"):
+            r = await client.post("/api/signing/fill-number", params={"document": wrong}, content=signed, headers=clerk)
+            assert r.status_code in (400, 422), r.text
+            assert r.headers["content-type"].startswith("application/problem+json")
+        # the right document, but not a PDF
+        r = await client.post(
+            "/api/signing/fill-number",
+            params={"document": doc_id},
+            content=b"\x89PNG\r\n\x1a\n" + bytes(64),
+            headers=clerk,
+        )
+        assert r.status_code == 415 and r.headers["content-type"].startswith("application/problem+json"), r.text
         # the assigned number, named or not, is filled
         for params in ({"document": doc_id}, {"document": doc_id, "number": code}):
             r = await client.post("/api/signing/fill-number", params=params, content=signed, headers=clerk)
