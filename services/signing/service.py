@@ -389,7 +389,7 @@ async def _emit_completed(
 ) -> list[SignatureCompleted]:
     """``signature.completed`` for each signature's row (as :func:`_signature_values` gives it),
     emitted together: a batch's hundred events cost one counter statement and one insert."""
-    fields = [name for name in SignatureCompleted.model_fields if name != "actor"]
+    fields = [name for name in SignatureCompleted.model_fields if name != "actor"]  # the actor is not a column
     events = [SignatureCompleted(actor=actor, **{name: values[name] for name in fields}) for values in rows]
     await outbox.emit_many(
         session,
