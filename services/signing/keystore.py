@@ -68,10 +68,12 @@ def custody_kind(settings: SigningSettings) -> str:
 
 
 def check_can_start(settings: SigningSettings) -> None:
-    """Refuse, before anything serves, a production deployment without its PKCS#11 module."""
-    if settings.environment == "production" and not Path(settings.token_module).is_file():
+    """Refuse, before anything serves, a deployment that must use a token (production, or
+    ``keystore=token``) and has no PKCS#11 module."""
+    if custody_kind(settings) == "token" and not Path(settings.token_module).is_file():
+        why = "production keeps" if settings.environment == "production" else "keystore=token keeps"
         raise RefusedToStart(
-            f"production keeps signing keys in a PKCS#11 token, and there is no PKCS#11 module at "
+            f"{why} signing keys in a PKCS#11 token, and there is no PKCS#11 module at "
             f"{settings.token_module}; install the token's module and set LIENTHONG_SIGNING_TOKEN_MODULE to its path"
         )
 

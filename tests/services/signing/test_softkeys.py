@@ -19,7 +19,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from services.signing.keystore import Keystore, close_keystore, custody_kind, open_keystore
+from services.signing.app import create_app
+from services.signing.keystore import Keystore, RefusedToStart, close_keystore, custody_kind, open_keystore
 from services.signing.pades import TokenLocked, WrongPin, fill_number_field, prepare_draft, sign_batch, sign_pdf
 from services.signing.pki import certificates_pem
 from services.signing.softkeys import SOFTWARE_KEYSTORE, SoftwareKeystore
@@ -267,6 +268,17 @@ async def test_the_suite_runs_without_softhsm2_and_says_so(tmp_path: Path, capsy
     assert not (tmp_path / "signing" / "token").exists()
     warning = [line for line in capsys.readouterr().err.splitlines() if "SOFTWARE KEYSTORE" in line]
     assert len(warning) == 1 and "warning" in warning[0].lower(), warning
+
+
+def test_asking_for_a_token_without_its_module_refuses_to_start_before_serving(tmp_path: Path) -> None:
+    settings = signing_settings_for(tmp_path, token_module=NO_MODULE, keystore="token")
+    with pytest.raises(RefusedToStart, match="keystore=token keeps signing keys in a PKCS#11 token") as refused:
+        create_app(settings)
+    # SystemExit's code is what the interpreter prints, alone, before exiting 1
+    assert str(refused.value.code).startswith("signing refuses to start: keystore=token") and NO_MODULE in str(
+        refused.value.code
+    )
+    assert not (tmp_path / "ca").exists() and not (tmp_path / "software").exists()  # nothing made
 
 
 def test_production_without_a_token_module_refuses_to_start_with_one_clear_line(tmp_path: Path) -> None:
