@@ -3,9 +3,10 @@ would, printing each step.
 
 A citizen submits a birth registration online with a 2 MB scan → the ward's desk accepts it and
 prints the receipt → a specialist drafts the decision in the work dossier that document opened by
-itself when the desk accepted → the ward's leader signs it with the key in the token
-→ the ward's clerk numbers, seals and issues it in one call → intake finishes the dossier by itself (accepted → processing → finished)
-→ the desk returns the result → the public look-up shows it returned.
+itself when the desk accepted → the ward's leader signs it with the key in the token → the
+ward's clerk numbers, seals and issues it in one call → intake finishes the dossier by itself
+(accepted → processing → finished) → the desk returns the result → the public look-up shows it
+returned. Everyone but the citizen works at the ward (``desk_officer.41``, ``leader.41``…).
 
 Every call here is one the README's main-flow section shows with curl, in the same order.
 """
@@ -15,18 +16,22 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from shared import clock
+from shared.demo import AGENCY_ROLES, DEMO_AGENCIES, username
+
 PROCEDURE = "1.001193"  # Thủ tục đăng ký khai sinh
 AGENCY = "000.00.41.H56"  # UBND phường Hạc Thành, which receives and decides it
 CITIZEN = {"full_name": "Nguyễn Thị Hồng Nhung", "address": "Phường Hạc Thành, tỉnh Thanh Hóa"}
+WARD = next(a for a in DEMO_AGENCIES if a.code == AGENCY)
 SUBJECT = "Quyết định đăng ký khai sinh cho cháu Nguyễn Minh Khang"
 
 
@@ -79,12 +84,11 @@ class Demo:
         clerk = await self.login(api, "clerk")
 
         # 1. the citizen submits online, with a scan of the birth certificate
-        procedure = expect(await api.get(f"/api/intake/procedures/{PROCEDURE}"), 200, "read the procedure")
         scan = scanned_pdf(2 * 1024 * 1024)
         dossier = {"agency": AGENCY, "procedure_code": PROCEDURE, "applicant": CITIZEN}
         files = [
-            (f"component-{no}", (f"thanh-phan-{no}.pdf", scan, "application/pdf"))
-            for no in range(1, len(procedure["components"]) + 1)
+            ("component-1", ("to-khai.pdf", scan, "application/pdf")),
+            ("component-2", ("giay-chung-sinh.pdf", scanned_pdf(512 * 1024), "application/pdf")),
         ]
         submitted = expect(
             await api.post(
@@ -98,8 +102,8 @@ class Demo:
         )
         code = submitted["code"]
         self.say(
-            f"1. citizen  submitted {procedure['name']!r} online at {AGENCY} with {len(files)} scans of "
-            f"{len(scan) / 1e6:.1f} MB → dossier {code} (status {submitted['status']})"
+            f"1. citizen  submitted a birth registration ({PROCEDURE}) online at {AGENCY} with a "
+            f"{len(scan) / 1e6:.1f} MB scan → dossier {code} (status {submitted['status']})"
         )
 
         # 2. the desk accepts it and prints the receipt (form 01) with the look-up QR code
@@ -111,7 +115,7 @@ class Demo:
         secret = receipt.headers["lookup-secret"]
         receipt_path = self.out / f"receipt-{code}.pdf"
         receipt_path.write_bytes(receipt.content)
-        self.say(f"2. desk     accepted it, due {accepted['due_at']}; receipt: {receipt_path}")
+        self.say(f"2. desk     accepted it, due {vietnam_time(accepted['due_at'])}; receipt: {receipt_path}")
 
         # 3. the specialist drafts the decision inside the work dossier document opened for it
         async def work_file() -> dict[str, Any] | None:
@@ -129,7 +133,7 @@ class Demo:
                 "type_key": "QĐ",
                 "subject": SUBJECT,
                 "work_file_id": wf["id"],
-                "signer": {"position": "Chủ tịch", "full_name": "Lê Thị Phường"},
+                "signer": {"position": WARD.leader_position, "full_name": WARD.leader.full_name},
             },
         )
         doc = expect(draft, 201, "draft the result")
@@ -220,6 +224,10 @@ class Demo:
         }
 
 
+def vietnam_time(instant: str) -> str:
+    return datetime.fromisoformat(instant).astimezone(clock.VN_TZ).strftime("%d/%m/%Y %H:%M")
+
+
 def listed(body: Any) -> list[dict[str, Any]]:
     """A list answer, whether a bare array or a page (``{"items": [...], "next": ...}``)."""
     return body["items"] if isinstance(body, dict) else body
@@ -276,7 +284,7 @@ def scanned_pdf(size: int) -> bytes:
     from reportlab.pdfgen import canvas
 
     rng = random.Random(20201)
-    side = int((size / 3) ** 0.5)
+    side = int((size / 3 / 1.25) ** 0.5)  # three bytes a pixel; reportlab's ASCII85 adds a quarter
     image = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
     out = io.BytesIO()
     page = canvas.Canvas(out, pagesize=A4)
@@ -286,14 +294,25 @@ def scanned_pdf(size: int) -> bytes:
     return out.getvalue()
 
 
-def main(args: Any) -> int:
-    people = {
-        "citizen": "citizen",
-        "desk_officer": os.environ.get("LIENTHONG_DEMO_DESK", "desk_officer"),
-        "specialist": os.environ.get("LIENTHONG_DEMO_SPECIALIST", "specialist"),
-        "leader": os.environ.get("LIENTHONG_DEMO_LEADER", "leader"),
-        "clerk": os.environ.get("LIENTHONG_DEMO_CLERK", "clerk"),
+def write_samples(directory: Path) -> list[Path]:
+    """The files the README's curl walk-through sends: two scans and the draft decision."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {
+        "to-khai.pdf": scanned_pdf(2 * 1024 * 1024),
+        "giay-chung-sinh.pdf": scanned_pdf(512 * 1024),
+        "quyet-dinh.pdf": decision_pdf("(số hồ sơ)"),
     }
+    for name, content in files.items():
+        (directory / name).write_bytes(content)
+    return [directory / name for name in files]
+
+
+def main(args: Any) -> int:
+    if args.write_samples:
+        for path in write_samples(Path(args.write_samples)):
+            print(path)
+        return 0
+    people = {"citizen": "citizen", **{role: username(role, AGENCY) for role in AGENCY_ROLES}}
     demo = Demo(
         gateway=args.gateway,
         password=args.password,
