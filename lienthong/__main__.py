@@ -1,4 +1,4 @@
-"""``python -m lienthong run | serve PART | up | migrate [PART] | contracts [--check]``."""
+"""``python -m lienthong run | serve PART | up | migrate [PART] | demo | contracts [--check]``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     migrate.add_argument("part", nargs="?")
     contracts = sub.add_parser("contracts", help="write contracts/ from the code")
     contracts.add_argument("--check", action="store_true", help="fail if contracts/ differs")
+    demo = sub.add_parser("demo", help="walk the main flow through a running suite's gateway, as the roles would")
+    demo.add_argument("--gateway", default=os.environ.get("LIENTHONG_PUBLIC_BASE_URL", "http://127.0.0.1:8000"))
+    demo.add_argument("--password", default=os.environ.get("LIENTHONG_DEMO_PASSWORD", "demo"))
+    demo.add_argument("--pin", default=os.environ.get("LIENTHONG_DEMO_PIN", "123456"), help="the demo signing PIN")
+    demo.add_argument("--out", default=os.path.join(os.environ.get("LIENTHONG_VAR_DIR", "var"), "demo"))
+    demo.add_argument("--write-samples", metavar="DIR", help="only write the PDFs the README's curl walk sends")
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -38,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from lienthong import distributed
 
         return distributed.migrate(args.part)
+    if args.command == "demo":
+        from lienthong import demo as walk
+
+        return walk.main(args)
     if args.command == "contracts":
         from lienthong import contracts
 
