@@ -5,6 +5,7 @@ calendar for new due dates; dossiers already accepted keep theirs)."""
 from __future__ import annotations
 
 import calendar as months
+import re
 from datetime import date
 from typing import Any
 
@@ -115,15 +116,22 @@ ROLE_NAMES = {
 
 
 async def _users_page(
-    v: Visit, *, cursor: str = "", status: int = 200, error: str | None = None, values: dict[str, Any]
+    v: Visit,
+    *,
+    cursor: str = "",
+    agency: str = "",
+    status: int = 200,
+    error: str | None = None,
+    values: dict[str, Any],
 ) -> Response:
     user = require(v, "admin")
-    page = await v.api.users(user.token, limit=v.settings.page_size, cursor=cursor or None)
+    page = await v.api.users(user.token, limit=v.settings.page_size, cursor=cursor or None, agency=agency or None)
     return v.render(
         "users.html",
         status=status,
         page=page,
         cursor=cursor,
+        agency=agency,
         roles=[(r, v._(ROLE_NAMES[r])) for r in GRANTABLE],
         role_names={r: v._(n) for r, n in ROLE_NAMES.items()},
         error=error,
@@ -132,8 +140,11 @@ async def _users_page(
 
 
 @router.get("/quan-tri/nguoi-dung")
-async def users_page(v: Visit = V, cursor: str = "") -> Response:
-    return await _users_page(v, cursor=cursor, values={"agency": v.user.agency if v.user else ""})
+async def users_page(v: Visit = V, cursor: str = "", agency: str = "") -> Response:
+    agency = agency.strip() if re.fullmatch(r"\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}", agency.strip()) else ""
+    return await _users_page(
+        v, cursor=cursor, agency=agency, values={"agency": agency or (v.user.agency if v.user else "")}
+    )
 
 
 @router.post("/quan-tri/nguoi-dung")

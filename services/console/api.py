@@ -7,8 +7,7 @@ the clerk's one-call publish, paginated work dossiers) are each behind one metho
 
 from __future__ import annotations
 
-import base64
-import uuid
+import json
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -221,20 +220,13 @@ class Api:
     async def submit_dossier(
         self, token: str, submission: dict[str, Any], files: dict[int, Upload], *, idempotency_key: str
     ) -> dict[str, Any]:
-        """Submit a dossier with its scans. Today: the JSON body with base64 files; when
-        multipart submission lands, send ``dossier`` + ``component-<no>`` parts instead."""
-        body = dict(submission)
-        components = {c["no"]: dict(c) for c in body.get("components", [])}
-        for no, upload in files.items():
-            component = components.setdefault(no, {"no": no})
-            component["file"] = {
-                "filename": upload.filename,
-                "content_type": upload.content_type,
-                "content_base64": base64.b64encode(upload.content).decode(),
-            }
-        body["components"] = [components[no] for no in sorted(components)]
+        """Submit a dossier with its scans: ``multipart/form-data``, the JSON in the part
+        ``dossier`` and each scan streamed as a part ``component-<no>`` (no base64, no 1 MiB cap)."""
+        parts = [("dossier", (None, json.dumps(submission, ensure_ascii=False).encode(), "application/json"))]
+        for no, upload in sorted(files.items()):
+            parts.append((f"component-{no}", (upload.filename, upload.content, upload.content_type)))
         return await self._json(
-            "POST", "/api/intake/dossiers", token=token, json=body, headers={"Idempotency-Key": idempotency_key}
+            "POST", "/api/intake/dossiers", token=token, files=parts, headers={"Idempotency-Key": idempotency_key}
         )
 
     async def dossiers(self, token: str, **filters: Any) -> dict[str, Any]:
@@ -324,41 +316,17 @@ class Api:
         )
         await self.upload_content(token, document_id, signed.content, stage="signed_by_leader", etag=etag)
 
-    async def publish(self, token: str, document_id: int, pin: str) -> dict[str, Any]:
-        """The clerk's one action: number, seal and issue. Today the steps one by one (number →
-        fill-number → upload → seal → upload → issue); when ``POST …/publish`` lands, one call with
-        ``X-Signing-PIN`` and an ``Idempotency-Key``."""
-        number = await self._json("POST", f"/api/document/documents/{document_id}/number", token=token, json={})
-        _, etag = await self.document(token, document_id)
-        signed = await self.content(token, document_id)
-        numbered = await self._call(
+    async def publish(self, token: str, document_id: int, pin: str, *, idempotency_key: str) -> dict[str, Any]:
+        """The clerk's one action: number, seal and issue (document's ``…/publish``, resumable
+        and idempotent); the document as issued, its ``code`` the number."""
+        return await self._json(
             "POST",
-            "/api/signing/fill-number",
-            token=token,
-            params={"number": number["code"]},
-            content=signed.content,
-            headers={"Content-Type": "application/pdf"},
-            timeout=SIGN_TIMEOUT,
-        )
-        etag = await self.upload_content(token, document_id, numbered.content, stage="numbered", etag=etag)
-        sealed = await self._call(
-            "POST",
-            "/api/signing/sign",
-            token=token,
-            params={"kind": "organisation"},
-            content=numbered.content,
-            headers={"X-Signing-PIN": pin, "Content-Type": "application/pdf"},
-            timeout=SIGN_TIMEOUT,
-        )
-        etag = await self.upload_content(token, document_id, sealed.content, stage="sealed", etag=etag)
-        await self._call(
-            "POST",
-            f"/api/document/documents/{document_id}/issue",
+            f"/api/document/documents/{document_id}/publish",
             token=token,
             json={},
-            headers={"If-Match": etag, "Idempotency-Key": str(uuid.uuid4())},
+            headers={"X-Signing-PIN": pin, "Idempotency-Key": idempotency_key},
+            timeout=SIGN_TIMEOUT,
         )
-        return number
 
 
 def _problem(response: httpx.Response) -> ApiError:

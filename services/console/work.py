@@ -4,6 +4,7 @@ issues in one action and keeps the registers."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -172,7 +173,9 @@ async def publish(document_id: int, request: Request, v: Visit = V) -> Response:
         error = v._("Enter your signing PIN.")
     else:
         try:
-            number = await v.api.publish(user.token, document_id, pin)
+            # the same key for the same document and PIN: a double click issues once
+            key = f"publish-{document_id}-{hashlib.sha256((user.sub + pin).encode()).hexdigest()[:16]}"
+            number = await v.api.publish(user.token, document_id, pin, idempotency_key=key)
         except ApiError as exc:
             if not exc.is_client_error:
                 raise
