@@ -46,6 +46,8 @@ ACTION_FORMS = {
     "request_fees": "amount_vnd",
     "finish": "result",
     "start_processing": "handoff",
+    # ends the dossier for good: a page to confirm (and say why), never one stray click
+    "withdraw": "note",
 }
 DOSSIER_VIEWERS = ("desk_officer", "specialist", "leader", "admin", "auditor", "citizen")
 
