@@ -259,6 +259,12 @@ class Api:
         found = await self._json("GET", "/api/document/workfiles", token=token, params=params)
         return found["items"] if isinstance(found, dict) else found
 
+    async def my_assignments(self, token: str) -> list[dict[str, Any]]:
+        found = await self._json(
+            "GET", "/api/document/assignments", token=token, params={"mine": "true", "status": "open", "limit": 50}
+        )
+        return found["items"] if isinstance(found, dict) else found
+
     async def work_file(self, token: str, work_file_id: int) -> dict[str, Any]:
         return await self._json("GET", f"/api/document/workfiles/{work_file_id}", token=token)
 

@@ -31,9 +31,19 @@ async def my_work(v: Visit = V) -> Response:
     user = require(v, "specialist", "leader", "clerk", "admin")
     work_files = await v.api.work_files(user.token, status="open")
     drafts = await v.api.documents(user.token, status="draft", direction="outgoing", limit=50)
-    # the oldest first: a work dossier opened earlier is due earlier
+    assignments = await v.api.my_assignments(user.token)
+    processing = (await v.api.dossiers(user.token, status=4, limit=v.settings.page_size))["items"]
+    # due soonest first; a work dossier opened earlier is due earlier
+    processing.sort(key=lambda d: d.get("due_at") or "9999")
+    assignments.sort(key=lambda a: a.get("due_date") or "9999")
     work_files.sort(key=lambda w: w.get("opened_at") or "")
-    return v.render("work.html", work_files=work_files[: v.settings.page_size * 5], drafts=drafts)
+    return v.render(
+        "work.html",
+        work_files=work_files[: v.settings.page_size * 5],
+        drafts=drafts,
+        assignments=assignments,
+        processing=processing,
+    )
 
 
 @router.get("/xu-ly/ho-so-cong-viec/{work_file_id}")
