@@ -18,9 +18,22 @@ from pydantic import ValidationError
 from sqlalchemy import Select, Table, and_, bindparam, case, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake import catalogue, printing, service, uploads
+from services.intake import (
+    actions,
+    catalogue,
+    components,
+    deadlines,
+    handoffs,
+    lookup_secret,
+    printing,
+    submission,
+    uploads,
+    views,
+)
 from services.intake.calendar import VN_TZ, CalendarError, as_vietnam_time
 from services.intake.config import IntakeSettings
+from services.intake.context import Context
+from services.intake.dossiers import visible_dossier
 from services.intake.models import (
     Agency,
     CalendarOverrideRow,
@@ -87,10 +100,10 @@ def settings_of(request: Request) -> IntakeSettings:
     return request.app.state.runtime.settings
 
 
-async def context(request: Request) -> service.Context:
+async def context(request: Request) -> Context:
     # async, though it awaits nothing: FastAPI runs a plain function dependency in a worker thread
     extras = request.app.state.runtime.extras
-    return service.Context(settings=settings_of(request), blobs=extras["blobs"], labels=extras["version_labels"])
+    return Context(settings=settings_of(request), blobs=extras["blobs"], labels=extras["version_labels"])
 
 
 Ctx = Depends(context)
@@ -244,7 +257,7 @@ async def due(
     cutoff: Annotated[str | None, Query(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="with hours")] = None,
     pauses: Annotated[list[str] | None, Query(description="start/end intervals (ISO 8601); end may be empty")] = None,
     session: AsyncSession = Session,
-    ctx: service.Context = Ctx,
+    ctx: Context = Ctx,
 ) -> DueOut:
     """When is a dossier accepted at ``accepted_at`` due: server-side deadline arithmetic."""
     start = _parse_instant(accepted_at, "accepted_at")
@@ -319,7 +332,7 @@ async def delete_override(
 
 @calendar.get("/{year}", response_model=CalendarYearOut, **public())
 async def calendar_year(
-    year: Annotated[int, Path(ge=2000, le=2100)], session: AsyncSession = Session, ctx: service.Context = Ctx
+    year: Annotated[int, Path(ge=2000, le=2100)], session: AsyncSession = Session, ctx: Context = Ctx
 ) -> CalendarYearOut:
     """Days off (holidays, made-up days, extra days off) and working weekend days of a year."""
     rows = (
@@ -449,7 +462,7 @@ async def submit_dossier(
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
     caller: Caller = Me,
     session: AsyncSession = Session,
-    ctx: service.Context = Ctx,
+    ctx: Context = Ctx,
 ) -> DossierOut:
     """Submit a dossier: online by a citizen or portal (status 1) or at the desk (status 2, the
     clock starts). Two forms: JSON with files as base64 in ``components[].file`` (small files),
@@ -462,7 +475,7 @@ async def submit_dossier(
         async with uploads.receive_form(
             request,
             incoming=ctx.blobs.incoming,
-            file_parts=service.UPLOAD_PART.pattern,
+            file_parts=components.UPLOAD_PART.pattern,
             text_parts=frozenset({"dossier"}),
             max_file_bytes=settings.max_file_bytes,
             max_total_bytes=settings.max_dossier_bytes,
@@ -472,7 +485,7 @@ async def submit_dossier(
             if "dossier" not in form.fields:
                 raise Unprocessable("a multipart submission carries its JSON in a part named dossier", field="dossier")
             body = _submission(form.fields["dossier"], prefix=("body", "dossier"))
-            view, created = await service.submit(
+            view, created = await submission.submit(
                 session, ctx, caller, body, idempotency_key=idempotency_key, uploads=form.files
             )
     else:
@@ -480,7 +493,7 @@ async def submit_dossier(
         if media and media != "application/json" and not media.endswith("+json"):
             raise UnsupportedMediaType("send application/json or multipart/form-data", accepted=SUBMISSION_MEDIA)
         body = _submission(await _json_body(request, json_submission_limit(settings)), prefix=("body",))
-        view, created = await service.submit(session, ctx, caller, body, idempotency_key=idempotency_key)
+        view, created = await submission.submit(session, ctx, caller, body, idempotency_key=idempotency_key)
     if not created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -542,7 +555,7 @@ async def add_component_files(
     response: Response,
     caller: Caller = Me,
     session: AsyncSession = Session,
-    ctx: service.Context = Ctx,
+    ctx: Context = Ctx,
 ) -> DossierOut:
     """Add file(s) to a component of a dossier that takes them: submitted online and not yet
     accepted (1), or waiting for a supplement (5). Streamed like a multipart submission, within
@@ -551,7 +564,7 @@ async def add_component_files(
     if not uploads.is_multipart(request):
         raise UnsupportedMediaType("send the files as multipart/form-data parts named file")
     settings = ctx.settings
-    room = await service.files_room(session, ctx, caller, code, no)
+    room = await components.files_room(session, ctx, caller, code, no)
     # nothing is written yet: end the read so that no connection is held while the body streams
     # in (add_files checks again, under the dossier's lock)
     await session.rollback()
@@ -564,7 +577,7 @@ async def add_component_files(
         max_files=settings.max_files_per_request,
         accepted=settings.accepted_file_types,
     ) as form:
-        view, added = await service.add_files(session, ctx, caller, code, no, form.files.get("file", []))
+        view, added = await components.add_files(session, ctx, caller, code, no, form.files.get("file", []))
     if not added:
         response.status_code = 200
     return view
@@ -592,10 +605,10 @@ async def list_dossiers(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     caller: Caller = Me,
     session: AsyncSession = Session,
-    ctx: service.Context = Ctx,
+    ctx: Context = Ctx,
 ) -> DossierPage:
     """Dossiers newest first: staff see their agency subtree, a citizen or portal their own."""
-    query = service.dossier_query()
+    query = views.dossier_query()
     if "service" in caller.roles:
         pass
     elif caller.roles - {"citizen", "integrator"}:
@@ -635,22 +648,22 @@ async def list_dossiers(
     elif overdue is False:
         query = query.where(or_(Dossier.status.not_in(running), Dossier.due_at.is_(None), Dossier.due_at >= now))
     if has_pending_result is True:
-        query = query.where(Dossier.id.in_(service.PENDING_DOSSIERS))
+        query = query.where(Dossier.id.in_(views.PENDING_DOSSIERS))
     elif has_pending_result is False:
-        query = query.where(Dossier.id.not_in(service.PENDING_DOSSIERS))
+        query = query.where(Dossier.id.not_in(views.PENDING_DOSSIERS))
     for word in tokens(applicant or ""):
         query = query.where(Dossier.applicant_search.contains(word, autoescape=True))
     if cursor:
-        at, id_ = service.parse_cursor(cursor)
+        at, id_ = views.parse_cursor(cursor)
         query = query.where(or_(Dossier.received_at < at, and_(Dossier.received_at == at, Dossier.id < id_)))
     query = query.order_by(Dossier.received_at.desc(), Dossier.id.desc()).limit(limit + 1)
-    rows = await service.read_rows(session, query)
+    rows = await views.read_rows(session, query)
     more = len(rows) > limit
     rows = rows[:limit]
     return DossierPage.model_validate(
         {
-            "items": await service.dossier_views(session, ctx, rows),
-            "next": service.make_cursor(rows[-1]["received_at"], rows[-1]["id"]) if more else None,
+            "items": await views.dossier_views(session, ctx, rows),
+            "next": views.make_cursor(rows[-1]["received_at"], rows[-1]["id"]) if more else None,
         }
     )
 
@@ -659,9 +672,9 @@ async def list_dossiers(
     "/{code}", response_model=DossierOut, responses=problem_responses(401, 403, 404), **allow(*DOSSIER_READERS)
 )
 async def get_dossier(
-    code: str, caller: Caller = Me, session: AsyncSession = Session, ctx: service.Context = Ctx
+    code: str, caller: Caller = Me, session: AsyncSession = Session, ctx: Context = Ctx
 ) -> DossierOut:
-    return await service.dossier_out(session, ctx, await service.visible_record(session, caller, code))
+    return await views.dossier_out(session, ctx, await views.visible_record(session, caller, code))
 
 
 def _of_dossier(table: Table, *fields: str) -> Select[Any]:
@@ -683,15 +696,15 @@ _HANDOFFS_OF = _of_dossier(Handoff.__table__, *HandoffOut.model_fields)
 )
 async def dossier_history(code: str, caller: Caller = Me, session: AsyncSession = Session) -> DossierHistory:
     """Every status change, every due-date change with why, and the hand-offs (tracking sheet)."""
-    dossier = await service.visible_record(session, caller, code)
+    dossier = await views.visible_record(session, caller, code)
     ids = {"dossier_id": dossier["id"]}
-    # plain rows of exactly the fields shown, validated in one go (see service._view_data)
+    # plain rows of exactly the fields shown, validated in one go (see views.view_data)
     return DossierHistory.model_validate(
         {
             "code": dossier["code"],
-            "events": await service.read_rows(session, _EVENTS_OF, ids),
-            "due_date_changes": await service.read_rows(session, _DUE_DATE_CHANGES_OF, ids),
-            "handoffs": await service.read_rows(session, _HANDOFFS_OF, ids),
+            "events": await views.read_rows(session, _EVENTS_OF, ids),
+            "due_date_changes": await views.read_rows(session, _DUE_DATE_CHANGES_OF, ids),
+            "handoffs": await views.read_rows(session, _HANDOFFS_OF, ids),
         }
     )
 
@@ -710,7 +723,7 @@ def _handoff_out(s: Handoff) -> HandoffOut:
     )
 
 
-ACTION_CALLERS = sorted({role for roles in service.ACTION_ROLES.values() for role in roles})
+ACTION_CALLERS = sorted({role for roles in actions.ACTION_ROLES.values() for role in roles})
 
 
 @dossiers.post(
@@ -725,12 +738,12 @@ async def take_action(
     body: ActionRequest,
     caller: Caller = Me,
     session: AsyncSession = Session,
-    ctx: service.Context = Ctx,
+    ctx: Context = Ctx,
 ) -> DossierOut:
     """One workflow action (accept, refuse, start_processing, request_supplement,
     supplement_received, request_fees, fees_paid, withdraw, stop, finish, return_result).
     Not allowed from the current status: 409 and nothing changes. Emits ``dossier.<action>``."""
-    return await service.act(session, ctx, caller, code, action, body)
+    return await actions.act(session, ctx, caller, code, action, body)
 
 
 @dossiers.post(
@@ -745,10 +758,10 @@ async def add_handoff(
     body: HandoffIn,
     caller: Caller = Me,
     session: AsyncSession = Session,
-    ctx: service.Context = Ctx,
+    ctx: Context = Ctx,
 ) -> HandoffOut:
     """Hand the dossier to another unit or person: closes the current step with its timeliness."""
-    return _handoff_out(await service.add_handoff(session, ctx, caller, code, body))
+    return _handoff_out(await handoffs.add_handoff(session, ctx, caller, code, body))
 
 
 @dossiers.post(
@@ -762,10 +775,10 @@ async def extend(
     body: ExtensionIn,
     caller: Caller = Me,
     session: AsyncSession = Session,
-    ctx: service.Context = Ctx,
+    ctx: Context = Ctx,
 ) -> DueDateChangeOut:
     """Extend the due date before it passes, with the reason; the apology is form 04."""
-    c = await service.extend(session, ctx, caller, code, body)
+    c = await deadlines.extend(session, ctx, caller, code, body)
     return DueDateChangeOut(
         at=c.at,
         old_due_at=c.old_due_at,
@@ -791,14 +804,14 @@ async def issue_receipt(
     reason: Annotated[str | None, Query(min_length=1, max_length=500, description="why, with rotate_secret")] = None,
     caller: Caller = Me,
     session: AsyncSession = Session,
-    ctx: service.Context = Ctx,
+    ctx: Context = Ctx,
 ) -> Response:
     """Form 01 with the dossier's look-up secret (also in the ``Lookup-Secret`` header). The
     first receipt makes the secret; printing again shows the same one, so the paper receipt
     keeps working. ``rotate_secret=true`` with a ``reason`` (desk only) makes a new one and
     records it in the history."""
-    dossier = await service.visible_dossier(session, caller, code, for_update=True)
-    secret = await service.receipt_secret(session, ctx, caller, dossier, rotate=rotate_secret, reason=reason)
+    dossier = await visible_dossier(session, caller, code, for_update=True)
+    secret = await lookup_secret.receipt_secret(session, ctx, caller, dossier, rotate=rotate_secret, reason=reason)
     pdf = await printing.receipt(session, settings_of(request), dossier, secret=secret)
     return _pdf(pdf, f"{code}-01", {"Lookup-Secret": secret, "Cache-Control": "no-store"})
 
@@ -825,7 +838,7 @@ async def print_form(
     caller: Caller = Me,
     session: AsyncSession = Session,
 ) -> Response:
-    dossier = await service.visible_dossier(session, caller, code)
+    dossier = await visible_dossier(session, caller, code)
     return _pdf(await FORMS[form](session, dossier), f"{code}-{form}")
 
 
@@ -843,7 +856,7 @@ async def get_file(
     session: AsyncSession = Session,
 ) -> Response:
     """A component file of the dossier, as received."""
-    dossier = await service.visible_dossier(session, caller, code)
+    dossier = await visible_dossier(session, caller, code)
     component = (
         (
             await session.execute(
@@ -933,7 +946,7 @@ async def public_lookup(
     wait = limiter.take(client_address(request, settings.trusted_proxies))
     if wait:
         raise TooManyRequests("too many look-ups; try again later", headers={"Retry-After": str(int(wait) + 1)})
-    given = service.lookup_hash(settings, code, secret.strip().upper())
+    given = lookup_secret.lookup_hash(settings, code, secret.strip().upper())
     dossier = (await session.execute(_LOOKED_UP, {"code": code})).mappings().first()
     stored = dossier["lookup_hash"] if dossier is not None and dossier["lookup_hash"] else "0" * 64
     # compare even when there is no dossier, so that timing does not tell codes apart

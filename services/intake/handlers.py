@@ -11,9 +11,10 @@ from __future__ import annotations
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake import catalogue, service
+from services.intake import catalogue, results
 from services.intake.blobs import BlobStore
 from services.intake.config import IntakeSettings
+from services.intake.context import Context
 from services.intake.models import inbox
 from shared.events import CloudEvent
 from shared.inbox import Consumer
@@ -36,8 +37,8 @@ class DocumentIssuedHandler:
     async def __call__(self, session: AsyncSession, event: CloudEvent) -> None:
         if self.settings is None or self.blobs is None or self.labels is None:
             raise RuntimeError("intake's document.issued handler is not bound yet")
-        ctx = service.Context(settings=self.settings, blobs=self.blobs, labels=self.labels)
-        outcome = await service.finish_from_document(session, ctx, dict(event.data))
+        ctx = Context(settings=self.settings, blobs=self.blobs, labels=self.labels)
+        outcome = await results.finish_from_document(session, ctx, dict(event.data))
         self.outcomes.append(outcome)
         if len(self.outcomes) > 1000:
             del self.outcomes[:500]
