@@ -10,11 +10,11 @@ from services.intake.components import checked_components
 from services.intake.context import Context
 from services.intake.dossiers import OWNER_ROLES, visible_dossier
 from services.intake.models import Dossier, IssuedResult, ProcedureVersion
-from services.intake.results import FINISHABLE, apply_pending_result, issued_result_named, result_of
+from services.intake.results import apply_pending_result, issued_result_named, result_of
 from services.intake.schemas import ActionRequest, DossierOut
 from services.intake.transition import transition
 from services.intake.views import dossier_out, record
-from services.intake.workflow import Action, TransitionNotAllowed, allowed_actions, next_status
+from services.intake.workflow import FINISHABLE, Action, TransitionNotAllowed, allowed_actions, next_status
 from shared.auth import Caller
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from shared.events import Actor

@@ -20,14 +20,11 @@ from services.intake.events import AddedFile, DossierFilesAdded
 from services.intake.models import Dossier, DossierComponent, ProcedureVersion, outbox
 from services.intake.schemas import ComponentIn, DossierOut
 from services.intake.views import dossier_out, record
-from services.intake.workflow import DossierStatus
+from services.intake.workflow import FILES_TAKEN, DossierStatus
 from shared import clock
 from shared.auth import Caller
 from shared.errors import Conflict, Forbidden, PayloadTooLarge, Unprocessable
 from shared.events import Actor
-
-S = DossierStatus
-
 
 Checked = tuple[ComponentIn, dict[str, Any], CheckedFile | None]
 """A component as a request brings it, with its spec in the procedure and one of its files (if any)."""
@@ -151,10 +148,6 @@ async def load_components(session: AsyncSession, dossier: Dossier) -> list[Dossi
     return list(rows.scalars())
 
 
-# Statuses a dossier takes more files in: submitted online and not yet accepted (the citizen
-# completes it), and waiting for a supplement (what the desk asked for).
-FILE_STATUSES: frozenset[DossierStatus] = frozenset({S.SUBMITTED, S.SUPPLEMENT_REQUESTED})
-
 _FILES_OF = select(
     func.coalesce(func.sum(DossierComponent.size), 0),
 ).where(DossierComponent.dossier_id == bindparam("dossier_id"))
@@ -166,7 +159,7 @@ async def _files_room(session: AsyncSession, ctx: Context, caller: Caller, dossi
         caller.has_any("desk_officer") and caller.acts_in(dossier.agency)
     ):
         raise Forbidden("files are added by the applicant or the desk")
-    if dossier.status not in FILE_STATUSES:
+    if dossier.status not in FILES_TAKEN:
         raise Conflict(
             f"a dossier in status {dossier.status} takes no files (only 1, and 5 while a supplement is requested)",
             status=dossier.status,
@@ -222,7 +215,7 @@ async def add_files(
     checked = [(item, spec, f) for f in new]
     await store_files(ctx, list(checked))
     now = clock.now()
-    supplement = dossier.status == S.SUPPLEMENT_REQUESTED
+    supplement = FILES_TAKEN[DossierStatus(dossier.status)]
     await session.execute(INSERT_COMPONENTS, component_rows(dossier.id, list(checked), now=now, supplement=supplement))
     added = [AddedFile(sha256=f.sha256, size=f.size, content_type=f.content_type) for f in new]
     note(

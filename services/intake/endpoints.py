@@ -71,7 +71,7 @@ from services.intake.schemas import (
     ProcedureVersionIn,
     ProcedureVersionOut,
 )
-from services.intake.workflow import DossierStatus
+from services.intake.workflow import RUNNING_STATUSES, DossierStatus
 from shared import clock, organ_id
 from shared.auth import Caller, allow, current_caller, public
 from shared.db import request_session
@@ -641,7 +641,7 @@ async def list_dossiers(
         if due_before.tzinfo is None:
             raise BadRequest("due_before: give a timezone", field="due_before")
         query = query.where(Dossier.due_at < due_before)
-    running = (int(DossierStatus.ACCEPTED), int(DossierStatus.PROCESSING))
+    running = [int(s) for s in sorted(RUNNING_STATUSES)]
     now = clock.now()
     if overdue is True:
         query = query.where(Dossier.status.in_(running), Dossier.due_at < now)
@@ -995,7 +995,7 @@ async def compute_indicators(
         await session.execute(
             select(func.count()).where(
                 in_scope,
-                Dossier.status.in_((int(DossierStatus.ACCEPTED), int(DossierStatus.PROCESSING))),
+                Dossier.status.in_([int(s) for s in sorted(RUNNING_STATUSES)]),
                 Dossier.due_at < clock.now(),
             )
         )

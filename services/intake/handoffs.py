@@ -16,13 +16,11 @@ from services.intake.dossiers import OWNER_ROLES, touch, visible_dossier
 from services.intake.events import DossierHandedOff, DossierResult
 from services.intake.models import Dossier, Handoff, outbox
 from services.intake.schemas import HandoffIn
-from services.intake.workflow import DossierStatus, step_timeliness
+from services.intake.workflow import HANDLED_STATUSES, step_timeliness
 from shared import clock
 from shared.auth import Caller
 from shared.errors import Conflict, Forbidden
 from shared.events import Actor
-
-S = DossierStatus
 
 DEFAULT_PROCESSING_UNIT = "Bộ phận chuyên môn"
 DESK_UNIT = "Bộ phận Tiếp nhận và Trả kết quả"
@@ -144,7 +142,7 @@ async def add_handoff(session: AsyncSession, ctx: Context, caller: Caller, code:
     dossier = await visible_dossier(session, caller, code, for_update=True)
     if not (caller.roles - OWNER_ROLES):
         raise Forbidden("hand-offs are between officers")
-    if dossier.status not in (S.ACCEPTED, S.PROCESSING, S.SUPPLEMENT_REQUESTED, S.FEES_REQUESTED):
+    if dossier.status not in HANDLED_STATUSES:
         raise Conflict(f"a dossier in status {dossier.status} is not being handled", status=dossier.status)
     step = await hand_off(
         DossierClock(session, ctx, dossier),

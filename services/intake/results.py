@@ -18,14 +18,13 @@ from services.intake.handoffs import DEFAULT_PROCESSING_UNIT, DESK_UNIT
 from services.intake.models import Dossier, IssuedResult
 from services.intake.schemas import ActionRequest
 from services.intake.transition import transition
-from services.intake.workflow import Action, DossierStatus
+from services.intake.workflow import FINISHABLE, Action, allowed_actions, next_status
 from shared import clock
 from shared.errors import Conflict, Unprocessable
 from shared.events import Actor
 
 log = structlog.get_logger("intake")
 
-S = DossierStatus
 
 
 class ResultNotIssued(Unprocessable):
@@ -57,10 +56,6 @@ async def issued_result_named(session: AsyncSession, dossier: Dossier, number: s
     return found
 
 
-# Statuses a dossier can be finished from by the system: processing (4 → 9), or accepted but
-# not yet transferred (2 → 4 → 9, both steps in the history). In any other status an issued
-# result waits, pending, until the dossier reaches one of these.
-FINISHABLE: frozenset[DossierStatus] = frozenset({S.ACCEPTED, S.PROCESSING})
 SYSTEM = "system"
 SYSTEM_NAME = "Hệ thống"
 
@@ -146,13 +141,14 @@ async def apply_pending_result(session: AsyncSession, ctx: Context, dossier: Dos
     reason = f"document.issued: văn bản {label} (document {issued.document_id})"
     by = Actor.system(reason)
     details = {"reason": reason, "document_id": issued.document_id, "number": issued.number}
-    if dossier.status == S.ACCEPTED:
+    if Action.FINISH not in allowed_actions(dossier.status, paused_from=dossier.paused_from):
+        # accepted, not yet transferred: through processing first, both steps in the history
         await transition(
             session,
             ctx,
             dossier,
             Action.START_PROCESSING,
-            S.PROCESSING,
+            next_status(dossier.status, Action.START_PROCESSING),
             actor=SYSTEM,
             actor_name=SYSTEM_NAME,
             by=by,
@@ -165,7 +161,7 @@ async def apply_pending_result(session: AsyncSession, ctx: Context, dossier: Dos
         ctx,
         dossier,
         Action.FINISH,
-        S.FINISHED,
+        next_status(dossier.status, Action.FINISH),
         actor=SYSTEM,
         actor_name=SYSTEM_NAME,
         by=by,

@@ -25,16 +25,13 @@ from services.intake.events import DossierReceived
 from services.intake.models import Agency, Dossier, DossierEvent, DueDateChange, IdempotencyRecord, counters, outbox
 from services.intake.schemas import DossierOut, DossierSubmission
 from services.intake.views import component_data, view_data
-from services.intake.workflow import Channel, DossierStatus, initial_status
+from services.intake.workflow import Channel, clock_runs, initial_status
 from shared import clock
 from shared.auth import Caller
 from shared.db import CodeCounter, insert_ignoring_duplicates, replace_in
 from shared.errors import Conflict, Unprocessable
 from shared.events import Actor
 from shared.text import fold
-
-S = DossierStatus
-
 
 _FILE_CONTENTS = {"components": {"__all__": {"file": {"content_base64"}}}}
 
@@ -159,8 +156,8 @@ async def submit(
     await store_files(ctx, checked)
 
     status = initial_status(channel)
-    accepted = status is S.ACCEPTED
-    # at the desk the clock starts at once: the dossier is inserted with its due date
+    # at the desk a dossier enters accepted and its clock starts at once: it is inserted with its due date
+    accepted = clock_runs(status)
     due_at = await due_on_acceptance(session, ctx, now, version.processing_hours, version.cutoff) if accepted else None
     # The code's number comes from a counter row per agency and day whose lock is held until
     # commit (that is what keeps codes gap-free): every concurrent submission to that agency

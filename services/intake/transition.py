@@ -16,11 +16,9 @@ from services.intake.events import STEP_EVENTS, DossierResult
 from services.intake.handoffs import DEFAULT_PROCESSING_UNIT, close_step, hand_off, result_to_desk
 from services.intake.models import Dossier, DossierEvent, outbox
 from services.intake.schemas import ActionRequest
-from services.intake.workflow import Action, DossierStatus, clock_runs
+from services.intake.workflow import ENDED_WITHOUT_RESULT, Action, DossierStatus, clock_paused, clock_runs
 from shared import clock
 from shared.events import Actor
-
-S = DossierStatus
 
 
 async def transition(
@@ -97,7 +95,7 @@ async def transition(
         elif dossier.accepted_at is not None:
             now_running = clock_runs(target)
             if was_running and not now_running and action not in (Action.FINISH,):
-                cause = "paused" if target in (S.SUPPLEMENT_REQUESTED, S.FEES_REQUESTED) else str(action)
+                cause = "paused" if clock_paused(target) else str(action)
                 new_due = None if cause == "paused" else dossier.due_at
                 record_due_change(session, dossier, new_due, cause=cause, reason=body.note, actor=actor_name, at=now)
             elif not was_running and now_running:
@@ -129,7 +127,7 @@ async def transition(
             extra.update(result=result, on_time=dossier.finished_on_time, hours_used=dossier.hours_used)
         if action is Action.RETURN_RESULT:
             dossier.returned_at = now
-        if target in (S.REFUSED, S.WITHDRAWN, S.STOPPED):
+        if target in ENDED_WITHOUT_RESULT:
             await close_step(dossier_clock, now)
         touch(dossier)
     await session.flush()
