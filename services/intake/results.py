@@ -4,10 +4,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 import structlog
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +22,6 @@ from shared.errors import Conflict, Unprocessable
 from shared.events import Actor
 
 log = structlog.get_logger("intake")
-
 
 
 class ResultNotIssued(Unprocessable):
@@ -71,27 +68,33 @@ def result_of(issued: IssuedResult) -> DossierResult:
     )
 
 
-def _parse_instant(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
+class IssuedDocument(BaseModel):
+    """What intake reads of ``document.issued``, named as the producer's contract names it
+    (``contracts/events/document.issued.schema.json``, all required there). The event carries
+    more (recipients, signer…): what intake does not read is not intake's to check."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: StrictInt
+    code: StrictStr = Field(description="the number as written on the document, e.g. 05/QĐ-UBND")
+    dossier_code: StrictStr | None
+    subject: StrictStr | None
+    # as long as intake stores them: longer is no sha256 nor a path of the gateway's
+    content_sha256: StrictStr = Field(max_length=64)
+    download_path: StrictStr = Field(max_length=300)
+    issued_at: AwareDatetime
 
 
-async def finish_from_document(session: AsyncSession, ctx: Context, data: dict[str, Any]) -> str:
+async def finish_from_document(session: AsyncSession, ctx: Context, issued: IssuedDocument) -> str:
     """``document.issued`` naming a dossier: the result is never dropped. It is attached to the
     dossier, and applied at once when the status allows (``FINISHABLE``), otherwise kept
     pending until it does. Returns what happened (for logs and tests): finished, pending,
     already, unknown, no_dossier."""
-    code = data.get("dossier_code")
-    if not isinstance(code, str) or not code:
+    code, document_id = issued.dossier_code, issued.id
+    if not code:
         return "no_dossier"
     dossier = await find_dossier(session, code, for_update=True)
-    document_id = data.get("id")
-    if dossier is None or not isinstance(document_id, int):
+    if dossier is None:
         log.warning("document_for_unknown_dossier", dossier_code=code, document=document_id)
         return "unknown"
     known = await session.execute(
@@ -99,16 +102,15 @@ async def finish_from_document(session: AsyncSession, ctx: Context, data: dict[s
     )
     if known.first() is not None:
         return "already"
-    number = data.get("number") or data.get("code")
     session.add(
         IssuedResult(
             dossier_id=dossier.id,
             document_id=document_id,
-            number=str(number)[:60] if number else None,
-            summary=data.get("subject") if isinstance(data.get("subject"), str) else None,
-            content_sha256=data.get("content_sha256") if isinstance(data.get("content_sha256"), str) else None,
-            download_path=data.get("download_path") if isinstance(data.get("download_path"), str) else None,
-            issued_at=_parse_instant(data.get("issued_at")),
+            number=issued.code[:60] or None,
+            summary=issued.subject,
+            content_sha256=issued.content_sha256,
+            download_path=issued.download_path,
+            issued_at=issued.issued_at,
             learnt_at=clock.now(),
             applied_at=None,
         )
