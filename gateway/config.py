@@ -44,7 +44,14 @@ class GatewaySettings(Settings):
     # below uvicorn's default keep-alive (5 s), so the pool never reuses a socket the part is closing
     upstream_keepalive_seconds: float = 4.0
     breaker_failures: int = Field(default=5, ge=1, description="consecutive failures that open a part's circuit")
-    breaker_open_seconds: float = Field(default=10.0, description="how long an open circuit answers 503 at once")
+    breaker_probe_seconds: float = Field(
+        default=0.5, gt=0, description="first wait before an open circuit lets one trial request through"
+    )
+    breaker_open_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="longest wait between trials of an open circuit (the waits double from breaker_probe_seconds)",
+    )
     openapi_refresh_seconds: float = Field(
         default=300.0, description="how often the parts' OpenAPI documents (route table) are re-read"
     )
