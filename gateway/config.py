@@ -92,6 +92,11 @@ class GatewaySettings(Settings):
         default_factory=list,
         description="CIDRs of load balancers in front of the gateway whose X-Forwarded-For is believed",
     )
+    operator_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="CIDRs whose callers reach the gateway's own /readyz and /metrics without a token "
+        "(probes, scrapers); anyone else needs an admin or auditor token",
+    )
     rate_limit_store: Literal["memory", "database"] = Field(
         default="memory",
         description="memory: per process (embedded mode); database: shared by every gateway replica "

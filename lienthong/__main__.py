@@ -1,4 +1,4 @@
-"""``python -m lienthong run | serve PART | up | migrate [PART] | contracts [--check]``."""
+"""``python -m lienthong run | serve PART | up | migrate [PART] | dlq list|replay PART | contracts [--check]``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="distributed mode: every part in its own process")
     migrate = sub.add_parser("migrate", help="run migrations of one or every part")
     migrate.add_argument("part", nargs="?")
+    dlq = sub.add_parser("dlq", help="a part's dead letters on RabbitMQ: list them, or replay them")
+    dlq.add_argument("action", choices=("list", "replay"))
+    dlq.add_argument("part")
+    dlq.add_argument("--queue", help="one of the part's consumer queues (default: all of them)")
+    dlq.add_argument("--id", action="append", dest="ids", help="replay only this event id (repeatable)")
+    dlq.add_argument("--limit", type=int, default=50, help="letters listed per queue")
     contracts = sub.add_parser("contracts", help="write contracts/ from the code")
     contracts.add_argument("--check", action="store_true", help="fail if contracts/ differs")
     args = parser.parse_args(argv)
@@ -38,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from lienthong import distributed
 
         return distributed.migrate(args.part)
+    if args.command == "dlq":
+        from lienthong import dlq as dead_letters
+
+        return dead_letters.main(args.action, args.part, queue=args.queue, ids=args.ids, limit=args.limit)
     if args.command == "contracts":
         from lienthong import contracts
 
