@@ -110,8 +110,13 @@ class GatewaySettings(Settings):
         description="per client address on public (unauthenticated) routes",
     )
     rate_routes: dict[str, RateRule] = Field(
-        default_factory=lambda: {"POST /api/auth/token": RateRule(rate=0.2, burst=10)},
-        description='per client and route, "METHOD /api/part/template" → rule',
+        default_factory=lambda: {
+            "POST /api/auth/token": RateRule(rate=0.2, burst=10),
+            # guessing a receipt's secret: 30 tries a minute per client address
+            "GET /api/intake/lookup": RateRule(rate=0.5, burst=30),
+        },
+        description='per client and route, "METHOD /api/part/template" → rule (a client is its token\'s '
+        "subject, or without a token its real address: see trusted_proxies)",
     )
     access_flush_seconds: float = Field(default=0.5, description="how often access records are written")
     access_batch: int = 500

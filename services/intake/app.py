@@ -21,7 +21,6 @@ async def on_start(runtime: ServiceRuntime) -> None:
     blobs = BlobStore(settings.var_dir / "intake-blobs")
     blobs.root.mkdir(parents=True, exist_ok=True)
     runtime.extras["blobs"] = blobs
-    runtime.extras["lookup_limiter"] = endpoints.RateLimiter(settings.lookup_rate_per_minute)
     runtime.extras["version_labels"] = labels = catalogue.VersionLabels()
     handlers.document_issued.bind(settings, blobs, labels)
     if settings.demo:

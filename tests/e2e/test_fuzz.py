@@ -20,7 +20,6 @@ FUZZ_SETTINGS = {
     "rate_client": {"rate": 10**5, "burst": 10**6},
     "rate_public": {"rate": 10**5, "burst": 10**6},
     "rate_routes": {},
-    "lookup_rate_per_minute": 10**6,
 }
 
 pytestmark = pytest.mark.timeout(900)
