@@ -1,4 +1,5 @@
-"""``python -m lienthong run | serve PART | up | migrate [PART] | dlq list|replay PART | contracts [--check]``."""
+"""``python -m lienthong run | serve PART | up | migrate [PART] | dlq list|replay PART |
+integrator-definitions NAME [--vhost V] | contracts [--check]``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     dlq.add_argument("--queue", help="one of the part's consumer queues (default: all of them)")
     dlq.add_argument("--id", action="append", dest="ids", help="replay only this event id (repeatable)")
     dlq.add_argument("--limit", type=int, default=50, help="letters listed per queue")
+    definitions = sub.add_parser(
+        "integrator-definitions", help="RabbitMQ definitions of one integrator's AMQP account, for a virtual host"
+    )
+    definitions.add_argument("name", help="the integrator's name: its user is integrator-NAME")
+    definitions.add_argument("--vhost", default="/", help="the virtual host lienthong uses (default /)")
     contracts = sub.add_parser("contracts", help="write contracts/ from the code")
     contracts.add_argument("--check", action="store_true", help="fail if contracts/ differs")
     args = parser.parse_args(argv)
@@ -48,6 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         from lienthong import dlq as dead_letters
 
         return dead_letters.main(args.action, args.part, queue=args.queue, ids=args.ids, limit=args.limit)
+    if args.command == "integrator-definitions":
+        import json
+        import re
+
+        from lienthong import contracts
+
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", args.name):
+            print("a name of lowercase letters, digits and dashes", file=sys.stderr)
+            return 2
+        print(json.dumps(contracts.integrator_definitions(args.name, args.vhost), indent=2, ensure_ascii=False))
+        return 0
     if args.command == "contracts":
         from lienthong import contracts
 

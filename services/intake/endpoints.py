@@ -315,7 +315,7 @@ dossiers = APIRouter(prefix="/dossiers", tags=["dossiers"], route_class=StrictRo
     "",
     status_code=201,
     response_model=DossierOut,
-    responses={200: {"description": "replay of an Idempotency-Key"}, **problem_responses(401, 403, 409, 413, 415, 422)},
+    responses=problem_responses(401, 403, 409, 413, 415, 422),
     **allow("citizen", "desk_officer", "integrator"),
 )
 async def submit_dossier(
@@ -328,10 +328,10 @@ async def submit_dossier(
 ) -> DossierOut:
     """Submit a dossier: online by a citizen or portal (status 1) or at the desk (status 2, the
     clock starts). Files travel as base64 in ``components[].file``; the same ``Idempotency-Key``
-    with the same body answers the first dossier again (200), with another body 409."""
+    with the same body answers exactly as the first time (201, the same dossier, with
+    ``Idempotent-Replayed: true``), with another body 409."""
     view, created = await service.submit(session, ctx, caller, body, idempotency_key=idempotency_key)
     if not created:
-        response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     return view
 
