@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast test-faults contracts contracts-check config-reference bench fuzz up migrate backup clean lint
+.PHONY: run test test-at test-fast test-faults contracts contracts-check config-reference bench fuzz up migrate backup clean lint
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ migrate: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 	$(PY) -m lienthong contracts --check
+
+## make test-at AT="2026-12-31 23:30:00": every test with this machine's clock moved (libfaketime; apt-get install faketime)
+test-at: $(STAMP)
+	@command -v faketime >/dev/null || { echo "test-at needs libfaketime: apt-get install faketime"; exit 2; }
+	FAKETIME_DONT_FAKE_MONOTONIC=1 faketime '$(AT)' $(PY) -m pytest -q $(TESTS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not pg and not amqp and not faults"

@@ -381,7 +381,8 @@ def _signature_values(
 async def _emit_completed(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[SignatureCompleted]:
     """``signature.completed`` for each signature's row (as :func:`_signature_values` gives it),
     emitted together: a batch's hundred events cost one counter statement and one insert."""
-    events = [SignatureCompleted(**{name: values[name] for name in SignatureCompleted.model_fields}) for values in rows]
+    fields = [name for name in SignatureCompleted.model_fields if name != "actor"]  # the actor is not a column
+    events = [SignatureCompleted(**{name: values[name] for name in fields}) for values in rows]
     await outbox.emit_many(
         session,
         "signature.completed",
