@@ -1,5 +1,5 @@
-"""``python -m lienthong run | serve PART | up | migrate [PART] | dlq list|replay PART |
-integrator-definitions NAME [--vhost V] | contracts [--check]``."""
+"""``python -m lienthong run | serve PART | up | migrate [PART] | backup | verify | restore |
+dlq list|replay PART | integrator-definitions NAME [--vhost V] | contracts [--check]``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="one part in this process (distributed mode)")
     serve.add_argument("part")
     sub.add_parser("up", help="distributed mode: every part in its own process")
+    for name, text in (
+        ("backup", "back up every part's database and files (backup --to DIR [--keep N])"),
+        ("verify", "check a backup folder against its SHA-256 sums (verify FOLDER)"),
+        ("restore", "restore a backup into empty databases (restore FOLDER [--parts a,b])"),
+    ):
+        sub.add_parser(name, help=text, add_help=False)
     migrate = sub.add_parser("migrate", help="run migrations of one or every part")
     migrate.add_argument("part", nargs="?")
     dlq = sub.add_parser("dlq", help="a part's dead letters on RabbitMQ: list them, or replay them")
@@ -31,7 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     definitions.add_argument("--vhost", default="/", help="the virtual host lienthong uses (default /)")
     contracts = sub.add_parser("contracts", help="write contracts/ from the code")
     contracts.add_argument("--check", action="store_true", help="fail if contracts/ differs")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command in ("backup", "verify", "restore"):
+        from lienthong import backup
+
+        return backup.main([args.command, *rest])
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
     if args.command == "run":
         from lienthong import embedded

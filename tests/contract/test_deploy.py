@@ -163,9 +163,9 @@ def test_compose_gateway_routes_to_every_part_by_its_service_and_port(compose: d
 def test_compose_backup_job_runs_the_backup_command_daily(compose: dict[str, Any]) -> None:
     backup = compose["services"]["backup"]
     script = " ".join(backup["command"])
-    assert "python -m services.audit.backup backup --to /backups" in script
+    assert "python -m lienthong backup --to /backups" in script
     assert "sleep" in script and backup["environment"]["BACKUP_EVERY_SECONDS"] == "${BACKUP_EVERY_SECONDS:-86400}"
-    assert importlib.util.find_spec("services.audit.backup") is not None
+    assert importlib.util.find_spec("lienthong.backup") is not None
     assert "var:/var/lib/lienthong" in backup["volumes"] and "backups:/backups" in backup["volumes"]
     audit_env = compose["services"]["audit"]["environment"]
     assert backup["environment"]["LIENTHONG_DATABASE_URL"] == audit_env["LIENTHONG_DATABASE_URL"]
@@ -366,7 +366,7 @@ def test_backup_cronjob_runs_daily_with_the_parts_settings(manifests: list[dict[
     assert fields[2:] == ["*", "*", "*"] and fields[0].isdigit() and fields[1].isdigit(), "once a day"
     assert cronjob["concurrencyPolicy"] == "Forbid"
     (container,) = cronjob["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    assert container["command"][:5] == ["python", "-m", "services.audit.backup", "backup", "--to"]
+    assert container["command"][:5] == ["python", "-m", "lienthong", "backup", "--to"]
     assert {"configMapRef": {"name": "lienthong-config"}} in container["envFrom"]
     assert any(e["name"] == "LIENTHONG_DATABASE_URL" for e in container["env"])
 

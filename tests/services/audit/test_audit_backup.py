@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from lienthong.backup import BackupError, audit_head, backup, part_settings, prune, restore, row_counts, verify
 from services.audit.app import MIGRATIONS
-from services.audit.backup import BackupError, audit_head, backup, part_settings, prune, restore, row_counts, verify
 from services.audit.canonical import canonical_bytes
 from services.audit.store import Record, append_records, columns_of
 from shared.db import Database, session_scope
@@ -110,10 +110,11 @@ async def test_a_damaged_backup_is_refused_and_old_backups_are_pruned(tmp_path: 
     assert not (tmp_path / "elsewhere" / "intake.sqlite").exists()
     assert prune(store, keep=2) == [folders[0]]
     assert sorted(p.name for p in store.iterdir()) == [f.name for f in folders[1:]]
-    # the command line
-    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "services.audit.backup", "verify",
-                                                    str(folders[2])], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0 and done.stdout.startswith("OK")
+    # the command line: the suite's command, and the old name kept as an alias
+    for command in (["lienthong"], ["services.audit.backup"]):
+        done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", *command, "verify", str(folders[2])],
+                                       capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0 and done.stdout.startswith("OK"), (command, done.stderr)
 
 
 @pytest.mark.pg
