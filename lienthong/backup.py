@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, inspect, select, table
+from sqlalchemy import func, inspect, select, table, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -146,6 +146,43 @@ async def audit_head(url: str, size: int | None = None) -> tuple[int, str] | Non
         await engine.dispose()
 
 
+async def _dump_postgresql(url: str, out: Path) -> tuple[dict[str, int], tuple[int, str] | None]:
+    """``pg_dump`` of one database, and its row counts and audit head read in the dump's own
+    snapshot: a backup taken under load describes exactly what it holds, so a restore can be
+    checked against it row for row."""
+    engine = _reader(url)
+    try:
+        async with AsyncSession(engine) as session:
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            snapshot = (await session.execute(text("SELECT pg_export_snapshot()"))).scalar_one()
+            libpq, env = _libpq(url)
+            args = ["pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--snapshot={snapshot}",
+                    "--file", str(out), libpq]
+            try:
+                dump = await asyncio.create_subprocess_exec(
+                    *args, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+                )
+            except FileNotFoundError as exc:
+                raise BackupError("pg_dump is not installed") from exc
+            try:
+                names = await session.run_sync(lambda s: inspect(s.connection()).get_table_names())
+                rows = {name: int((await session.execute(select(func.count()).select_from(table(name)))).scalar_one())
+                        for name in sorted(names)}
+                head = None
+                if "audit_merkle_node" in names:
+                    log = tree(session)
+                    size = await log.size()
+                    head = (size, base64.b64encode(await log.root(size)).decode())
+            finally:
+                # the snapshot lives as long as this transaction: pg_dump must be done first
+                _, errors = await dump.communicate()
+            if dump.returncode:
+                raise BackupError(f"pg_dump failed: {errors.decode(errors='replace').strip()[:500]}")
+            return rows, head
+    finally:
+        await engine.dispose()
+
+
 def _async_url(target: Target, path: Path | None = None) -> str:
     return f"sqlite+aiosqlite:///{path}" if path is not None else target.url
 
@@ -206,16 +243,11 @@ def backup(root: Path, *, settings: Mapping[str, Settings] | None = None, keep: 
                     continue  # this part never ran here: nothing to keep
                 _sqlite_backup(source, out)
                 counted = _async_url(target, out)
-            else:
-                # The head is read first: the dump, taken later, holds at least this much of the log.
-                entry["audit"] = _head_entry(asyncio.run(audit_head(target.url)))
-                libpq, env = _libpq(target.url)
-                _run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", "--file", str(out), libpq],
-                     env)
-                counted = target.url
-            entry["rows"] = asyncio.run(row_counts(counted))
-            if target.kind == "sqlite":
+                entry["rows"] = asyncio.run(row_counts(counted))
                 entry["audit"] = _head_entry(asyncio.run(audit_head(counted)))
+            else:
+                rows, head = asyncio.run(_dump_postgresql(target.url, out))
+                entry["rows"], entry["audit"] = rows, _head_entry(head)
             if entry["audit"] is None:
                 del entry["audit"]
             manifest["databases"].append(entry)
@@ -331,6 +363,9 @@ def restore(folder: Path, *, settings: Mapping[str, Settings] | None = None,
             _run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--dbname", libpq, str(source)],
                  env)
         counts = asyncio.run(row_counts(target.url))
+        if "rows" in entry and counts != entry["rows"]:
+            differ = sorted(t for t in {*counts, *entry["rows"]} if counts.get(t) != entry["rows"].get(t))
+            raise BackupError(f"the restored {', '.join(target.parts)} rows differ from the backup's in {differ}")
         result: dict[str, Any] = {"rows": counts}
         if "audit" in entry:
             size, root = entry["audit"]["size"], entry["audit"]["root"]
