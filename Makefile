@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-at test-fast test-faults contracts contracts-check config-reference bench fuzz up migrate backup clean lint
+.PHONY: run demo test test-at test-fast test-faults contracts contracts-check config-reference bench fuzz up migrate backup clean lint
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 ## make run: the whole suite in one process (SQLite under var/, in-process broker, demo data)
 run: $(STAMP)
 	LIENTHONG_DEMO=true $(PY) -m lienthong run
+
+## make demo: against a running suite (make run in another terminal), walk the main flow as the roles would
+demo: $(STAMP)
+	$(PY) -m lienthong demo
 
 ## make up: distributed mode, every part its own process (PostgreSQL + RabbitMQ from the environment)
 up: $(STAMP)

@@ -340,7 +340,7 @@ async def search_figures(bench: _Bench, *, rows: int, queries: int) -> dict[str,
             r = await client.get("/documents", params={"q": q}, headers=headers)
             timings.append((time.perf_counter() - t) * 1000)
             r.raise_for_status()
-            hits.append(len(r.json()))
+            hits.append(len(r.json()["items"]))
     return {
         "documents": rows,
         "bulk_insert_s": round(loaded, 1),

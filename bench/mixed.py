@@ -38,8 +38,8 @@ from bench.load import (
     settle,
 )
 
-DESK_AGENCY = "000.00.00.H56"
-PROCEDURE = "1.001193"  # đăng ký khai sinh: two components, received at the province's desk too
+DESK_AGENCY = "000.00.41.H56"  # the ward that receives PROCEDURE, inside the demo desk officer's subtree
+PROCEDURE = "1.001193"  # đăng ký khai sinh: two components, received at the ward
 TARGET_PER_S = 900
 TARGET_P99_MS = 100
 

@@ -1,4 +1,4 @@
-"""``python -m lienthong run | serve PART | up | migrate [PART] | backup | verify | restore |
+"""``python -m lienthong run | serve PART | up | migrate [PART] | demo | backup | verify | restore |
 dlq list|replay PART | integrator-definitions NAME [--vhost V] | contracts [--check]``."""
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     definitions.add_argument("--vhost", default="/", help="the virtual host lienthong uses (default /)")
     contracts = sub.add_parser("contracts", help="write contracts/ from the code")
     contracts.add_argument("--check", action="store_true", help="fail if contracts/ differs")
+    demo = sub.add_parser("demo", help="walk the main flow through a running suite's gateway, as the roles would")
+    demo.add_argument("--gateway", default=os.environ.get("LIENTHONG_PUBLIC_BASE_URL", "http://127.0.0.1:8000"))
+    demo.add_argument("--password", default=os.environ.get("LIENTHONG_DEMO_PASSWORD", "demo"))
+    demo.add_argument("--pin", default=os.environ.get("LIENTHONG_DEMO_PIN", "123456"), help="the demo signing PIN")
+    demo.add_argument("--out", default=os.path.join(os.environ.get("LIENTHONG_VAR_DIR", "var"), "demo"))
     args, rest = parser.parse_known_args(argv)
     if args.command in ("backup", "verify", "restore"):
         from lienthong import backup
@@ -77,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(json.dumps(contracts.integrator_definitions(args.name, args.vhost), indent=2, ensure_ascii=False))
         return 0
+    if args.command == "demo":
+        from lienthong import demo as walk
+
+        return walk.main(args)
     if args.command == "contracts":
         from lienthong import contracts
 

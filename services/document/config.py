@@ -88,12 +88,37 @@ def _directive15_levels() -> dict[str, Directive15Level]:
     }
 
 
+# The demo deployment's agencies (the ones intake's demo catalogue receives and decides at, and
+# their parents): what each writes in its symbols. Abbreviations are demo values [unverified]:
+# each agency's head decides its own.
+DEMO_AGENCIES: dict[str, AgencyProfile] = {
+    code: AgencyProfile(abbreviation=abbr, name=name, tier=tier)  # type: ignore[arg-type]
+    for code, abbr, name, tier in (
+        ("000.00.00.H56", "UBND", "Ủy ban nhân dân tỉnh Thanh Hóa", "province"),
+        ("000.00.01.H56", "VP", "Văn phòng Ủy ban nhân dân tỉnh Thanh Hóa", "province"),
+        ("000.01.01.H56", "TTPVHCC", "Trung tâm Phục vụ hành chính công tỉnh Thanh Hóa", "province"),
+        ("000.00.11.H56", "STP", "Sở Tư pháp tỉnh Thanh Hóa", "province"),
+        ("000.00.12.H56", "STC", "Sở Tài chính tỉnh Thanh Hóa", "province"),
+        ("000.00.13.H56", "SXD", "Sở Xây dựng tỉnh Thanh Hóa", "province"),
+        ("000.00.14.H56", "SNNMT", "Sở Nông nghiệp và Môi trường tỉnh Thanh Hóa", "province"),
+        ("000.01.14.H56", "VPĐKĐĐ", "Văn phòng Đăng ký đất đai tỉnh Thanh Hóa", "province"),
+        ("001.01.14.H56", "CNVPĐKĐĐ", "Chi nhánh Văn phòng Đăng ký đất đai số 1", "province"),
+        ("000.00.15.H56", "SNV", "Sở Nội vụ tỉnh Thanh Hóa", "province"),
+        ("000.00.16.H56", "SGDĐT", "Sở Giáo dục và Đào tạo tỉnh Thanh Hóa", "province"),
+        ("000.00.17.H56", "SYT", "Sở Y tế tỉnh Thanh Hóa", "province"),
+        ("000.00.41.H56", "UBND", "Ủy ban nhân dân phường Hạc Thành", "commune"),
+        ("000.00.42.H56", "UBND", "Ủy ban nhân dân phường Sầm Sơn", "commune"),
+    )
+}
+
+
 class DocumentSettings(Settings):
     agencies: dict[str, AgencyProfile] = Field(
         default_factory=lambda: {
             "000.00.00.H56": AgencyProfile(abbreviation="UBND", name="Ủy ban nhân dân tỉnh Thanh Hóa"),
         },
-        description="OrganId → profile; recipients listed here receive issued documents directly",
+        description="OrganId → profile; recipients listed here receive issued documents directly; "
+        "in demo mode the demo agencies not listed here are added",
     )
     blob_dir: Path | None = Field(default=None, description="local blob store; default {var_dir}/blobs")
     max_file_bytes: int = Field(default=50 * 1024 * 1024, description="largest content or attachment")
@@ -126,11 +151,22 @@ class DocumentSettings(Settings):
     exchange_timeout_seconds: float = Field(default=30.0, description="one HTTP attempt to a partner")
     exchange_retry_base_seconds: float = Field(default=5.0, description="first retry delay, doubled each attempt")
     exchange_retry_max_seconds: float = Field(default=3600.0, description="longest delay between attempts")
+    # --- the clerk's one call (publish): signing's published API, with the caller's own token ---
+    signing_url: str | None = Field(
+        default=None,
+        description="base URL of signing's API (…/api/signing through the gateway, or signing itself); "
+        "default: {public_base_url}/api/signing",
+    )
+    signing_timeout_seconds: float = Field(default=60.0, description="one call to signing (fill the number, seal)")
     # --- Directive 15: electronic documents by level, from a date ---
     directive15_target: float = Field(default=1.0, description="share of documents handled electronically (100%)")
     directive15_levels: dict[str, Directive15Level] = Field(default_factory=_directive15_levels)
     holiday_country: str = "VN"
     extra_holidays: list[date] = Field(default_factory=list, description="days off decided by the government")
+
+    @property
+    def resolved_signing_url(self) -> str:
+        return (self.signing_url or f"{self.public_base_url.rstrip('/')}/api/signing").rstrip("/")
 
     @property
     def exchange_dir(self) -> Path:
@@ -139,6 +175,13 @@ class DocumentSettings(Settings):
     @property
     def resolved_blob_dir(self) -> Path:
         return self.blob_dir or (self.var_dir / "blobs")
+
+    @model_validator(mode="after")
+    def _demo_agencies(self) -> DocumentSettings:
+        # Every agency of the demo catalogue numbers its own results; a configured profile wins.
+        if self.demo:
+            self.agencies = {**DEMO_AGENCIES, **self.agencies}
+        return self
 
     @model_validator(mode="after")
     def _check_keys(self) -> DocumentSettings:

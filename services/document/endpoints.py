@@ -8,36 +8,47 @@ import io
 from datetime import date, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.document import paging
+from services.document import publish as publication
 from services.document import service as svc
 from services.document.doctypes import Secrecy
-from services.document.events import DocumentAssigned, DocumentIssued, DocumentRecalled, Organ, WorkFileClosed
+from services.document.events import DocumentAssigned, DocumentDrafted, DocumentRecalled, Organ
 from services.document.models import Assignment, Attachment, Comment, ContentVersion, Document, WorkFile, outbox
 from services.document.numbering import parse_code
 from services.document.schemas import (
     AssignIn,
     AssignmentOut,
+    AssignmentPage,
     AttachmentOut,
+    AttachmentPage,
     CommentIn,
     CommentOut,
+    CommentPage,
     ContentOut,
+    ContentPage,
     DocumentOut,
+    DocumentPage,
     DraftIn,
     DraftPatch,
     IncomingIn,
     NumberOut,
+    PublishIn,
+    PublishOut,
     RecallIn,
     WorkFileIn,
     WorkFileOut,
+    WorkFilePage,
 )
 from shared import organ_id
 from shared.auth import Caller, allow, current_caller
 from shared.db import request_session
-from shared.errors import Conflict, Forbidden, NotFound, Unprocessable, problem_responses
+from shared.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable, problem_responses
+from shared.events import Actor
 from shared.http import IfMatch, StrictRoute, check_if_match, etag_for, raw_body_route
 
 Session = Depends(request_session, scope="function")
@@ -128,6 +139,25 @@ async def create_draft(
     doc.to_places = list(body.to_places)
     session.add(doc)
     await session.flush()
+    await outbox.emit(
+        session,
+        "document.drafted",
+        DocumentDrafted(
+            id=doc.id,
+            agency=doc.agency,
+            type_key=doc.type_key,
+            type_name=doc.type_name,
+            subject=None if secrecy.is_secret else doc.subject,
+            secret=secrecy.is_secret,
+            urgency=doc.urgency,
+            work_file_id=doc.work_file_id,
+            dossier_code=doc.dossier_code,
+            created_at=doc.created_at,
+            actor=Actor.of(caller),
+        ),
+        subject=f"document:{doc.id}",
+        agency=doc.agency,
+    )
     _etag(response, doc)
     return svc.to_out(doc)
 
@@ -181,12 +211,12 @@ async def register_incoming(
     )
     session.add(doc)
     await session.flush()
-    await svc.register_incoming(session, doc, at=svc.now_utc())
+    await svc.register_incoming(session, doc, at=svc.now_utc(), actor=Actor.of(caller))
     _etag(response, doc)
     return svc.to_out(doc)
 
 
-@router.get("", response_model=list[DocumentOut], responses=problem_responses(401, 403), **allow(*STAFF, "auditor"))
+@router.get("", response_model=DocumentPage, responses=problem_responses(400, 401, 403), **allow(*STAFF, "auditor"))
 async def search_documents(
     q: str | None = Query(default=None, max_length=200, description="words, diacritics optional"),
     direction: Literal["incoming", "outgoing"] | None = None,
@@ -198,13 +228,17 @@ async def search_documents(
     date_to: date | None = None,
     dossier_code: str | None = Query(default=None, max_length=30),
     work_file_id: int | None = None,
-    limit: int = Query(default=50, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    limit: int = paging.Limit,
+    cursor: str | None = paging.Cursor,
     caller: Caller = Depends(current_caller),
     session: AsyncSession = Session,
-) -> list[dict[str, Any]]:
-    """Search and list; a document above the caller's clearance or outside their agency is absent."""
+) -> dict[str, Any]:
+    """Search and list, newest first; a document above the caller's clearance or outside their
+    agency is absent."""
     query = _visible_query(caller)
+    after = paging.decode(cursor, int)
+    if after:
+        query = query.where(Document.id < after[0])
     for word in svc.folded_words(q or ""):
         query = query.where(Document.search_text.like(f"%{word}%"))
     if direction:
@@ -225,8 +259,9 @@ async def search_documents(
         query = query.where(or_(Document.issued_date >= date_from, Document.arrival_date >= svc.start_of(date_from)))
     if date_to:
         query = query.where(or_(Document.issued_date <= date_to, Document.arrival_date < svc.end_of(date_to)))
-    rows = (await session.execute(query.order_by(Document.id.desc()).limit(limit).offset(offset))).scalars().all()
-    return [svc.to_out(d) for d in rows]
+    rows = (await session.execute(query.order_by(Document.id.desc()).limit(limit + 1))).scalars().all()
+    items, next_ = paging.page(rows, limit, lambda d: d.id)
+    return {"items": [svc.to_out(d) for d in items], "next": next_}
 
 
 @router.get(
@@ -358,18 +393,26 @@ async def upload_content(
 
 @router.get(
     "/{document_id}/versions",
-    response_model=list[ContentOut],
-    responses=problem_responses(401, 403, 404),
+    response_model=ContentPage,
+    responses=problem_responses(400, 401, 403, 404),
     **allow(*STAFF, "auditor"),
 )
 async def list_versions(
-    document_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
-) -> list[ContentVersion]:
+    document_id: int,
+    limit: int = paging.Limit,
+    cursor: str | None = paging.Cursor,
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
+) -> dict[str, Any]:
+    """The main file's versions, oldest first."""
     doc = await svc.get_visible(session, caller, document_id)
-    rows = await session.execute(
-        select(ContentVersion).where(ContentVersion.document_id == doc.id).order_by(ContentVersion.number)
-    )
-    return list(rows.scalars())
+    query = select(ContentVersion).where(ContentVersion.document_id == doc.id)
+    after = paging.decode(cursor, int)
+    if after:
+        query = query.where(ContentVersion.number > after[0])
+    rows = (await session.execute(query.order_by(ContentVersion.number).limit(limit + 1))).scalars().all()
+    items, next_ = paging.page(rows, limit, lambda v: v.number)
+    return {"items": items, "next": next_}
 
 
 def _download(kit: svc.Toolkit, blob: str, *, media_type: str, filename: str, sha256: str) -> Response:
@@ -467,16 +510,25 @@ async def add_attachment(
 
 @router.get(
     "/{document_id}/attachments",
-    response_model=list[AttachmentOut],
-    responses=problem_responses(401, 403, 404),
+    response_model=AttachmentPage,
+    responses=problem_responses(400, 401, 403, 404),
     **allow(*STAFF, "auditor"),
 )
 async def list_attachments(
-    document_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
-) -> list[Attachment]:
+    document_id: int,
+    limit: int = paging.Limit,
+    cursor: str | None = paging.Cursor,
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
+) -> dict[str, Any]:
     doc = await svc.get_visible(session, caller, document_id)
-    rows = await session.execute(select(Attachment).where(Attachment.document_id == doc.id).order_by(Attachment.id))
-    return list(rows.scalars())
+    query = select(Attachment).where(Attachment.document_id == doc.id)
+    after = paging.decode(cursor, int)
+    if after:
+        query = query.where(Attachment.id > after[0])
+    rows = (await session.execute(query.order_by(Attachment.id).limit(limit + 1))).scalars().all()
+    items, next_ = paging.page(rows, limit, lambda a: a.id)
+    return {"items": items, "next": next_}
 
 
 @router.get(
@@ -516,17 +568,9 @@ async def number_document(
     The answer is what the signing service writes into the PDF's prepared field."""
     kit = svc.toolkit(request)
     doc = await svc.get_visible(session, caller, document_id, lock=True)
-    if doc.code_number is not None or doc.status in ("numbered", "sealed", "issued", "recalled"):
-        raise Conflict(f"this document already has its number {doc.code_text}")
-    if doc.status != "signed_by_leader":
-        raise Conflict("a number is given after the leader's signature (status signed_by_leader)")
-    code = await svc.assign_number(session, doc, settings=kit.settings, today=svc.vietnam_today())
-    doc.status = "numbered"
-    doc.numbered_at_version = doc.content_version
-    doc.numbered_at = svc.now_utc()
-    svc.touch(doc)
-    await session.flush()
+    await svc.number_once(session, doc, settings=kit.settings, actor=Actor.of(caller))
     _etag(response, doc)
+    code = doc.code_text or ""
     notation = doc.code_notation or ""
     return NumberOut(
         id=doc.id,
@@ -555,48 +599,56 @@ async def issue_document(
     """Issue (ban hành): needs the number and a version uploaded after numbering (the number
     written in, the organisation's signature). Emits ``document.issued``."""
     doc = await svc.get_visible(session, caller, document_id, lock=True)
-    if doc.status == "issued":
-        raise Conflict("already issued")
-    if doc.status not in ("numbered", "sealed") or doc.code_number is None:
-        raise Conflict("only a numbered document can be issued")
-    if doc.numbered_at_version is None or doc.content_version <= doc.numbered_at_version:
-        raise Conflict("upload the version with the number written in (and sealed) before issuing")
-    content = await svc.latest_content(session, doc)
-    assert content is not None
-    now = svc.now_utc()
-    doc.status = "issued"
-    doc.issued_at = now
-    svc.touch(doc)
-    await session.flush()
-    secret = svc.secrecy_of(doc).is_secret
-    await outbox.emit(
-        session,
-        "document.issued",
-        DocumentIssued(
-            id=doc.id,
-            agency=doc.agency,
-            code=doc.code_text or "",
-            code_number=(doc.code_text or "")[: len(doc.code_text or "") - len(doc.code_notation or "") - 1],
-            code_notation=doc.code_notation or "",
-            type_key=doc.type_key,
-            type_name=doc.type_name,
-            subject=None if secret else doc.subject,
-            secret=secret,
-            urgency=doc.urgency,
-            issued_date=doc.issued_date or svc.vietnam_today(now),
-            issued_at=now,
-            signer_name=doc.signer_name,
-            recipients=[Organ(**r) for r in doc.recipients],
-            dossier_code=doc.dossier_code,
-            work_file_id=doc.work_file_id,
-            content_sha256=content.sha256,
-            download_path=f"/api/document/documents/{doc.id}/content?version={content.number}",
-        ),
-        subject=f"document:{doc.id}",
-        agency=doc.agency,
-    )
+    await svc.issue(session, doc, actor=Actor.of(caller))
     _etag(response, doc)
     return svc.to_out(doc)
+
+
+@router.post(
+    "/{document_id}/publish",
+    response_model=PublishOut,
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 423, 503),
+    **allow("clerk"),
+)
+async def publish_document(
+    document_id: int,
+    request: Request,
+    response: Response,
+    body: PublishIn | None = None,
+    pin: str = Header(
+        alias=publication.PIN_HEADER, min_length=1, max_length=64, description="the PIN of the agency's seal"
+    ),
+    idempotency_key: str | None = Header(
+        default=None, alias="Idempotency-Key", min_length=1, max_length=200,
+        description="a replay with the same key answers the first call's result",
+    ),
+    caller: Caller = Depends(current_caller),
+) -> dict[str, Any]:
+    """The clerk's one call (ban hành): for a document the leader signed, take its number,
+    have signing write the number in and apply the agency's seal (with your token and PIN),
+    store both versions and issue it (``document.issued``).
+
+    Resumable: if it stops after numbering (a wrong PIN, signing unreachable), the document
+    keeps its number and the next call continues from there — never a second number. Not yet
+    signed by the leader, already issued, no usable seal: 4xx and nothing changed. The single
+    steps (``/number``, ``/content``, ``/issue``) stay available."""
+    kit = svc.toolkit(request)
+    signing = publication.SigningApi(
+        base_url=kit.settings.resolved_signing_url,
+        authorization=request.headers.get("authorization", ""),
+        timeout=kit.settings.signing_timeout_seconds,
+    )
+    req = publication.Request(
+        document_id=document_id,
+        caller=caller,
+        pin=pin,
+        seal_certificate=body.seal_certificate if body else None,
+        idempotency_key=idempotency_key,
+    )
+    async with signing:
+        answer, etag = await publication.publish(db=request.app.state.runtime.db, kit=kit, signing=signing, req=req)
+    response.headers["ETag"] = etag
+    return answer
 
 
 @router.post(
@@ -631,6 +683,7 @@ async def recall_document(
             recipients=[Organ(**r) for r in doc.recipients],
             reason=None if svc.secrecy_of(doc).is_secret else body.reason,
             recalled_at=now,
+            actor=Actor.of(caller),
         ),
         subject=f"document:{doc.id}",
         agency=doc.agency,
@@ -701,6 +754,7 @@ async def assign(
             due_date=due,
             urgency=doc.urgency,
             subject=None if secret else doc.subject,
+            actor=Actor.of(caller),
         ),
         subject=f"document:{doc.id}",
         agency=doc.agency,
@@ -710,17 +764,26 @@ async def assign(
 
 @router.get(
     "/{document_id}/assignments",
-    response_model=list[AssignmentOut],
-    responses=problem_responses(401, 403, 404),
+    response_model=AssignmentPage,
+    responses=problem_responses(400, 401, 403, 404),
     **allow(*STAFF),
 )
 async def document_assignments(
-    document_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
-) -> list[dict[str, Any]]:
+    document_id: int,
+    limit: int = paging.Limit,
+    cursor: str | None = paging.Cursor,
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
+) -> dict[str, Any]:
     doc = await svc.get_visible(session, caller, document_id)
-    rows = await session.execute(select(Assignment).where(Assignment.document_id == doc.id).order_by(Assignment.id))
+    query = select(Assignment).where(Assignment.document_id == doc.id)
+    after = paging.decode(cursor, int)
+    if after:
+        query = query.where(Assignment.id > after[0])
+    rows = (await session.execute(query.order_by(Assignment.id).limit(limit + 1))).scalars().all()
+    items, next_ = paging.page(rows, limit, lambda a: a.id)
     today = svc.vietnam_today()
-    return [_assignment_out(r, today) for r in rows.scalars()]
+    return {"items": [_assignment_out(r, today) for r in items], "next": next_}
 
 
 @router.post(
@@ -745,28 +808,41 @@ async def add_comment(
 
 @router.get(
     "/{document_id}/comments",
-    response_model=list[CommentOut],
-    responses=problem_responses(401, 403, 404),
+    response_model=CommentPage,
+    responses=problem_responses(400, 401, 403, 404),
     **allow(*STAFF),
 )
 async def list_comments(
-    document_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
-) -> list[Comment]:
+    document_id: int,
+    limit: int = paging.Limit,
+    cursor: str | None = paging.Cursor,
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
+) -> dict[str, Any]:
     doc = await svc.get_visible(session, caller, document_id)
-    rows = await session.execute(select(Comment).where(Comment.document_id == doc.id).order_by(Comment.id))
-    return list(rows.scalars())
+    query = select(Comment).where(Comment.document_id == doc.id)
+    after = paging.decode(cursor, int)
+    if after:
+        query = query.where(Comment.id > after[0])
+    rows = (await session.execute(query.order_by(Comment.id).limit(limit + 1))).scalars().all()
+    items, next_ = paging.page(rows, limit, lambda c: c.id)
+    return {"items": items, "next": next_}
 
 
-@assignments.get("", response_model=list[AssignmentOut], responses=problem_responses(401, 403), **allow(*STAFF))
+@assignments.get("", response_model=AssignmentPage, responses=problem_responses(400, 401, 403), **allow(*STAFF))
 async def list_assignments(
     mine: bool = Query(default=False, description="only those assigned to me"),
     overdue: bool = Query(default=False, description="only open ones past their due date"),
     status: Literal["open", "completed"] | None = None,
-    limit: int = Query(default=100, ge=1, le=500),
+    assignee: str | None = Query(default=None, max_length=100, description="user id (sub) of the assignee"),
+    document_id: int | None = None,
+    limit: int = paging.Limit,
+    cursor: str | None = paging.Cursor,
     caller: Caller = Depends(current_caller),
     session: AsyncSession = Session,
-) -> list[dict[str, Any]]:
-    """Processing work in the caller's agency; ``overdue=true`` is the overdue list."""
+) -> dict[str, Any]:
+    """Processing work in the caller's agency, soonest due first; ``overdue=true`` is the
+    overdue list."""
     today = svc.vietnam_today()
     query = (
         select(Assignment)
@@ -782,8 +858,24 @@ async def list_assignments(
         query = query.where(Assignment.status == "open", Assignment.due_date < today)
     elif status:
         query = query.where(Assignment.status == status)
-    rows = await session.execute(query.order_by(Assignment.due_date, Assignment.id).limit(limit))
-    return [_assignment_out(r, today) for r in rows.scalars()]
+    if assignee:
+        query = query.where(Assignment.assignee == assignee)
+    if document_id is not None:
+        query = query.where(Assignment.document_id == document_id)
+    after = paging.decode(cursor, str, int)
+    if after:
+        try:
+            due = date.fromisoformat(after[0])
+        except ValueError:
+            raise BadRequest("not a cursor this API gave out") from None
+        query = query.where(
+            or_(Assignment.due_date > due, and_(Assignment.due_date == due, Assignment.id > after[1]))
+        )
+    rows = (
+        (await session.execute(query.order_by(Assignment.due_date, Assignment.id).limit(limit + 1))).scalars().all()
+    )
+    items, next_ = paging.page(rows, limit, lambda a: (a.due_date.isoformat(), a.id))
+    return {"items": [_assignment_out(r, today) for r in items], "next": next_}
 
 
 @assignments.post(
@@ -857,9 +949,11 @@ def _vn_date(value: date | datetime | None) -> str:
     return value.strftime("%d/%m/%Y")
 
 
-def _register_response(rows: list[dict[str, str]], columns: tuple[tuple[str, str], ...], fmt: str, name: str) -> Any:
+def _register_response(
+    rows: list[dict[str, str]], columns: tuple[tuple[str, str], ...], fmt: str, name: str, next_: str | None
+) -> Any:
     if fmt == "json":
-        return {"columns": [{"key": k, "title": t} for k, t in columns], "rows": rows}
+        return {"columns": [{"key": k, "title": t} for k, t in columns], "rows": rows, "next": next_}
     out = io.StringIO()
     out.write("\ufeff")  # so that spreadsheet programs read the Vietnamese as UTF-8
     writer = csv.writer(out)
@@ -873,28 +967,83 @@ def _register_response(rows: list[dict[str, str]], columns: tuple[tuple[str, str
     )
 
 
-@registers.get("/outgoing", responses=problem_responses(401, 403), **allow("clerk", "leader", "admin", "auditor"))
+# A CSV register is the whole year's book; it is read in keyset batches of this size.
+_CSV_BATCH = 1000
+
+
+async def _register_pages(
+    session: AsyncSession, query: Select[tuple[Document]], fmt: str, limit: int, cursor: str | None, order: Any
+) -> tuple[list[Document], str | None]:
+    """One page of a register (JSON), or every entry of the year (CSV), in register order."""
+    docs: list[Document] = []
+    after = paging.decode(cursor, *order.types) if fmt == "json" else None
+    batch = limit if fmt == "json" else _CSV_BATCH
+    while True:
+        page_query = query if after is None else query.where(order.after(after))
+        rows = (await session.execute(page_query.order_by(*order.columns).limit(batch + 1))).scalars().all()
+        items, next_ = paging.page(rows, batch, order.key)
+        docs.extend(items)
+        if fmt == "json" or next_ is None:
+            return docs, next_
+        after = order.key(items[-1])
+
+
+class _OutgoingOrder:
+    """Sổ văn bản đi: by series, then number."""
+
+    types = (str, int)
+    columns = (Document.series_key, Document.code_number)
+
+    @staticmethod
+    def key(d: Document) -> tuple[str, int]:
+        return (d.series_key or "", d.code_number or 0)
+
+    @staticmethod
+    def after(key: tuple[Any, ...]) -> Any:
+        return or_(
+            Document.series_key > key[0], and_(Document.series_key == key[0], Document.code_number > key[1])
+        )
+
+
+class _IncomingOrder:
+    """Sổ văn bản đến: by arrival number."""
+
+    types = (int,)
+    columns = (Document.arrival_number,)
+
+    @staticmethod
+    def key(d: Document) -> tuple[int]:
+        return (d.arrival_number or 0,)
+
+    @staticmethod
+    def after(key: tuple[Any, ...]) -> Any:
+        return Document.arrival_number > key[0]
+
+
+@registers.get(
+    "/outgoing", responses=problem_responses(400, 401, 403), **allow("clerk", "leader", "admin", "auditor")
+)
 async def outgoing_register(
     agency: str = Query(max_length=13),
     year: int = Query(ge=1900, le=2999),
     format: Literal["json", "csv"] = "json",
+    limit: int = Query(default=500, ge=1, le=1000, description="rows per page (JSON; CSV is the whole year)"),
+    cursor: str | None = paging.Cursor,
     caller: Caller = Depends(current_caller),
     session: AsyncSession = Session,
 ) -> Any:
-    """Sổ đăng ký văn bản đi of one agency and year, in number order."""
+    """Sổ đăng ký văn bản đi of one agency and year, in number order: JSON pages
+    (``{columns, rows, next}``) or the whole year as CSV."""
     caller.require_agency(agency)
-    query = (
-        _visible_query(caller)
-        .where(
-            Document.agency == agency,
-            Document.direction == "outgoing",
-            Document.code_number.is_not(None),
-            Document.series_key.like(f"{year}/%"),
-        )
-        .order_by(Document.series_key, Document.code_number)
+    query = _visible_query(caller).where(
+        Document.agency == agency,
+        Document.direction == "outgoing",
+        Document.code_number.is_not(None),
+        Document.series_key.like(f"{year}/%"),
     )
+    docs, next_ = await _register_pages(session, query, format, limit, cursor, _OutgoingOrder)
     rows = []
-    for d in (await session.execute(query)).scalars():
+    for d in docs:
         rows.append(
             {
                 "so_ky_hieu": d.code_text or "",
@@ -911,29 +1060,30 @@ async def outgoing_register(
                 else ("" if d.status == "issued" else "Chưa ban hành"),
             }
         )
-    return _register_response(rows, OUTGOING_COLUMNS, format, f"so-van-ban-di-{year}")
+    return _register_response(rows, OUTGOING_COLUMNS, format, f"so-van-ban-di-{year}", next_)
 
 
-@registers.get("/incoming", responses=problem_responses(401, 403), **allow("clerk", "leader", "admin", "auditor"))
+@registers.get(
+    "/incoming", responses=problem_responses(400, 401, 403), **allow("clerk", "leader", "admin", "auditor")
+)
 async def incoming_register(
     agency: str = Query(max_length=13),
     year: int = Query(ge=1900, le=2999),
     format: Literal["json", "csv"] = "json",
+    limit: int = Query(default=500, ge=1, le=1000, description="rows per page (JSON; CSV is the whole year)"),
+    cursor: str | None = paging.Cursor,
     caller: Caller = Depends(current_caller),
     session: AsyncSession = Session,
 ) -> Any:
-    """Sổ đăng ký văn bản đến of one agency and year, in arrival-number order."""
+    """Sổ đăng ký văn bản đến of one agency and year, in arrival-number order: JSON pages
+    (``{columns, rows, next}``) or the whole year as CSV."""
     caller.require_agency(agency)
-    query = (
-        _visible_query(caller)
-        .where(
-            Document.agency == agency,
-            Document.direction == "incoming",
-            Document.arrival_series == f"{year}/{svc.ARRIVAL_SERIES}",
-        )
-        .order_by(Document.arrival_number)
+    query = _visible_query(caller).where(
+        Document.agency == agency,
+        Document.direction == "incoming",
+        Document.arrival_series == f"{year}/{svc.ARRIVAL_SERIES}",
     )
-    docs = list((await session.execute(query)).scalars())
+    docs, next_ = await _register_pages(session, query, format, limit, cursor, _IncomingOrder)
     assigned: dict[int, list[Assignment]] = {}
     if docs:
         rows_a = await session.execute(select(Assignment).where(Assignment.document_id.in_([d.id for d in docs])))
@@ -955,21 +1105,32 @@ async def incoming_register(
                 "ghi_chu": "; ".join(svc.duplicate_warning(d)) or ("Đã thu hồi" if d.status == "recalled" else ""),
             }
         )
-    return _register_response(rows, INCOMING_COLUMNS, format, f"so-van-ban-den-{year}")
+    return _register_response(rows, INCOMING_COLUMNS, format, f"so-van-ban-den-{year}", next_)
 
 
 # --- work dossiers -------------------------------------------------------------------------------
 
 
-@workfiles.get("", response_model=list[WorkFileOut], responses=problem_responses(401, 403), **allow(*STAFF))
+@workfiles.get("", response_model=WorkFilePage, responses=problem_responses(400, 401, 403), **allow(*STAFF))
 async def list_work_files(
     dossier_code: str | None = Query(default=None, max_length=30),
     status: Literal["open", "closed"] | None = None,
+    organ_id: str | None = Query(default=None, max_length=13, description="only this agency's"),
+    file_catalog: int | None = Query(default=None, ge=1900, le=2999, description="year of the file code"),
+    limit: int = paging.Limit,
+    cursor: str | None = paging.Cursor,
     caller: Caller = Depends(current_caller),
     session: AsyncSession = Session,
-) -> list[WorkFile]:
-    """Work dossiers of the caller's agency subtree."""
-    query = select(WorkFile).order_by(WorkFile.id).limit(200)
+) -> dict[str, Any]:
+    """Work dossiers of the caller's agency subtree, newest first."""
+    query = select(WorkFile)
+    after = paging.decode(cursor, int)
+    if after:
+        query = query.where(WorkFile.id < after[0])
+    if organ_id:
+        query = query.where(WorkFile.organ_id == organ_id)
+    if file_catalog is not None:
+        query = query.where(WorkFile.file_catalog == file_catalog)
     clause = _agency_filter(caller, WorkFile.organ_id)
     if clause is not None:
         query = query.where(clause)
@@ -977,7 +1138,9 @@ async def list_work_files(
         query = query.where(WorkFile.dossier_code == dossier_code)
     if status:
         query = query.where(WorkFile.status == status)
-    return list((await session.execute(query)).scalars())
+    rows = (await session.execute(query.order_by(WorkFile.id.desc()).limit(limit + 1))).scalars().all()
+    items, next_ = paging.page(rows, limit, lambda w: w.id)
+    return {"items": items, "next": next_}
 
 
 @workfiles.post(
@@ -1015,9 +1178,7 @@ async def open_work_file(
     )
     session.add(row)
     await session.flush()
-    from services.document.handlers import emit_opened
-
-    await emit_opened(session, row)
+    await svc.emit_opened(session, row, actor=Actor.of(caller))
     return row
 
 
@@ -1048,23 +1209,7 @@ async def close_work_file(
         raise NotFound(f"no work file {work_file_id}")
     if row.status != "open":
         raise Conflict("already closed")
-    row.status = "closed"
-    row.closed_at = svc.now_utc()
-    await session.flush()
-    await outbox.emit(
-        session,
-        "workfile.closed",
-        WorkFileClosed(
-            id=row.id,
-            organ_id=row.organ_id,
-            file_catalog=row.file_catalog,
-            file_notation=row.file_notation,
-            dossier_code=row.dossier_code,
-            closed_at=row.closed_at,
-        ),
-        subject=f"workfile:{row.id}",
-        agency=row.organ_id,
-    )
+    await svc.close_work_file(session, row, at=svc.now_utc(), actor=Actor.of(caller))
     return row
 
 

@@ -6,11 +6,17 @@ from datetime import date, datetime
 
 from pydantic import BaseModel
 
-from shared.events import EventData, register
+from shared.events import Actor, EventData, register
+
+
+class DocumentEvent(EventData):
+    """Every fact of this part names who caused it: a person or client, or the system and why."""
+
+    actor: Actor
 
 
 @register("workfile.opened", service="document")
-class WorkFileOpened(EventData):
+class WorkFileOpened(DocumentEvent):
     """A work dossier (hồ sơ công việc) was opened, e.g. for a one-stop-shop dossier."""
 
     id: int
@@ -21,7 +27,7 @@ class WorkFileOpened(EventData):
 
 
 @register("workfile.closed", service="document")
-class WorkFileClosed(EventData):
+class WorkFileClosed(DocumentEvent):
     """A work dossier was closed: its matter is over."""
 
     id: int
@@ -38,7 +44,7 @@ class Organ(BaseModel):
 
 
 @register("document.issued", service="document")
-class DocumentIssued(EventData):
+class DocumentIssued(DocumentEvent):
     """An outgoing document was issued (ban hành). ``dossier_code`` links it to the one-stop-shop
     dossier whose result it is; ``download_path`` is under the gateway's ``/api/document``."""
 
@@ -62,8 +68,43 @@ class DocumentIssued(EventData):
     download_path: str
 
 
+@register("document.drafted", service="document")
+class DocumentDrafted(DocumentEvent):
+    """A draft (dự thảo) of an outgoing document was started, possibly inside a work dossier."""
+
+    id: int
+    agency: str
+    type_key: str
+    type_name: str
+    subject: str | None
+    secret: bool
+    urgency: str
+    work_file_id: int | None
+    dossier_code: str | None
+    created_at: datetime
+
+
+@register("document.numbered", service="document")
+class DocumentNumbered(DocumentEvent):
+    """The system gave an outgoing document its number (cấp số) from its series: once, gap-free."""
+
+    id: int
+    agency: str
+    code: str
+    code_number: str
+    code_notation: str
+    number: int
+    series: str
+    type_key: str
+    secret: bool
+    issued_date: date
+    numbered_at: datetime
+    dossier_code: str | None
+    work_file_id: int | None
+
+
 @register("document.received", service="document")
-class DocumentReceived(EventData):
+class DocumentReceived(DocumentEvent):
     """A document arrived for an agency (from an agency of this deployment or by exchange)."""
 
     id: int
@@ -78,7 +119,7 @@ class DocumentReceived(EventData):
 
 
 @register("document.registered", service="document")
-class DocumentRegistered(EventData):
+class DocumentRegistered(DocumentEvent):
     """An incoming document was entered in the register with its arrival number (số đến)."""
 
     id: int
@@ -94,7 +135,7 @@ class DocumentRegistered(EventData):
 
 
 @register("document.assigned", service="document")
-class DocumentAssigned(EventData):
+class DocumentAssigned(DocumentEvent):
     """A leader assigned an incoming document to someone, with a due date."""
 
     id: int
@@ -108,7 +149,7 @@ class DocumentAssigned(EventData):
 
 
 @register("document.recalled", service="document")
-class DocumentRecalled(EventData):
+class DocumentRecalled(DocumentEvent):
     """An issued document was recalled (thu hồi); receivers delete their copy."""
 
     id: int

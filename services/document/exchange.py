@@ -46,7 +46,7 @@ from shared import clock
 from shared.aio import wait_event
 from shared.db import Database
 from shared.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, ProblemError, Unprocessable
-from shared.events import CloudEvent
+from shared.events import Actor, CloudEvent
 from shared.inbox import Consumer, PoisonEvent
 
 log = structlog.get_logger("exchange")
@@ -504,8 +504,10 @@ async def receive_envelope(
                     )
                 )
         doc.arrival_date = now
-        await svc.emit_received(session, doc, source=source)
-        await svc.register_incoming(session, doc, at=now)
+        # the partner is authenticated by its XML signature, not by a person's token
+        actor = Actor.system(f"edXML {header.document_id} from {header.from_.organ_id}")
+        await svc.emit_received(session, doc, source=source, actor=actor)
+        await svc.register_incoming(session, doc, at=now, actor=actor)
         session.add(
             ExchangeInbound(
                 document_id=doc.id,

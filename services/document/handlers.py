@@ -1,61 +1,103 @@
-"""Document's reactions to events: a work dossier for every one-stop-shop dossier, delivery of
-issued documents to recipient agencies of this deployment, and recall of those copies."""
+"""Document's reactions to events: a work dossier for every accepted one-stop-shop dossier,
+closed when its matter ends; delivery of issued documents to recipient agencies of this
+deployment, and recall of those copies. What the part does by itself names the system as actor,
+with the event it applied as the reason."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.document import service as svc
 from services.document.config import DocumentSettings
-from services.document.events import WorkFileOpened
-from services.document.models import ContentVersion, Document, WorkFile, inbox, outbox
-from shared.events import CloudEvent
+from services.document.models import ContentVersion, Document, DossierEnding, WorkFile, inbox
+from shared.events import Actor, CloudEvent
 from shared.inbox import Consumer, Handler, PoisonEvent
 
-
-async def emit_opened(session: AsyncSession, work_file: WorkFile) -> None:
-    await outbox.emit(
-        session,
-        "workfile.opened",
-        WorkFileOpened(
-            id=work_file.id,
-            organ_id=work_file.organ_id,
-            file_catalog=work_file.file_catalog,
-            file_notation=work_file.file_notation,
-            dossier_code=work_file.dossier_code,
-        ),
-        subject=f"workfile:{work_file.id}",
-        agency=work_file.organ_id,
-    )
+# A one-stop-shop dossier's matter starts when the desk accepts it (the clock starts: status 2)
+# and ends when it is refused, withdrawn, stopped or its result returned.
+OPENS = ("dossier.received", "dossier.accept")
+CLOSES = ("dossier.refuse", "dossier.withdraw", "dossier.stop", "dossier.return_result")
+ACCEPTED = 2
+SUBMITTED = 1
 
 
-async def open_work_file_for_dossier(session: AsyncSession, event: CloudEvent) -> None:
-    """Every one-stop-shop dossier is processed inside a work dossier opened for it."""
+def _dossier_of(event: CloudEvent) -> tuple[str, str]:
     code = event.data.get("code")
     agency = event.data.get("agency")
     if not isinstance(code, str) or not isinstance(agency, str):
-        raise PoisonEvent("dossier.received without code or agency")
-    existing = (await session.execute(select(WorkFile).where(WorkFile.dossier_code == code))).scalar_one_or_none()
-    if existing is not None:
+        raise PoisonEvent(f"{event.routing_key} without code or agency")
+    return code, agency
+
+
+def _moment(event: CloudEvent, *fields: str) -> datetime:
+    """When the fact happened by intake's clock (the event's time if the data does not say)."""
+    for name in fields:
+        value = event.data.get(name)
+        if isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                continue
+            if moment.tzinfo is not None:
+                return moment
+    return event.time
+
+
+async def _work_file_of(session: AsyncSession, code: str) -> WorkFile | None:
+    return (await session.execute(select(WorkFile).where(WorkFile.dossier_code == code))).scalar_one_or_none()
+
+
+async def open_work_file_for_dossier(session: AsyncSession, event: CloudEvent) -> None:
+    """An accepted dossier is processed inside a work dossier opened for it: at a desk
+    submission (received in status 2) or when the desk accepts an online one. A dossier whose end
+    arrived first (out of order) gets its work dossier opened and closed at once."""
+    code, agency = _dossier_of(event)
+    if event.routing_key == "dossier.received" and event.data.get("status") != ACCEPTED:
+        return  # submitted online: the matter starts when the desk accepts it
+    if await _work_file_of(session, code) is not None:
         return
-    now = svc.now_utc()
+    opened_at = _moment(event, "accepted_at", "received_at", "at")
     work_file = WorkFile(
         organ_id=agency,
-        file_catalog=svc.vietnam_today(now).year,
+        file_catalog=svc.vietnam_today(opened_at).year,
         file_notation=f"TTHC-{code.rsplit('-', 2)[-2]}-{code.rsplit('-', 1)[-1]}"
         if code.count("-") >= 2
         else f"TTHC-{code}",
         title=f"Hồ sơ TTHC {code}",
         dossier_code=code,
         status="open",
-        opened_at=now,
+        opened_at=opened_at,
     )
     session.add(work_file)
     await session.flush()
-    await emit_opened(session, work_file)
+    await svc.emit_opened(session, work_file, actor=Actor.system(f"{event.routing_key} {code}"))
+    ended = await session.get(DossierEnding, code)
+    if ended is not None:
+        await svc.close_work_file(
+            session, work_file, at=max(ended.ended_at, opened_at), actor=Actor.system(f"{ended.action} {code}")
+        )
+        await session.delete(ended)
+
+
+async def close_work_file_for_dossier(session: AsyncSession, event: CloudEvent) -> None:
+    """The matter is over: the dossier's work dossier closes. If the end arrives before the
+    opening (redelivery reorders), it is remembered so that the late opening closes at once."""
+    code, agency = _dossier_of(event)
+    at = _moment(event, "at")
+    work_file = await _work_file_of(session, code)
+    if work_file is not None:
+        if work_file.status == "open":
+            await svc.close_work_file(session, work_file, at=at, actor=Actor.system(f"{event.routing_key} {code}"))
+        return
+    if event.routing_key == "dossier.refuse" or event.data.get("from_status") == SUBMITTED:
+        return  # never accepted: no work dossier was or will be opened for it
+    if await session.get(DossierEnding, code) is None:
+        session.add(DossierEnding(dossier_code=code, agency=agency, action=event.routing_key, ended_at=at))
+        await session.flush()
 
 
 def deliver_issued(settings: DocumentSettings) -> Handler:
@@ -127,8 +169,9 @@ def deliver_issued(settings: DocumentSettings) -> Handler:
                     )
                 )
             copy.arrival_date = now
-            await svc.emit_received(session, copy, source=key)
-            await svc.register_incoming(session, copy, at=now)
+            actor = Actor.system(f"document.issued {key} to {agency}")
+            await svc.emit_received(session, copy, source=key, actor=actor)
+            await svc.register_incoming(session, copy, at=now, actor=actor)
 
     return handle
 
@@ -150,7 +193,8 @@ async def recall_copies(session: AsyncSession, event: CloudEvent) -> None:
 
 def make_consumer(settings: DocumentSettings) -> Consumer:
     handlers: dict[str, Callable[..., object]] = {
-        "dossier.received": open_work_file_for_dossier,
+        **dict.fromkeys(OPENS, open_work_file_for_dossier),
+        **dict.fromkeys(CLOSES, close_work_file_for_dossier),
         "document.issued": deliver_issued(settings),
         "document.recalled": recall_copies,
     }

@@ -41,6 +41,32 @@ class WorkFile(Base):
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class PublishRequest(Base):
+    """A clerk's ``Idempotency-Key`` for publishing a document: the request's hash and, once the
+    document is issued, the answer given (a replay gets it again)."""
+
+    __tablename__ = "publish_request"
+
+    caller: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("document.id"), index=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    answer: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class DossierEnding(Base):
+    """A one-stop-shop dossier whose matter ended before its work dossier was opened here
+    (events reordered by a redelivery): the late opening then closes the work dossier at once."""
+
+    __tablename__ = "dossier_ending"
+
+    dossier_code: Mapped[str] = mapped_column(String(30), primary_key=True)
+    agency: Mapped[str] = mapped_column(String(13))
+    action: Mapped[str] = mapped_column(String(40))
+    ended_at: Mapped[datetime] = mapped_column()
+
+
 class Document(Base):
     """A văn bản with the annex VI metadata.
 

@@ -222,6 +222,45 @@ class WorkFileOut(BaseModel):
     closed_at: datetime | None = None
 
 
+class SeriesRuleOut(BaseModel):
+    """How the agency's head groups document types into number series, from a date."""
+
+    effective_from: date
+    in_force: bool = Field(description="the rule numbering uses today")
+    administrative: str = Field(description="shared: one series for all administrative types; per_type: one each")
+    administrative_groups: dict[str, str]
+    secret_apart: bool
+    secret_per_group: bool
+    copies_apart: bool
+
+
+class SeriesOut(BaseModel):
+    """One number series of the year and the last number it gave."""
+
+    key: str = Field(description="year/group, e.g. 2026/hc or 2026/qppl:QĐ")
+    last_number: int
+
+
+class RegisterOut(BaseModel):
+    kind: Literal["outgoing", "incoming"]
+    year: int
+    entries: int
+    path: str = Field(description="the register under the gateway (JSON; add format=csv for CSV)")
+
+
+class AgencyOut(BaseModel):
+    """What one agency can do with documents here: numbering profile, series, registers."""
+
+    organ_id: str
+    name: str
+    abbreviation: str = Field(description="issuer abbreviation in its symbols, e.g. UBND in 05/QĐ-UBND")
+    tier: str
+    year: int
+    series_rules: list[SeriesRuleOut]
+    series: list[SeriesOut] = Field(description="this year's series that gave a number")
+    registers: list[RegisterOut]
+
+
 class ExchangeMessageOut(BaseModel):
     """One edXML message to a partner: a document for one recipient, or a status message."""
 
@@ -271,3 +310,51 @@ class RefuseIn(Strict):
 
 class StatusRecorded(BaseModel):
     recorded: bool
+
+
+class _Page(BaseModel):
+    next: str | None = Field(description="cursor of the next page; null on the last one")
+
+
+class DocumentPage(_Page):
+    items: list[DocumentOut]
+
+
+class ContentPage(_Page):
+    items: list[ContentOut]
+
+
+class AttachmentPage(_Page):
+    items: list[AttachmentOut]
+
+
+class CommentPage(_Page):
+    items: list[CommentOut]
+
+
+class AssignmentPage(_Page):
+    items: list[AssignmentOut]
+
+
+class WorkFilePage(_Page):
+    items: list[WorkFileOut]
+
+
+class PublishIn(Strict):
+    """Options of the clerk's one call; all may be omitted."""
+
+    seal_certificate: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="serial (hex) of the organisation's certificate; default: the agency's active one",
+    )
+
+
+class PublishOut(DocumentOut):
+    """The issued document, with what this call did to get there."""
+
+    seal_certificate: str | None = Field(description="serial of the seal applied (null if it was already sealed)")
+    steps: list[Literal["numbered", "number_filled", "sealed", "issued"]] = Field(
+        description="what this call did; a call that resumes lists only the remaining steps"
+    )

@@ -17,14 +17,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.document.blobs import FileCipher, LocalBlobStore
 from services.document.config import DocumentSettings
 from services.document.doctypes import DEFAULT_DOC_TYPES, DocType, Secrecy, Urgency
-from services.document.events import DocumentReceived, DocumentRegistered
-from services.document.models import ContentVersion, Document, counters, outbox
+from services.document.events import (
+    DocumentIssued,
+    DocumentNumbered,
+    DocumentReceived,
+    DocumentRegistered,
+    Organ,
+    WorkFileClosed,
+    WorkFileOpened,
+)
+from services.document.models import ContentVersion, Document, WorkFile, counters, outbox
 from services.document.numbering import MalformedCode, edxml_parts, format_code, parse_code, series_key_for
 from services.document.workdays import WorkingCalendar
 from shared import clock
 from shared.auth import Caller
 from shared.db import next_value
-from shared.errors import NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from shared.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from shared.events import Actor
 from shared.text import fold, tokens
 
 PDF_MAGIC = b"%PDF-"
@@ -212,6 +221,21 @@ async def latest_content(session: AsyncSession, doc: Document) -> ContentVersion
     ).scalar_one_or_none()
 
 
+# --- errors of the issue flow -----------------------------------------------------------------
+
+
+class NotSignedByLeader(Conflict):
+    code, title = "not_signed_by_leader", "The leader has not signed this document yet"
+
+
+class AlreadyNumbered(Conflict):
+    code, title = "already_numbered", "The document already has its number"
+
+
+class AlreadyIssued(Conflict):
+    code, title = "already_issued", "The document is already issued"
+
+
 # --- numbering ----------------------------------------------------------------------------------
 
 
@@ -255,6 +279,143 @@ async def assign_number(session: AsyncSession, doc: Document, *, settings: Docum
     return code
 
 
+def split_code(doc: Document) -> tuple[str, str]:
+    """(``CodeNumber``, ``CodeNotation``) of a numbered document: ``("05", "QĐ-UBND")``."""
+    code, notation = doc.code_text or "", doc.code_notation or ""
+    return code[: len(code) - len(notation) - 1], notation
+
+
+async def number_once(session: AsyncSession, doc: Document, *, settings: DocumentSettings, actor: Actor) -> None:
+    """Cấp số: the document (locked by the caller, signed by its leader) takes the next number of
+    its series, in the caller's transaction, and ``document.numbered`` says so."""
+    if doc.code_number is not None or doc.status in ("numbered", "sealed", "issued", "recalled"):
+        raise AlreadyNumbered(f"this document already has its number {doc.code_text}")
+    if doc.status != "signed_by_leader":
+        raise NotSignedByLeader("a number is given after the leader's signature (status signed_by_leader)")
+    now = now_utc()
+    await assign_number(session, doc, settings=settings, today=vietnam_today(now))
+    doc.status = "numbered"
+    doc.numbered_at_version = doc.content_version
+    doc.numbered_at = now
+    touch(doc)
+    await session.flush()
+    number, notation = split_code(doc)
+    await outbox.emit(
+        session,
+        "document.numbered",
+        DocumentNumbered(
+            id=doc.id,
+            agency=doc.agency,
+            code=doc.code_text or "",
+            code_number=number,
+            code_notation=notation,
+            number=doc.code_number or 0,
+            series=doc.series_key or "",
+            type_key=doc.type_key,
+            secret=secrecy_of(doc).is_secret,
+            issued_date=doc.issued_date or vietnam_today(now),
+            numbered_at=now,
+            dossier_code=doc.dossier_code,
+            work_file_id=doc.work_file_id,
+            actor=actor,
+        ),
+        subject=f"document:{doc.id}",
+        agency=doc.agency,
+    )
+
+
+def check_issuable(doc: Document) -> None:
+    if doc.status == "issued":
+        raise AlreadyIssued("already issued")
+    if doc.status not in ("numbered", "sealed") or doc.code_number is None:
+        raise Conflict("only a numbered document can be issued")
+    if doc.numbered_at_version is None or doc.content_version <= doc.numbered_at_version:
+        raise Conflict("upload the version with the number written in (and sealed) before issuing")
+
+
+async def issue(session: AsyncSession, doc: Document, *, actor: Actor) -> None:
+    """Ban hành: the numbered document (locked by the caller) with its number written in and the
+    seal applied becomes issued, and ``document.issued`` tells intake and the recipients."""
+    check_issuable(doc)
+    content = await latest_content(session, doc)
+    assert content is not None
+    now = now_utc()
+    doc.status = "issued"
+    doc.issued_at = now
+    touch(doc)
+    await session.flush()
+    secret = secrecy_of(doc).is_secret
+    number, notation = split_code(doc)
+    await outbox.emit(
+        session,
+        "document.issued",
+        DocumentIssued(
+            id=doc.id,
+            agency=doc.agency,
+            code=doc.code_text or "",
+            code_number=number,
+            code_notation=notation,
+            type_key=doc.type_key,
+            type_name=doc.type_name,
+            subject=None if secret else doc.subject,
+            secret=secret,
+            urgency=doc.urgency,
+            issued_date=doc.issued_date or vietnam_today(now),
+            issued_at=now,
+            signer_name=doc.signer_name,
+            recipients=[Organ(**r) for r in doc.recipients],
+            dossier_code=doc.dossier_code,
+            work_file_id=doc.work_file_id,
+            content_sha256=content.sha256,
+            download_path=f"/api/document/documents/{doc.id}/content?version={content.number}",
+            actor=actor,
+        ),
+        subject=f"document:{doc.id}",
+        agency=doc.agency,
+    )
+
+
+# --- work dossiers ------------------------------------------------------------------------------
+
+
+async def emit_opened(session: AsyncSession, work_file: WorkFile, *, actor: Actor) -> None:
+    await outbox.emit(
+        session,
+        "workfile.opened",
+        WorkFileOpened(
+            id=work_file.id,
+            organ_id=work_file.organ_id,
+            file_catalog=work_file.file_catalog,
+            file_notation=work_file.file_notation,
+            dossier_code=work_file.dossier_code,
+            actor=actor,
+        ),
+        subject=f"workfile:{work_file.id}",
+        agency=work_file.organ_id,
+    )
+
+
+async def close_work_file(session: AsyncSession, work_file: WorkFile, *, at: datetime, actor: Actor) -> None:
+    work_file.status = "closed"
+    work_file.closed_at = at
+    await session.flush()
+    await outbox.emit(
+        session,
+        "workfile.closed",
+        WorkFileClosed(
+            id=work_file.id,
+            organ_id=work_file.organ_id,
+            file_catalog=work_file.file_catalog,
+            file_notation=work_file.file_notation,
+            dossier_code=work_file.dossier_code,
+            closed_at=at,
+            actor=actor,
+        ),
+        subject=f"workfile:{work_file.id}",
+        agency=work_file.organ_id,
+    )
+
+
 # --- incoming -----------------------------------------------------------------------------------
 
 
@@ -285,7 +446,7 @@ def duplicate_warning(doc: Document) -> list[str]:
     ]
 
 
-async def register_incoming(session: AsyncSession, doc: Document, *, at: datetime) -> None:
+async def register_incoming(session: AsyncSession, doc: Document, *, at: datetime, actor: Actor) -> None:
     """Give the next arrival number of the year (số đến) and note duplicates (a warning only)."""
     year = vietnam_today(at).year
     doc.arrival_series = f"{year}/{ARRIVAL_SERIES}"
@@ -309,13 +470,14 @@ async def register_incoming(session: AsyncSession, doc: Document, *, at: datetim
             secret=secret,
             urgency=doc.urgency,
             duplicate_of=doc.duplicate_of,
+            actor=actor,
         ),
         subject=f"document:{doc.id}",
         agency=doc.agency,
     )
 
 
-async def emit_received(session: AsyncSession, doc: Document, *, source: str | None) -> None:
+async def emit_received(session: AsyncSession, doc: Document, *, source: str | None, actor: Actor) -> None:
     secret = secrecy_of(doc).is_secret
     await outbox.emit(
         session,
@@ -330,6 +492,7 @@ async def emit_received(session: AsyncSession, doc: Document, *, source: str | N
             secret=secret,
             urgency=doc.urgency,
             received_at=doc.arrival_date or now_utc(),
+            actor=actor,
         ),
         subject=f"document:{doc.id}",
         agency=doc.agency,

@@ -30,8 +30,9 @@ async def on_start(runtime: ServiceRuntime) -> None:
 
 def definition(settings: IntakeSettings | None = None) -> ServiceDefinition:
     settings = settings or get_settings()
-    # base64 makes a file 4/3 larger; a submission may carry several files
-    max_body = settings.max_file_bytes * 4 // 3 * 3 + 1024 * 1024
+    # a JSON submission carries base64 (4/3 larger); a multipart one streams the dossier's
+    # files, each checked against its own limit as it arrives
+    max_body = endpoints.files_body_limit(settings)
     return ServiceDefinition(
         name="intake",
         title="lienthong intake",
@@ -49,4 +50,7 @@ def definition(settings: IntakeSettings | None = None) -> ServiceDefinition:
 
 
 def create_app(settings: IntakeSettings | None = None, **kwargs: object) -> FastAPI:
-    return create_service_app(definition(settings), **kwargs)  # type: ignore[arg-type]
+    settings = settings or get_settings()
+    app = create_service_app(definition(settings), **kwargs)  # type: ignore[arg-type]
+    endpoints.submission_schemas(app, settings)
+    return app

@@ -22,14 +22,15 @@ from shared.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
 
 @dataclass(frozen=True, slots=True)
 class CheckedFile:
-    content: bytes
+    """A file that passed its checks: in memory (``content``, from base64 JSON) or staged on
+    the store's disk (``staged``, streamed from a multipart body)."""
+
     sha256: str
     content_type: str
     filename: str
-
-    @property
-    def size(self) -> int:
-        return len(self.content)
+    size: int
+    content: bytes | None = None
+    staged: Path | None = None
 
 
 def check_file(
@@ -61,6 +62,7 @@ def check_file(
         )
     return CheckedFile(
         content=content,
+        size=len(content),
         sha256=hashlib.sha256(content).hexdigest(),
         content_type=actual,
         filename=Path(filename).name[:255] or "file",
@@ -74,11 +76,23 @@ class BlobStore:
     def path_of(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
+    @property
+    def incoming(self) -> Path:
+        """Where streamed uploads are staged: on the store's own file system, so that keeping
+        one is a rename."""
+        return self.root / ".incoming"
+
     def put(self, checked: CheckedFile) -> None:
         target = self.path_of(checked.sha256)
         if target.exists():
-            return
+            return  # same name, same bytes; a staged copy is removed by whoever staged it
         target.parent.mkdir(parents=True, exist_ok=True)
+        if checked.staged is not None:
+            with checked.staged.open("rb") as staged:
+                os.fsync(staged.fileno())
+            os.replace(checked.staged, target)
+            return
+        assert checked.content is not None
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
         try:
             with os.fdopen(fd, "wb") as out:

@@ -24,6 +24,7 @@ from services.intake.schemas import AgencyIn, AgencyOut, ComponentSpecOut, Proce
 from shared import clock, organ_id
 from shared.db import insert_ignoring_duplicates
 from shared.errors import Conflict, NotFound, Unprocessable
+from shared.events import Actor
 from shared.text import fold
 
 PROCEDURE_AT_AGENCY_LENGTH = len("1.010708.000.00.00.H56")
@@ -53,7 +54,10 @@ def agency_out(agency: Agency) -> AgencyOut:
     )
 
 
-async def _emit_agency(session: AsyncSession, agency: Agency) -> None:
+SEED_ACTOR = Actor.system("demo seed (LIENTHONG_DEMO=true)")
+
+
+async def _emit_agency(session: AsyncSession, agency: Agency, by: Actor) -> None:
     await outbox.emit(
         session,
         "agency.changed",
@@ -64,13 +68,14 @@ async def _emit_agency(session: AsyncSession, agency: Agency) -> None:
             level=agency.level,
             active=agency.active,
             version=agency.version,
+            actor=by,
         ),
         subject=f"agency:{agency.code}",
         agency=agency.code,
     )
 
 
-async def put_agency(session: AsyncSession, code: str, body: AgencyIn) -> tuple[Agency, bool]:
+async def put_agency(session: AsyncSession, code: str, body: AgencyIn, *, by: Actor) -> tuple[Agency, bool]:
     """Create or change an agency; the parent follows from the code and must exist."""
     if not organ_id.is_valid(code):
         raise Unprocessable("not a Decision 20/2020 agency identifier", field="code")
@@ -99,7 +104,7 @@ async def put_agency(session: AsyncSession, code: str, body: AgencyIn) -> tuple[
         agency.version += 1
         agency.updated_at = now
     await session.flush()
-    await _emit_agency(session, agency)
+    await _emit_agency(session, agency, by)
     return agency, created
 
 
@@ -182,7 +187,9 @@ def in_force(versions: list[ProcedureVersion], day: date) -> ProcedureVersion | 
     return current
 
 
-async def add_version(session: AsyncSession, code: str, body: ProcedureVersionIn, *, actor: str) -> ProcedureVersion:
+async def add_version(
+    session: AsyncSession, code: str, body: ProcedureVersionIn, *, actor: str, by: Actor
+) -> ProcedureVersion:
     """A new version; it must take effect after the previous one (history is never rewritten)."""
     for agency in {*body.receiving_agencies, body.deciding_agency}:
         if await session.get(Agency, agency) is None:
@@ -215,11 +222,11 @@ async def add_version(session: AsyncSession, code: str, body: ProcedureVersionIn
     )
     session.add(row)
     await session.flush()
-    await _emit_procedure(session, row)
+    await _emit_procedure(session, row, by)
     return row
 
 
-async def _emit_procedure(session: AsyncSession, row: ProcedureVersion) -> None:
+async def _emit_procedure(session: AsyncSession, row: ProcedureVersion, by: Actor) -> None:
     await outbox.emit(
         session,
         "procedure.changed",
@@ -232,16 +239,17 @@ async def _emit_procedure(session: AsyncSession, row: ProcedureVersion) -> None:
             receiving_agencies=list(row.receiving_agencies),
             deciding_agency=row.deciding_agency,
             processing_hours=Decimal(row.processing_hours),
+            actor=by,
         ),
         subject=f"procedure:{row.code}",
     )
 
 
 def may_receive(agency: str, version: ProcedureVersion) -> bool:
-    """An agency's desk receives a procedure when it is one of its receiving agencies or an
-    ancestor of one: a higher desk (the province's public administration centre) receives on
-    behalf of the units below it."""
-    return any(organ_id.within(receiver, agency) for receiver in version.receiving_agencies)
+    """An agency's desk receives a procedure only when it is one of the procedure's receiving
+    agencies, whatever its place in the tree: a desk that receives for others (the province's
+    public administration centre) is listed among them, never implied by being above them."""
+    return agency in version.receiving_agencies
 
 
 # ------------------------------------------------------------------ calendar
@@ -320,7 +328,7 @@ async def seed_demo(session: AsyncSession) -> int:
         )
         if result.rowcount:
             added += 1
-            await _emit_agency(session, await get_agency(session, seed.code))
+            await _emit_agency(session, await get_agency(session, seed.code), SEED_ACTOR)
     for proc in catalogue_seed.PROCEDURES:
         result = await session.execute(
             insert_ignoring_duplicates(session, ProcedureVersion.__table__).values(
@@ -356,5 +364,5 @@ async def seed_demo(session: AsyncSession) -> int:
                     select(ProcedureVersion).where(ProcedureVersion.code == proc.code, ProcedureVersion.version == 1)
                 )
             ).scalar_one()
-            await _emit_procedure(session, row)
+            await _emit_procedure(session, row, SEED_ACTOR)
     return added

@@ -12,6 +12,9 @@ from shared.settings import Settings, load_settings
 
 class IntakeSettings(Settings):
     max_file_bytes: int = Field(default=20 * 1024 * 1024, description="largest component file accepted")
+    max_dossier_bytes: int = Field(
+        default=100 * 1024 * 1024, description="largest total of a dossier's component files, all uploads together"
+    )
     max_files_per_request: int = 20
     accepted_file_types: list[str] = Field(
         default_factory=lambda: ["application/pdf", "image/jpeg", "image/png", "image/tiff"],

@@ -10,11 +10,13 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlalchemy import Select, Table, and_, bindparam, case, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake import catalogue, printing, service
+from services.intake import catalogue, printing, service, uploads
 from services.intake.calendar import VN_TZ, CalendarError, as_vietnam_time
 from services.intake.config import IntakeSettings
 from services.intake.models import (
@@ -48,6 +50,7 @@ from services.intake.schemas import (
     HandoffOut,
     HistoryEntry,
     IndicatorsOut,
+    IsoDate,
     LookupOut,
     ProcedureOut,
     ProcedureVersionIn,
@@ -57,7 +60,16 @@ from services.intake.workflow import DossierStatus
 from shared import clock, organ_id
 from shared.auth import Caller, allow, current_caller, public
 from shared.db import request_session
-from shared.errors import BadRequest, Forbidden, NotFound, Unprocessable, problem_responses
+from shared.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+    problem_responses,
+)
+from shared.events import Actor
 from shared.http import StrictRoute
 from shared.text import fold, tokens
 
@@ -111,15 +123,25 @@ async def get_agency(code: Annotated[str, Path(pattern=ORGAN_PATTERN)], session:
     return catalogue.agency_out(await catalogue.get_agency(session, code))
 
 
-@agencies.put("/{code}", response_model=AgencyOut, responses=problem_responses(401, 403, 422), **allow("admin"))
+@agencies.put(
+    "/{code}",
+    response_model=AgencyOut,
+    responses={
+        200: {"description": "the agency existed: changed (or already as given)"},
+        201: {"model": AgencyOut, "description": "the agency was created"},
+        **problem_responses(401, 403, 422),
+    },
+    **allow("admin"),
+)
 async def put_agency(
     code: Annotated[str, Path(pattern=ORGAN_PATTERN)],
     body: AgencyIn,
     response: Response,
+    caller: Caller = Me,
     session: AsyncSession = Session,
 ) -> AgencyOut:
-    """Create or rename/deactivate an agency; emits ``agency.changed``."""
-    agency, created = await catalogue.put_agency(session, code, body)
+    """Create (201) or rename/deactivate (200) an agency; emits ``agency.changed``."""
+    agency, created = await catalogue.put_agency(session, code, body, by=Actor.of(caller))
     response.status_code = 201 if created else 200
     return catalogue.agency_out(agency)
 
@@ -188,7 +210,9 @@ async def add_procedure_version(
     session: AsyncSession = Session,
 ) -> ProcedureVersionOut:
     """A new version of a procedure (or its first); dossiers keep the version they came under."""
-    return catalogue.version_out(await catalogue.add_version(session, code, body, actor=caller.name))
+    return catalogue.version_out(
+        await catalogue.add_version(session, code, body, actor=caller.name, by=Actor.of(caller))
+    )
 
 
 # ======================================================================== calendar
@@ -268,7 +292,10 @@ async def list_overrides(
     "/overrides/{day}", response_model=CalendarOverrideOut, responses=problem_responses(401, 403, 422), **allow("admin")
 )
 async def put_override(
-    day: date, body: CalendarOverrideIn, caller: Caller = Me, session: AsyncSession = Session
+    day: Annotated[IsoDate, Path(description="YYYY-MM-DD")],
+    body: CalendarOverrideIn,
+    caller: Caller = Me,
+    session: AsyncSession = Session,
 ) -> CalendarOverrideOut:
     """Make ``day`` a working day (swap) or a day off, beating the computed calendar.
 
@@ -278,7 +305,9 @@ async def put_override(
 
 
 @calendar.delete("/overrides/{day}", status_code=204, responses=problem_responses(401, 403, 404), **allow("admin"))
-async def delete_override(day: date, session: AsyncSession = Session) -> Response:
+async def delete_override(
+    day: Annotated[IsoDate, Path(description="YYYY-MM-DD")], session: AsyncSession = Session
+) -> Response:
     result = await session.execute(delete(CalendarOverrideRow).where(CalendarOverrideRow.day == day))
     if not result.rowcount:
         raise NotFound(f"no override on {day}")
@@ -311,15 +340,105 @@ async def calendar_year(
 dossiers = APIRouter(prefix="/dossiers", tags=["dossiers"], route_class=StrictRoute)
 
 
+# The submission's two forms, as the OpenAPI shows them (the body is read by hand: a multipart
+# body is streamed to disk, never parsed into memory by the framework first).
+_SUBMISSION_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/DossierSubmission"}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["dossier"],
+                "properties": {
+                    "dossier": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "description": "the DossierSubmission as JSON, its components listed without file contents",
+                    }
+                },
+                "patternProperties": {
+                    "^component-[0-9]{1,3}$": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "a file of component <no>; repeat the part for a component of several files",
+                    }
+                },
+                "additionalProperties": False,
+            },
+            "encoding": {"dossier": {"contentType": "application/json"}},
+        },
+    },
+}
+
+
+def _with_body(route: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    route["openapi_extra"]["requestBody"] = body
+    return route
+
+
+def submission_schemas(app: FastAPI, settings: IntakeSettings) -> None:
+    """Put ``DossierSubmission`` (and what it uses) in the app's OpenAPI components: the route
+    that takes it reads its body by hand, so the framework does not list it by itself. And say
+    how large the file routes' bodies may be (``x-max-body-bytes``), which the gateway enforces
+    at the edge instead of its generic upload limit."""
+    original = app.openapi
+    limits = {
+        ("/dossiers", "post"): files_body_limit(settings),
+        ("/dossiers/{code}/components/{no}/files", "post"): settings.max_dossier_bytes + MULTIPART_OVERHEAD,
+    }
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = original()
+        schema = DossierSubmission.model_json_schema(ref_template="#/components/schemas/{model}")
+        found = document.setdefault("components", {}).setdefault("schemas", {})
+        # a model another route lists already (Applicant, ComponentIn…) is kept as listed there:
+        # the same class, written out by the framework
+        for name, definition in {**schema.pop("$defs", {}), "DossierSubmission": schema}.items():
+            found.setdefault(name, definition)
+        for (path, method), limit in limits.items():
+            document["paths"][path][method]["x-max-body-bytes"] = limit
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _json_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"a JSON submission is at most {limit} bytes; send large files as multipart/form-data")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"a JSON submission is at most {limit} bytes; send large files as multipart/form-data"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _submission(raw: str | bytes, *, prefix: tuple[str, ...]) -> DossierSubmission:
+    try:
+        return DossierSubmission.model_validate_json(raw)
+    except ValidationError as exc:
+        # the same 422 (or 400 for JSON that is not JSON) as a body the framework parsed
+        raise RequestValidationError(
+            [{**e, "loc": (*prefix, *e.get("loc", ()))} for e in exc.errors(include_url=False, include_context=False)]
+        ) from None
+
+
 @dossiers.post(
     "",
     status_code=201,
     response_model=DossierOut,
-    responses=problem_responses(401, 403, 409, 413, 415, 422),
-    **allow("citizen", "desk_officer", "integrator"),
+    responses=problem_responses(400, 401, 403, 409, 413, 415, 422),
+    **_with_body(allow("citizen", "desk_officer", "integrator"), _SUBMISSION_BODY),
 )
 async def submit_dossier(
-    body: DossierSubmission,
+    request: Request,
     response: Response,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
     caller: Caller = Me,
@@ -327,12 +446,121 @@ async def submit_dossier(
     ctx: service.Context = Ctx,
 ) -> DossierOut:
     """Submit a dossier: online by a citizen or portal (status 1) or at the desk (status 2, the
-    clock starts). Files travel as base64 in ``components[].file``; the same ``Idempotency-Key``
-    with the same body answers exactly as the first time (201, the same dossier, with
-    ``Idempotent-Replayed: true``), with another body 409."""
-    view, created = await service.submit(session, ctx, caller, body, idempotency_key=idempotency_key)
+    clock starts). Two forms: JSON with files as base64 in ``components[].file`` (small files),
+    or ``multipart/form-data`` with the same JSON in a part named ``dossier`` and each file as a
+    part named ``component-<no>`` (streamed; up to ``max_file_bytes`` a file and
+    ``max_dossier_bytes`` together). The same ``Idempotency-Key`` with the same body answers
+    exactly as the first time (201, the same dossier, with ``Idempotent-Replayed: true``), with
+    another body 409."""
+    settings = ctx.settings
+    if uploads.is_multipart(request):
+        async with uploads.receive_form(
+            request,
+            incoming=ctx.blobs.incoming,
+            file_parts=service.UPLOAD_PART.pattern,
+            text_parts=frozenset({"dossier"}),
+            max_file_bytes=settings.max_file_bytes,
+            max_total_bytes=settings.max_dossier_bytes,
+            max_files=settings.max_files_per_request,
+            accepted=settings.accepted_file_types,
+        ) as form:
+            if "dossier" not in form.fields:
+                raise Unprocessable("a multipart submission carries its JSON in a part named dossier", field="dossier")
+            body = _submission(form.fields["dossier"], prefix=("body", "dossier"))
+            view, created = await service.submit(
+                session, ctx, caller, body, idempotency_key=idempotency_key, uploads=form.files
+            )
+    else:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media and media != "application/json" and not media.endswith("+json"):
+            raise UnsupportedMediaType("send application/json or multipart/form-data", accepted=SUBMISSION_MEDIA)
+        body = _submission(await _json_body(request, json_submission_limit(settings)), prefix=("body",))
+        view, created = await service.submit(session, ctx, caller, body, idempotency_key=idempotency_key)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
+    return view
+
+
+SUBMISSION_MEDIA = ["application/json", "multipart/form-data"]
+
+
+MULTIPART_OVERHEAD = 1024 * 1024  # the dossier part and the parts' headers
+
+
+def json_submission_limit(settings: IntakeSettings) -> int:
+    """A JSON submission carries its files in base64 (4/3 larger), a few of them at most."""
+    return settings.max_file_bytes * 4 // 3 * 3 + 1024 * 1024
+
+
+def files_body_limit(settings: IntakeSettings) -> int:
+    """The largest body of the routes under ``/dossiers``: a JSON submission, or a multipart one
+    whose files stay within the dossier's total."""
+    return max(json_submission_limit(settings), settings.max_dossier_bytes + MULTIPART_OVERHEAD)
+
+
+@dossiers.post(
+    "/{code}/components/{no}/files",
+    status_code=201,
+    response_model=DossierOut,
+    responses={
+        200: {"description": "every file was already there: nothing added"},
+        **problem_responses(400, 401, 403, 404, 409, 413, 415, 422),
+    },
+    **_with_body(
+        allow("citizen", "integrator", "desk_officer"),
+        {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                                "description": "one or more parts named file",
+                            }
+                        },
+                        "additionalProperties": False,
+                    }
+                }
+            },
+        },
+    ),
+)
+async def add_component_files(
+    code: str,
+    no: Annotated[int, Path(ge=1, le=100, description="the component's number in the procedure")],
+    request: Request,
+    response: Response,
+    caller: Caller = Me,
+    session: AsyncSession = Session,
+    ctx: service.Context = Ctx,
+) -> DossierOut:
+    """Add file(s) to a component of a dossier that takes them: submitted online and not yet
+    accepted (1), or waiting for a supplement (5). Streamed like a multipart submission, within
+    the per-file and per-dossier limits; a file the component already has is not added again.
+    Emits ``dossier.files_added``."""
+    if not uploads.is_multipart(request):
+        raise UnsupportedMediaType("send the files as multipart/form-data parts named file")
+    settings = ctx.settings
+    room = await service.files_room(session, ctx, caller, code, no)
+    # nothing is written yet: end the read so that no connection is held while the body streams
+    # in (add_files checks again, under the dossier's lock)
+    await session.rollback()
+    async with uploads.receive_form(
+        request,
+        incoming=ctx.blobs.incoming,
+        file_parts="file",
+        max_file_bytes=settings.max_file_bytes,
+        max_total_bytes=max(room, 0),
+        max_files=settings.max_files_per_request,
+        accepted=settings.accepted_file_types,
+    ) as form:
+        view, added = await service.add_files(session, ctx, caller, code, no, form.files.get("file", []))
+    if not added:
+        response.status_code = 200
     return view
 
 
@@ -345,11 +573,15 @@ async def list_dossiers(
     status: Annotated[list[int] | None, Query(description="one or more status codes")] = None,
     procedure: Annotated[str | None, Query(pattern=PROCEDURE_PATTERN)] = None,
     agency: Annotated[str | None, Query(pattern=ORGAN_PATTERN, description="a subtree inside yours")] = None,
-    received_from: Annotated[date | None, Query(description="Vietnam date, inclusive")] = None,
-    received_to: Annotated[date | None, Query(description="Vietnam date, inclusive")] = None,
+    received_from: Annotated[IsoDate | None, Query(description="Vietnam date, inclusive")] = None,
+    received_to: Annotated[IsoDate | None, Query(description="Vietnam date, inclusive")] = None,
     due_before: Annotated[datetime | None, Query()] = None,
     overdue: Annotated[bool | None, Query(description="being handled and past its due date now")] = None,
     applicant: Annotated[str | None, Query(max_length=200, description="name or ID number; accents optional")] = None,
+    has_pending_result: Annotated[
+        bool | None,
+        Query(description="true: only dossiers with an issued result waiting for a status that takes it"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     caller: Caller = Me,
@@ -396,6 +628,10 @@ async def list_dossiers(
         query = query.where(Dossier.status.in_(running), Dossier.due_at < now)
     elif overdue is False:
         query = query.where(or_(Dossier.status.not_in(running), Dossier.due_at.is_(None), Dossier.due_at >= now))
+    if has_pending_result is True:
+        query = query.where(Dossier.id.in_(service.PENDING_DOSSIERS))
+    elif has_pending_result is False:
+        query = query.where(Dossier.id.not_in(service.PENDING_DOSSIERS))
     for word in tokens(applicant or ""):
         query = query.where(Dossier.applicant_search.contains(word, autoescape=True))
     if cursor:
@@ -537,17 +773,27 @@ async def extend(
 @dossiers.post(
     "/{code}/receipt",
     response_class=Response,
-    responses={200: PDF, **problem_responses(401, 403, 404, 409)},
+    responses={200: PDF, **problem_responses(401, 403, 404, 409, 422)},
     **allow("desk_officer", "citizen", "integrator"),
 )
-async def issue_receipt(code: str, request: Request, caller: Caller = Me, session: AsyncSession = Session) -> Response:
-    """Form 01 with a fresh look-up secret (also in the ``Lookup-Secret`` header). Only the
-    secret's HMAC is stored, so every issue replaces the previous receipt's secret."""
+async def issue_receipt(
+    code: str,
+    request: Request,
+    rotate_secret: Annotated[
+        bool, Query(description="desk only: replace the look-up secret (the printed one stops working)")
+    ] = False,
+    reason: Annotated[str | None, Query(min_length=1, max_length=500, description="why, with rotate_secret")] = None,
+    caller: Caller = Me,
+    session: AsyncSession = Session,
+    ctx: service.Context = Ctx,
+) -> Response:
+    """Form 01 with the dossier's look-up secret (also in the ``Lookup-Secret`` header). The
+    first receipt makes the secret; printing again shows the same one, so the paper receipt
+    keeps working. ``rotate_secret=true`` with a ``reason`` (desk only) makes a new one and
+    records it in the history."""
     dossier = await service.visible_dossier(session, caller, code, for_update=True)
-    settings = settings_of(request)
-    secret = service.new_lookup_secret()
-    pdf = await printing.receipt(session, settings, dossier, secret=secret)
-    dossier.lookup_hash = service.lookup_hash(settings, dossier.code, secret)
+    secret = await service.receipt_secret(session, ctx, caller, dossier, rotate=rotate_secret, reason=reason)
+    pdf = await printing.receipt(session, settings_of(request), dossier, secret=secret)
     return _pdf(pdf, f"{code}-01", {"Lookup-Secret": secret, "Cache-Control": "no-store"})
 
 
@@ -738,9 +984,11 @@ async def get_indicators(
     request: Request,
     agency: Annotated[str | None, Query(pattern=ORGAN_PATTERN, description="default: yours")] = None,
     period_from: Annotated[
-        date | None, Query(alias="from", description="Vietnam date; default: first of this month")
+        IsoDate | None, Query(alias="from", description="Vietnam date; default: first of this month")
     ] = None,
-    period_to: Annotated[date | None, Query(alias="to", description="Vietnam date, inclusive; default: today")] = None,
+    period_to: Annotated[
+        IsoDate | None, Query(alias="to", description="Vietnam date, inclusive; default: today")
+    ] = None,
     format: Annotated[str, Query(pattern=r"^(json|csv)$")] = "json",
     caller: Caller = Me,
     session: AsyncSession = Session,

@@ -17,11 +17,18 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
-from shared.events import EventData, register
+from shared.events import Actor, EventData, register
+
+
+class IntakeEvent(EventData):
+    """Every event intake emits names who caused it: the officer or citizen who acted, or the
+    system with its reason (e.g. the issued document it applied); never left out."""
+
+    actor: Actor
 
 
 @register("dossier.received", service="intake")
-class DossierReceived(EventData):
+class DossierReceived(IntakeEvent):
     """A dossier was submitted online (status 1) or received at the desk (status 2)."""
 
     code: str
@@ -35,7 +42,7 @@ class DossierReceived(EventData):
     owner: str | None
 
 
-class DossierStep(EventData):
+class DossierStep(IntakeEvent):
     """What every dossier transition event says."""
 
     code: str
@@ -136,8 +143,29 @@ class DossierResultReturned(DossierStep):
     """The result was handed to the applicant (9 → 10)."""
 
 
+class AddedFile(BaseModel):
+    sha256: str
+    size: int
+    content_type: str
+
+
+@register("dossier.files_added", service="intake")
+class DossierFilesAdded(IntakeEvent):
+    """Files were added to a component of a dossier that takes them: before acceptance (1), or
+    while a supplement is requested (5; ``supplement`` true)."""
+
+    code: str
+    agency: str
+    owner: str | None
+    status: int
+    component_no: int
+    files: list[AddedFile]
+    supplement: bool
+    at: datetime
+
+
 @register("dossier.extend", service="intake")
-class DossierExtended(EventData):
+class DossierExtended(IntakeEvent):
     """The due date was moved before it passed, with an apology (form 04)."""
 
     code: str
@@ -150,7 +178,7 @@ class DossierExtended(EventData):
 
 
 @register("dossier.handoff", service="intake")
-class DossierHandedOff(EventData):
+class DossierHandedOff(IntakeEvent):
     """A hand-off between units or people (a line of the tracking sheet, form 05)."""
 
     code: str
@@ -163,7 +191,7 @@ class DossierHandedOff(EventData):
 
 
 @register("agency.changed", service="intake")
-class AgencyChanged(EventData):
+class AgencyChanged(IntakeEvent):
     """An agency was created or changed: how every part learns of the agency tree."""
 
     code: str
@@ -175,7 +203,7 @@ class AgencyChanged(EventData):
 
 
 @register("procedure.changed", service="intake")
-class ProcedureChanged(EventData):
+class ProcedureChanged(IntakeEvent):
     """A procedure version was added to the catalogue."""
 
     code: str

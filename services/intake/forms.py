@@ -203,6 +203,12 @@ class TrackingSheetForm:
     entries: tuple[TrackingEntry, ...] = field(default_factory=tuple)
     processing_units: str | None = None
     coordinating_units: str | None = None
+    # the result, once the dossier is finished: the issued document's number and date
+    result_number: str | None = None
+    result_issued_at: datetime | None = None
+    finished_at: datetime | None = None
+    finished_timeliness: Timeliness | None = None
+    returned_at: datetime | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "entries", tuple(self.entries))
@@ -587,4 +593,13 @@ def tracking_sheet_pdf(form: TrackingSheetForm) -> bytes:
             [9 * mm, 33 * mm, 33 * mm, 26 * mm, 26 * mm, 25 * mm, 23 * mm],
         )
     )
+    if form.finished_at is not None:
+        story.append(Spacer(1, 6))
+        number = f"văn bản số <b>{_e(form.result_number)}</b>" if form.result_number else "văn bản"
+        issued = f" ngày {as_vietnam_time(form.result_issued_at):%d/%m/%Y}" if form.result_issued_at else ""
+        story.append(_p(f"Kết quả giải quyết: {number}{issued}"))
+        grade = f" ({form.finished_timeliness.label_vi.lower()})" if form.finished_timeliness else ""
+        story.append(_p(f"Hoàn thành giải quyết: {vn_datetime(form.finished_at)}{grade}"))
+    if form.returned_at is not None:
+        story.append(_p(f"Trả kết quả: {vn_datetime(form.returned_at)}"))
     return _render("Phiếu kiểm soát quá trình giải quyết hồ sơ", form.dossier_code, story)

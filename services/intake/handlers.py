@@ -1,8 +1,9 @@
-"""What intake consumes: ``document.issued`` naming a dossier finishes it with the result.
+"""What intake consumes: ``document.issued`` naming a dossier attaches the result to it, and
+finishes it at once when its status allows, otherwise when it later does (never dropped).
 
-The handler runs in the inbox's transaction (one row per event: redelivery is a no-op), and a
-second event for an already finished dossier, or one for a dossier that cannot be finished now,
-is logged and acknowledged: it will never apply, and it is not the document's fault either.
+The handler runs in the inbox's transaction (one row per event: redelivery is a no-op); the
+same document issued again is recognised by its id. A document for a dossier intake does not
+know is logged and acknowledged: it will never apply, and it is not the document's fault either.
 """
 
 from __future__ import annotations

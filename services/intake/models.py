@@ -134,8 +134,34 @@ class Dossier(Base):
     returned_at: Mapped[datetime | None] = mapped_column()
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     lookup_hash: Mapped[str | None] = mapped_column(String(64))  # set when a receipt is issued
+    # the printed secret itself, sealed (AES-GCM, key from the settings, bound to the code): a
+    # receipt printed again shows the same secret, so the paper one keeps working
+    lookup_secret_sealed: Mapped[str | None] = mapped_column(String(200))
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column()
+
+
+class IssuedResult(Base):
+    """A result document issued for a dossier (learnt from ``document.issued``): the only kind
+    of result a dossier is finished with. ``applied_at`` is empty while it waits (pending) for
+    the dossier to reach a status that allows finishing."""
+
+    __tablename__ = "issued_result"
+    __table_args__ = (
+        UniqueConstraint("dossier_id", "document_id", name="uq_issued_result_dossier_document"),
+        Index("ix_issued_result_pending", "applied_at", "dossier_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossier.id"), index=True)
+    document_id: Mapped[int] = mapped_column(Integer)
+    number: Mapped[str | None] = mapped_column(String(60))
+    summary: Mapped[str | None] = mapped_column(Text)
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    download_path: Mapped[str | None] = mapped_column(String(300))
+    issued_at: Mapped[datetime | None] = mapped_column()
+    learnt_at: Mapped[datetime] = mapped_column()
+    applied_at: Mapped[datetime | None] = mapped_column()
 
 
 class DossierComponent(Base):

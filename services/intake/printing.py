@@ -158,8 +158,18 @@ async def tracking_sheet(session: AsyncSession, dossier: Dossier) -> bytes:
             .scalars()
             .first()
         )
+    steps = list(steps)
+    result = dossier.result or {}
+    issued_at = result.get("issued_at")
+    # the last hand-off (the result to the desk) is graded as the dossier itself
+    final = steps[-1].timeliness if steps and dossier.finished_at is not None and steps[-1].timeliness else None
     return forms.tracking_sheet_pdf(
         forms.TrackingSheetForm(
+            result_number=result.get("number"),
+            result_issued_at=datetime.fromisoformat(issued_at) if isinstance(issued_at, str) else None,
+            finished_at=dossier.finished_at,
+            finished_timeliness=Timeliness(final) if final else None,
+            returned_at=dossier.returned_at,
             office=await office_for(session, dossier.agency),
             dossier_code=dossier.code,
             procedure_name=(await _procedure(session, dossier)).name,

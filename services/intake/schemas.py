@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from shared import organ_id
 
@@ -20,6 +21,20 @@ def _valid_organ(value: str) -> str:
     return value
 
 
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_day(value: object) -> object:
+    # pydantic's lax mode reads 0 or "0" as a Unix time (1970-01-01): a day is YYYY-MM-DD or nothing
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DAY.match(value):
+        raise ValueError("a day is written YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_day)]
+
 OrganId = Annotated[str, Field(pattern=ORGAN_PATTERN, examples=["000.00.00.H56"]), AfterValidator(_valid_organ)]
 
 
@@ -32,7 +47,7 @@ class Strict(BaseModel):
 
 class AgencyIn(Strict):
     name: str = Field(min_length=1, max_length=300)
-    active: bool = True
+    active: StrictBool = True
 
 
 class AgencyOut(BaseModel):
@@ -53,8 +68,8 @@ class ComponentSpec(Strict):
 
     name: str = Field(min_length=1, max_length=500)
     copies: int = Field(default=1, ge=1, le=20)
-    original_required: bool = True
-    required: bool = True
+    original_required: StrictBool = True
+    required: StrictBool = True
 
 
 class ComponentSpecOut(ComponentSpec):
@@ -100,7 +115,7 @@ class ProcedureOut(BaseModel):
 
 
 class CalendarOverrideIn(Strict):
-    working: bool
+    working: StrictBool
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -155,7 +170,7 @@ class ComponentIn(Strict):
 
     no: int = Field(ge=1, le=100)
     copies: int | None = Field(default=None, ge=1, le=20)
-    original: bool | None = None
+    original: StrictBool | None = None
     file: FileIn | None = None
 
 
@@ -179,6 +194,17 @@ class ComponentOut(BaseModel):
     supplement: bool
 
 
+class IssuedResultOut(BaseModel):
+    """A result document issued for the dossier (from ``document.issued``)."""
+
+    document_id: int
+    number: str | None
+    summary: str | None
+    issued_at: datetime | None
+    download_path: str | None
+    learnt_at: datetime
+
+
 class DossierOut(BaseModel):
     code: str
     agency: str
@@ -198,6 +224,11 @@ class DossierOut(BaseModel):
     returned_at: datetime | None
     components: list[ComponentOut]
     result: dict[str, Any] | None
+    pending_results: list[IssuedResultOut] = Field(
+        default_factory=list,
+        description="documents issued for this dossier while its status could not take them; each is "
+        "applied (the dossier finished with it) as soon as the status allows",
+    )
     allowed_actions: list[str]
 
 
@@ -212,8 +243,11 @@ class MissingItemIn(Strict):
 
 
 class ResultIn(Strict):
-    summary: str = Field(min_length=1, max_length=1000)
-    document_number: str | None = Field(default=None, max_length=60)
+    """The result a manual finish names: a document issued for this dossier (its number as in
+    ``document.issued``); free text is refused."""
+
+    document_number: str = Field(min_length=1, max_length=60, examples=["05/QĐ-UBND"])
+    summary: str | None = Field(default=None, max_length=1000)
 
 
 class ActionRequest(Strict):
@@ -268,6 +302,7 @@ class HistoryEntry(BaseModel):
     from_status: int | None
     to_status: int
     at: datetime
+    actor: str = Field(description="the token subject of who acted, or system")
     actor_name: str
     details: dict[str, Any]
 

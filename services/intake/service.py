@@ -5,10 +5,13 @@ caller's transaction (the request's or a consumer's). Only ``flush()``es; never 
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import hashlib
 import hmac
 import json
+import os
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,14 +20,24 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import JSON, ColumnElement, Executable, Select, String, bindparam, insert, select, update
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import JSON, ColumnElement, Executable, Select, String, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake import catalogue
 from services.intake.blobs import BlobStore, CheckedFile, check_file
 from services.intake.calendar import VN_TZ, WorkingCalendar
 from services.intake.config import IntakeSettings
-from services.intake.events import STEP_EVENTS, DossierExtended, DossierHandedOff, DossierReceived, DossierResult
+from services.intake.events import (
+    STEP_EVENTS,
+    AddedFile,
+    DossierExtended,
+    DossierFilesAdded,
+    DossierHandedOff,
+    DossierReceived,
+    DossierResult,
+)
 from services.intake.models import (
     Agency,
     Dossier,
@@ -33,6 +46,7 @@ from services.intake.models import (
     DueDateChange,
     Handoff,
     IdempotencyRecord,
+    IssuedResult,
     ProcedureVersion,
     counters,
     outbox,
@@ -61,7 +75,8 @@ from services.intake.workflow import (
 from shared import clock
 from shared.auth import Caller
 from shared.db import CodeCounter, insert_ignoring_duplicates, replace_in
-from shared.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from shared.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
+from shared.events import Actor
 from shared.text import fold
 
 log = structlog.get_logger("intake")
@@ -140,6 +155,70 @@ def new_lookup_secret() -> str:
     return "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(10))
 
 
+def _sealing_key(settings: IntakeSettings) -> bytes:
+    label = b"lienthong intake: receipt secret sealing"
+    return hmac.new(settings.lookup_hash_secret.encode(), label, hashlib.sha256).digest()
+
+
+def seal_secret(settings: IntakeSettings, code: str, secret: str) -> str:
+    nonce = os.urandom(12)
+    sealed = AESGCM(_sealing_key(settings)).encrypt(nonce, secret.encode(), code.encode())
+    return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+
+def open_secret(settings: IntakeSettings, code: str, sealed: str) -> str | None:
+    """The printed secret, or None when it cannot be read back (another key since)."""
+    try:
+        raw = base64.urlsafe_b64decode(sealed.encode())
+        return AESGCM(_sealing_key(settings)).decrypt(raw[:12], raw[12:], code.encode()).decode()
+    except (ValueError, InvalidTag):
+        return None
+
+
+async def receipt_secret(
+    session: AsyncSession, ctx: Context, caller: Caller, dossier: Dossier, *, rotate: bool, reason: str | None
+) -> str:
+    """The look-up secret a receipt (form 01) prints. Printing again shows the same secret, so
+    the paper receipt already handed out keeps working; a new secret only when the desk rotates
+    it on purpose, with its reason in the history (e.g. the receipt was lost or seen by others)."""
+    if rotate:
+        if not caller.has_any("desk_officer") or not caller.acts_in(dossier.agency):
+            raise Forbidden("only the desk rotates a look-up secret")
+        if not reason or not reason.strip():
+            raise Unprocessable("rotating the look-up secret needs a reason", field="reason")
+    elif reason is not None:
+        raise Unprocessable("reason goes with rotate_secret=true", field="reason")
+    settings = ctx.settings
+    kept = None
+    if dossier.lookup_hash and dossier.lookup_secret_sealed and not rotate:
+        kept = open_secret(settings, dossier.code, dossier.lookup_secret_sealed)
+        if kept is not None and not hmac.compare_digest(lookup_hash(settings, dossier.code, kept), dossier.lookup_hash):
+            kept = None
+    if kept is not None:
+        return kept
+    had_one = dossier.lookup_hash is not None
+    secret = new_lookup_secret()
+    dossier.lookup_hash = lookup_hash(settings, dossier.code, secret)
+    dossier.lookup_secret_sealed = seal_secret(settings, dossier.code, secret)
+    if had_one:
+        why = reason.strip() if rotate and reason else "the earlier secret could not be printed again"
+        session.add(
+            DossierEvent(
+                dossier_id=dossier.id,
+                action="rotate_lookup_secret",
+                from_status=dossier.status,
+                to_status=dossier.status,
+                at=_now(),
+                actor=caller.sub,
+                actor_name=caller.name,
+                details={"reason": why},
+            )
+        )
+    _touch(dossier)
+    await session.flush()
+    return secret
+
+
 def _now() -> datetime:
     return clock.now()
 
@@ -190,6 +269,15 @@ _COMPONENTS_OF_MANY = (
     .where(_C.dossier_id.in_(bindparam("dossier_ids", expanding=True)))
     .order_by(_C.dossier_id, _C.id)
 )
+
+_R = IssuedResult.__table__.c
+_PENDING_OF_MANY = (
+    select(_R.dossier_id, _R.document_id, _R.number, _R.summary, _R.issued_at, _R.download_path, _R.learnt_at)
+    .where(_R.dossier_id.in_(bindparam("dossier_ids", expanding=True)), _R.applied_at.is_(None))
+    .order_by(_R.dossier_id, _R.id)
+)
+PENDING_DOSSIERS = select(_R.dossier_id).where(_R.applied_at.is_(None))
+"""Ids of dossiers with a result waiting, for the list's ``has_pending_result`` filter."""
 
 DossierRecord = Mapping[str, Any]
 """A dossier as a view reads it: a row of ``_DOSSIER_COLUMNS`` by column name."""
@@ -246,7 +334,10 @@ def _allowed_action_names(status: int, paused_from: int | None) -> tuple[str, ..
 
 
 def _view_data(
-    dossier: DossierRecord, label: tuple[int, str], components: Sequence[Mapping[str, Any]]
+    dossier: DossierRecord,
+    label: tuple[int, str],
+    components: Sequence[Mapping[str, Any]],
+    pending: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """A dossier's view as plain data, for the response model to validate in one go: building
     a model of each part first (and the page's model of those) cost as much again."""
@@ -270,6 +361,7 @@ def _view_data(
         "returned_at": dossier["returned_at"],
         "components": components,
         "result": dossier["result"],
+        "pending_results": pending,
         "allowed_actions": list(_allowed_action_names(status, paused_from)),
     }
 
@@ -277,7 +369,8 @@ def _view_data(
 async def dossier_out(session: AsyncSession, ctx: Context, dossier: DossierRecord) -> DossierOut:
     label = await ctx.labels.label(session, dossier["procedure_version_id"])
     components = await read_rows(session, _COMPONENTS_OF, {"dossier_id": dossier["id"]})
-    return DossierOut.model_validate(_view_data(dossier, label, components))
+    pending = await read_rows(session, _PENDING_OF_MANY, {"dossier_ids": [dossier["id"]]})
+    return DossierOut.model_validate(_view_data(dossier, label, components, pending))
 
 
 async def dossier_views(session: AsyncSession, ctx: Context, dossiers: Sequence[DossierRecord]) -> list[dict[str, Any]]:
@@ -289,7 +382,10 @@ async def dossier_views(session: AsyncSession, ctx: Context, dossiers: Sequence[
     by_dossier: dict[int, list[dict[str, Any]]] = {d["id"]: [] for d in dossiers}
     for component in await read_rows(session, _COMPONENTS_OF_MANY, {"dossier_ids": list(by_dossier)}):
         by_dossier[component["dossier_id"]].append(component)
-    return [_view_data(d, labels[d["procedure_version_id"]], by_dossier[d["id"]]) for d in dossiers]
+    pending: dict[int, list[dict[str, Any]]] = {d["id"]: [] for d in dossiers}
+    for row in await read_rows(session, _PENDING_OF_MANY, {"dossier_ids": list(pending)}):
+        pending[row["dossier_id"]].append(row)
+    return [_view_data(d, labels[d["procedure_version_id"]], by_dossier[d["id"]], pending[d["id"]]) for d in dossiers]
 
 
 # built once, as every action and view reads the dossier: building a query costs about what running it does
@@ -331,16 +427,20 @@ async def visible_record(session: AsyncSession, caller: Caller, code: str) -> Do
 _FILE_CONTENTS = {"components": {"__all__": {"file": {"content_base64"}}}}
 
 
-def request_hash(body: DossierSubmission) -> str:
+def request_hash(body: DossierSubmission, uploads: Mapping[str, list[CheckedFile]] | None = None) -> str:
     """SHA-256 of the body in a canonical form: the model's JSON (fields in declared order,
     defaults filled in) without the files' content, then each file's base64 after its position,
     which a newline (outside base64's alphabet) sets apart. The base64 is nearly all of the body:
-    it is hashed as it is, not walked by a JSON encoder first."""
+    it is hashed as it is, not walked by a JSON encoder first. A multipart body's files count by
+    their part and SHA-256, in order (hashed already while they streamed in)."""
     digest = hashlib.sha256(body.model_dump_json(exclude=_FILE_CONTENTS).encode())
     for i, item in enumerate(body.components):
         if item.file is not None:
             digest.update(b"\n%d\n" % i)
             digest.update(item.file.content_base64.encode())
+    for part in sorted(uploads or {}):
+        for file in (uploads or {})[part]:
+            digest.update(f"\n{part}\n{file.sha256}".encode())
     return digest.hexdigest()
 
 
@@ -368,15 +468,41 @@ def _put_code(code: ColumnElement[str]) -> list[Any]:
 DOSSIER_CODES = CodeCounter(counters, _put_code)
 
 
+UPLOAD_PART = re.compile(r"component-(\d{1,3})")
+"""A multipart submission's file parts: ``component-<no>``, repeatable (a component of several files)."""
+
+
 async def _checked_components(
-    ctx: Context, version: ProcedureVersion, items: Sequence[ComponentIn], *, online: bool, prefix: str
+    ctx: Context,
+    version: ProcedureVersion,
+    items: Sequence[ComponentIn],
+    *,
+    online: bool,
+    prefix: str,
+    uploads: Mapping[str, list[CheckedFile]] | None = None,
 ) -> list[tuple[ComponentIn, dict[str, Any], CheckedFile | None]]:
+    """Each component with its file(s): from base64 in ``items``, or from a multipart body's
+    ``component-<no>`` parts (``uploads``, already checked while streamed); a part whose
+    component is not listed adds it. One entry per file."""
     specs = version.components
     if len(items) > len(specs):
         raise Unprocessable(f"{prefix}: more components than the procedure has", field=prefix)
+    streamed: dict[int, list[CheckedFile]] = {}
+    for part, files_ in (uploads or {}).items():
+        matched = UPLOAD_PART.fullmatch(part)
+        assert matched is not None  # the reader takes no other file part
+        no = int(matched.group(1))
+        if not 1 <= no <= len(specs):
+            raise Unprocessable(f"{part}: the procedure has no component {no}", field=part)
+        streamed[no] = files_
+    listed = {item.no for item in items}
+    items = [*items, *(ComponentIn(no=no) for no in sorted(streamed) if no not in listed)]
     seen: set[int] = set()
-    files = 0
+    files = sum(len(f) for f in streamed.values())
+    if files > ctx.settings.max_files_per_request:
+        raise Unprocessable(f"at most {ctx.settings.max_files_per_request} files per request")
     checked: list[tuple[ComponentIn, dict[str, Any], CheckedFile | None]] = []
+    total = 0
     for i, item in enumerate(items):
         field = f"{prefix}[{i}]"
         if item.no > len(specs):
@@ -385,6 +511,12 @@ async def _checked_components(
             raise Unprocessable(f"{field}: component {item.no} given twice", field=field)
         seen.add(item.no)
         spec = specs[item.no - 1]
+        if item.no in streamed:
+            if item.file is not None:
+                raise Unprocessable(f"{field}: its file is sent as part component-{item.no}, not here too", field=field)
+            checked += [(item, spec, file_) for file_ in streamed[item.no]]
+            total += sum(file_.size for file_ in streamed[item.no])
+            continue
         if online and item.file is None:
             raise Unprocessable(f"{field}: an online submission carries every component as a file", field=field)
         file = None
@@ -400,6 +532,13 @@ async def _checked_components(
                 accepted=ctx.settings.accepted_file_types,
                 field=f"{field}.file",
             )
+            total += file.size
+            if total > ctx.settings.max_dossier_bytes:
+                raise PayloadTooLarge(
+                    f"the files of a dossier are at most {ctx.settings.max_dossier_bytes} bytes together",
+                    field=f"{field}.file",
+                    limit=ctx.settings.max_dossier_bytes,
+                )
         checked.append((item, spec, file))
     return checked
 
@@ -445,10 +584,19 @@ _INSERT_DUE_DATE_CHANGE = insert(DueDateChange.__table__)
 
 
 async def submit(
-    session: AsyncSession, ctx: Context, caller: Caller, body: DossierSubmission, *, idempotency_key: str | None
+    session: AsyncSession,
+    ctx: Context,
+    caller: Caller,
+    body: DossierSubmission,
+    *,
+    idempotency_key: str | None,
+    uploads: Mapping[str, list[CheckedFile]] | None = None,
 ) -> tuple[DossierOut, bool]:
-    """Record a dossier; returns (view, created). A replayed key gives the first answer again."""
-    digest = request_hash(body) if idempotency_key else ""
+    """Record a dossier; returns (view, created). A replayed key gives the first answer again.
+    ``uploads`` are the files of a multipart submission by part (``component-<no>``)."""
+    if uploads and any(item.file is not None for item in body.components):
+        raise Unprocessable("a multipart submission sends its files as component-<no> parts, not in base64")
+    digest = request_hash(body, uploads) if idempotency_key else ""
     if idempotency_key:
         inserted = await session.execute(
             insert_ignoring_duplicates(session, IdempotencyRecord.__table__),
@@ -478,15 +626,15 @@ async def submit(
     if desk:
         caller.require_agency(body.agency)
     if not catalogue.may_receive(body.agency, version):
-        raise Unprocessable(
-            f"{agency.name} does not receive procedure {procedure_code}",
+        raise NotReceivedHere(
+            f"{agency.name} does not receive procedure {procedure_code}; submit it at one of its receiving agencies",
             field="agency",
             receiving_agencies=list(version.receiving_agencies),
         )
     if channel is Channel.ONLINE and version.online_level == "none":
         raise Unprocessable(f"procedure {procedure_code} cannot be submitted online", field="procedure_code")
     checked = await _checked_components(
-        ctx, version, body.components, online=channel is Channel.ONLINE, prefix="components"
+        ctx, version, body.components, online=channel is Channel.ONLINE, prefix="components", uploads=uploads
     )
     given = {item.no for item, _, _ in checked}
     missing = [
@@ -578,6 +726,7 @@ async def submit(
             received_at=now,
             due_at=due_at,
             owner=dossier["owner"],
+            actor=Actor.of(caller),
         ),
         subject=stand_in,
         agency=body.agency,
@@ -597,6 +746,118 @@ async def submit(
         answer=view.model_dump(mode="json") if idempotency_key else None,
     )
     return view.model_copy(update={"code": code}), True
+
+
+# ------------------------------------------------------------------ files added later
+
+# Statuses a dossier takes more files in: submitted online and not yet accepted (the citizen
+# completes it), and waiting for a supplement (what the desk asked for).
+FILE_STATUSES: frozenset[DossierStatus] = frozenset({S.SUBMITTED, S.SUPPLEMENT_REQUESTED})
+
+_FILES_OF = select(
+    func.coalesce(func.sum(DossierComponent.size), 0),
+).where(DossierComponent.dossier_id == bindparam("dossier_id"))
+
+
+async def _files_room(session: AsyncSession, ctx: Context, caller: Caller, dossier: Dossier, no: int) -> int:
+    """Who may add files, when, to which component; returns the bytes the dossier has left."""
+    if not (caller.has_any(*OWNER_ROLES) and dossier.owner == caller.sub) and not (
+        caller.has_any("desk_officer") and caller.acts_in(dossier.agency)
+    ):
+        raise Forbidden("files are added by the applicant or the desk")
+    if dossier.status not in FILE_STATUSES:
+        raise Conflict(
+            f"a dossier in status {dossier.status} takes no files (only 1, and 5 while a supplement is requested)",
+            status=dossier.status,
+        )
+    version = await session.get(ProcedureVersion, dossier.procedure_version_id)
+    assert version is not None
+    if not 1 <= no <= len(version.components):
+        raise Unprocessable(f"the procedure has no component {no}", field="no", components=len(version.components))
+    used = int((await session.execute(_FILES_OF, {"dossier_id": dossier.id})).scalar_one())
+    return ctx.settings.max_dossier_bytes - used
+
+
+async def files_room(session: AsyncSession, ctx: Context, caller: Caller, code: str, no: int) -> int:
+    """Checked before an upload's body is read (no lock held while it streams in)."""
+    return await _files_room(session, ctx, caller, await visible_dossier(session, caller, code), no)
+
+
+async def add_files(
+    session: AsyncSession, ctx: Context, caller: Caller, code: str, no: int, files: Sequence[CheckedFile]
+) -> tuple[DossierOut, bool]:
+    """Add uploaded files to component ``no``; (view, added). A file the component already has
+    (same SHA-256) is not added twice, so a retried upload changes nothing."""
+    if not files:
+        raise Unprocessable("send the file(s) as part(s) named file", field="file")
+    dossier = await visible_dossier(session, caller, code, for_update=True)
+    room = await _files_room(session, ctx, caller, dossier, no)  # again, under the lock
+    have = set(
+        (
+            await session.execute(
+                select(DossierComponent.sha256).where(
+                    DossierComponent.dossier_id == dossier.id, DossierComponent.no == no
+                )
+            )
+        ).scalars()
+    )
+    new: list[CheckedFile] = []
+    for file in files:
+        if file.sha256 not in have:
+            have.add(file.sha256)
+            new.append(file)
+    if sum(f.size for f in new) > room:
+        raise PayloadTooLarge(
+            f"the files of a dossier are at most {ctx.settings.max_dossier_bytes} bytes together",
+            field="file",
+            limit=ctx.settings.max_dossier_bytes,
+        )
+    if not new:
+        return await dossier_out(session, ctx, _record(dossier)), False
+    version = await session.get(ProcedureVersion, dossier.procedure_version_id)
+    assert version is not None
+    spec = version.components[no - 1]
+    item = ComponentIn(no=no)
+    checked = [(item, spec, f) for f in new]
+    await _store_files(ctx, list(checked))
+    now = _now()
+    supplement = dossier.status == S.SUPPLEMENT_REQUESTED
+    await session.execute(
+        _INSERT_COMPONENTS, _component_rows(dossier.id, list(checked), now=now, supplement=supplement)
+    )
+    added = [AddedFile(sha256=f.sha256, size=f.size, content_type=f.content_type) for f in new]
+    session.add(
+        DossierEvent(
+            dossier_id=dossier.id,
+            action="files_added",
+            from_status=dossier.status,
+            to_status=dossier.status,
+            at=now,
+            actor=caller.sub,
+            actor_name=caller.name,
+            details={"component_no": no, "files": [a.model_dump() for a in added]},
+        )
+    )
+    _touch(dossier)
+    await session.flush()
+    await outbox.emit(
+        session,
+        "dossier.files_added",
+        DossierFilesAdded(
+            code=dossier.code,
+            agency=dossier.agency,
+            owner=dossier.owner,
+            status=dossier.status,
+            component_no=no,
+            files=added,
+            supplement=supplement,
+            at=now,
+            actor=Actor.of(caller),
+        ),
+        subject=dossier.code,
+        agency=dossier.agency,
+    )
+    return await dossier_out(session, ctx, _record(dossier)), True
 
 
 # ------------------------------------------------------------------ deadlines
@@ -724,15 +985,64 @@ async def _close_step(clock: DossierClock, at: datetime) -> Handoff | None:
     if step is None:
         return None
     step.completed_at = at
-    used = (await clock.calendar()).working_hours_between(step.handed_at, at, pauses=await clock.pauses())
+    calendar = await clock.calendar()
+    used = calendar.working_hours_between(step.handed_at, at, pauses=await clock.pauses())
     step.used_hours = used.quantize(Decimal("0.01"))
-    if step.allotted_hours is not None:
-        step.timeliness = str(
-            step_timeliness(
-                used_hours=used, allotted_hours=Decimal(step.allotted_hours), rule=clock.ctx.timeliness_rule
-            )
-        )
+    allotted = Decimal(step.allotted_hours) if step.allotted_hours is not None else None
+    due = clock.dossier.due_at
+    if allotted is None and due is not None:
+        # a step given no share of the deadline has what was left of the dossier's own
+        allotted = calendar.working_hours_between(step.handed_at, due, pauses=await clock.pauses())
+    if allotted is not None:
+        step.timeliness = str(step_timeliness(used_hours=used, allotted_hours=allotted, rule=clock.ctx.timeliness_rule))
     return step
+
+
+async def _result_to_desk(clock: DossierClock, at: datetime, *, by: Actor, result: DossierResult | None) -> None:
+    """Finishing closes the open step and records the last hand-off of the tracking sheet: the
+    result, from whoever held the dossier to the desk that returns it, graded as the dossier
+    itself (its working hours used against its processing time)."""
+    dossier = clock.dossier
+    closed = await _close_step(clock, at)
+    from_whom = closed.to_whom if closed is not None else DEFAULT_PROCESSING_UNIT
+    allowed = Decimal(dossier.processing_hours) + Decimal(dossier.extension_hours)
+    used = Decimal(dossier.hours_used) if dossier.hours_used is not None else None
+    grade = (
+        str(step_timeliness(used_hours=used, allotted_hours=allowed, rule=clock.ctx.timeliness_rule))
+        if used is not None
+        else None
+    )
+    note = f"Kết quả: văn bản {result.number}" if result is not None and result.number else None
+    clock.session.add(
+        Handoff(
+            dossier_id=dossier.id,
+            from_whom=from_whom,
+            to_whom=DESK_UNIT,
+            handed_at=at,
+            allotted_hours=None,
+            step_due_at=dossier.due_at,
+            completed_at=at,
+            used_hours=used,
+            timeliness=grade,
+            note=note,
+        )
+    )
+    await outbox.emit(
+        clock.session,
+        "dossier.handoff",
+        DossierHandedOff(
+            code=dossier.code,
+            agency=dossier.agency,
+            from_whom=from_whom,
+            to_whom=DESK_UNIT,
+            handed_at=at,
+            step_due_at=dossier.due_at,
+            previous_step_timeliness=closed.timeliness if closed is not None else None,
+            actor=by,
+        ),
+        subject=dossier.code,
+        agency=dossier.agency,
+    )
 
 
 async def hand_off(
@@ -743,6 +1053,7 @@ async def hand_off(
     allotted_hours: Decimal | None,
     note: str | None,
     at: datetime,
+    by: Actor,
 ) -> Handoff:
     """Close the open step and open the next; written at the caller's next flush."""
     dossier = clock.dossier
@@ -771,6 +1082,7 @@ async def hand_off(
             handed_at=at,
             step_due_at=step_due_at,
             previous_step_timeliness=previous.timeliness if previous else None,
+            actor=by,
         ),
         subject=dossier.code,
         agency=dossier.agency,
@@ -791,6 +1103,7 @@ async def add_handoff(session: AsyncSession, ctx: Context, caller: Caller, code:
         allotted_hours=body.allotted_hours,
         note=body.note,
         at=_now(),
+        by=Actor.of(caller),
     )
     _touch(dossier)
     await session.flush()
@@ -853,6 +1166,10 @@ async def act(
         version = await session.get(ProcedureVersion, dossier.procedure_version_id)
         assert version is not None
         checked = await _checked_components(ctx, version, body.components, online=False, prefix="components")
+    issued: IssuedResult | None = None
+    if action is Action.FINISH:
+        assert body.result is not None  # _check_fields
+        issued = await _issued_result_named(session, dossier, body.result.document_number)
     await transition(
         session,
         ctx,
@@ -861,10 +1178,53 @@ async def act(
         target,
         actor=caller.sub,
         actor_name=caller.name,
+        by=Actor.of(caller),
         body=body,
         new_components=checked,
+        result=_result_of(issued) if issued else None,
     )
+    if issued is not None:
+        issued.applied_at = dossier.finished_at
+    elif target in FINISHABLE:
+        # a result issued while the dossier could not take it is applied as soon as it can
+        await apply_pending_result(session, ctx, dossier)
     return await dossier_out(session, ctx, _record(dossier))
+
+
+class ResultNotIssued(Unprocessable):
+    """A manual finish names a result: only a document issued for this dossier will do."""
+
+    code = "result_not_issued"
+    title = "No such result was issued for this dossier"
+
+
+class NotReceivedHere(Unprocessable):
+    """The agency is not among the procedure's receiving agencies."""
+
+    code = "procedure_not_received_here"
+    title = "This agency does not receive this procedure"
+
+
+async def _issued_result_named(session: AsyncSession, dossier: Dossier, number: str) -> IssuedResult:
+    rows = await session.execute(
+        select(IssuedResult)
+        .where(IssuedResult.dossier_id == dossier.id, IssuedResult.number == number.strip())
+        .order_by(IssuedResult.id)
+    )
+    found = rows.scalars().first()
+    if found is None:
+        known = (
+            await session.execute(select(IssuedResult.number).where(IssuedResult.dossier_id == dossier.id))
+        ).scalars()
+        raise ResultNotIssued(
+            f"no document {number} was issued for dossier {dossier.code}; a result comes from the "
+            "document system (document.issued) and finishes the dossier by itself",
+            field="result.document_number",
+            issued=[n for n in known if n],
+        )
+    if found.applied_at is not None:
+        raise Conflict(f"document {number} is already this dossier's result", status=dossier.status)
+    return found
 
 
 async def transition(
@@ -876,16 +1236,19 @@ async def transition(
     *,
     actor: str,
     actor_name: str,
+    by: Actor,
     body: ActionRequest,
     new_components: list[tuple[ComponentIn, dict[str, Any], CheckedFile | None]] = (),  # type: ignore[assignment]
     result: DossierResult | None = None,
+    details: dict[str, Any] | None = None,
+    from_whom: str | None = None,
 ) -> None:
     """Apply an allowed action: status, clock, hand-offs, history, due-date changes, event."""
     now = _now()
     source = DossierStatus(dossier.status)
     was_running = dossier.accepted_at is not None and clock_runs(source)
     extra: dict[str, Any] = {}
-    details: dict[str, Any] = {}
+    details = dict(details or {})
     if body.note:
         details["note"] = body.note
 
@@ -909,9 +1272,9 @@ async def transition(
     elif action is Action.START_PROCESSING:
         extra["to_whom"] = body.to_whom
     elif action is Action.FINISH:
-        if result is None and body.result is not None:
-            result = DossierResult(summary=body.result.summary, number=body.result.document_number)
-        dossier.result = result.model_dump(mode="json") if result else None
+        # only an issued document is a result (see apply_pending_result and act)
+        assert result is not None, "a dossier is finished with an issued result"
+        dossier.result = result.model_dump(mode="json")
         details["result"] = dossier.result
 
     dossier.status = int(target)
@@ -949,17 +1312,18 @@ async def transition(
         if action is Action.START_PROCESSING:
             await hand_off(
                 clock,
-                from_whom=actor_name,
+                from_whom=from_whom or actor_name,
                 to_whom=body.to_whom or DEFAULT_PROCESSING_UNIT,
                 allotted_hours=body.allotted_hours,
                 note=body.note,
                 at=now,
+                by=by,
             )
         if action is Action.FINISH:
             dossier.finished_at = now
             dossier.finished_on_time = dossier.due_at is not None and now <= dossier.due_at
             dossier.hours_used = await hours_used(clock, now)
-            await _close_step(clock, now)
+            await _result_to_desk(clock, now, by=by, result=result)
             extra.update(result=result, on_time=dossier.finished_on_time, hours_used=dossier.hours_used)
         if action is Action.RETURN_RESULT:
             dossier.returned_at = now
@@ -985,6 +1349,7 @@ async def transition(
             status=int(target),
             at=now,
             due_at=dossier.due_at,
+            actor=by,
             **extra,
         ),
         subject=dossier.code,
@@ -1059,6 +1424,7 @@ async def extend(session: AsyncSession, ctx: Context, caller: Caller, code: str,
             new_due_at=new_due,
             reason=body.reason,
             at=now,
+            actor=Actor.of(caller),
         ),
         subject=dossier.code,
         agency=dossier.agency,
@@ -1069,51 +1435,126 @@ async def extend(session: AsyncSession, ctx: Context, caller: Caller, code: str,
 # ------------------------------------------------------------------ result from document
 
 
+# Statuses a dossier can be finished from by the system: processing (4 → 9), or accepted but
+# not yet transferred (2 → 4 → 9, both steps in the history). In any other status an issued
+# result waits, pending, until the dossier reaches one of these.
+FINISHABLE: frozenset[DossierStatus] = frozenset({S.ACCEPTED, S.PROCESSING})
+SYSTEM = "system"
+SYSTEM_NAME = "Hệ thống"
+DESK_UNIT = "Bộ phận Tiếp nhận và Trả kết quả"
+
+
+def _result_of(issued: IssuedResult) -> DossierResult:
+    return DossierResult(
+        document_id=issued.document_id,
+        number=issued.number,
+        content_sha256=issued.content_sha256,
+        download_path=issued.download_path,
+        summary=issued.summary,
+        issued_at=issued.issued_at,
+    )
+
+
+def _parse_instant(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 async def finish_from_document(session: AsyncSession, ctx: Context, data: dict[str, Any]) -> str:
-    """``document.issued`` naming a dossier: attach the result and finish it. Returns what
-    happened (for logs and tests): finished, already, not_finishable, unknown, no_dossier."""
+    """``document.issued`` naming a dossier: the result is never dropped. It is attached to the
+    dossier, and applied at once when the status allows (``FINISHABLE``), otherwise kept
+    pending until it does. Returns what happened (for logs and tests): finished, pending,
+    already, unknown, no_dossier."""
     code = data.get("dossier_code")
     if not isinstance(code, str) or not code:
         return "no_dossier"
     dossier = await find_dossier(session, code, for_update=True)
-    if dossier is None:
-        log.info("document_for_unknown_dossier", dossier_code=code, document=data.get("id"))
-        return "unknown"
     document_id = data.get("id")
-    if (
-        dossier.result
-        and dossier.result.get("document_id") == document_id
-        and dossier.status in (S.FINISHED, S.RETURNED)
-    ):
-        return "already"
-    try:
-        target = next_status(dossier.status, Action.FINISH, paused_from=dossier.paused_from)
-    except TransitionNotAllowed:
-        log.warning(
-            "document_issued_for_unfinishable_dossier", dossier_code=code, status=dossier.status, document=document_id
-        )
-        return "not_finishable"
-    issued_at = data.get("issued_at")
-    result = DossierResult(
-        document_id=document_id if isinstance(document_id, int) else None,
-        number=str(data.get("number") or data.get("code") or "") or None,
-        content_sha256=data.get("content_sha256"),
-        download_path=data.get("download_path"),
-        summary=data.get("subject"),
-        issued_at=datetime.fromisoformat(issued_at) if isinstance(issued_at, str) else None,
+    if dossier is None or not isinstance(document_id, int):
+        log.warning("document_for_unknown_dossier", dossier_code=code, document=document_id)
+        return "unknown"
+    known = await session.execute(
+        select(IssuedResult.id).where(IssuedResult.dossier_id == dossier.id, IssuedResult.document_id == document_id)
     )
+    if known.first() is not None:
+        return "already"
+    number = data.get("number") or data.get("code")
+    session.add(
+        IssuedResult(
+            dossier_id=dossier.id,
+            document_id=document_id,
+            number=str(number)[:60] if number else None,
+            summary=data.get("subject") if isinstance(data.get("subject"), str) else None,
+            content_sha256=data.get("content_sha256") if isinstance(data.get("content_sha256"), str) else None,
+            download_path=data.get("download_path") if isinstance(data.get("download_path"), str) else None,
+            issued_at=_parse_instant(data.get("issued_at")),
+            learnt_at=_now(),
+            applied_at=None,
+        )
+    )
+    await session.flush()
+    if await apply_pending_result(session, ctx, dossier):
+        return "finished"
+    log.info("document_issued_pending", dossier_code=code, status=dossier.status, document=document_id)
+    _touch(dossier)  # the view changed: it shows the pending result
+    return "pending"
+
+
+_FIRST_PENDING = (
+    select(IssuedResult)
+    .where(IssuedResult.dossier_id == bindparam("dossier_id"), IssuedResult.applied_at.is_(None))
+    .order_by(IssuedResult.id)
+    .limit(1)
+)
+
+
+async def apply_pending_result(session: AsyncSession, ctx: Context, dossier: Dossier) -> bool:
+    """Finish the dossier with its first pending result if its status now allows it: from 4,
+    or from 2 through 4; the system acts, giving the issued document as its reason."""
+    if dossier.status not in FINISHABLE:
+        return False
+    issued = (await session.execute(_FIRST_PENDING, {"dossier_id": dossier.id})).scalars().first()
+    if issued is None:
+        return False
+    label = issued.number or f"#{issued.document_id}"
+    reason = f"document.issued: văn bản {label} (document {issued.document_id})"
+    by = Actor.system(reason)
+    details = {"reason": reason, "document_id": issued.document_id, "number": issued.number}
+    if dossier.status == S.ACCEPTED:
+        await transition(
+            session,
+            ctx,
+            dossier,
+            Action.START_PROCESSING,
+            S.PROCESSING,
+            actor=SYSTEM,
+            actor_name=SYSTEM_NAME,
+            by=by,
+            body=ActionRequest(to_whom=DEFAULT_PROCESSING_UNIT),
+            details=details,
+            from_whom=dossier.received_by or DESK_UNIT,
+        )
     await transition(
         session,
         ctx,
         dossier,
         Action.FINISH,
-        target,
-        actor="urn:lienthong:document",
-        actor_name="Hệ thống quản lý văn bản",
-        body=ActionRequest(note=f"Kết quả: văn bản {result.number or document_id}"),
-        result=result,
+        S.FINISHED,
+        actor=SYSTEM,
+        actor_name=SYSTEM_NAME,
+        by=by,
+        body=ActionRequest(note=f"Kết quả: văn bản {label}"),
+        result=_result_of(issued),
+        details=details,
     )
-    return "finished"
+    issued.applied_at = dossier.finished_at
+    await session.flush()
+    return True
 
 
 def parse_cursor(cursor: str) -> tuple[datetime, int]:

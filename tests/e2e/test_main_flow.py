@@ -29,6 +29,7 @@ from tests.e2e.peers import PikaConsumer, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENCY = "000.00.00.H56"
+WARD = "000.00.41.H56"  # UBND phường Hạc Thành: receives 1.001193 (khai sinh)
 DEMO_PIN = "123456"
 FLOW_SETTINGS: dict[str, Any] = {
     "checkpoint_every_seconds": 1.0,
@@ -115,7 +116,7 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
                     "/api/intake/dossiers",
                     headers={**who["citizen"], "Idempotency-Key": "flow-1"},
                     json={
-                        "agency": AGENCY,
+                        "agency": WARD,  # the procedure's own receiving agency, inside AGENCY's subtree
                         "procedure_code": "1.001193",
                         "applicant": {
                             "full_name": "Nguyễn Thị Hồng Nhung",
@@ -148,7 +149,7 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
             async def work_file() -> list[dict[str, Any]]:
                 return ok(
                     await api.get("/api/document/workfiles", params={"dossier_code": code}, headers=who["specialist"])
-                ).json()
+                ).json()["items"]
 
             work_files = await eventually(work_file, what="the work dossier")
             assert len(work_files) == 1

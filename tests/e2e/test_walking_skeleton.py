@@ -13,7 +13,7 @@ import pytest
 from tests import suites
 
 DOSSIER = {
-    "agency": "000.00.00.H56",
+    "agency": "000.00.41.H56",  # 1.001193 is received at the ward, not above it
     "procedure_code": "1.001193",
     "applicant": {"full_name": "Nguyễn Thị Hồng Nhung", "address": "Phường Điện Biên, TP Thanh Hóa"},
     # the procedure's two required components, handed in on paper at the desk
@@ -40,7 +40,7 @@ async def walk(running: suites.Running) -> None:
         assert response.headers["x-request-id"] == "walk-1"
         dossier = response.json()
         code = dossier["code"]
-        assert code.startswith("000.00.00.H56-") and code.endswith("-0001")
+        assert code.startswith("000.00.41.H56-") and code.endswith("-0001")
         assert dossier["applicant"]["full_name"] == "Nguyễn Thị Hồng Nhung"
         assert dossier["status"] == 2
 
@@ -61,7 +61,7 @@ async def walk(running: suites.Running) -> None:
         async def work_files() -> list[dict[str, Any]]:
             r = await client.get("/api/document/workfiles", params={"dossier_code": code}, headers=specialist)
             assert r.status_code == 200, r.text
-            return r.json()
+            return r.json()["items"]
 
         files = await _eventually(work_files)
         assert [f["dossier_code"] for f in files] == [code]

@@ -23,7 +23,7 @@ from tests.servers import rabbitmqctl
 pytestmark = [pytest.mark.pg, pytest.mark.amqp, pytest.mark.faults, pytest.mark.timeout(300)]
 
 DOSSIER = {
-    "agency": "000.00.00.H56",
+    "agency": "000.00.41.H56",  # 1.001193 is received at the ward, not above it
     "procedure_code": "1.001193",
     "applicant": {"full_name": "Lê Thị Mai"},
     "components": [{"no": 1}, {"no": 2}],

@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,18 +54,23 @@ class DocumentApi:
     def runtime(self) -> Any:
         return self.app.state.runtime
 
-    async def events(self, routing_key: str) -> list[CloudEvent]:
+    async def events(self, routing_key: str | None = None) -> list[CloudEvent]:
+        """What the part emitted (of one type, or all), in order."""
+        query = select(outbox.table.c.body).order_by(outbox.table.c.id)
+        if routing_key is not None:
+            query = query.where(outbox.table.c.routing_key == routing_key)
         async with self.runtime.db.sessionmaker() as session:
-            rows = await session.execute(
-                select(outbox.table.c.body).where(outbox.table.c.routing_key == routing_key).order_by(outbox.table.c.id)
-            )
-            return [CloudEvent.from_bytes(b) for b in rows.scalars()]
+            return [CloudEvent.from_bytes(b) for b in (await session.execute(query)).scalars()]
 
-    async def publish(self, routing_key: str, data: dict[str, Any]) -> None:
+    async def publish(self, routing_key: str, data: dict[str, Any], *, event_id: str | None = None) -> None:
+        """Deliver an event as another part would; the same ``event_id`` twice is a redelivery."""
         from shared.bus import OutgoingMessage
         from shared.events import event_type
 
-        event = CloudEvent(source="urn:lienthong:test", type=event_type(routing_key), subject="t", data=data)
+        event = CloudEvent(
+            source="urn:lienthong:test", type=event_type(routing_key), subject="t", data=data,
+            **({"id": event_id} if event_id else {}),
+        )
         await self.broker.publish(
             [OutgoingMessage(routing_key=routing_key, body=event.to_bytes(), message_id=event.id)]
         )
@@ -81,8 +87,9 @@ async def eventually(check: Any, timeout: float = 10.0) -> Any:
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def api(tmp_path: Any) -> AsyncIterator[DocumentApi]:
+@asynccontextmanager
+async def document_api(tmp_path: Any, **overrides: Any) -> AsyncIterator[DocumentApi]:
+    """The document app with its lifespan; ``overrides`` are settings (e.g. ``demo=True``)."""
     key = ec.generate_private_key(ec.SECP256R1())
     jwk = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
     jwk.update(kid="test", alg="ES256")
@@ -91,15 +98,18 @@ async def api(tmp_path: Any) -> AsyncIterator[DocumentApi]:
         return {"keys": [jwk]}
 
     settings = get_settings(
-        var_dir=tmp_path,
-        amqp_url=None,
-        database_url="sqlite+aiosqlite:///{var_dir}/{service}.sqlite",
-        relay_poll_seconds=0.05,
-        agencies={
-            PROVINCE: AgencyProfile(abbreviation="UBND", name="Ủy ban nhân dân tỉnh Thanh Hóa"),
-            DEPARTMENT: AgencyProfile(abbreviation="STP", name="Sở Tư pháp tỉnh Thanh Hóa"),
-        },
-        max_file_bytes=2 * 1024 * 1024,
+        **{
+            "var_dir": tmp_path,
+            "amqp_url": None,
+            "database_url": "sqlite+aiosqlite:///{var_dir}/{service}.sqlite",
+            "relay_poll_seconds": 0.05,
+            "agencies": {
+                PROVINCE: AgencyProfile(abbreviation="UBND", name="Ủy ban nhân dân tỉnh Thanh Hóa"),
+                DEPARTMENT: AgencyProfile(abbreviation="STP", name="Sở Tư pháp tỉnh Thanh Hóa"),
+            },
+            "max_file_bytes": 2 * 1024 * 1024,
+            **overrides,
+        }
     )
     broker = InProcessBroker()
     await broker.connect()
@@ -119,6 +129,12 @@ async def api(tmp_path: Any) -> AsyncIterator[DocumentApi]:
     await broker.close()
 
 
+@pytest.fixture
+async def api(tmp_path: Any) -> AsyncIterator[DocumentApi]:
+    async with document_api(tmp_path) as running:
+        yield running
+
+
 @pytest.fixture(scope="session")
 def pdfs() -> dict[str, bytes]:
     from tests.services.document.pdfs import draft_pdf, sign
@@ -128,3 +144,26 @@ def pdfs() -> dict[str, bytes]:
     sealed = sign(leader, field="ChuKyCoQuan", name="UBND tỉnh Thanh Hóa")
     other = sign(draft, field="Khac", name="Người khác")
     return {"draft": draft, "leader": leader, "sealed": sealed, "other": other}
+
+
+async def signed_draft(
+    api: DocumentApi, pdfs: dict[str, bytes], *, agency: str = PROVINCE, type_key: str = "QĐ", **fields: Any
+) -> dict[str, Any]:
+    """A draft of ``agency`` carrying the leader's signature (status signed_by_leader)."""
+    specialist = api.token("specialist", agency=agency, clearance=3)
+    r = await api.client.post(
+        "/documents",
+        headers=specialist,
+        json={"agency": agency, "type_key": type_key, "subject": "Quyết định về việc thử nghiệm", **fields},
+    )
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    r = await api.client.post(
+        f"/documents/{doc['id']}/content",
+        content=pdfs["leader"],
+        params={"stage": "signed_by_leader"},
+        headers={**api.token("leader", agency=agency, clearance=3), "Content-Type": "application/pdf",
+                 "If-Match": r.headers["ETag"]},
+    )
+    assert r.status_code == 201, r.text
+    return (await api.client.get(f"/documents/{doc['id']}", headers=specialist)).json()

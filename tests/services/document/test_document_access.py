@@ -41,10 +41,10 @@ async def test_secret_documents_are_invisible_below_clearance(api: DocumentApi, 
         f"/documents/{doc['id']}/attachments",
     ):
         assert (await api.client.get(path, headers=mat_only)).status_code == 404, path
-    assert (await api.client.get("/documents", headers=mat_only)).json() == []
-    assert (await api.client.get("/documents", params={"q": "phong thu"}, headers=mat_only)).json() == []
+    assert (await api.client.get("/documents", headers=mat_only)).json()["items"] == []
+    assert (await api.client.get("/documents", params={"q": "phong thu"}, headers=mat_only)).json()["items"] == []
     assert [
-        d["id"] for d in (await api.client.get("/documents", params={"q": "phong thu"}, headers=leader)).json()
+        d["id"] for d in (await api.client.get("/documents", params={"q": "phong thu"}, headers=leader)).json()["items"]
     ] == [doc["id"]]
     # a caller without clearance cannot create one either
     r = await api.client.post(
@@ -101,7 +101,7 @@ async def test_search_ignores_diacritics_and_filters(api: DocumentApi) -> None:
     async def search(**params: str) -> list[int]:
         r = await api.client.get("/documents", params=params, headers=specialist)
         assert r.status_code == 200, r.text
-        return sorted(d["id"] for d in r.json())
+        return sorted(d["id"] for d in r.json()["items"])
 
     assert await search(q="quyet dinh phe duyet") == [ids[0]]
     assert await search(q="QUYẾT ĐỊNH") == [ids[0], ids[2]]
@@ -184,13 +184,13 @@ async def test_assignment_due_dates_comments_and_overdue(api: DocumentApi) -> No
     [event] = await api.events("document.assigned")
     assert event.data["assignee"] == "chuyenvien" and event.data["subject"] == "Đề nghị báo cáo"
 
-    assert (await api.client.get("/assignments", params={"overdue": "true"}, headers=leader)).json() == []
+    assert (await api.client.get("/assignments", params={"overdue": "true"}, headers=leader)).json()["items"] == []
     async with api.runtime.db.sessionmaker() as session:
         await session.execute(update(Assignment).values(due_date=vietnam_today() - timedelta(days=1)))
         await session.commit()
-    overdue = (await api.client.get("/assignments", params={"overdue": "true"}, headers=leader)).json()
+    overdue = (await api.client.get("/assignments", params={"overdue": "true"}, headers=leader)).json()["items"]
     assert [a["id"] for a in overdue] == [assignment["id"]] and overdue[0]["overdue"] is True
-    assert len((await api.client.get("/assignments", params={"mine": "true"}, headers=worker)).json()) == 1
+    assert len((await api.client.get("/assignments", params={"mine": "true"}, headers=worker)).json()["items"]) == 1
 
     r = await api.client.post(f"/documents/{doc['id']}/comments", headers=worker, json={"text": "Đã dự thảo báo cáo"})
     assert r.status_code == 201
@@ -198,4 +198,4 @@ async def test_assignment_due_dates_comments_and_overdue(api: DocumentApi) -> No
     assert r.status_code == 200 and r.json()["status"] == "completed"
     assert (await api.client.post(f"/assignments/{assignment['id']}/complete", headers=worker)).status_code == 409
     assert (await api.client.get(f"/documents/{doc['id']}", headers=worker)).json()["status"] == "completed"
-    assert (await api.client.get("/assignments", params={"overdue": "true"}, headers=leader)).json() == []
+    assert (await api.client.get("/assignments", params={"overdue": "true"}, headers=leader)).json()["items"] == []

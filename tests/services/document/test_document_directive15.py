@@ -76,7 +76,8 @@ async def test_directive15_shares_by_agency_and_level(api: DocumentApi, pdfs: di
     dept_leader = api.token("leader", agency=DEPARTMENT)
 
     async def copy() -> list[dict[str, Any]]:
-        return (await api.client.get("/documents", params={"direction": "incoming"}, headers=dept_leader)).json()
+        r = await api.client.get("/documents", params={"direction": "incoming"}, headers=dept_leader)
+        return r.json()["items"]
 
     [received] = await eventually(copy)
     r = await api.client.post(f"/documents/{received['id']}/assignments", headers=dept_leader, json={"assignee": "cv"})

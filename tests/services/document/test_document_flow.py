@@ -20,11 +20,13 @@ async def _upload(api: DocumentApi, doc_id: int, data: bytes, etag: str, role: s
 
 async def test_result_document_issued_in_the_dossier_work_file(api: DocumentApi, pdfs: dict[str, bytes]) -> None:
     specialist, clerk = api.token("specialist"), api.token("clerk", clearance=3)
-    await api.publish("dossier.received", {"code": "000.00.00.H56-260105-0007", "agency": PROVINCE})
+    await api.publish(
+        "dossier.received", {"code": "000.00.00.H56-260105-0007", "agency": PROVINCE, "status": 2, "channel": "desk"}
+    )
 
     async def work_file():
         r = await api.client.get("/workfiles", params={"dossier_code": "000.00.00.H56-260105-0007"}, headers=specialist)
-        return r.json()
+        return r.json()["items"]
 
     [wf] = await eventually(work_file)
     assert wf["file_notation"] == "TTHC-260105-0007" and wf["organ_id"] == PROVINCE
@@ -86,7 +88,7 @@ async def test_result_document_issued_in_the_dossier_work_file(api: DocumentApi,
 
     async def incoming():
         r = await api.client.get("/documents", params={"direction": "incoming"}, headers=dept_clerk)
-        return r.json()
+        return r.json()["items"]
 
     [copy] = await eventually(incoming)
     assert copy["agency"] == DEPARTMENT and copy["code"] == "01/QĐ-UBND" and copy["arrival_number"] == 1
@@ -137,7 +139,7 @@ async def test_bad_uploads_store_nothing(api: DocumentApi, pdfs: dict[str, bytes
 
     r = await api.client.get(f"/documents/{doc['id']}", headers=specialist)
     assert r.json()["content_version"] == 0 and r.headers["ETag"] == etag
-    assert (await api.client.get(f"/documents/{doc['id']}/versions", headers=specialist)).json() == []
+    assert (await api.client.get(f"/documents/{doc['id']}/versions", headers=specialist)).json()["items"] == []
     blobs = api.runtime.extras["toolkit"].blobs.root
     assert [p for p in blobs.rglob("*") if p.is_file()] == []
 
@@ -177,4 +179,4 @@ async def test_bad_json_is_refused(api: DocumentApi) -> None:
     citizen = await api.client.get("/documents", headers=api.token("citizen"))
     assert citizen.status_code == 403
     r = await api.client.get("/documents", headers=specialist)
-    assert r.json() == []
+    assert r.json() == {"items": [], "next": None}

@@ -120,6 +120,23 @@ class Intake:
     async def act(self, user: str, code: str, action: str, body: dict[str, Any] | None = None) -> httpx.Response:
         return await self.client.post(f"/dossiers/{code}/actions/{action}", json=body or {}, headers=self.as_(user))
 
+    async def issue(self, code: str, document_id: int, number: str | None = None) -> CloudEvent:
+        """What document says when it issues a dossier's result (``document.issued``)."""
+        number = number or f"{document_id:02d}/QĐ-UBND"
+        return await self.publish(
+            "document.issued",
+            {
+                "id": document_id,
+                "agency": PROVINCE,
+                "code": number,
+                "dossier_code": code,
+                "subject": f"Quyết định số {number}",
+                "issued_at": "2026-03-10T09:00:00+07:00",
+                "content_sha256": "ab" * 32,
+                "download_path": f"/api/document/documents/{document_id}/content",
+            },
+        )
+
     async def publish(self, routing_key: str, data: dict[str, Any], *, event_id: str | None = None) -> CloudEvent:
         event = CloudEvent(
             id=event_id or str(uuid.uuid4()),

@@ -372,11 +372,20 @@ async def test_public_lookup_reveals_little_and_cannot_enumerate(tmp_path: Path)
         )
         assert comparable(wrong_secret) == comparable(wrong_code) == comparable(no_receipt)
         assert wrong_secret.status_code == 404
-        # a new receipt replaces the secret
+        # printing the receipt again shows the same secret; only a rotation on purpose replaces it
         again = await intake.client.post(f"/dossiers/{code}/receipt", headers=intake.as_("desk_officer"))
+        assert again.headers["lookup-secret"] == secret
+        rotated = await intake.client.post(
+            f"/dossiers/{code}/receipt",
+            params={"rotate_secret": "true", "reason": "Biên nhận bị mất"},
+            headers=intake.as_("desk_officer"),
+        )
+        assert rotated.status_code == 200 and rotated.headers["lookup-secret"] != secret
         assert (await intake.client.get("/lookup", params={"code": code, "secret": secret})).status_code == 404
         assert (
-            await intake.client.get("/lookup", params={"code": code, "secret": again.headers["lookup-secret"].lower()})
+            await intake.client.get(
+                "/lookup", params={"code": code, "secret": rotated.headers["lookup-secret"].lower()}
+            )
         ).status_code == 200
         assert (await intake.client.post(f"/dossiers/{code}/receipt", headers=intake.as_("citizen"))).status_code == 404
         online = (await intake.submit("citizen"))["code"]
@@ -435,16 +444,18 @@ async def test_result_from_document_issued(tmp_path: Path) -> None:
         history = (await intake.client.get(f"/dossiers/{code}/history", headers=intake.as_("desk_officer"))).json()
         assert [e["action"] for e in history["events"]].count("finish") == 1
         assert history["handoffs"][0]["completed_at"] is not None
-        # a dossier that cannot be finished now, and an unknown one: logged, acknowledged, ignored
+        # accepted, not yet in processing: through processing to finished by itself; an unknown
+        # dossier and none at all: logged, acknowledged, ignored
         await intake.publish("document.issued", {**data, "id": 42, "dossier_code": waiting})
         await intake.publish("document.issued", {**data, "id": 43, "dossier_code": "000.00.41.H56-990101-0001"})
         await intake.publish("document.issued", {**data, "id": 44, "dossier_code": None})
         assert (await intake.client.get(f"/dossiers/{waiting}", headers=intake.as_("desk_officer"))).json()[
             "status"
-        ] == 2
+        ] == 9
         assert await intake.broker.dead_letters("intake") == []
-        finished = await _published(intake, "dossier.finish.v1")
-        assert [e.subject for e in finished] == [code] and finished[0].data["result"]["number"] == "05/QĐ-UBND"
+        finished = await _published(intake, "dossier.finish.v1", want=2)
+        assert [e.subject for e in finished] == [code, waiting]
+        assert finished[0].data["result"]["number"] == "05/QĐ-UBND"
         assert "full_name" not in str(finished[0].data)
 
 
@@ -454,7 +465,7 @@ async def test_indicators(tmp_path: Path) -> None:
         desk = await intake.submit("desk_officer")
         late = await intake.submit("desk_officer", birth_registration(files=True))
         await intake.act("desk_officer", desk["code"], "start_processing")
-        await intake.act("leader", desk["code"], "finish", {"result": {"summary": "Đã cấp"}})
+        await intake.issue(desk["code"], 7)
         async with intake.app.state.runtime.db.sessionmaker() as session:
             from datetime import UTC, datetime, timedelta
 

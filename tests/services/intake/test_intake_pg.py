@@ -117,3 +117,83 @@ async def test_a_code_past_9999_keeps_every_digit(tmp_path: Path) -> None:
             await engine.dispose()
             codes = [(await intake.submit("desk_officer", birth_registration()))["code"] for _ in range(2)]
             assert codes == [f"{prefix}-9999", f"{prefix}-10000"]
+
+
+async def test_issued_results_racing_the_desk_finish_each_dossier_once(tmp_path: Path) -> None:
+    """``document.issued`` arriving while the desk moves the dossier (supplement received,
+    processing started): whichever commits first, the result is applied exactly once and
+    nothing is left pending."""
+    with temporary_databases(["intake"]) as urls:
+        await asyncio.to_thread(upgrade, MIGRATIONS, urls["intake"], service="intake")
+        async with running_intake(
+            tmp_path, database_url=urls["intake"], auto_migrate=False, database_pool_size=10
+        ) as intake:
+            supplement = {"missing_items": [{"name": "Giấy chứng sinh"}]}
+            paused, accepted = [], []
+            for i in range(20):
+                code = (await intake.submit("desk_officer"))["code"]
+                if i % 2:
+                    await intake.act("desk_officer", code, "start_processing")
+                    await intake.act("specialist", code, "request_supplement", supplement)
+                    paused.append(code)
+                else:
+                    accepted.append(code)
+
+            async def desk(code: str) -> None:
+                action = "supplement_received" if code in paused else "start_processing"
+                r = await intake.act("desk_officer", code, action)
+                # the system may have taken an accepted dossier to 9 first: then 409, nothing changes
+                assert r.status_code in (200, 409), r.text
+
+            work = [desk(code) for code in paused + accepted]
+            work += [intake.issue(code, 1000 + i) for i, code in enumerate(paused + accepted)]
+            await asyncio.gather(*work)
+            for code in paused + accepted:
+                got = (await intake.client.get(f"/dossiers/{code}", headers=intake.as_("desk_officer"))).json()
+                assert got["status"] == 9 and got["pending_results"] == [], (code, got["status"])
+                history = (
+                    await intake.client.get(f"/dossiers/{code}/history", headers=intake.as_("desk_officer"))
+                ).json()
+                assert [e["action"] for e in history["events"]].count("finish") == 1
+            listed = await intake.client.get(
+                "/dossiers", params={"has_pending_result": "true"}, headers=intake.as_("desk_officer")
+            )
+            assert listed.json()["items"] == []
+
+
+
+async def test_dossiers_finished_before_keep_their_result_as_issued() -> None:
+    """The revision that keeps issued results turns a finished dossier's result into an applied
+    one: the same document issued again is then recognised, not left pending."""
+    with temporary_databases(["intake"]) as urls:
+        await asyncio.to_thread(upgrade, MIGRATIONS, urls["intake"], service="intake", revision="15092952390a")
+        database = urls["intake"].rsplit("/", 1)[1]
+        await asyncio.to_thread(
+            psql,
+            """
+            INSERT INTO procedure_version (id, code, version, effective_from, name, name_search, sector,
+              receiving_agencies, deciding_agency, processing_hours, fee_vnd, components, online_level,
+              created_at, created_by)
+            VALUES (1, '1.001193', 1, '2025-07-01', 'x', 'x', 'x', '[]', '000.00.41.H56', 8, 0, '[]', 'full',
+              now(), 'test');
+            INSERT INTO dossier (id, code, agency, agency_path, procedure_code, procedure_version_id, channel,
+              status, applicant, applicant_search, received_at, processing_hours, extension_hours, version,
+              updated_at, finished_at, result)
+            VALUES
+              (1, 'A-1', '000.00.41.H56', '/H56/41/', '1.001193', 1, 'desk', 9, '{}', '', now(), 8, 0, 1, now(),
+               now(), '{"document_id": 41, "number": "05/QĐ-UBND"}'),
+              (2, 'A-2', '000.00.41.H56', '/H56/41/', '1.001193', 1, 'desk', 9, '{}', '', now(), 8, 0, 1, now(),
+               now(), '{"summary": "by hand, no document"}'),
+              (3, 'A-3', '000.00.41.H56', '/H56/41/', '1.001193', 1, 'desk', 4, '{}', '', now(), 8, 0, 1, now(),
+               NULL, 'null');
+            """,
+            database,
+        )
+        await asyncio.to_thread(upgrade, MIGRATIONS, urls["intake"], service="intake")
+        engine = create_async_engine(urls["intake"])
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT dossier_id, document_id, number, applied_at IS NOT NULL FROM issued_result")
+            )
+            assert [tuple(r) for r in rows] == [(1, 41, "05/QĐ-UBND", True)]
+        await engine.dispose()

@@ -1,0 +1,105 @@
+"""A one-stop-shop dossier's work dossier opens when the desk accepts the dossier and closes when
+its matter ends; redeliveries change nothing and an end that arrives first still closes it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.services.document.conftest import PROVINCE, DocumentApi
+
+CODE = "000.00.00.H56-261203-0042"
+SUBMITTED_AT = "2026-12-03T02:00:00+00:00"
+ACCEPTED_AT = "2026-12-03T03:00:00+00:00"
+ENDED_AT = "2026-12-04T08:00:00+00:00"
+
+
+def received(status: int) -> dict[str, Any]:
+    return {
+        "code": CODE, "agency": PROVINCE, "procedure_code": "1.001193", "procedure_version": 1,
+        "status": status, "channel": "online" if status == 1 else "desk", "received_at": SUBMITTED_AT,
+        "due_at": None, "owner": None,
+    }
+
+
+def step(action: str, from_status: int, status: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "code": CODE, "agency": PROVINCE, "procedure_code": "1.001193", "procedure_version": 1,
+        "channel": "online", "owner": None, "action": action, "from_status": from_status, "status": status,
+        "at": ENDED_AT if action != "accept" else ACCEPTED_AT, "due_at": None, **extra,
+    }
+
+
+async def work_files(api: DocumentApi) -> list[dict[str, Any]]:
+    r = await api.client.get("/workfiles", params={"dossier_code": CODE}, headers=api.token("specialist"))
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+async def publish(api: DocumentApi, routing_key: str, data: dict[str, Any], event_id: str) -> None:
+    """The in-process broker answers once every consumer has handled the event."""
+    await api.publish(routing_key, data, event_id=event_id)
+
+
+async def test_an_online_dossier_gets_its_work_dossier_when_the_desk_accepts_it(api: DocumentApi) -> None:
+    await publish(api, "dossier.received", received(status=1), "e-1")
+    assert await work_files(api) == []  # submitted, not accepted: no matter yet
+    await publish(api, "dossier.accept", step("accept", 1, 2, accepted_at=ACCEPTED_AT), "e-2")
+    await publish(api, "dossier.accept", step("accept", 1, 2, accepted_at=ACCEPTED_AT), "e-2")  # redelivered
+    [wf] = await work_files(api)
+    assert wf["status"] == "open" and wf["file_notation"] == "TTHC-261203-0042"
+    assert datetime.fromisoformat(wf["opened_at"]) == datetime(2026, 12, 3, 3, tzinfo=UTC)
+    [opened] = await api.events("workfile.opened")
+    assert opened.data["actor"] == {
+        "kind": "system", "sub": None, "name": None, "roles": [], "agency": None, "reason": f"dossier.accept {CODE}"
+    }
+
+
+async def test_a_desk_submission_opens_at_once(api: DocumentApi) -> None:
+    await publish(api, "dossier.received", received(status=2), "e-1")
+    [wf] = await work_files(api)
+    assert wf["status"] == "open" and wf["file_catalog"] == 2026
+
+
+async def test_a_refused_dossier_never_gets_one(api: DocumentApi) -> None:
+    await publish(api, "dossier.received", received(status=1), "e-1")
+    await publish(api, "dossier.refuse", step("refuse", 1, 3, reasons=["Thiếu giấy chứng sinh"]), "e-2")
+    assert await work_files(api) == []
+    assert await api.events("workfile.opened") == [] and await api.events("workfile.closed") == []
+
+
+@pytest.mark.parametrize(
+    ("routing_key", "data"),
+    [
+        ("dossier.withdraw", step("withdraw", 2, 7, reason="Không có nhu cầu")),
+        ("dossier.stop", step("stop", 4, 8, reasons=["Có tranh chấp"])),
+        ("dossier.return_result", step("return_result", 9, 10)),
+    ],
+)
+async def test_the_work_dossier_closes_when_the_matter_ends(
+    api: DocumentApi, routing_key: str, data: dict[str, Any]
+) -> None:
+    await publish(api, "dossier.received", received(status=2), "e-1")
+    await publish(api, routing_key, data, "e-2")
+    await publish(api, routing_key, data, "e-3")  # the same fact again under another id: no second close
+    [wf] = await work_files(api)
+    assert wf["status"] == "closed"
+    assert datetime.fromisoformat(wf["closed_at"]) == datetime(2026, 12, 4, 8, tzinfo=UTC)
+    [closed] = await api.events("workfile.closed")
+    assert closed.data["actor"]["kind"] == "system" and closed.data["actor"]["reason"] == f"{routing_key} {CODE}"
+    open_ = await api.client.get("/workfiles", params={"status": "open"}, headers=api.token("specialist"))
+    assert open_.json()["items"] == []
+
+
+async def test_an_end_that_arrives_before_the_opening_closes_it_at_once(api: DocumentApi) -> None:
+    await publish(api, "dossier.withdraw", step("withdraw", 2, 7, reason=None), "e-2")
+    assert await work_files(api) == []
+    await publish(api, "dossier.accept", step("accept", 1, 2, accepted_at=ACCEPTED_AT), "e-1")
+    [wf] = await work_files(api)
+    assert wf["status"] == "closed"
+    assert [e.data["id"] for e in await api.events("workfile.opened")] == [wf["id"]]
+    assert [e.data["id"] for e in await api.events("workfile.closed")] == [wf["id"]]
+    await publish(api, "dossier.received", received(status=2), "e-0")  # a late duplicate opening
+    assert [w["status"] for w in await work_files(api)] == ["closed"]
