@@ -155,11 +155,11 @@ async def test_restore_drill_postgresql(tmp_path: Path) -> None:
 
 
 def _submission(n: int) -> dict:
-    from tests.e2e.test_main_flow import AGENCY, pdf
+    from tests.e2e.test_main_flow import WARD, pdf
 
     content = base64.b64encode(pdf(["ĐƠN ĐĂNG KÝ KHAI SINH", f"Hồ sơ số {n}"])).decode()
     return {
-        "agency": AGENCY,
+        "agency": WARD,  # where khai sinh is received
         "procedure_code": "1.001193",
         "applicant": {"full_name": f"Nguyễn Thị Hồng Nhung {n}", "address": "Phường Hạc Thành, tỉnh Thanh Hóa"},
         "components": [
@@ -238,7 +238,7 @@ async def test_restore_drill_distributed_under_load(tmp_path: Path) -> None:
                 deadline = time.monotonic() + 60
                 while True:
                     files = await api.get("/api/document/workfiles", params={"dossier_code": code}, headers=specialist)
-                    if files.status_code == 200 and len(files.json()) == 1:
+                    if files.status_code == 200 and len(files.json()["items"]) == 1:
                         break
                     assert time.monotonic() < deadline, files.text
                     await asyncio.sleep(0.3)
