@@ -26,6 +26,7 @@ from gateway.ratelimit import DatabaseLimiter, MemoryLimiter
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 from shared.auth import TokenVerifier, jwks_from_url
 from shared.db import session_scope
+from shared.demo import demo_people
 from shared.logging import RequestIdMiddleware
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -42,6 +43,12 @@ DEMO_USERS = {
     "auditor": ("Vũ Kiểm Toán", ["auditor"], DEMO_AGENCY, 0),
     "integrator": ("Cổng dịch vụ công tỉnh", ["integrator"], DEMO_AGENCY, 0),
 }
+# every other demo agency's people (shared/demo.py: ``leader.41`` at 000.00.41.H56, …): kept
+# apart from DEMO_USERS, the one login per role the banner and the role matrix go through
+DEMO_AGENCY_USERS = {
+    p.username: (p.full_name, [p.role], p.agency, p.clearance) for p in demo_people() if p.username not in DEMO_USERS
+}
+ALL_DEMO_USERS = {**DEMO_USERS, **DEMO_AGENCY_USERS}
 KEYRING_RELOAD_SECONDS = 30.0
 
 
@@ -54,11 +61,11 @@ async def seed_demo_users(runtime: ServiceRuntime) -> None:
     passwords: identity.Passwords = runtime.extras["passwords"]
     async with session_scope(runtime.db) as session:
         existing = set((await session.execute(select(User.username))).scalars())
-        if existing.issuperset(DEMO_USERS):
+        if existing.issuperset(ALL_DEMO_USERS):
             return
         # one hash for all: the demo accounts share their (well-known) password anyway
         password_hash = await passwords.hash_async(settings.demo_password)
-        for username, (name, roles, agency, clearance) in DEMO_USERS.items():
+        for username, (name, roles, agency, clearance) in ALL_DEMO_USERS.items():
             if username not in existing:
                 session.add(
                     User(
@@ -81,7 +88,7 @@ async def refuse_demo_accounts(runtime: ServiceRuntime) -> None:
     passwords: identity.Passwords = runtime.extras["passwords"]
     async with session_scope(runtime.db) as session:
         users = (
-            (await session.execute(select(User).where(User.username.in_(DEMO_USERS), User.active.is_(True))))
+            (await session.execute(select(User).where(User.username.in_(ALL_DEMO_USERS), User.active.is_(True))))
             .scalars()
             .all()
         )

@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--password", default=os.environ.get("LIENTHONG_DEMO_PASSWORD", "demo"))
     demo.add_argument("--pin", default=os.environ.get("LIENTHONG_DEMO_PIN", "123456"), help="the demo signing PIN")
     demo.add_argument("--out", default=os.path.join(os.environ.get("LIENTHONG_VAR_DIR", "var"), "demo"))
+    demo.add_argument("--write-samples", metavar="DIR", help="only write the PDFs the README's curl walk sends")
     args, rest = parser.parse_known_args(argv)
     if args.command in ("backup", "verify", "restore"):
         from lienthong import backup

@@ -2,10 +2,11 @@
 would, printing each step.
 
 A citizen submits a birth registration online with a 2 MB scan → the ward's desk accepts it and
-prints the receipt → it hands the dossier to processing → a specialist drafts the decision in the
-work dossier that document opened by itself → the ward's leader signs it with the key in the token
-→ the ward's clerk numbers, seals and issues it in one call → intake finishes the dossier by itself
-→ the desk returns the result → the public look-up shows it returned.
+prints the receipt → a specialist drafts the decision in the work dossier that document opened by
+itself when the desk accepted → the ward's leader signs it with the key in the token → the
+ward's clerk numbers, seals and issues it in one call → intake finishes the dossier by itself
+(accepted → processing → finished) → the desk returns the result → the public look-up shows it
+returned. Everyone but the citizen works at the ward (``desk_officer.41``, ``leader.41``…).
 
 Every call here is one the README's main-flow section shows with curl, in the same order.
 """
@@ -15,18 +16,22 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from shared import clock
+from shared.demo import AGENCY_ROLES, DEMO_AGENCIES, username
+
 PROCEDURE = "1.001193"  # Thủ tục đăng ký khai sinh
 AGENCY = "000.00.41.H56"  # UBND phường Hạc Thành, which receives and decides it
 CITIZEN = {"full_name": "Nguyễn Thị Hồng Nhung", "address": "Phường Hạc Thành, tỉnh Thanh Hóa"}
+WARD = next(a for a in DEMO_AGENCIES if a.code == AGENCY)
 SUBJECT = "Quyết định đăng ký khai sinh cho cháu Nguyễn Minh Khang"
 
 
@@ -79,12 +84,11 @@ class Demo:
         clerk = await self.login(api, "clerk")
 
         # 1. the citizen submits online, with a scan of the birth certificate
-        procedure = expect(await api.get(f"/api/intake/procedures/{PROCEDURE}"), 200, "read the procedure")
         scan = scanned_pdf(2 * 1024 * 1024)
         dossier = {"agency": AGENCY, "procedure_code": PROCEDURE, "applicant": CITIZEN}
         files = [
-            (f"component-{no}", (f"thanh-phan-{no}.pdf", scan, "application/pdf"))
-            for no in range(1, len(procedure["components"]) + 1)
+            ("component-1", ("to-khai.pdf", scan, "application/pdf")),
+            ("component-2", ("giay-chung-sinh.pdf", scanned_pdf(512 * 1024), "application/pdf")),
         ]
         submitted = expect(
             await api.post(
@@ -98,8 +102,8 @@ class Demo:
         )
         code = submitted["code"]
         self.say(
-            f"1. citizen  submitted {procedure['name']!r} online at {AGENCY} with {len(files)} scans of "
-            f"{len(scan) / 1e6:.1f} MB → dossier {code} (status {submitted['status']})"
+            f"1. citizen  submitted a birth registration ({PROCEDURE}) online at {AGENCY} with a "
+            f"{len(scan) / 1e6:.1f} MB scan → dossier {code} (status {submitted['status']})"
         )
 
         # 2. the desk accepts it and prints the receipt (form 01) with the look-up QR code
@@ -111,17 +115,9 @@ class Demo:
         secret = receipt.headers["lookup-secret"]
         receipt_path = self.out / f"receipt-{code}.pdf"
         receipt_path.write_bytes(receipt.content)
-        self.say(f"2. desk     accepted it, due {accepted['due_at']}; receipt: {receipt_path}")
+        self.say(f"2. desk     accepted it, due {vietnam_time(accepted['due_at'])}; receipt: {receipt_path}")
 
-        # 3. the desk hands it to processing
-        expect(
-            await api.post(f"/api/intake/dossiers/{code}/actions/start_processing", headers=desk, json={}),
-            200,
-            "hand the dossier to processing",
-        )
-        self.say("3. desk     handed it to processing")
-
-        # 4. the specialist drafts the decision inside the work dossier document opened for it
+        # 3. the specialist drafts the decision inside the work dossier document opened for it
         async def work_file() -> dict[str, Any] | None:
             r = await api.get("/api/document/workfiles", params={"dossier_code": code}, headers=specialist)
             items = expect(r, 200, "list work dossiers")
@@ -137,7 +133,7 @@ class Demo:
                 "type_key": "QĐ",
                 "subject": SUBJECT,
                 "work_file_id": wf["id"],
-                "signer": {"position": "Chủ tịch", "full_name": "Lê Thị Phường"},
+                "signer": {"position": WARD.leader_position, "full_name": WARD.leader.full_name},
             },
         )
         doc = expect(draft, 201, "draft the result")
@@ -151,9 +147,9 @@ class Demo:
         )
         expect(uploaded, 201, "upload the draft")
         etag = uploaded.headers["etag"]
-        self.say(f"4. specialist drafted document {doc['id']} in work dossier {wf['id']}")
+        self.say(f"3. specialist drafted document {doc['id']} in work dossier {wf['id']}")
 
-        # 5. the leader signs it with the key in the token (PAdES)
+        # 4. the leader signs it with the key in the token (PAdES)
         certificates = expect(
             await api.get("/api/signing/certificates", params={"owner": self.people["leader"]}, headers=leader),
             200,
@@ -176,9 +172,9 @@ class Demo:
             headers={**leader, "If-Match": etag, "Content-Type": "application/pdf"},
         )
         expect(stored, 201, "store the leader's signed version")
-        self.say(f"5. leader   signed it (certificate {person['serial'][:12]}…)")
+        self.say(f"4. leader   signed it (certificate {person['serial'][:12]}…)")
 
-        # 6. the clerk numbers, seals and issues it, in one call
+        # 5. the clerk numbers, seals and issues it, in one call
         issued = expect(
             await api.post(
                 f"/api/document/documents/{doc['id']}/publish",
@@ -188,9 +184,9 @@ class Demo:
             200,
             "number, seal and issue",
         )
-        self.say(f"6. clerk    numbered, sealed and issued it: Số {issued['code']}")
+        self.say(f"5. clerk    numbered, sealed and issued it: Số {issued['code']}")
 
-        # 7. intake finishes the dossier by itself from document.issued
+        # 6. intake finishes the dossier by itself from document.issued
         async def finished() -> dict[str, Any] | None:
             d = expect(await api.get(f"/api/intake/dossiers/{code}", headers=desk), 200, "read the dossier")
             return d if d["status"] == 9 else None
@@ -200,22 +196,22 @@ class Demo:
         expect(result, 200, "download the result")
         result_path = self.out / f"result-{code}.pdf"
         result_path.write_bytes(result.content)
-        self.say(f"7. intake   finished the dossier by itself; signed result: {result_path}")
+        self.say(f"6. intake   finished the dossier by itself; signed result: {result_path}")
 
-        # 8. the desk returns the result
+        # 7. the desk returns the result
         expect(
             await api.post(f"/api/intake/dossiers/{code}/actions/return_result", headers=desk, json={}),
             200,
             "return the result",
         )
-        self.say("8. desk     returned the result to the citizen")
+        self.say("7. desk     returned the result to the citizen")
 
-        # 9. the public look-up (what the receipt's QR code opens) shows it returned
+        # 8. the public look-up (what the receipt's QR code opens) shows it returned
         looked = expect(
             await api.get("/api/intake/lookup", params={"code": code, "secret": secret}), 200, "look it up"
         )
         url = httpx.URL(self.gateway).join("/tra-cuu").copy_with(params={"code": code, "secret": secret})
-        self.say(f"9. look-up  status {looked['status']} ({looked['status_label']}): {url}")
+        self.say(f"8. look-up  status {looked['status']} ({looked['status_label']}): {url}")
         return {
             "code": code,
             "secret": secret,
@@ -226,6 +222,10 @@ class Demo:
             "lookup_url": str(url),
             "status": looked["status"],
         }
+
+
+def vietnam_time(instant: str) -> str:
+    return datetime.fromisoformat(instant).astimezone(clock.VN_TZ).strftime("%d/%m/%Y %H:%M")
 
 
 def listed(body: Any) -> list[dict[str, Any]]:
@@ -284,7 +284,7 @@ def scanned_pdf(size: int) -> bytes:
     from reportlab.pdfgen import canvas
 
     rng = random.Random(20201)
-    side = int((size / 3) ** 0.5)
+    side = int((size / 3 / 1.25) ** 0.5)  # three bytes a pixel; reportlab's ASCII85 adds a quarter
     image = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
     out = io.BytesIO()
     page = canvas.Canvas(out, pagesize=A4)
@@ -294,14 +294,25 @@ def scanned_pdf(size: int) -> bytes:
     return out.getvalue()
 
 
-def main(args: Any) -> int:
-    people = {
-        "citizen": "citizen",
-        "desk_officer": os.environ.get("LIENTHONG_DEMO_DESK", "desk_officer"),
-        "specialist": os.environ.get("LIENTHONG_DEMO_SPECIALIST", "specialist"),
-        "leader": os.environ.get("LIENTHONG_DEMO_LEADER", "leader"),
-        "clerk": os.environ.get("LIENTHONG_DEMO_CLERK", "clerk"),
+def write_samples(directory: Path) -> list[Path]:
+    """The files the README's curl walk-through sends: two scans and the draft decision."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {
+        "to-khai.pdf": scanned_pdf(2 * 1024 * 1024),
+        "giay-chung-sinh.pdf": scanned_pdf(512 * 1024),
+        "quyet-dinh.pdf": decision_pdf("(số hồ sơ)"),
     }
+    for name, content in files.items():
+        (directory / name).write_bytes(content)
+    return [directory / name for name in files]
+
+
+def main(args: Any) -> int:
+    if args.write_samples:
+        for path in write_samples(Path(args.write_samples)):
+            print(path)
+        return 0
+    people = {"citizen": "citizen", **{role: username(role, AGENCY) for role in AGENCY_ROLES}}
     demo = Demo(
         gateway=args.gateway,
         password=args.password,

@@ -97,12 +97,33 @@ def _banner(suite: EmbeddedSuite, password: str) -> str:
         "",
         f"Demo logins (password '{password}'): "
         + ", ".join(sorted(__import__("gateway.app", fromlist=["x"]).DEMO_USERS)),
+        "  and at every demo agency, <role>.<agency>: leader.41, clerk.41, desk_officer.41, specialist.41 "
+        "work at 000.00.41.H56 (all: shared/demo.py)",
         f"  curl -s -X POST {suite.url()}/api/auth/token "
         f"-d grant_type=password -d username=desk_officer -d password={password}",
+        *_signing_lines(suite),
         "Ctrl-C stops everything.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _signing_lines(suite: EmbeddedSuite) -> list[str]:
+    """The demo signing PIN, and a loud word when keys are not in a token."""
+    app = suite.apps.get("signing")
+    runtime = getattr(getattr(app, "state", None), "runtime", None)
+    if runtime is None:
+        return []
+    lines = [
+        f"Signing PIN of every demo certificate (header X-Signing-PIN): {runtime.settings.demo_pin_secret}",
+    ]
+    keystore = runtime.extras.get("keystore")
+    if keystore is not None and keystore.token.description != "pkcs11":
+        lines.append(
+            f"WARNING: signing keys are in the software keystore, {keystore.token.description}: no "
+            "SoftHSM2/PKCS#11 module found; fine for a demo, never for production"
+        )
+    return lines
 
 
 async def run(argv: Sequence[str] = ()) -> None:

@@ -148,13 +148,12 @@ class SigningApi:
     async def fill_number(self, pdf: bytes, *, document_id: int, code: str, where: str) -> bytes:
         """Signing writes the document's number into the field prepared in the signed PDF.
 
-        The one place that knows how fill-number is called: on main it takes the number and
-        symbol as text; signing is moving it to take the document id and read the assigned
-        number itself, and only this call changes then."""
+        Signing reads the assigned number from this part itself (with the caller's token), so a
+        number nobody assigned cannot be written in; ``number`` only makes it refuse a mismatch."""
         response = await self._call(
             "POST",
             "/fill-number",
-            params={"number": code},
+            params={"document": document_id, "number": code},
             content=pdf,
             headers={"Content-Type": "application/pdf"},
             where=where,

@@ -12,11 +12,14 @@ from sqlalchemy import select
 
 from services.signing import endpoints, events  # noqa: F401 - events registers the event types
 from services.signing.config import SigningSettings, get_settings
-from services.signing.keystore import close_keystore, open_keystore
+from services.signing.documents import DocumentsClient
+from services.signing.keystore import check_can_start, close_keystore, open_keystore
 from services.signing.models import Base, Certificate, outbox
 from services.signing.service import PinCache, issue_certificate
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 from shared.db import session_scope
+from shared.demo import DEMO_AGENCIES
+from shared.events import Actor
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = structlog.get_logger("signing")
@@ -28,54 +31,58 @@ async def on_start(runtime: ServiceRuntime) -> None:
     keystore = await asyncio.to_thread(open_keystore, settings)
     runtime.extras["keystore"] = keystore
     runtime.extras["pins"] = PinCache(settings.pin_cache_seconds)
+    runtime.extras["documents"] = DocumentsClient(settings.resolved_document_api_url)
     if settings.demo:
         await seed_demo(runtime)
 
 
 async def on_stop(runtime: ServiceRuntime) -> None:
+    documents = runtime.extras.pop("documents", None)
+    if documents is not None:
+        await documents.close()
     keystore = runtime.extras.pop("keystore", None)
     if keystore is not None:
         await asyncio.to_thread(close_keystore, keystore)
 
 
 async def seed_demo(runtime: ServiceRuntime) -> None:
-    """The demo leader's certificate and the demo agency's seal (PIN from settings), once."""
+    """Every demo agency's seal and its leader's certificate (PIN ``demo_pin_secret``), once:
+    whatever the demo deployment asks an agency to sign, it can."""
     settings: SigningSettings = runtime.settings  # type: ignore[assignment]
     keystore = runtime.extras["keystore"]
+    actor = Actor.system("demo seed: every demo agency's seal and leader")
     async with session_scope(runtime.db) as session:
-        rows = (
-            (await session.execute(select(Certificate).where(Certificate.agency == settings.demo_agency)))
-            .scalars()
-            .all()
-        )
-        usable = [r for r in rows if r.revoked_at is None]
-        if not any(r.kind == "person" and r.owner == settings.demo_leader for r in usable):
-            await issue_certificate(
-                session,
-                keystore,
-                kind="person",
-                agency=settings.demo_agency,
-                agency_name=settings.demo_agency_name,
-                issued_by="demo-seed",
-                user_id=settings.demo_leader,
-                full_name=settings.demo_leader_name,
-                position=settings.demo_leader_position,
-                pin=settings.demo_pin_secret,
-            )
-        if not any(r.kind == "organisation" for r in usable):
-            await issue_certificate(
-                session,
-                keystore,
-                kind="organisation",
-                agency=settings.demo_agency,
-                agency_name=settings.demo_agency_name,
-                issued_by="demo-seed",
-                pin=settings.demo_pin_secret,
-            )
+        rows = (await session.execute(select(Certificate).where(Certificate.revoked_at.is_(None)))).scalars().all()
+        seals = {r.agency for r in rows if r.kind == "organisation"}
+        leaders = {(r.agency, r.owner) for r in rows if r.kind == "person"}
+        for agency in DEMO_AGENCIES:
+            common = {"agency": agency.code, "agency_name": agency.name, "issued_by": "demo-seed", "actor": actor}
+            leader = agency.leader
+            if (agency.code, leader.username) not in leaders:
+                await issue_certificate(
+                    session,
+                    keystore,
+                    kind="person",
+                    user_id=leader.username,
+                    full_name=leader.full_name,
+                    position=agency.leader_position,
+                    pin=settings.demo_pin_secret,
+                    **common,
+                )
+            if agency.code not in seals:
+                await issue_certificate(session, keystore, kind="organisation", pin=settings.demo_pin_secret, **common)
+
+
+async def keystore_readiness(runtime: ServiceRuntime) -> str:
+    """Where the signing keys live: ``pkcs11``, or ``software (development only)`` — ready,
+    but flagged for whoever looks."""
+    keystore = runtime.extras.get("keystore")
+    return keystore.token.description if keystore is not None else "not open"
 
 
 def definition(settings: SigningSettings | None = None) -> ServiceDefinition:
     settings = settings or get_settings()
+    check_can_start(settings)
     pdf_limit = settings.max_pdf_bytes
     return ServiceDefinition(
         name="signing",
@@ -88,6 +95,7 @@ def definition(settings: SigningSettings | None = None) -> ServiceDefinition:
         outbox=outbox,
         on_start=on_start,
         on_stop=on_stop,
+        readiness_checks={"keystore": keystore_readiness},
         body_limits={
             "/sign": pdf_limit,
             "/sign/batch": settings.max_batch_bytes,

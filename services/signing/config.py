@@ -1,7 +1,8 @@
 """Signing's settings (``LIENTHONG_SIGNING_…`` overrides ``LIENTHONG_…``).
 
 Development and embedded mode create the local CA and a SoftHSM2 token under
-``var_dir/signing/`` on first start. Production imports them: the CA directory and the token must
+``var_dir/signing/`` on first start (or, on a machine without SoftHSM2, a software keystore:
+encrypted key files, development only). Production imports them: the CA directory and the token must
 already exist, the PKCS#11 module is the vendor's, and every secret must be set (the development
 defaults are refused).
 """
@@ -9,6 +10,7 @@ defaults are refused).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -50,6 +52,12 @@ class SigningSettings(Settings):
         default=None,
         description="the token's directory (softhsm2.conf, tokens/, signers.json); default signing_dir/token",
     )
+    keystore: Literal["auto", "token", "software"] = Field(
+        default="auto",
+        description="where signers' keys live: `token` (PKCS#11), `software` (encrypted PKCS#8 files under "
+        "signing_dir/software, development and demo only) or `auto`: the token when its module is there (and, "
+        "to create one, softhsm2-util), else software; production always requires the token",
+    )
     token_module: str = Field(default="/usr/lib/softhsm/libsofthsm2.so", description="PKCS#11 module path")
     token_label: str = "lienthong"
     token_create: bool = Field(default=True, description="initialise a SoftHSM2 token on first start (development)")
@@ -71,12 +79,16 @@ class SigningSettings(Settings):
         default=3600.0, description="a served CRL is rebuilt after this long, or at once on a revocation"
     )
 
-    demo_agency: str = "000.00.00.H56"
-    demo_agency_name: str = "Ủy ban nhân dân tỉnh Thanh Hóa"
-    demo_leader: str = "leader"
-    demo_leader_name: str = "Phạm Văn Đức"
-    demo_leader_position: str = "Chủ tịch"
-    demo_pin_secret: str = Field(default=DEV_DEMO_PIN, description="PIN of the demo certificates (demo mode only)")
+    document_api_url: str | None = Field(
+        default=None,
+        description="the document part's published API, where fill-number reads a document's assigned number "
+        "(with the caller's token); default public_base_url + '/api/document' (through the gateway)",
+    )
+
+    demo_pin_secret: str = Field(
+        default=DEV_DEMO_PIN,
+        description="PIN of every demo agency's seal and leader certificate (shared/demo.py); demo mode only",
+    )
 
     @model_validator(mode="after")
     def _refuse_development_signing_defaults(self) -> SigningSettings:
@@ -90,6 +102,8 @@ class SigningSettings(Settings):
                     raise ValueError(f"{name} still has its development default")
             if self.ca_create or self.token_create:
                 raise ValueError("production imports its CA and token: set ca_create and token_create to false")
+            if self.keystore == "software":
+                raise ValueError("production keeps signing keys in a PKCS#11 token: keystore=software is refused")
         return self
 
     @property
@@ -103,6 +117,14 @@ class SigningSettings(Settings):
     @property
     def resolved_token_dir(self) -> Path:
         return self.token_dir or self.resolved_signing_dir / "token"
+
+    @property
+    def resolved_software_dir(self) -> Path:
+        return self.resolved_signing_dir / "software"
+
+    @property
+    def resolved_document_api_url(self) -> str:
+        return self.document_api_url or self.public_base_url.rstrip("/") + "/api/document"
 
     @property
     def resolved_pki_base_url(self) -> str:

@@ -26,14 +26,19 @@ from shared import clock
 from shared.auth import ROLES, Caller, allow, current_caller, public
 from shared.db import request_session
 from shared.errors import NotFound, ProblemError, Unprocessable, UnsupportedMediaType, problem_responses
+from shared.events import Actor
 from shared.http import StrictRoute, raw_body_route
+from shared.organ_id import is_valid as is_organ_id
 
 from . import pades, service
+from .documents import DocumentsClient
 from .keystore import Keystore
 from .models import Certificate
 from .pades import SigningRefused
 from .pki import UnknownCertificate
 from .schemas import (
+    AgencySignerOut,
+    AgencySigningOut,
     BatchItemOut,
     BatchOut,
     CertificateOut,
@@ -50,12 +55,18 @@ from .verification import verify_pdf
 
 Session = Depends(request_session, scope="function")
 PIN_HEADER = "X-Signing-PIN"
+PIN_DESCRIPTION = (
+    "The signer's own PIN, of the certificate signed with (a leader's, or the agency's seal for a clerk); "
+    "5 wrong PINs in a row lock it until an administrator sets a new one. Demo deployments: every demo "
+    "certificate's PIN is 123456 (LIENTHONG_SIGNING_DEMO_PIN_SECRET)."
+)
 Kind = Literal["person", "organisation", "attachment"]
 Level = Literal["B-T", "B-LT"]
 
 pki_router = APIRouter(prefix="/pki", tags=["pki"], route_class=StrictRoute)
 certificates_router = APIRouter(prefix="/certificates", tags=["certificates"], route_class=StrictRoute)
 signing_router = APIRouter(tags=["signing"], route_class=StrictRoute)
+agencies_router = APIRouter(prefix="/agencies", tags=["certificates"], route_class=StrictRoute)
 
 
 def _keystore(request: Request) -> Keystore:
@@ -64,8 +75,6 @@ def _keystore(request: Request) -> Keystore:
 
 def _pins(request: Request) -> PinCache:
     return request.app.state.runtime.extras["pins"]
-
-
 
 
 # -- PKI ------------------------------------------------------------------------------------------
@@ -164,6 +173,7 @@ async def issue(
         agency=body.agency,
         agency_name=body.agency_name,
         issued_by=caller.sub,
+        actor=Actor.of(caller),
         user_id=body.user_id,
         full_name=body.full_name,
         position=body.position,
@@ -223,7 +233,7 @@ async def revoke(
     row = await service.certificate_by_serial(session, serial)
     caller.require_agency(row.agency, hide=True)
     keystore = _keystore(request)
-    await service.revoke_certificate(session, keystore, row, reason=body.reason, revoked_by=caller.sub)
+    await service.revoke_certificate(session, keystore, row, reason=body.reason, caller=caller)
     _pins(request).forget(row.signer_id)
     return _out(row, keystore, full=True)
 
@@ -249,6 +259,50 @@ async def reset_pin(
         raise Unprocessable(str(exc)) from exc
     _pins(request).forget(row.signer_id)
     return {"serial": row.serial, "pin": None if body.pin else pin}
+
+
+@agencies_router.get(
+    "/{organ_id}",
+    response_model=AgencySigningOut,
+    responses=problem_responses(401, 403, 404, 422),
+    **allow("leader", "clerk", "admin"),
+)
+async def agency_signing(
+    organ_id: str, request: Request, caller: Caller = Depends(current_caller), session: AsyncSession = Session
+) -> dict[str, Any]:
+    """What an agency of the caller's subtree can sign with: its seal certificate(s), the one a
+    clerk's seal uses by default, and the people who can sign, with their usable certificates."""
+    if not is_organ_id(organ_id):
+        raise Unprocessable("organ_id must be an OrganId such as 000.00.41.H56")
+    caller.require_agency(organ_id, hide=True)
+    rows = (
+        (
+            await session.execute(
+                select(Certificate).where(Certificate.agency == organ_id).order_by(Certificate.id.desc())
+            )
+        )
+        .scalars()
+        .all()
+    )
+    now = clock.now()
+    usable = [r for r in rows if r.revoked_at is None and r.not_before <= now <= r.not_after]
+    seals = [r for r in rows if r.kind == "organisation"]
+    signers: dict[str, AgencySignerOut] = {}
+    for row in usable:
+        if row.kind == "person" and row.owner:
+            signer = signers.setdefault(
+                row.owner,
+                AgencySignerOut(user_id=row.owner, full_name=row.full_name, position=row.position, certificates=[]),
+            )
+            signer.certificates.append(row.serial)
+    keystore = _keystore(request)
+    return {
+        "organ_id": organ_id,
+        "name": rows[0].agency_name if rows else None,
+        "default_seal": next((r.serial for r in usable if r.kind == "organisation"), None),
+        "seals": [_out(r, keystore) for r in seals],
+        "signers": sorted(signers.values(), key=lambda s: s.user_id),
+    }
 
 
 # -- signing ----------------------------------------------------------------------------------
@@ -285,7 +339,7 @@ async def sign(
     level: Level | None = None,
     certificate: str | None = Query(default=None, description="serial (hex); default: yours / your agency's seal"),
     number: str | None = Query(default=None, max_length=50, description="attachment: the main document's number"),
-    pin: str = Header(alias=PIN_HEADER, min_length=1, max_length=64),
+    pin: str = Header(alias=PIN_HEADER, min_length=1, max_length=64, description=PIN_DESCRIPTION),
     caller: Caller = Depends(current_caller),
     session: AsyncSession = Session,
 ) -> Response:
@@ -356,7 +410,7 @@ async def sign_batch(
     level: Level | None = None,
     certificate: str | None = Query(default=None, description="serial (hex); default: yours / your agency's seal"),
     number: str | None = Query(default=None, max_length=50),
-    pin: str = Header(alias=PIN_HEADER, min_length=1, max_length=64),
+    pin: str = Header(alias=PIN_HEADER, min_length=1, max_length=64, description=PIN_DESCRIPTION),
     caller: Caller = Depends(current_caller),
     session: AsyncSession = Session,
 ) -> Response:
@@ -474,20 +528,37 @@ def _batch_item_json(out: BatchItemOut, pdf: bytes | None = None) -> list[bytes]
 @signing_router.post(
     "/fill-number",
     response_class=Response,
-    responses={200: {"content": {"application/pdf": {}}}, **problem_responses(401, 403, 409, 413, 415, 422)},
+    responses={200: {"content": {"application/pdf": {}}}, **problem_responses(401, 403, 404, 409, 413, 415, 422, 503)},
     **raw_body_route("application/pdf", "clerk"),
 )
 async def fill_number(
     request: Request,
-    number: str = Query(min_length=1, max_length=50, description="number and symbol, e.g. 15/QĐ-UBND"),
+    # the document part's ids are 32-bit: a larger one names no document (and must not reach its SQL)
+    document: int = Query(
+        ge=1, le=2**31 - 1, description="the document's id in the document part; its assigned number is filled"
+    ),
+    number: str | None = Query(
+        default=None,
+        min_length=1,
+        max_length=50,
+        description="optional check: the number and symbol you expect (e.g. 15/QĐ-UBND); 409 if the document "
+        "was assigned another",
+    ),
     caller: Caller = Depends(current_caller),
 ) -> Response:
-    """The clerk's step (cấp số): write the number/symbol into the prepared field, as an
-    incremental update the leader's signature permits."""
+    """The clerk's step (cấp số): write the number/symbol the system assigned to ``document``
+    (read from the document part with your own token) into the prepared field, as an incremental
+    update the leader's signature permits. Nothing but the assigned number can be filled: a
+    document not numbered yet is 409 ``document_not_numbered``, a ``number`` that is not its
+    assignment 409 ``number_not_assigned``."""
     keystore = _keystore(request)
+    documents: DocumentsClient = request.app.state.runtime.extras["documents"]
+    code = await documents.assigned_code(
+        document, authorization=request.headers.get("authorization", ""), claimed=number
+    )
     pdf = await request.body()
     try:
-        output = await asyncio.to_thread(pades.fill_number_field, pdf, number_text=number, policy=keystore.policy)
+        output = await asyncio.to_thread(pades.fill_number_field, pdf, number_text=code, policy=keystore.policy)
     except SigningRefused as exc:
         raise SigningProblem(exc) from exc
     return Response(output, media_type="application/pdf", headers={"X-Output-SHA256": sha256_hex(output)})
@@ -523,4 +594,4 @@ async def verify(request: Request, caller: Caller = Depends(current_caller)) -> 
     }
 
 
-routers = [pki_router, certificates_router, signing_router]
+routers = [pki_router, certificates_router, agencies_router, signing_router]

@@ -1,5 +1,7 @@
-"""Kho khóa: the local CA and the PKCS#11 token of this process, created on first start in
-development and imported by configuration in production, opened once and shared.
+"""Kho khóa: the local CA and the keeper of signers' keys of this process — the PKCS#11 token,
+or in development and demo on a machine without one, the software keystore (``softkeys.py``) —
+created on first start in development and imported by configuration in production, opened once
+and shared.
 
 SoftHSM is loaded once per process (python-pkcs11 keeps one library), so the keystore of a
 directory is opened once and counted: every opener (the service, tests, the bench) shares the
@@ -9,6 +11,7 @@ CA object, the token session and the register of signers; the last one to close 
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +25,8 @@ from shared import clock
 from .config import SigningSettings
 from .pades import LocalTimeStamper, SigningPolicy
 from .pki import CertificateAuthority, PkiConfig, Revocation, RevocationReason
-from .token import PinPolicy, SigningToken, TokenError
+from .softkeys import SoftwareKeystore
+from .token import KeyCustody, PinPolicy, SigningToken, TokenError
 from .verification import TrustSettings, http_fetch
 
 log = structlog.get_logger("signing.keystore")
@@ -34,13 +38,53 @@ class KeystoreError(RuntimeError):
     """The CA or the token is missing or cannot be opened (a deployment problem)."""
 
 
+class RefusedToStart(SystemExit):
+    """Signing cannot run as configured: the process exits with this message (and no
+    traceback: it is the operator's to fix, not a bug)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"signing refuses to start: {reason}")
+
+
+def custody_kind(settings: SigningSettings) -> str:
+    """``token`` or ``software``: where this deployment's signing keys live (``keystore`` setting;
+    ``auto`` takes the token when its module is installed — and, to create a token,
+    softhsm2-util — and falls back to software keys outside production only)."""
+    if settings.keystore != "auto":
+        return settings.keystore
+    if settings.environment == "production":
+        return "token"
+    if SoftwareKeystore.exists(settings.resolved_software_dir):
+        # the certificates already issued name keys kept here: stay with them
+        return "software"
+    if not Path(settings.token_module).is_file():
+        return "software"
+    tokens = settings.resolved_token_dir / "tokens"
+    if tokens.exists() and any(tokens.iterdir()):
+        return "token"
+    if settings.token_create and shutil.which("softhsm2-util") is None:
+        return "software"
+    return "token"
+
+
+def check_can_start(settings: SigningSettings) -> None:
+    """Refuse, before anything serves, a deployment that must use a token (production, or
+    ``keystore=token``) and has no PKCS#11 module."""
+    if custody_kind(settings) == "token" and not Path(settings.token_module).is_file():
+        why = "production keeps" if settings.environment == "production" else "keystore=token keeps"
+        raise RefusedToStart(
+            f"{why} signing keys in a PKCS#11 token, and there is no PKCS#11 module at "
+            f"{settings.token_module}; install the token's module and set LIENTHONG_SIGNING_TOKEN_MODULE to its path"
+        )
+
+
 @dataclass
 class Keystore:
     """What the signing service signs and certifies with."""
 
     settings: SigningSettings
     ca: CertificateAuthority
-    token: SigningToken
+    token: KeyCustody  # the PKCS#11 token, or the software keystore in development
     trust: TrustSettings = field(init=False)
     timestamper: LocalTimeStamper = field(init=False)
     policy: SigningPolicy = field(init=False)
@@ -120,8 +164,8 @@ def open_keystore(settings: SigningSettings) -> Keystore:
         if shared is not None:
             shared._opened += 1
             return shared
-        # the token first: a process that cannot take it up must not leave a new CA behind
-        token = _open_token(settings)
+        # the keys first: a process that cannot take them up must not leave a new CA behind
+        token = _open_software(settings) if custody_kind(settings) == "software" else _open_token(settings)
         try:
             ca = _open_ca(settings, ca_dir)
         except BaseException:
@@ -165,14 +209,37 @@ def _open_ca(settings: SigningSettings, ca_dir: Path) -> CertificateAuthority:
     return ca
 
 
-def _open_token(settings: SigningSettings) -> SigningToken:
-    directory = settings.resolved_token_dir.resolve()
-    policy = PinPolicy(
+def _pin_policy(settings: SigningSettings) -> PinPolicy:
+    return PinPolicy(
         max_attempts=settings.pin_max_attempts,
         min_length=settings.pin_min_length,
         argon2_time_cost=settings.pin_argon2_time_cost,
         argon2_memory_cost_kib=settings.pin_argon2_memory_kib,
     )
+
+
+def _open_software(settings: SigningSettings) -> SoftwareKeystore:
+    if settings.environment == "production":
+        raise KeystoreError("production keeps signing keys in a PKCS#11 token, never in files")
+    directory = settings.resolved_software_dir.resolve()
+    try:
+        keystore = SoftwareKeystore.open(directory, secret=settings.token_pin_secret, policy=_pin_policy(settings))
+    except TokenError as exc:
+        raise KeystoreError(str(exc)) from exc
+    # a logger bound now, not the module's (bound at its first use, perhaps to another stream):
+    # this line must reach whoever watches this start
+    structlog.get_logger("signing.keystore").warning(
+        "SIGNING KEYS ARE IN A SOFTWARE KEYSTORE (development only): no PKCS#11 token here, so keys are "
+        "encrypted files; production requires a token",
+        directory=str(directory),
+        token_module=settings.token_module,
+    )
+    return keystore
+
+
+def _open_token(settings: SigningSettings) -> SigningToken:
+    directory = settings.resolved_token_dir.resolve()
+    policy = _pin_policy(settings)
     tokens = directory / "tokens"
     fresh = settings.token_create and not (tokens.exists() and any(tokens.iterdir()))
     try:

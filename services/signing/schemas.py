@@ -65,6 +65,28 @@ class IssuedCertificateOut(CertificateOut):
     pin: str | None = Field(default=None, description="the generated PIN: shown this once, never stored in clear")
 
 
+class AgencySignerOut(BaseModel):
+    """A person who can sign for the agency: a usable certificate of theirs is in the keystore."""
+
+    user_id: str = Field(description="the gateway username")
+    full_name: str | None
+    position: str | None
+    certificates: list[str] = Field(description="serials (hex) of their usable certificates, newest first")
+
+
+class AgencySigningOut(BaseModel):
+    """What an agency can sign with: its seal(s) and the people with a certificate."""
+
+    organ_id: str
+    name: str | None = Field(description="the agency's name as its certificates carry it; null: none issued")
+    default_seal: str | None = Field(
+        description="serial of the seal a clerk's `kind=organisation` signature uses when none is named; "
+        "null: the agency has no usable seal"
+    )
+    seals: list[CertificateOut] = Field(description="the agency's organisation certificates, newest first")
+    signers: list[AgencySignerOut]
+
+
 class RevokeRequest(StrictModel):
     reason: RevocationReasonName = "unspecified"
 

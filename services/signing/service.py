@@ -21,12 +21,14 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
+from pyhanko.sign.signers import Signer
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import clock
 from shared.auth import Caller
 from shared.errors import Conflict, Forbidden, NotFound, ProblemError, Unprocessable
+from shared.events import Actor
 
 from . import pades
 from .events import CertificateIssued, CertificateRevoked, SignatureCompleted, SignatureFailed
@@ -35,7 +37,7 @@ from .models import Certificate, Signature, outbox
 from .pades import CertificateRevoked as CertificateRevokedError
 from .pades import SealNotOfYourAgency, SigningRefused, TokenLocked
 from .pki import PkiError, RevocationReason
-from .token import TokenError, TokenSigner
+from .token import TokenError
 
 
 class SigningProblem(ProblemError):
@@ -81,6 +83,7 @@ async def issue_certificate(
     agency: str,
     agency_name: str,
     issued_by: str,
+    actor: Actor,
     user_id: str | None = None,
     full_name: str | None = None,
     position: str | None = None,
@@ -140,6 +143,7 @@ async def issue_certificate(
             not_before=row.not_before,
             not_after=row.not_after,
             issued_by=issued_by,
+            actor=actor,
         ),
         subject=f"certificate:{row.serial}",
         agency=agency,
@@ -155,8 +159,9 @@ async def certificate_by_serial(session: AsyncSession, serial: str) -> Certifica
 
 
 async def revoke_certificate(
-    session: AsyncSession, keystore: Keystore, row: Certificate, *, reason: str, revoked_by: str
+    session: AsyncSession, keystore: Keystore, row: Certificate, *, reason: str, caller: Caller
 ) -> Certificate:
+    revoked_by = caller.sub
     if row.revoked_at is not None:
         raise Conflict(f"certificate {row.serial} was revoked at {row.revoked_at.isoformat()}")
     revocation = await asyncio.to_thread(keystore.revoke, int(row.serial, 16), reason=RevocationReason(reason))
@@ -175,6 +180,7 @@ async def revoke_certificate(
             reason=revocation.reason,
             revoked_at=row.revoked_at,
             revoked_by=revoked_by,
+            actor=Actor.of(caller),
         ),
         subject=f"certificate:{row.serial}",
         agency=row.agency,
@@ -243,13 +249,13 @@ class PinCache:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._salt = os.urandom(16)
-        self._entries: dict[str, tuple[bytes, float, TokenSigner]] = {}
+        self._entries: dict[str, tuple[bytes, float, Signer]] = {}
         self._lock = threading.Lock()
 
     def _tag(self, pin: str) -> bytes:
         return hmac.new(self._salt, pin.encode(), hashlib.sha256).digest()
 
-    def signer(self, keystore: Keystore, signer_id: str, pin: str) -> TokenSigner:
+    def signer(self, keystore: Keystore, signer_id: str, pin: str) -> Signer:
         tag = self._tag(pin)
         now = time.monotonic()
         with self._lock:
@@ -315,7 +321,7 @@ async def record_signature(
     )
     signature = Signature(**values)
     session.add(signature)
-    await _emit_completed(session, [values])
+    await _emit_completed(session, [values], actor=Actor.of(caller))
     return signature
 
 
@@ -348,7 +354,7 @@ async def record_signatures(
     ]
     if rows:
         await session.execute(insert(Signature), rows)
-    return await _emit_completed(session, rows)
+    return await _emit_completed(session, rows, actor=Actor.of(caller))
 
 
 def _signature_values(
@@ -378,11 +384,13 @@ def _signature_values(
     }
 
 
-async def _emit_completed(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[SignatureCompleted]:
+async def _emit_completed(
+    session: AsyncSession, rows: Sequence[dict[str, Any]], *, actor: Actor
+) -> list[SignatureCompleted]:
     """``signature.completed`` for each signature's row (as :func:`_signature_values` gives it),
     emitted together: a batch's hundred events cost one counter statement and one insert."""
     fields = [name for name in SignatureCompleted.model_fields if name != "actor"]  # the actor is not a column
-    events = [SignatureCompleted(**{name: values[name] for name in fields}) for values in rows]
+    events = [SignatureCompleted(actor=actor, **{name: values[name] for name in fields}) for values in rows]
     await outbox.emit_many(
         session,
         "signature.completed",
@@ -422,6 +430,7 @@ async def record_failure(
             status=problem.status,
             at=clock.now(),
             batch_id=batch_id,
+            actor=Actor.of(caller),
         ),
         subject=f"certificate:{serial}" if serial else f"signer:{caller.sub}",
         agency=agency,

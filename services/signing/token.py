@@ -19,8 +19,8 @@ Design:
 * SoftHSM reads ``SOFTHSM2_CONF`` when the library is loaded and python-pkcs11 loads the library
   once per process, so a process works with one token directory.
 
-:func:`development_signer_from_pkcs12` (an encrypted PKCS#12 file) exists for development
-machines without a token only.
+Machines without a PKCS#11 module (a laptop without SoftHSM2) keep keys in encrypted files
+instead, in development and demo only: ``softkeys.py``, behind the same :class:`KeyCustody`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import threading
 from dataclasses import asdict, dataclass
@@ -48,7 +49,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pyhanko.sign.attributes import SigningCertificateV2Provider
 from pyhanko.sign.general import as_signing_certificate_v2, get_pyca_cryptography_hash
 from pyhanko.sign.pkcs11 import PKCS11Signer
-from pyhanko.sign.signers import SimpleSigner
+from pyhanko.sign.signers import Signer, SimpleSigner
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps import TimeStamper
 
@@ -57,6 +58,7 @@ from .pades import LocalTimeStamper, TokenLocked, UnknownSigner, WrongPin
 
 __all__ = [
     "DEFAULT_MODULE",
+    "KeyCustody",
     "PinPolicy",
     "SignerRecord",
     "SigningToken",
@@ -112,8 +114,157 @@ _OPEN: dict[tuple[str, str], SigningToken] = {}
 _PROCESS_LOCK = threading.Lock()
 
 
-class SigningToken:
+class KeyCustody:
+    """Where the signers' keys are kept, and what every keeper does the same way: the register
+    of signers (``signers.json`` in its directory), the per-signer PINs and their lock, the
+    certificates. Subclasses keep the keys: :class:`SigningToken` in a PKCS#11 token,
+    :class:`services.signing.softkeys.SoftwareKeystore` in encrypted files (development only)."""
+
+    #: what /readyz and the start banner call this keeper
+    description: str = ""
+
+    def __init__(self, directory: Path, *, policy: PinPolicy) -> None:
+        self.directory = directory
+        self.policy = policy
+        self._lock = threading.RLock()
+        self._hasher = policy.hasher()
+        self._register_path = directory / "signers.json"
+        self._records: dict[str, SignerRecord] = {}
+        if self._register_path.exists():
+            raw = json.loads(self._register_path.read_text(encoding="utf-8"))
+            self._records = {k: SignerRecord(**v) for k, v in raw.items()}
+
+    # -- what a keeper of keys does ------------------------------------------------------------
+
+    def generate_key(self, signer_id: str, *, pin: str) -> rsa.RSAPublicKey:
+        """A new RSA-2048 key pair for a new signer, whose PIN is recorded; returns the public key
+        for the CA to certify."""
+        raise NotImplementedError
+
+    def public_key(self, signer_id: str) -> rsa.RSAPublicKey:
+        raise NotImplementedError
+
+    def signer(self, signer_id: str, *, pin: str) -> Signer:
+        """A pyHanko signer for this signer's key after checking the PIN. Reuse the returned
+        object for a batch: the PIN is checked once and the key is looked up once."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def attach_certificate(
+        self, signer_id: str, certificate: x509.Certificate, *, chain: list[x509.Certificate]
+    ) -> None:
+        """Record the signer's certificate (and the chain to embed in signatures)."""
+        record = self._record(signer_id)
+        if certificate.public_key() != self.public_key(signer_id):
+            raise TokenError("certificate does not match the signer's key")
+        self._store_certificate(record, certificate)
+        record.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+        record.chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain).decode()
+        self._save()
+
+    def _store_certificate(self, record: SignerRecord, certificate: x509.Certificate) -> None:
+        """Where the keeper keeps a certificate beside its key, if anywhere but the register."""
+
+    def certificate(self, signer_id: str) -> x509.Certificate:
+        record = self._record(signer_id)
+        if record.certificate_pem is None:
+            raise TokenError(f"signer {signer_id!r} has no certificate yet")
+        return x509.load_pem_x509_certificate(record.certificate_pem.encode())
+
+    def signer_ids(self) -> list[str]:
+        return sorted(self._records)
+
+    def record(self, signer_id: str) -> SignerRecord:
+        """A copy of the signer's register line (PIN hash included; never show it to users)."""
+        return SignerRecord(**asdict(self._record(signer_id)))
+
+    def _new_record(self, signer_id: str, key_id: str, pin: str) -> None:
+        self._records[signer_id] = SignerRecord(signer_id=signer_id, key_id=key_id, pin_hash=self._hasher.hash(pin))
+        self._save()
+
+    def _certified(self, signer_id: str) -> tuple[SignerRecord, asn1_x509.Certificate, list[asn1_x509.Certificate]]:
+        record = self._record(signer_id)
+        if record.certificate_pem is None or record.chain_pem is None:
+            raise TokenError(f"signer {signer_id!r} has no certificate yet")
+        cert = _to_asn1(x509.load_pem_x509_certificate(record.certificate_pem.encode()))
+        chain = [_to_asn1(c) for c in x509.load_pem_x509_certificates(record.chain_pem.encode())]
+        return record, cert, chain
+
+    # -- PINs ------------------------------------------------------------------------------
+
+    def verify_pin(self, signer_id: str, pin: str) -> None:
+        """Check a signer's PIN, counting failures; raises :class:`WrongPin` or
+        :class:`TokenLocked`."""
+        with self._lock:
+            record = self._record(signer_id)
+            if record.locked:
+                raise TokenLocked(f"signer {signer_id!r} is locked after too many wrong PINs")
+            try:
+                self._hasher.verify(record.pin_hash, pin)
+            except (VerificationError, InvalidHashError):
+                record.failed_attempts += 1
+                left = self.policy.max_attempts - record.failed_attempts
+                if left <= 0:
+                    record.locked = True
+                    self._save()
+                    raise TokenLocked(
+                        f"signer {signer_id!r} is now locked after {record.failed_attempts} wrong PINs"
+                    ) from None
+                self._save()
+                raise WrongPin(f"wrong PIN, {left} attempt(s) left", attempts_left=left) from None
+            if record.failed_attempts:
+                record.failed_attempts = 0
+                self._save()
+
+    def change_pin(self, signer_id: str, *, old_pin: str, new_pin: str) -> None:
+        self.verify_pin(signer_id, old_pin)
+        self._check_pin_shape(new_pin)
+        with self._lock:
+            self._record(signer_id).pin_hash = self._hasher.hash(new_pin)
+            self._save()
+
+    def reset_pin(self, signer_id: str, *, new_pin: str) -> None:
+        """Administrator's reset: a new PIN, counter cleared, lock lifted."""
+        self._check_pin_shape(new_pin)
+        with self._lock:
+            record = self._record(signer_id)
+            record.pin_hash = self._hasher.hash(new_pin)
+            record.failed_attempts = 0
+            record.locked = False
+            self._save()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _record(self, signer_id: str) -> SignerRecord:
+        try:
+            return self._records[signer_id]
+        except KeyError:
+            raise UnknownSigner(f"no signer {signer_id!r} here") from None
+
+    def _check_pin_shape(self, pin: str) -> None:
+        if len(pin) < self.policy.min_length:
+            raise TokenError(f"a PIN needs at least {self.policy.min_length} characters")
+
+    def _save(self) -> None:
+        with self._lock:
+            tmp = self._register_path.with_suffix(".json.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(
+                    {k: asdict(v) for k, v in self._records.items()},
+                    fh,
+                    ensure_ascii=False,
+                    indent=1,
+                )
+            tmp.replace(self._register_path)
+
+
+class SigningToken(KeyCustody):
     """The deployment's token: one logged-in session shared by all signers, under a lock."""
+
+    description = "pkcs11"
 
     def __init__(
         self,
@@ -122,18 +273,10 @@ class SigningToken:
         *,
         policy: PinPolicy,
     ) -> None:
-        self.directory = directory
-        self.policy = policy
+        super().__init__(directory, policy=policy)
         self._session = session
-        self._lock = threading.RLock()
-        self._hasher = policy.hasher()
         self._opened = 1
         self._key: tuple[str, str] = (str(directory), "")
-        self._register_path = directory / "signers.json"
-        self._records: dict[str, SignerRecord] = {}
-        if self._register_path.exists():
-            raw = json.loads(self._register_path.read_text(encoding="utf-8"))
-            self._records = {k: SignerRecord(**v) for k, v in raw.items()}
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -162,6 +305,8 @@ class SigningToken:
             encoding="utf-8",
         )
         env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
+        if shutil.which("softhsm2-util", path=env.get("PATH")) is None:
+            raise TokenError("softhsm2-util is not installed: cannot create a SoftHSM2 token")
         result = subprocess.run(
             [
                 "softhsm2-util",
@@ -216,6 +361,8 @@ class SigningToken:
                     os.environ["SOFTHSM2_CONF"] = str(conf)
                     pkcs11._lib.reinitialize()
                 os.environ["SOFTHSM2_CONF"] = str(conf)
+            if not Path(module).is_file():
+                raise TokenError(f"no PKCS#11 module at {module}")
             lib = pkcs11.lib(module)
             try:
                 token = lib.get_token(token_label=label)
@@ -241,8 +388,7 @@ class SigningToken:
     # -- signers ---------------------------------------------------------------------------
 
     def generate_key(self, signer_id: str, *, pin: str) -> rsa.RSAPublicKey:
-        """Generate an RSA-2048 key pair inside the token for a new signer and record the
-        signer's PIN; returns the public key for the CA to certify."""
+        # generated inside the token: the private key never exists outside it
         if signer_id in self._records:
             raise TokenError(f"signer {signer_id!r} already has a key")
         self._check_pin_shape(pin)
@@ -265,10 +411,7 @@ class SigningToken:
                 },
             )
             modulus, exponent = public[Attribute.MODULUS], public[Attribute.PUBLIC_EXPONENT]
-        self._records[signer_id] = SignerRecord(
-            signer_id=signer_id, key_id=key_id.hex(), pin_hash=self._hasher.hash(pin)
-        )
-        self._save()
+        self._new_record(signer_id, key_id.hex(), pin)
         return rsa.RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(modulus, "big")).public_key()
 
     def public_key(self, signer_id: str) -> rsa.RSAPublicKey:
@@ -278,13 +421,8 @@ class SigningToken:
             modulus, exponent = obj[Attribute.MODULUS], obj[Attribute.PUBLIC_EXPONENT]
         return rsa.RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(modulus, "big")).public_key()
 
-    def attach_certificate(
-        self, signer_id: str, certificate: x509.Certificate, *, chain: list[x509.Certificate]
-    ) -> None:
-        """Store the signer's certificate in the token (next to its key) and the register."""
-        record = self._record(signer_id)
-        if certificate.public_key() != self.public_key(signer_id):
-            raise TokenError("certificate does not match the signer's key")
+    def _store_certificate(self, record: SignerRecord, certificate: x509.Certificate) -> None:
+        # beside its key in the token, where a PKCS#11 application expects it
         encoded = certificate.public_bytes(serialization.Encoding.DER)
         serial = asn1_x509.Certificate.load(encoded)["tbs_certificate"]["serial_number"].dump()
         with self._lock:
@@ -298,84 +436,19 @@ class SigningToken:
                     Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
                     Attribute.TOKEN: True,
                     Attribute.ID: bytes.fromhex(record.key_id),
-                    Attribute.LABEL: signer_id,
+                    Attribute.LABEL: record.signer_id,
                     Attribute.SUBJECT: certificate.subject.public_bytes(),
                     Attribute.ISSUER: certificate.issuer.public_bytes(),
                     Attribute.SERIAL_NUMBER: serial,
                     Attribute.VALUE: encoded,
                 }
             )
-        record.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
-        record.chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain).decode()
-        self._save()
-
-    def certificate(self, signer_id: str) -> x509.Certificate:
-        record = self._record(signer_id)
-        if record.certificate_pem is None:
-            raise TokenError(f"signer {signer_id!r} has no certificate yet")
-        return x509.load_pem_x509_certificate(record.certificate_pem.encode())
-
-    def signer_ids(self) -> list[str]:
-        return sorted(self._records)
-
-    def record(self, signer_id: str) -> SignerRecord:
-        """A copy of the signer's register line (PIN hash included; never show it to users)."""
-        return SignerRecord(**asdict(self._record(signer_id)))
-
-    # -- PINs ------------------------------------------------------------------------------
-
-    def verify_pin(self, signer_id: str, pin: str) -> None:
-        """Check a signer's PIN, counting failures; raises :class:`WrongPin` or
-        :class:`TokenLocked`."""
-        with self._lock:
-            record = self._record(signer_id)
-            if record.locked:
-                raise TokenLocked(f"signer {signer_id!r} is locked after too many wrong PINs")
-            try:
-                self._hasher.verify(record.pin_hash, pin)
-            except (VerificationError, InvalidHashError):
-                record.failed_attempts += 1
-                left = self.policy.max_attempts - record.failed_attempts
-                if left <= 0:
-                    record.locked = True
-                    self._save()
-                    raise TokenLocked(
-                        f"signer {signer_id!r} is now locked after {record.failed_attempts} wrong PINs"
-                    ) from None
-                self._save()
-                raise WrongPin(f"wrong PIN, {left} attempt(s) left", attempts_left=left) from None
-            if record.failed_attempts:
-                record.failed_attempts = 0
-                self._save()
-
-    def change_pin(self, signer_id: str, *, old_pin: str, new_pin: str) -> None:
-        self.verify_pin(signer_id, old_pin)
-        self._check_pin_shape(new_pin)
-        with self._lock:
-            self._record(signer_id).pin_hash = self._hasher.hash(new_pin)
-            self._save()
-
-    def reset_pin(self, signer_id: str, *, new_pin: str) -> None:
-        """Administrator's reset: a new PIN, counter cleared, lock lifted."""
-        self._check_pin_shape(new_pin)
-        with self._lock:
-            record = self._record(signer_id)
-            record.pin_hash = self._hasher.hash(new_pin)
-            record.failed_attempts = 0
-            record.locked = False
-            self._save()
 
     # -- signing ---------------------------------------------------------------------------
 
     def signer(self, signer_id: str, *, pin: str) -> TokenSigner:
-        """A pyHanko signer for this signer's key after checking the PIN. Reuse the returned
-        object for a batch: the PIN is checked once and the key handle is looked up once."""
         self.verify_pin(signer_id, pin)
-        record = self._record(signer_id)
-        if record.certificate_pem is None or record.chain_pem is None:
-            raise TokenError(f"signer {signer_id!r} has no certificate yet")
-        cert = _to_asn1(x509.load_pem_x509_certificate(record.certificate_pem.encode()))
-        chain = [_to_asn1(c) for c in x509.load_pem_x509_certificates(record.chain_pem.encode())]
+        record, cert, chain = self._certified(signer_id)
         signer = TokenSigner(self, key_id=bytes.fromhex(record.key_id), signing_cert=cert, ca_chain=chain)
         with self._lock:
             signer._load_objects()
@@ -388,31 +461,6 @@ class SigningToken:
     @property
     def session(self) -> Any:
         return self._session
-
-    # -- internals -------------------------------------------------------------------------
-
-    def _record(self, signer_id: str) -> SignerRecord:
-        try:
-            return self._records[signer_id]
-        except KeyError:
-            raise UnknownSigner(f"no signer {signer_id!r} in this token") from None
-
-    def _check_pin_shape(self, pin: str) -> None:
-        if len(pin) < self.policy.min_length:
-            raise TokenError(f"a PIN needs at least {self.policy.min_length} characters")
-
-    def _save(self) -> None:
-        with self._lock:
-            tmp = self._register_path.with_suffix(".json.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(
-                    {k: asdict(v) for k, v in self._records.items()},
-                    fh,
-                    ensure_ascii=False,
-                    indent=1,
-                )
-            tmp.replace(self._register_path)
 
 
 class TokenSigner(PKCS11Signer):

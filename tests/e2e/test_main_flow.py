@@ -212,7 +212,7 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
             numbered = ok(
                 await api.post(
                     "/api/signing/fill-number",
-                    params={"number": number["code"]},
+                    params={"document": doc_id},
                     content=signed,
                     headers={**who["clerk"], "Content-Type": "application/pdf"},
                 )

@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from services.signing.app import create_app
 from services.signing.config import get_settings
 from services.signing.models import Signature, outbox
+from services.signing.pades import fill_number_field
 from services.signing.schemas import BatchItemOut, BatchOut
 from shared.bus.memory import InProcessBroker
 from shared.events import CloudEvent
@@ -258,18 +259,12 @@ async def test_issue_sign_number_seal_verify_and_three_checkers(api: Api, draft:
     person = await api.client.post("/sign", content=draft, headers=api.signing("chu-tich-moi", "leader", "246810"))
     assert person.status_code == 200, person.text
     assert person.headers["X-Certificate-Serial"] == leader["serial"]
-    numbered = await api.client.post(
-        "/fill-number",
-        params={"number": NUMBER},
-        content=person.content,
-        headers={**api.auth("van-thu", "clerk"), **PDF},
-    )
-    assert numbered.status_code == 200, numbered.text
-    assert numbered.content.startswith(person.content)  # incremental: the signed bytes untouched
+    # the clerk's number (the endpoint asks the document part for it: tests of the whole suite)
+    numbered = fill_number_field(person.content, number_text=NUMBER)
     sealed = await api.client.post(
         "/sign",
         params={"kind": "organisation", "certificate": seal["serial"]},
-        content=numbered.content,
+        content=numbered,
         headers=api.signing("van-thu", "clerk", seal["pin"]),
     )
     assert sealed.status_code == 200, sealed.text
@@ -363,16 +358,11 @@ async def test_wrong_pins_are_limited_and_an_admin_unlocks(api: Api, draft: byte
 async def test_roles_and_another_agencys_seal_are_refused(api: Api, draft: bytes) -> None:
     other_seal = await api.issue(kind="organisation", agency=OTHER, agency_name=OTHER_NAME, pin="112233")
     leader_signed = await api.client.post("/sign", content=draft, headers=api.signing("leader", "leader", DEMO_PIN))
-    numbered = await api.client.post(
-        "/fill-number",
-        params={"number": "16/QĐ-UBND"},
-        content=leader_signed.content,
-        headers={**api.auth("van-thu", "clerk"), **PDF},
-    )
+    numbered = fill_number_field(leader_signed.content, number_text="16/QĐ-UBND")
     r = await api.client.post(
         "/sign",
         params={"kind": "organisation", "certificate": other_seal["serial"]},
-        content=numbered.content,
+        content=numbered,
         headers=api.signing("van-thu", "clerk", "112233"),
     )
     assert r.status_code == 403 and r.json()["code"] == "seal_not_of_your_agency"
@@ -383,7 +373,7 @@ async def test_roles_and_another_agencys_seal_are_refused(api: Api, draft: bytes
     r = await api.client.post(
         "/sign",
         params={"kind": "organisation"},
-        content=numbered.content,
+        content=numbered,
         headers=api.signing("leader", "leader", DEMO_PIN),
     )
     assert r.status_code == 403
@@ -475,3 +465,55 @@ async def test_a_leader_signs_a_batch_of_100(api: Api, draft: bytes) -> None:
     too_many = [("files", (f"{i}.pdf", b"%PDF-1.4", "application/pdf")) for i in range(101)]
     r = await api.client.post("/sign/batch", files=too_many, headers=headers)
     assert r.status_code == 422
+
+
+async def test_every_signing_event_names_its_actor(api: Api, draft: bytes) -> None:
+    issued = await api.issue_leader("nguoi-ky-thu", name="Lò Văn Thử")
+    revoked = await api.client.post(
+        f"/certificates/{issued['serial']}/revoke", json={"reason": "superseded"}, headers=api.auth("quan-tri", "admin")
+    )
+    assert revoked.status_code == 200, revoked.text
+    signed = await api.client.post("/sign", content=draft, headers=api.signing("leader", "leader", DEMO_PIN))
+    assert signed.status_code == 200, signed.text
+    refused = await api.client.post(
+        "/sign", content=b"%PDF-1.7 nothing", headers=api.signing("leader", "leader", DEMO_PIN)
+    )
+    assert refused.status_code >= 400
+    events = [
+        e
+        for key in ("certificate.issued", "certificate.revoked", "signature.completed", "signature.failed")
+        for e in await api.events(key)
+    ]
+    assert {e.type for e in events} == {
+        "vn.lienthong.certificate.issued.v1",
+        "vn.lienthong.certificate.revoked.v1",
+        "vn.lienthong.signature.completed.v1",
+        "vn.lienthong.signature.failed.v1",
+    }
+    for event in events:
+        actor = event.data["actor"]
+        if event.data.get("issued_by") == "demo-seed":
+            assert actor["kind"] == "system" and "demo seed" in actor["reason"], event.data
+        else:
+            assert actor["kind"] == "user" and actor["sub"] and actor["roles"], (event.type, event.data)
+    completed = [e.data for e in events if e.type.endswith("signature.completed.v1")]
+    assert any(d["actor"]["sub"] == d["signer"] == "leader" and d["actor"]["roles"] == ["leader"] for d in completed)
+    revoked = [e.data for e in events if e.type.endswith("certificate.revoked.v1")]
+    assert all(d["actor"]["sub"] == d["revoked_by"] for d in revoked)
+
+
+async def test_openapi_documents_the_pin_header_wherever_a_pin_is_needed(api: Api) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    needing = {}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "header" and parameter["name"].lower() == "x-signing-pin":
+                    needing[(method, path)] = parameter
+    assert set(needing) == {("post", "/sign"), ("post", "/sign/batch")}
+    for parameter in needing.values():
+        assert parameter["required"] is True
+        assert "123456" in parameter["description"] and "lock" in parameter["description"]
+    fill = document["paths"]["/fill-number"]["post"]
+    params = {p["name"]: p for p in fill["parameters"]}
+    assert params["document"]["required"] is True and not params["number"].get("required")
