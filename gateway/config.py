@@ -47,7 +47,14 @@ class GatewaySettings(Settings):
     # below uvicorn's default keep-alive (5 s), so the pool never reuses a socket the part is closing
     upstream_keepalive_seconds: float = 4.0
     breaker_failures: int = Field(default=5, ge=1, description="consecutive failures that open a part's circuit")
-    breaker_open_seconds: float = Field(default=10.0, description="how long an open circuit answers 503 at once")
+    breaker_probe_seconds: float = Field(
+        default=0.5, gt=0, description="first wait before an open circuit lets one trial request through"
+    )
+    breaker_open_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="longest wait between trials of an open circuit (the waits double from breaker_probe_seconds)",
+    )
     openapi_refresh_seconds: float = Field(
         default=300.0, description="how often the parts' OpenAPI documents (route table) are re-read"
     )
@@ -88,6 +95,11 @@ class GatewaySettings(Settings):
         default_factory=list,
         description="CIDRs of load balancers in front of the gateway whose X-Forwarded-For is believed",
     )
+    operator_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="CIDRs whose callers reach the gateway's own /readyz and /metrics without a token "
+        "(probes, scrapers); anyone else needs an admin or auditor token",
+    )
     rate_limit_store: Literal["memory", "database"] = Field(
         default="memory",
         description="memory: per process (embedded mode); database: shared by every gateway replica "
@@ -101,8 +113,13 @@ class GatewaySettings(Settings):
         description="per client address on public (unauthenticated) routes",
     )
     rate_routes: dict[str, RateRule] = Field(
-        default_factory=lambda: {"POST /api/auth/token": RateRule(rate=0.2, burst=10)},
-        description='per client and route, "METHOD /api/part/template" → rule',
+        default_factory=lambda: {
+            "POST /api/auth/token": RateRule(rate=0.2, burst=10),
+            # guessing a receipt's secret: 30 tries a minute per client address
+            "GET /api/intake/lookup": RateRule(rate=0.5, burst=30),
+        },
+        description='per client and route, "METHOD /api/part/template" → rule (a client is its token\'s '
+        "subject, or without a token its real address: see trusted_proxies)",
     )
     access_flush_seconds: float = Field(default=0.5, description="how often access records are written")
     access_batch: int = 500

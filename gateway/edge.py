@@ -31,6 +31,10 @@ OWN_PREFIX = "auth"
 # Paths outside /api the gateway answers itself; every other one is the console's page.
 OWN_PATHS = frozenset({"/docs", "/openapi.json", "/healthz", "/readyz", "/metrics"})
 OWN_PATH_PREFIXES = ("/docs/",)
+# the gateway's own readiness and metrics: probes and scrapers from the operator networks, or
+# an admin or auditor (the parts' are behind /api/<part>/…, whose route table says the same)
+OPERATOR_PATHS = frozenset({"/readyz", "/metrics"})
+OPERATORS = frozenset({"admin", "auditor"})
 CSP_API = b"default-src 'none'; frame-ancestors 'none'"
 # Swagger UI's page loads its (local) script and styles and runs an inline bootstrap.
 CSP_DOCS = (
@@ -66,6 +70,7 @@ class Edge:
         self.settings = settings
         self.api_headers, self.docs_headers = security_headers(settings)
         self.trusted = [ipaddress.ip_network(c, strict=False) for c in settings.trusted_proxies]
+        self.operator_networks = [ipaddress.ip_network(c, strict=False) for c in settings.operator_networks]
         self.parts = frozenset(SERVICES) | {OWN_PREFIX}
         self.page_headers = page_headers(settings)
         self.console = CONSOLE in settings.upstreams
@@ -78,6 +83,8 @@ class Edge:
         if not path.startswith("/api/"):
             if path in OWN_PATHS or path.startswith(OWN_PATH_PREFIXES) or not self.console:
                 extra = self.docs_headers if path == "/docs" else self.api_headers
+                if path in OPERATOR_PATHS and not await self._operator(scope, receive, _adding(send, extra)):
+                    return
                 await self.app(scope, receive, _adding(send, extra))
             else:
                 await self._page(scope, receive, send, path)
@@ -313,6 +320,33 @@ class Edge:
                     except ValueError:
                         return ip
         return ip
+
+    async def _operator(self, scope: dict[str, Any], receive: Any, send: Any) -> bool:
+        """May this caller read the gateway's readiness and metrics? Callers from the operator
+        networks (probes, scrapers) may; anyone else needs an admin or auditor token. Answers
+        the refusal itself."""
+        client_ip = self._client_ip(scope)
+        try:
+            if client_ip is not None and any(ipaddress.ip_address(client_ip) in n for n in self.operator_networks):
+                return True
+        except ValueError:
+            pass
+        caller, error = await self._authenticate(scope, scope["app"].state.runtime.verifier)
+        if error is None and caller is None:
+            error = Unauthorized("a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        if error is not None:
+            response = problem_response(
+                Request(scope, receive), status=error.status, code=error.code, title=error.title,
+                detail=error.detail, headers=error.headers,
+            )
+            await response(scope, receive, send)
+            return False
+        assert caller is not None
+        if caller.roles & (OPERATORS | {"service"}):
+            return True
+        detail = f"this needs one of the roles: {', '.join(sorted(OPERATORS))}"
+        await self._problem(scope, receive, send, 403, "forbidden", "Not allowed", detail)
+        return False
 
     def _default_limit(self, part: str) -> int:
         return self.settings.max_json_body_bytes if part == OWN_PREFIX else self.settings.max_upload_bytes

@@ -154,6 +154,10 @@ def _operation_item(part: str, item: dict[str, Any]) -> dict[str, Any]:
             continue
         if part != "gateway" and "operationId" in operation:
             operation["operationId"] = f"{part}_{operation['operationId']}"
+        # a part's own port may answer anyone (probes, scrapers) where the gateway must not
+        gateway_roles = operation.pop("x-gateway-roles", None)
+        if gateway_roles:
+            operation["x-roles"] = sorted(gateway_roles)
         roles = operation.get("x-roles") or []
         if "public" in roles:
             operation.pop("security", None)

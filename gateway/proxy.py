@@ -14,8 +14,9 @@ may still be working on it).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,13 +92,21 @@ class ClientGone(Exception):
 
 @dataclass
 class Breaker:
-    """Closed → (``failures`` in a row) → open for ``open_seconds`` → half-open: one trial
-    request; its success closes the circuit, its failure opens it again."""
+    """Closed → (``failures`` in a row) → open → half-open: one trial request; its success
+    closes the circuit, its failure opens it again for twice as long.
+
+    The first trial comes ``first_probe`` seconds after the circuit opens, then the waits double
+    up to ``max_open``: a part back after a short outage gets traffic again within about the
+    outage's length, while a part that stays down is tried ever more rarely. ``clock`` is
+    injectable so the schedule can be tested without sleeping."""
 
     failures: int
-    open_seconds: float
+    max_open: float
+    first_probe: float = 0.5
+    clock: Callable[[], float] = time.monotonic
     consecutive: int = 0
     opened_at: float | None = None
+    open_for: float = 0.0
     trial_running: bool = False
     state: str = field(default="closed")
 
@@ -106,7 +115,7 @@ class Breaker:
             return True
         if self.state == "open":
             assert self.opened_at is not None
-            if time.monotonic() - self.opened_at < self.open_seconds:
+            if self.clock() - self.opened_at < self.open_for:
                 return False
             self.state = "half_open"
         if self.trial_running:
@@ -117,22 +126,27 @@ class Breaker:
     def retry_after(self) -> int:
         if self.opened_at is None:
             return 1
-        return max(1, int(self.open_seconds - (time.monotonic() - self.opened_at)) + 1)
+        return max(1, math.ceil(self.open_for - (self.clock() - self.opened_at)))
 
     def success(self) -> None:
         self.consecutive = 0
         self.trial_running = False
         if self.state != "closed":
             log.info("circuit_closed")
-        self.state, self.opened_at = "closed", None
+        self.state, self.opened_at, self.open_for = "closed", None, 0.0
 
     def failure(self) -> None:
         self.trial_running = False
         self.consecutive += 1
-        if self.state == "half_open" or self.consecutive >= self.failures:
-            if self.state != "open":
-                log.warning("circuit_opened", failures=self.consecutive)
-            self.state, self.opened_at = "open", time.monotonic()
+        if self.state == "half_open":
+            # the trial failed: back off, counted from this failure
+            self.open_for = min(max(self.open_for, self.first_probe) * 2, self.max_open)
+            self.state, self.opened_at = "open", self.clock()
+            log.info("circuit_still_open", next_trial_in=self.open_for)
+        elif self.state == "closed" and self.consecutive >= self.failures:
+            self.open_for = min(self.first_probe, self.max_open)
+            self.state, self.opened_at = "open", self.clock()
+            log.warning("circuit_opened", failures=self.consecutive, next_trial_in=self.open_for)
 
     def release_trial(self) -> None:
         """A trial that ended without telling health either way (e.g. the client left)."""
@@ -158,7 +172,9 @@ class Upstreams:
                 connect=settings.upstream_connect_timeout_seconds,
                 sock_read=settings.timeout_for(part),
             )
-            self.breakers[part] = Breaker(settings.breaker_failures, settings.breaker_open_seconds)
+            self.breakers[part] = Breaker(
+                settings.breaker_failures, settings.breaker_open_seconds, first_probe=settings.breaker_probe_seconds
+            )
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(

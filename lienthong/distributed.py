@@ -1,7 +1,8 @@
 """Distributed mode: each part its own process, PostgreSQL and RabbitMQ from the environment.
 
-``up`` starts every part as a child process and stops them all on Ctrl-C (or when one dies);
-in production each part runs under its orchestrator with ``serve PART`` instead.
+``up`` starts every part as a child process, starts a part that dies again (with backoff, and
+says so), and stops them all on Ctrl-C or SIGTERM; in production each part runs under its
+orchestrator with ``serve PART`` instead.
 """
 
 from __future__ import annotations
@@ -48,11 +49,19 @@ def migrate(part: str | None) -> int:
     return 0
 
 
-def up() -> int:
-    children = {
-        part: subprocess.Popen([sys.executable, "-m", "lienthong", "serve", part], env=os.environ.copy())
-        for part in PARTS
-    }
+def up(*, first_delay: float = 1.0, max_delay: float = 30.0, steady_after: float = 60.0) -> int:
+    """Every part as a child process; a part that dies is started again after a pause that
+    doubles while it keeps dying (``first_delay`` up to ``max_delay``; back to the start once it
+    has run ``steady_after`` seconds). Only Ctrl-C or SIGTERM stops them all."""
+    started: dict[str, float] = {}
+    delays: dict[str, float] = {}
+    restart_at: dict[str, float] = {}
+
+    def start(part: str) -> subprocess.Popen[bytes]:
+        started[part] = time.monotonic()
+        return subprocess.Popen([sys.executable, "-m", "lienthong", "serve", part], env=os.environ.copy())
+
+    children = {part: start(part) for part in PARTS}
     stopping = False
 
     def stop(*_: object) -> None:
@@ -62,13 +71,28 @@ def up() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     print("lienthong distributed mode: " + ", ".join(f"{p} (pid {c.pid})" for p, c in children.items()), flush=True)
-    code = 0
     while not stopping:
+        now = time.monotonic()
         for part, child in children.items():
-            if child.poll() is not None:
-                print(f"{part} exited with {child.returncode}; stopping the others", file=sys.stderr)
-                stopping, code = True, 1
-        time.sleep(0.5)
+            if part in restart_at:
+                if now >= restart_at[part]:
+                    del restart_at[part]
+                    children[part] = start(part)
+                    print(f"{part} restarted (pid {children[part].pid})", file=sys.stderr, flush=True)
+                continue
+            if child.poll() is None:
+                continue
+            ran = now - started[part]
+            delay = first_delay if ran >= steady_after else min(delays.get(part, first_delay / 2) * 2, max_delay)
+            delays[part] = delay
+            restart_at[part] = now + delay
+            print(
+                f"{part} (pid {child.pid}) exited with {child.returncode} after {ran:.0f} s; "
+                f"restarting it in {delay:g} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        time.sleep(0.2)
     for child in children.values():
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -77,4 +101,4 @@ def up() -> int:
             child.wait(timeout=15)
         except subprocess.TimeoutExpired:
             child.kill()
-    return code
+    return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,20 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import MetaData
 
 from shared.aio import stop_tasks
-from shared.auth import KeySource, TokenVerifier, jwks_from_url
-from shared.bus import Broker
+from shared.auth import KeySource, TokenVerifier, allow, jwks_from_url
+from shared.bus import Broker, dead_letter_queue
 from shared.bus.amqp import AmqpBroker
 from shared.bus.memory import InProcessBroker
 from shared.db import Database
-from shared.errors import install_error_handlers
+from shared.errors import NotFound, ServiceUnavailable, install_error_handlers, problem_responses
 from shared.http import BodyLimitMiddleware, MetricsMiddleware, StrictRoute
 from shared.inbox import Consumer
 from shared.logging import RequestIdMiddleware, configure_logging
+from shared.metrics import DEAD_LETTERS
 from shared.migrations import upgrade_async
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import Settings
@@ -167,6 +170,8 @@ def create_service_app(
     install_error_handlers(app)
     app.include_router(health_router(definition))
     install_offline_docs(app)
+    if definition.consumers:
+        app.include_router(dead_letter_router())
     for router in definition.routers:
         app.include_router(router)
     # outermost first: request id for everything, then metrics, then the body limit
@@ -240,17 +245,43 @@ async def _forever(job: Callable[[ServiceRuntime], Awaitable[None]], runtime: Se
             await asyncio.sleep(2.0)
 
 
+# Operators scrape readiness and metrics at each part's own port; through the gateway they are
+# an admin's or auditor's business (the gateway reads this extension as the route's roles).
+GATEWAY_ROLES = "x-gateway-roles"
+OPERATORS = ["admin", "auditor"]
+
+
+async def dead_letter_depths(runtime: ServiceRuntime) -> dict[str, int]:
+    """Messages waiting in each of this part's dead-letter queues; also set as metrics."""
+    if not runtime.consumers:
+        return {}
+    depths = await asyncio.wait_for(runtime.broker.queue_depths([c.name for c in runtime.consumers]), 3)
+    dead = {}
+    for consumer in runtime.consumers:
+        queue = dead_letter_queue(consumer.name)
+        dead[queue] = depths.get(queue, 0)
+        DEAD_LETTERS.labels(queue).set(dead[queue])
+    return dead
+
+
 def health_router(definition: ServiceDefinition) -> APIRouter:
     router = APIRouter(tags=["health"], route_class=StrictRoute)
+    operators = {"x-roles": ["public"], GATEWAY_ROLES: OPERATORS}
 
     @router.get("/healthz", openapi_extra={"x-roles": ["public"]})
     async def healthz() -> dict[str, str]:
         """Alive: the process answers."""
         return {"status": "ok", "service": definition.name}
 
-    @router.get("/readyz", openapi_extra={"x-roles": ["public"]}, responses={503: {"description": "not ready"}})
+    @router.get(
+        "/readyz",
+        openapi_extra=operators,
+        responses={503: {"description": "not ready: the body's checks say why"}},
+    )
     async def readyz(request: Request, response: Response) -> dict[str, Any]:
-        """Ready: database reachable, broker connected, consumers attached (503 otherwise)."""
+        """Ready: database reachable (503 otherwise). ``degraded`` (still 200, still taking
+        writes into the outbox): broker away, a consumer detached, or dead letters waiting.
+        Open on the part's own port (probes, scrapers); through the gateway admin or auditor."""
         runtime: ServiceRuntime = request.app.state.runtime
         checks: dict[str, Any] = {}
         ok = True
@@ -265,8 +296,18 @@ def health_router(definition: ServiceDefinition) -> APIRouter:
         expected = {c.name for c in runtime.consumers}
         checks["consumers"] = {name: ("attached" if attached.get(name) else "detached") for name in expected}
         degraded = checks["broker"] != "ok" or any(v != "attached" for v in checks["consumers"].values())
-        if runtime.relay:
-            checks["outbox_pending"] = await runtime.relay.pending()
+        if runtime.consumers:
+            try:
+                checks["dead_letters"] = await dead_letter_depths(runtime)
+                degraded = degraded or any(checks["dead_letters"].values())
+            except Exception as exc:
+                checks["dead_letters"] = f"unknown: {type(exc).__name__}"
+                degraded = True
+        if runtime.relay and ok:
+            try:
+                checks["outbox_pending"] = await asyncio.wait_for(runtime.relay.pending(), 3)
+            except Exception as exc:
+                checks["outbox_pending"] = f"unknown: {type(exc).__name__}"
         for name, check in definition.readiness_checks.items():
             try:
                 checks[name] = await check(runtime)
@@ -279,9 +320,126 @@ def health_router(definition: ServiceDefinition) -> APIRouter:
             response.status_code = 503
         return {"status": status, "service": definition.name, "checks": checks}
 
-    @router.get("/metrics", openapi_extra={"x-roles": ["public"]}, response_class=Response)
-    async def metrics() -> Response:
-        """Prometheus text format."""
+    @router.get("/metrics", openapi_extra=operators, response_class=Response)
+    async def metrics(request: Request) -> Response:
+        """Prometheus text format. Open on the part's own port; through the gateway admin or auditor."""
+        runtime: ServiceRuntime | None = getattr(request.app.state, "runtime", None)
+        if runtime is not None and runtime.consumers and runtime.broker.connected:
+            with contextlib.suppress(Exception):  # the broker may be reconnecting: last values stand
+                await dead_letter_depths(runtime)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+class DeadLetterOut(BaseModel):
+    queue: str = Field(description="the consumer's queue the letter came from")
+    message_id: str | None = Field(description="the event's id")
+    routing_key: str
+    reason: str = Field(description="why it was dead-lettered: delivery_limit, rejected (a poison event), …")
+    deliveries: int
+    event: Any = Field(description="the CloudEvent as it was published (text if it is not JSON)")
+
+
+class DeadLetters(BaseModel):
+    depths: dict[str, int] = Field(description="messages waiting per dead-letter queue")
+    letters: list[DeadLetterOut] = Field(description="the first letters of each queue, oldest first")
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str | None = Field(default=None, description="one consumer's queue; default: every one of this part")
+    message_ids: list[str] | None = Field(
+        default=None, max_length=1000, description="replay only these events; default: every dead letter"
+    )
+
+
+class Replayed(BaseModel):
+    replayed: dict[str, int] = Field(description="letters put back per consumer queue")
+
+
+class UnknownQueue(NotFound):
+    code, title = "unknown_queue", "This part has no consumer queue of that name"
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    code, title = "broker_unavailable", "The broker is not connected; try again shortly"
+
+
+def dead_letter_router() -> APIRouter:
+    """Looking at and replaying this part's dead letters: an admin's repair tool."""
+    router = APIRouter(tags=["dead letters"], route_class=StrictRoute)
+
+    def queues_of(runtime: ServiceRuntime, queue: str | None) -> list[str]:
+        names = [c.name for c in runtime.consumers]
+        if queue is None:
+            return names
+        if queue not in names:
+            raise UnknownQueue(f"{queue!r} is not one of {', '.join(names)}")
+        return [queue]
+
+    def connected(runtime: ServiceRuntime) -> None:
+        if not runtime.broker.connected:
+            raise BrokerUnavailable("the broker is not connected", headers={"Retry-After": "5"})
+
+    @router.get(
+        "/dead-letters",
+        response_model=DeadLetters,
+        responses=problem_responses(404, 503),
+        **allow("admin"),
+    )
+    async def list_dead_letters(
+        request: Request,
+        queue: str | None = Query(default=None, max_length=200, description="one consumer's queue"),
+        limit: int = Query(default=50, ge=1, le=500, description="letters per queue"),
+    ) -> DeadLetters:
+        """Events this part's consumers gave up on (delivery limit reached, or a poison event),
+        with why. Looking leaves them where they are."""
+        runtime: ServiceRuntime = request.app.state.runtime
+        names = queues_of(runtime, queue)
+        connected(runtime)
+        depths = await runtime.broker.queue_depths(names)
+        letters = []
+        for name in names:
+            for letter in await runtime.broker.dead_letters(name, limit=limit):
+                letters.append(
+                    DeadLetterOut(
+                        queue=name,
+                        message_id=letter.message_id,
+                        routing_key=letter.routing_key,
+                        reason=letter.reason,
+                        deliveries=letter.deliveries,
+                        event=_event_of(letter.body),
+                    )
+                )
+        dead = {dead_letter_queue(n): depths.get(dead_letter_queue(n), 0) for n in names}
+        return DeadLetters(depths=dead, letters=letters)
+
+    @router.post(
+        "/dead-letters/replay",
+        response_model=Replayed,
+        responses=problem_responses(404, 503),
+        **allow("admin"),
+    )
+    async def replay_dead_letters(request: Request, body: ReplayRequest) -> Replayed:
+        """Put dead letters back into their consumer's queue (only there: the other consumers
+        had the event already), e.g. after the fault that killed them is mended. A consumer
+        that had applied one already recognises it in its inbox."""
+        runtime: ServiceRuntime = request.app.state.runtime
+        names = queues_of(runtime, body.queue)
+        connected(runtime)
+        replayed = {}
+        for name in names:
+            replayed[name] = await runtime.broker.replay_dead_letters(name, message_ids=body.message_ids)
+            log.info("dead_letters_replayed", queue=name, count=replayed[name])
+        return Replayed(replayed=replayed)
+
+    return router
+
+
+def _event_of(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", errors="replace")

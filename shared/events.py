@@ -54,7 +54,8 @@ class CloudEvent(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     sequence: str | None = Field(default=None, description="per-aggregate order, zero-padded")
     agency: str | None = Field(default=None, description="OrganId the event belongs to")
-    traceparent: str | None = None
+    traceparent: str | None = Field(default=None, description="W3C trace context of the change")
+    requestid: str | None = Field(default=None, description="X-Request-ID of the API request that caused it")
 
     @property
     def routing_key(self) -> str:
@@ -124,12 +125,19 @@ FAMILIES: tuple[str, ...] = (
 
 # routing key → (emitting service, data model); filled by each part's events.py at import.
 REGISTRY: dict[str, tuple[str, type[EventData]]] = {}
+# Types that leave the suite only in webhook bodies, never on the bus (so no family, no binding).
+WEBHOOK_ONLY: dict[str, tuple[str, type[EventData]]] = {}
 
 
-def register(routing_key: str, *, service: str):  # type: ignore[no-untyped-def]
-    """Class decorator declaring an event type and the schema of its ``data``."""
+def register(routing_key: str, *, service: str, bus: bool = True):  # type: ignore[no-untyped-def]
+    """Class decorator declaring an event type and the schema of its ``data``; ``bus=False``
+    for a type only webhooks carry."""
 
     def wrap(model: type[EventData]) -> type[EventData]:
+        if not bus:
+            WEBHOOK_ONLY[routing_key] = (service, model)
+            model.__routing_key__ = routing_key  # type: ignore[attr-defined]
+            return model
         if routing_key.split(".", 1)[0] not in FAMILIES:
             raise ValueError(f"event {routing_key}: declare its family in shared.events.FAMILIES first")
         if routing_key in REGISTRY and REGISTRY[routing_key][1] is not model:

@@ -18,3 +18,4 @@ OUTBOX_PENDING = Gauge("lienthong_outbox_pending", "events waiting in the outbox
 EVENTS_HANDLED = Counter(
     "lienthong_events_handled_total", "events handled by consumers", ["consumer", "outcome"]
 )
+DEAD_LETTERS = Gauge("lienthong_bus_dead_letters", "messages waiting in a consumer's dead-letter queue", ["queue"])

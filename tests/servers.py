@@ -10,6 +10,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import pytest
 
@@ -34,6 +35,14 @@ def require(server: str, host: str, port: int) -> None:
     if IN_CI:
         pytest.fail(message + " (CI=true: a missing server is a failure, not a skip)")
     print(f"\n*** SKIPPING tests that need {server}: {message} ***")
+    pytest.skip(message)
+
+
+def missing(message: str) -> NoReturn:
+    """A tool or package a test needs is absent: a failure under CI=true (where .ci/run installs
+    everything), a skip elsewhere."""
+    if IN_CI:
+        pytest.fail(message + " (CI=true: a missing tool is a failure, not a skip)")
     pytest.skip(message)
 
 

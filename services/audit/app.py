@@ -12,7 +12,6 @@ from services.audit.handlers import consumer
 from services.audit.jobs import (
     SelfCheck,
     checkpointer,
-    dead_letter_depths,
     integrity_detail,
     measure,
     monitor,
@@ -46,7 +45,7 @@ def definition(settings: AuditSettings | None = None) -> ServiceDefinition:
         consumers=[consumer],
         on_start=on_start,
         background=[checkpointer, selfcheck_loop, monitor],
-        readiness_checks={"log": measure, "dead_letters": dead_letter_depths, "integrity": integrity_detail},
+        readiness_checks={"log": measure, "integrity": integrity_detail},
     )
 
 

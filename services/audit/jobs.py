@@ -26,7 +26,6 @@ from services.audit.models import AuditCheckpoint, AuditEntry, TamperAlert, merk
 from services.audit.store import columns_of, latest_checkpoint, make_checkpoint, tree
 from shared import clock
 from shared.app import ServiceRuntime
-from shared.bus import dead_letter_queue
 from shared.db import Database, insert_ignoring_duplicates, session_scope
 
 log = structlog.get_logger("audit")
@@ -36,7 +35,6 @@ NEWEST_EVENT_AGE = Gauge("lienthong_audit_newest_event_age_seconds", "now minus 
 INGEST_LAG = Gauge("lienthong_audit_ingest_lag_seconds", "how long the newest logged event took to reach the log")
 CHECKPOINT_AGE = Gauge("lienthong_audit_checkpoint_age_seconds", "age of the newest signed checkpoint")
 UNCHECKPOINTED = Gauge("lienthong_audit_entries_not_checkpointed", "entries newer than the newest checkpoint")
-DEAD_LETTERS = Gauge("lienthong_bus_dead_letters", "messages waiting in a dead-letter queue", ["queue"])
 TAMPERED = Gauge(
     "lienthong_audit_tampered_entry", "1 while the self-check finds this entry (or node) altered", ["finding", "entry"]
 )
@@ -266,25 +264,10 @@ async def measure(runtime: ServiceRuntime) -> dict[str, object]:
     return result
 
 
-async def dead_letter_depths(runtime: ServiceRuntime) -> dict[str, int]:
-    """Depth of every dead-letter queue this part's broker can see (all of them when embedded)."""
-    depths = await asyncio.wait_for(runtime.broker.queue_depths(), 3)
-    suffix = dead_letter_queue("")  # the ".dlq" every dead-letter queue's name ends with
-    dead = {name: depth for name, depth in depths.items() if name.endswith(suffix)}
-    for name, depth in dead.items():
-        DEAD_LETTERS.labels(name).set(depth)
-    return dead
-
-
 async def monitor(runtime: ServiceRuntime) -> None:
     settings: AuditSettings = runtime.settings  # type: ignore[assignment]
     while True:
         await measure(runtime)
-        if runtime.broker.connected:
-            try:
-                await dead_letter_depths(runtime)
-            except Exception as exc:  # the broker may be reconnecting: try next time
-                log.warning("dead_letter_depths_failed", error=repr(exc)[:200])
         await asyncio.sleep(settings.monitor_seconds)
 
 

@@ -10,7 +10,6 @@ from services.intake import catalogue, handlers
 from services.intake.blobs import BlobStore
 from services.intake.config import IntakeSettings, get_settings
 from services.intake.endpoints import routers
-from services.intake.endpoints.lookup import RateLimiter
 from services.intake.endpoints.submission import files_body_limit, submission_schemas
 from services.intake.models import Base, outbox
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
@@ -24,7 +23,6 @@ async def on_start(runtime: ServiceRuntime) -> None:
     blobs = BlobStore(settings.var_dir / "intake-blobs")
     blobs.root.mkdir(parents=True, exist_ok=True)
     runtime.extras["blobs"] = blobs
-    runtime.extras["lookup_limiter"] = RateLimiter(settings.lookup_rate_per_minute)
     runtime.extras["version_labels"] = labels = catalogue.VersionLabels()
     handlers.document_issued.bind(settings, blobs, labels)
     if settings.demo:

@@ -20,11 +20,6 @@ class IntakeSettings(Settings):
         default_factory=lambda: ["application/pdf", "image/jpeg", "image/png", "image/tiff"],
         description="MIME types a component file may be; checked from the file's content",
     )
-    lookup_rate_per_minute: int = Field(default=30, description="public look-ups per client address")
-    trusted_proxies: list[str] = Field(
-        default_factory=list,
-        description="peer addresses (the gateway) whose X-Forwarded-For names the real client",
-    )
     lookup_hash_secret: str = Field(
         default="dev-only-secret", description="key of the HMAC that stores look-up secrets"
     )

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.config import NotifySettings
+from services.notify.events import WebhookTest
 from services.notify.handlers import WAKE, pending_delivery
 from services.notify.models import Attempt, Delivery, Subscription
 from services.notify.schemas import (
@@ -42,8 +43,9 @@ from shared import clock
 from shared.auth import Caller, allow, current_caller
 from shared.db import request_session
 from shared.errors import BadRequest, Conflict, Forbidden, NotFound, ProblemError, problem_responses
-from shared.events import CloudEvent, event_type
+from shared.events import Actor, CloudEvent, event_type
 from shared.http import IfMatch, StrictRoute, check_if_match, etag_for, id_cursor
+from shared.logging import current_request_id, current_traceparent
 
 router = APIRouter(prefix="/subscriptions", tags=["webhooks"], route_class=StrictRoute)
 Session = Depends(request_session, scope="function")
@@ -124,15 +126,25 @@ async def _check_callback(settings: NotifySettings, url: str) -> None:
     await check_resolves(host, port, allow_private=settings.allow_private_targets)
 
 
-async def _owe_test_event(session: AsyncSession, subscription: Subscription, now: datetime) -> Delivery:
-    """The test delivery sent on creation: a real signed delivery, logged like any other."""
+async def _owe_test_event(
+    session: AsyncSession, subscription: Subscription, now: datetime, caller: Caller
+) -> Delivery:
+    """The test delivery sent on creation, whatever the subscription's event types (its type is
+    in the contract): a real signed delivery, logged like any other."""
+    data = WebhookTest(
+        subscription_id=subscription.id,
+        message="Kiểm tra kết nối webhook (test delivery)",
+        actor=Actor.of(caller),
+    )
     event = CloudEvent(
         id=str(uuid.uuid4()),
         source="urn:lienthong:notify",
         type=event_type("webhook.test"),
         subject=f"subscription:{subscription.id}",
-        data={"subscription_id": subscription.id, "message": "Kiểm tra kết nối webhook (test delivery)"},
+        data=data.model_dump(mode="json"),
         agency=subscription.agency,
+        traceparent=current_traceparent(),
+        requestid=current_request_id(),
     )
     delivery = Delivery(**pending_delivery(subscription.id, event, now))
     session.add(delivery)
@@ -182,6 +194,9 @@ async def create_subscription(
                     select(Delivery.id).where(Delivery.subscription_id == earlier.id).order_by(Delivery.id).limit(1)
                 )
             ).scalar_one()
+            # answered as the first time (the same status and headers), and said to be a replay
+            _created_headers(response, earlier)
+            response.headers["Idempotent-Replayed"] = "true"
             return SubscriptionCreated(**_out(earlier).model_dump(), secret=earlier.secret, test_delivery_id=test)
     await _check_callback(settings, body.callback_url)
     owned = (await session.execute(select(func.count()).where(Subscription.owner == caller.sub))).scalar_one()
@@ -204,11 +219,15 @@ async def create_subscription(
     )
     session.add(subscription)
     await session.flush()
-    test = await _owe_test_event(session, subscription, now)
+    test = await _owe_test_event(session, subscription, now, caller)
+    _created_headers(response, subscription)
+    return SubscriptionCreated(**_out(subscription).model_dump(), secret=subscription.secret, test_delivery_id=test.id)
+
+
+def _created_headers(response: Response, subscription: Subscription) -> None:
     response.headers["Location"] = f"/api/notify/subscriptions/{subscription.id}"
     response.headers["ETag"] = etag_for(subscription.version)
-    response.headers["Cache-Control"] = "no-store"
-    return SubscriptionCreated(**_out(subscription).model_dump(), secret=subscription.secret, test_delivery_id=test.id)
+    response.headers["Cache-Control"] = "no-store"  # the secret is in the body
 
 
 @router.get("", response_model=SubscriptionPage, responses=problem_responses(400, 401, 403), **allow(*ROLES))

@@ -118,10 +118,13 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def replay_dead_letters(self, queue: str, *, message_ids: Sequence[str] | None = None) -> int:
-        """Publish dead letters of ``queue`` again (all, or those ids); return how many."""
+        """Put dead letters of ``queue`` back into ``queue`` (all, or those ids), and only there:
+        the other consumers of the event had it already. Return how many."""
 
     @abc.abstractmethod
-    async def queue_depths(self) -> dict[str, int]: ...
+    async def queue_depths(self, queues: Sequence[str] | None = None) -> dict[str, int]:
+        """Messages waiting in each of ``queues`` (default: the consumers attached here) and in
+        its dead-letter queue, keyed by queue name."""
 
 
 def topic_matches(pattern: str, routing_key: str) -> bool:
@@ -142,5 +145,11 @@ def topic_matches(pattern: str, routing_key: str) -> bool:
     return re.fullmatch(regex, routing_key) is not None
 
 
+DLQ_SUFFIX = ".dlq"
+# The routing key a replayed dead letter was first published with: a replay goes straight to
+# the one queue through the default exchange, whose routing key is the queue's name.
+ORIGINAL_ROUTING_KEY = "x-lienthong-routing-key"
+
+
 def dead_letter_queue(queue: str) -> str:
-    return f"{queue}.dlq"
+    return f"{queue}{DLQ_SUFFIX}"

@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, Abstrac
 
 from shared.aio import stop_tasks
 from shared.bus import (
+    ORIGINAL_ROUTING_KEY,
     BatchHandler,
     Broker,
     DeadLetter,
@@ -52,10 +53,14 @@ class _AmqpDelivery(Delivery):
     def __init__(self, message: AbstractIncomingMessage) -> None:
         self._message = message
         self.body = message.body
-        self.routing_key = message.routing_key or ""
+        headers = message.headers or {}
+        original = headers.get(ORIGINAL_ROUTING_KEY)
+        if isinstance(original, bytes):
+            original = original.decode()
+        self.routing_key = str(original) if original else message.routing_key or ""
         self.message_id = message.message_id
         # quorum queues count earlier deliveries in x-delivery-count
-        self.delivery_count = int((message.headers or {}).get("x-delivery-count", 0) or 0) + 1
+        self.delivery_count = int(headers.get("x-delivery-count", 0) or 0) + 1
 
     async def ack(self, *, multiple: bool = False) -> None:
         # After a reconnect the channel this came on is gone; the broker redelivers it and the
@@ -273,10 +278,11 @@ class AmqpBroker(Broker):
         channel = await self._with_channel()
         replayed = 0
         try:
-            exchange = await channel.get_exchange(EXCHANGE)
             dlq = await channel.get_queue(dead_letter_queue(queue), ensure=True)
             skipped = []
-            while True:
+            # One pass over what is there now: a letter that dies again while we replay lands
+            # behind the ones we have not looked at, and is not replayed twice.
+            for _ in range(dlq.declaration_result.message_count or 0):
                 message = await dlq.get(no_ack=False, fail=False)
                 if message is None:
                     break
@@ -284,14 +290,18 @@ class AmqpBroker(Broker):
                     skipped.append(message)
                     continue
                 letter = _dead_letter(message)
-                await exchange.publish(
+                headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-")}
+                headers[ORIGINAL_ROUTING_KEY] = letter.routing_key
+                await channel.default_exchange.publish(
                     aio_pika.Message(
                         message.body,
                         message_id=message.message_id,
-                        content_type=CONTENT_TYPE,
+                        content_type=message.content_type or CONTENT_TYPE,
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        headers=headers,
                     ),
-                    routing_key=letter.routing_key,
+                    routing_key=queue,
+                    mandatory=True,
                 )
                 await message.ack()
                 replayed += 1
@@ -301,16 +311,17 @@ class AmqpBroker(Broker):
             await channel.close()
         return replayed
 
-    async def queue_depths(self) -> dict[str, int]:
+    async def queue_depths(self, queues: Sequence[str] | None = None) -> dict[str, int]:
         depths: dict[str, int] = {}
         channel = await self._with_channel()
         try:
-            for name in self._consumers:
+            for name in list(self._consumers) if queues is None else queues:
                 for qname in (name, dead_letter_queue(name)):
                     try:
                         q = await channel.declare_queue(qname, passive=True)
                         depths[qname] = q.declaration_result.message_count or 0
                     except aiormq.exceptions.ChannelNotFoundEntity:
+                        depths[qname] = 0  # not declared yet: nothing waits in it
                         channel = await self._with_channel()
         finally:
             with contextlib.suppress(Exception):
@@ -322,7 +333,9 @@ def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:
     deaths = (message.headers or {}).get("x-death") or []
     first = deaths[0] if deaths else {}
     keys = first.get("routing-keys") if isinstance(first, dict) else None
-    routing_key = (keys[0] if keys else None) or message.routing_key or ""
+    # a letter replayed once went through the default exchange: its first key is in a header
+    routing_key = (message.headers or {}).get(ORIGINAL_ROUTING_KEY) or (keys[0] if keys else None)
+    routing_key = routing_key or message.routing_key or ""
     if isinstance(routing_key, bytes):
         routing_key = routing_key.decode()
     reason = first.get("reason", "unknown") if isinstance(first, dict) else "unknown"

@@ -190,9 +190,10 @@ class InProcessBroker(Broker):
         q.wakeup.set()
         return len(replay)
 
-    async def queue_depths(self) -> dict[str, int]:
+    async def queue_depths(self, queues: Sequence[str] | None = None) -> dict[str, int]:
         depths: dict[str, int] = {}
-        for name, q in self._queues.items():
-            depths[name] = len(q.ready)
-            depths[dead_letter_queue(name)] = len(q.dead)
+        for name in self._queues if queues is None else queues:
+            q = self._queues.get(name)
+            depths[name] = len(q.ready) if q else 0
+            depths[dead_letter_queue(name)] = len(q.dead) if q else 0
         return depths

@@ -156,16 +156,21 @@ def test_compose_gateway_routes_to_every_part_by_its_service_and_port(compose: d
 
     upstreams = json.loads(compose["services"]["gateway"]["environment"]["LIENTHONG_GATEWAY_UPSTREAMS"])
     assert upstreams == {p: f"http://{p}:{DEFAULT_PORTS[p]}" for p in (*SERVICES, CONSOLE)}
-    intake_trusts = json.loads(compose["services"]["intake"]["environment"]["LIENTHONG_INTAKE_TRUSTED_PROXIES"])
-    assert intake_trusts == [compose["services"]["gateway"]["networks"]["lienthong"]["ipv4_address"]]
+    # the look-up limit is the gateway's alone: no part behind it second-guesses client addresses;
+    # the gateway believes X-Forwarded-For from the console only (it forwards its visitors' look-ups)
+    services = compose["services"]
+    trusting = {name for name, s in services.items() for v in s.get("environment", {}) if "TRUSTED_PROXIES" in v}
+    assert trusting <= {"gateway"}
+    gateway_trusts = json.loads(services["gateway"]["environment"].get("LIENTHONG_GATEWAY_TRUSTED_PROXIES", "[]"))
+    assert gateway_trusts == [services["console"]["networks"]["lienthong"]["ipv4_address"]]
 
 
 def test_compose_backup_job_runs_the_backup_command_daily(compose: dict[str, Any]) -> None:
     backup = compose["services"]["backup"]
     script = " ".join(backup["command"])
-    assert "python -m services.audit.backup backup --to /backups" in script
+    assert "python -m lienthong backup --to /backups" in script
     assert "sleep" in script and backup["environment"]["BACKUP_EVERY_SECONDS"] == "${BACKUP_EVERY_SECONDS:-86400}"
-    assert importlib.util.find_spec("services.audit.backup") is not None
+    assert importlib.util.find_spec("lienthong.backup") is not None
     assert "var:/var/lib/lienthong" in backup["volumes"] and "backups:/backups" in backup["volumes"]
     audit_env = compose["services"]["audit"]["environment"]
     assert backup["environment"]["LIENTHONG_DATABASE_URL"] == audit_env["LIENTHONG_DATABASE_URL"]
@@ -272,9 +277,14 @@ def test_every_part_has_a_deployment_with_probes_on_its_port_and_a_service(manif
             port = probe["httpGet"]["port"]
             return _ports[port] if isinstance(port, str) else port
 
-        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        ready = container["readinessProbe"]
+        if part == "gateway":
+            # the gateway's /readyz is tokenless only from loopback: asked inside the container
+            assert f"http://127.0.0.1:{DEFAULT_PORTS[part]}/readyz" in " ".join(ready["exec"]["command"])
+        else:
+            assert ready["httpGet"]["path"] == "/readyz" and port_of(ready) == DEFAULT_PORTS[part]
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        for probe in ("livenessProbe", "startupProbe"):
             assert port_of(container[probe]) == DEFAULT_PORTS[part], (part, probe)
         assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
         service = services[part]["spec"]
@@ -363,7 +373,7 @@ def test_backup_cronjob_runs_daily_with_the_parts_settings(manifests: list[dict[
     assert fields[2:] == ["*", "*", "*"] and fields[0].isdigit() and fields[1].isdigit(), "once a day"
     assert cronjob["concurrencyPolicy"] == "Forbid"
     (container,) = cronjob["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    assert container["command"][:5] == ["python", "-m", "services.audit.backup", "backup", "--to"]
+    assert container["command"][:5] == ["python", "-m", "lienthong", "backup", "--to"]
     assert {"configMapRef": {"name": "lienthong-config"}} in container["envFrom"]
     assert any(e["name"] == "LIENTHONG_DATABASE_URL" for e in container["env"])
 

@@ -111,10 +111,7 @@ def _submission(raw: str | bytes, *, prefix: tuple[str, ...]) -> DossierSubmissi
     "",
     status_code=201,
     response_model=DossierOut,
-    responses={
-        200: {"description": "replay of an Idempotency-Key"},
-        **problem_responses(400, 401, 403, 409, 413, 415, 422),
-    },
+    responses=problem_responses(400, 401, 403, 409, 413, 415, 422),
     **with_body(allow("citizen", "desk_officer", "integrator"), _SUBMISSION_BODY),
 )
 async def submit_dossier(
@@ -129,8 +126,9 @@ async def submit_dossier(
     clock starts). Two forms: JSON with files as base64 in ``components[].file`` (small files),
     or ``multipart/form-data`` with the same JSON in a part named ``dossier`` and each file as a
     part named ``component-<no>`` (streamed; up to ``max_file_bytes`` a file and
-    ``max_dossier_bytes`` together). The same ``Idempotency-Key`` with the same body answers the
-    first dossier again (200), with another body 409."""
+    ``max_dossier_bytes`` together). The same ``Idempotency-Key`` with the same body answers
+    exactly as the first time (201, the same dossier, with ``Idempotent-Replayed: true``), with
+    another body 409."""
     settings = ctx.settings
     if uploads.is_multipart(request):
         async with uploads.receive_form(
@@ -156,7 +154,6 @@ async def submit_dossier(
         body = _submission(await _json_body(request, json_submission_limit(settings)), prefix=("body",))
         view, created = await submission.submit(session, ctx, caller, body, idempotency_key=idempotency_key)
     if not created:
-        response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     return view
 

@@ -34,6 +34,7 @@ from services.intake.forms import (
     tracking_sheet_pdf,
 )
 from services.intake.workflow import Timeliness
+from tests.servers import missing
 
 
 def _require(tool: str) -> str:
@@ -154,8 +155,11 @@ def test_receipt_qr_payload_is_the_lookup_url() -> None:
 
 
 def test_receipt_qr_code_decodes_to_the_lookup_url(tmp_path: Path) -> None:
-    zxingcpp = pytest.importorskip("zxingcpp", reason="no QR decoder (pip install zxing-cpp)")
-    image_module = pytest.importorskip("PIL.Image")
+    try:
+        import zxingcpp
+        from PIL import Image as image_module
+    except ImportError:
+        missing("no QR decoder (zxing-cpp and Pillow, dev dependencies)")
     source = tmp_path / "receipt.pdf"
     source.write_bytes(receipt_pdf(make_receipt()))
     subprocess.run(

@@ -185,8 +185,11 @@ async def test_idempotent_submission(tmp_path: Path) -> None:
         headers = intake.as_("citizen", **{"Idempotency-Key": "portal-7f3a"})
         first = await intake.client.post("/dossiers", json=body, headers=headers)
         replay = await intake.client.post("/dossiers", json=body, headers=headers)
-        assert first.status_code == 201 and replay.status_code == 200
+        # a replay answers what the first request was answered: a client retrying after a lost
+        # answer cannot tell them apart but by the header
+        assert first.status_code == 201 and replay.status_code == 201
         assert replay.json() == first.json() and replay.headers["idempotent-replayed"] == "true"
+        assert "idempotent-replayed" not in first.headers
         other = await intake.client.post(
             "/dossiers", json={**body, "applicant": {"full_name": "Người khác"}}, headers=headers
         )
@@ -206,7 +209,8 @@ async def test_idempotent_submission(tmp_path: Path) -> None:
         # concurrent retries of one request make one dossier
         key = intake.as_("citizen", **{"Idempotency-Key": "burst"})
         burst = await asyncio.gather(*[intake.client.post("/dossiers", json=body, headers=key) for _ in range(5)])
-        assert sorted(r.status_code for r in burst) == [200, 200, 200, 200, 201]
+        assert [r.status_code for r in burst] == [201] * 5
+        assert sorted(r.headers.get("idempotent-replayed", "") for r in burst) == ["", "true", "true", "true", "true"]
         assert len({r.json()["code"] for r in burst}) == 1
 
 
@@ -337,7 +341,7 @@ async def test_finding_dossiers(tmp_path: Path) -> None:
 
 
 async def test_public_lookup_reveals_little_and_cannot_enumerate(tmp_path: Path) -> None:
-    async with running_intake(tmp_path, lookup_rate_per_minute=8) as intake:
+    async with running_intake(tmp_path) as intake:
         code = (await intake.submit("desk_officer"))["code"]
         receipt = await intake.client.post(f"/dossiers/{code}/receipt", headers=intake.as_("desk_officer"))
         assert receipt.status_code == 200 and receipt.content.startswith(b"%PDF")
@@ -384,12 +388,6 @@ async def test_public_lookup_reveals_little_and_cannot_enumerate(tmp_path: Path)
                 "/lookup", params={"code": code, "secret": rotated.headers["lookup-secret"].lower()}
             )
         ).status_code == 200
-        # rate limited per client address: guessing stops quickly
-        statuses = [
-            (await intake.client.get("/lookup", params={"code": code, "secret": f"GUESS{i:05d}"})).status_code
-            for i in range(6)
-        ]
-        assert statuses[-1] == 429 and set(statuses) <= {404, 429}
         assert (await intake.client.post(f"/dossiers/{code}/receipt", headers=intake.as_("citizen"))).status_code == 404
         online = (await intake.submit("citizen"))["code"]
         assert (

@@ -70,6 +70,9 @@ async def test_creation_is_idempotent_by_key(notify: dict[str, Any]) -> None:
     again = await n.client.post("/subscriptions", json=body, headers=headers)
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json()
+    for header in ("location", "etag", "cache-control"):
+        assert again.headers[header] == first.headers[header], header
+    assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
     other = await n.client.post("/subscriptions", json={**body, "event_types": ["#"]}, headers=headers)
     assert_problem(other, 422, "idempotency_key_reused")
 

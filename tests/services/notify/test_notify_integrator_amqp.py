@@ -1,6 +1,8 @@
-"""The RabbitMQ definitions in deploy/rabbitmq: an integrator binds its own queue to
-``lienthong.events`` and reads from it, and can do nothing else (no publishing, no other
-queues, no exchanges of ours, no internal routing keys). Checked against the real broker."""
+"""The integrator's AMQP account and the AsyncAPI contract agree: the account, loaded into a
+fresh virtual host from ``python -m lienthong integrator-definitions``, may bind every channel the
+contract lists (and each offered family's wildcard) and receives what is published there; it is
+refused everything the contract does not offer. Checked against the real broker with a plain
+AMQP client; and deploy/rabbitmq/definitions.json is that command's output for ``/``."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -17,23 +20,27 @@ from urllib.parse import quote
 
 import pika
 import pytest
+import yaml
 from pika.exceptions import ChannelClosedByBroker
 
+from lienthong import contracts
 from tests.servers import AMQP_HOST, rabbitmqctl, temporary_vhost
 
-DEFINITIONS = Path(__file__).resolve().parents[3] / "deploy" / "rabbitmq" / "definitions.json"
+ROOT = Path(__file__).resolve().parents[3]
+DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
+ASYNCAPI = ROOT / "contracts" / "asyncapi.yaml"
 
-pytestmark = pytest.mark.amqp
+
+def _definitions(name: str, vhost: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "lienthong", "integrator-definitions", name, "--vhost", vhost],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout)
 
 
-def _definitions_for(vhost: str, user: str) -> dict[str, Any]:
-    text = DEFINITIONS.read_text().replace('"integrator-example"', json.dumps(user))
-    data = json.loads(text)
-    for section in ("permissions", "topic_permissions", "exchanges", "policies"):
-        for item in data.get(section, []):
-            item["vhost"] = vhost
-    data["vhosts"] = [{"name": vhost}]
-    return data
+def test_the_deployed_definitions_are_the_commands_for_the_root_vhost() -> None:
+    assert json.loads(DEFINITIONS.read_text()) == contracts.integrator_definitions("example", "/")
 
 
 def _when_imported(vhost: str, user: str, password: str) -> None:
@@ -64,46 +71,64 @@ def _refused(connection: pika.BlockingConnection, action: Any) -> None:
     assert caught.value.reply_code == 403, caught.value
 
 
-def test_an_integrator_binds_its_own_queue_and_nothing_else() -> None:
+@pytest.mark.amqp
+def test_an_integrator_may_bind_exactly_what_the_contract_lists() -> None:
+    contract = yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))
+    channels = sorted(c["address"] for c in contract["channels"].values())
+    families = sorted({c.split(".")[0] for c in channels})
+    assert channels and "access" not in families
     with temporary_vhost() as system_url:
         vhost = system_url.rsplit("/", 1)[1]
-        user = f"lt-integrator-{uuid.uuid4().hex[:8]}"
-        password = secrets.token_urlsafe(16)
+        name = f"lt{uuid.uuid4().hex[:8]}"
+        user, password = f"integrator-{name}", secrets.token_urlsafe(16)
         # rabbitmqctl runs as the rabbitmq user, who cannot read pytest's tmp_path (and this
         # version does not read "-" as stdin): a readable file of its own, holding no secret
-        fd, name = tempfile.mkstemp(suffix=".json", prefix="lt-definitions-")
+        fd, path = tempfile.mkstemp(suffix=".json", prefix="lt-definitions-")
         try:
             with os.fdopen(fd, "w") as f:
-                json.dump(_definitions_for(vhost, user), f)
-            os.chmod(name, 0o644)
-            rabbitmqctl("import_definitions", name)
+                json.dump(_definitions(name, vhost), f)
+            os.chmod(path, 0o644)
+            rabbitmqctl("import_definitions", path)
         finally:
-            os.unlink(name)
+            os.unlink(path)
         try:
             _when_imported(vhost, user, password)
             system = pika.BlockingConnection(pika.URLParameters(system_url))
             integrator = _connect(vhost, user, password)
             try:
                 channel = integrator.channel()
-                queue = "integrator.example.van-ban"
+                queue = f"integrator.{name}.everything"
                 channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
-                channel.queue_bind(queue, "lienthong.events", routing_key="document.#")
-                channel.queue_bind(queue, "lienthong.events", routing_key="dossier.received")
+                for key in channels:  # every channel of the contract, one binding each
+                    channel.queue_bind(queue, "lienthong.events", routing_key=key)
+                wildcards = f"integrator.{name}.families"
+                channel.queue_declare(wildcards, durable=True)
+                for family in families:
+                    channel.queue_bind(wildcards, "lienthong.events", routing_key=f"{family}.#")
+                # a temporary queue: named by the rule, exclusive to this connection
+                channel.queue_declare(f"integrator.{name}.tmp-{uuid.uuid4().hex[:6]}", exclusive=True)
 
-                # what lienthong publishes reaches the integrator's queue
                 publisher = system.channel()
                 publisher.confirm_delivery()
-                body = json.dumps({"specversion": "1.0", "id": "e-1", "type": "vn.lienthong.document.issued.v1"})
-                publisher.basic_publish("lienthong.events", "document.issued", body.encode())
+                for key in channels:
+                    body = json.dumps({"specversion": "1.0", "id": key, "type": f"vn.lienthong.{key}.v1"})
+                    publisher.basic_publish("lienthong.events", key, body.encode())
                 publisher.basic_publish("lienthong.events", "access.recorded", b"{}")
-                method, _props, received = channel.basic_get(queue, auto_ack=True)
-                assert method is not None and json.loads(received)["id"] == "e-1"
-                assert channel.basic_get(queue, auto_ack=True)[0] is None  # access.recorded did not come
+                for q in (queue, wildcards):
+                    got = []
+                    while True:
+                        method, _props, received = channel.basic_get(q, auto_ack=True)
+                        if method is None:
+                            break
+                        got.append(json.loads(received)["id"])
+                    assert sorted(got) == channels, q  # each once; access.recorded never
 
-                # and nothing else is allowed
+                # and nothing else
+                _refused(integrator, lambda ch: ch.queue_declare("", exclusive=True))  # server-named
+                _refused(integrator, lambda ch: ch.queue_declare(f"integrator.{name}x.q", durable=True))
                 _refused(integrator, lambda ch: ch.queue_declare("notify-copy", durable=True))
-                _refused(integrator, lambda ch: ch.queue_bind(queue, "lienthong.events", routing_key="#"))
-                _refused(integrator, lambda ch: ch.queue_bind(queue, "lienthong.events", routing_key="access.*"))
+                for key in ("#", "access.recorded", "access.#", "*.recorded", "*.*"):
+                    _refused(integrator, lambda ch, key=key: ch.queue_bind(queue, "lienthong.events", routing_key=key))
                 _refused(integrator, lambda ch: ch.queue_bind(queue, "amq.topic", routing_key="document.#"))
                 _refused(
                     integrator, lambda ch: ch.exchange_declare("lienthong.events", exchange_type="topic", durable=True)

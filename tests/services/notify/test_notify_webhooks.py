@@ -5,6 +5,7 @@ are not followed; Retry-After is honoured; retries end after the horizon; replay
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from cloudevents.http import from_http
 from standardwebhooks import Webhook
 
 from shared.bus import PublishError
+from tests.contract.test_event_contract import breaches
 from tests.gateway.gateway_support import serve
 from tests.services.notify.notify_support import (
     AGENCY,
@@ -49,6 +51,11 @@ async def test_each_event_once_by_webhook_id_through_500_then_timeout_then_200(t
         webhook = Webhook(secret)
         delivered_ids = {r.headers["webhook-id"] for r in receiver.requests}
         assert delivered_ids == set(ids) | test_ids
+        # the test delivery is sent whatever the event types, and its type is in the contract
+        [test_body] = [json.loads(r.body) for r in receiver.requests if r.headers["webhook-id"] in test_ids]
+        assert test_body["type"] == "vn.lienthong.webhook.test.v1"
+        assert breaches(test_body) == []
+        assert test_body["data"]["subscription_id"] == created["id"] and test_body["data"]["actor"]["sub"]
         for event in owed:
             attempts = receiver.for_id(event.id)
             assert [a.answered for a in attempts] == [500, 200, 200]  # the 2nd came too late to count

@@ -23,6 +23,7 @@ from services.signing.pki import CertificateAuthority, certificates_pem
 from services.signing.stamps import FONT_DIR
 from services.signing.token import SigningToken
 from services.signing.verification import TrustSettings
+from tests.servers import missing
 
 AGENCY = "Ủy ban nhân dân tỉnh Hà Giang"
 AGENCY_ID = "000.00.00.H23"
@@ -97,7 +98,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
     # package scope: SoftHSM is loaded once per process, so the token is given back before
     # other packages start suites with tokens of their own
     if not all(shutil.which(t) for t in ("softhsm2-util", "pdfsig", "pdftoppm", "openssl")):
-        pytest.skip("softhsm2, poppler-utils and openssl are required for the signing tests")
+        missing("softhsm2, poppler-utils and openssl are required for the signing tests")
     base = tmp_path_factory.mktemp("signing")
     settings = signing_settings_for(base)
     keystore = open_keystore(settings)
