@@ -28,7 +28,6 @@ from services.console.web import (
     CsrfRefused,
     LoginRequired,
     NotYours,
-    RateLimiter,
     environment,
     sweep_sessions,
 )
@@ -45,7 +44,6 @@ async def on_start(runtime: ServiceRuntime) -> None:
     settings: ConsoleSettings = runtime.settings  # type: ignore[assignment]
     catalogue()  # a broken catalogue stops the start, not the first page
     runtime.extras["api"] = Api(settings.api_base, timeout=settings.api_timeout_seconds)
-    runtime.extras["lookup_limiter"] = RateLimiter(settings.lookup_rate_per_minute)
 
 
 async def on_stop(runtime: ServiceRuntime) -> None:

@@ -37,9 +37,6 @@ class ConsoleSettings(Settings):
     timezone: str = "Asia/Ho_Chi_Minh"
     page_size: int = Field(default=20, ge=1, le=200, description="rows per page in lists")
     max_upload_mb: int = Field(default=20, ge=1, description="largest scan the desk may upload")
-    lookup_rate_per_minute: int = Field(
-        default=30, ge=1, description="public look-ups per client address and minute on the console"
-    )
 
     @property
     def api_base(self) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -323,24 +322,3 @@ def require(v: Visit, *roles: str) -> User:
     if roles and not v.user.has(*roles):
         raise NotYours()
     return v.user
-
-
-class RateLimiter:
-    """A per-address token bucket for the public pages (the gateway sees only the console)."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = float(per_minute)
-        self.buckets: dict[str, tuple[float, float]] = {}
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        tokens, at = self.buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
-        if len(self.buckets) > 100_000:
-            self.buckets.clear()
-        if tokens < 1:
-            self.buckets[key] = (tokens, now)
-            return False
-        self.buckets[key] = (tokens - 1, now)
-        return True

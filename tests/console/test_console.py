@@ -27,9 +27,13 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 @pytest_asyncio.fixture(scope="module")
 async def running(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[suites.Running]:
     # every request here comes from 127.0.0.1 through the console: the gateway's per-address
-    # limits would count the whole module as one caller
+    # limits would count the whole module as one caller; only the look-up keeps its rule (its
+    # test names its visitors' addresses, which the gateway believes from loopback)
     generous = {"rate": 1000, "burst": 10000}
-    async with suites.embedded(tmp_path_factory.mktemp("console"), rate_public=generous, rate_routes={}) as running:
+    lookup_only = {"GET /api/intake/lookup": {"rate": 0.5, "burst": 30}}
+    async with suites.embedded(
+        tmp_path_factory.mktemp("console"), rate_public=generous, rate_routes=lookup_only
+    ) as running:
         yield running
 
 
@@ -230,17 +234,26 @@ async def test_public_look_up_keeps_the_input_and_does_not_say_which_part_was_wr
 
 
 async def test_public_look_up_is_rate_limited(running: suites.Running) -> None:
+    """The gateway's one look-up rule, per visitor (the console names them in X-Forwarded-For),
+    stops guessing, and the console says so in words; another visitor is still served."""
     limiter = None
+    guesser, neighbour = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "203.0.113.8"}
     async with browser(running) as client:
         statuses = []
         for _ in range(40):
-            r = await client.get("/tra-cuu", params={"code": "000.00.00.H56-260101-0002", "secret": "NOPE"})
+            r = await client.get(
+                "/tra-cuu", params={"code": "000.00.00.H56-260101-0002", "secret": "NOPE"}, headers=guesser
+            )
             statuses.append(r.status_code)
             if r.status_code == 429:
                 limiter = r
                 break
         assert limiter is not None, statuses
         assert T("Too many look-ups from your connection; wait a minute and try again.") in limiter.text
+        other = await client.get(
+            "/tra-cuu", params={"code": "000.00.00.H56-260101-0002", "secret": "NOPE"}, headers=neighbour
+        )
+        assert other.status_code == 404
 
 
 async def test_due_date_page_answers_in_vietnamese_dates(running: suites.Running) -> None:
