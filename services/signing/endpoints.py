@@ -34,8 +34,8 @@ from . import pades, service
 from .documents import DocumentsClient
 from .keystore import Keystore
 from .models import Certificate
-from .pades import SigningRefused
 from .pki import UnknownCertificate
+from .policy import SigningRefused, open_pdf
 from .schemas import (
     AgencySignerOut,
     AgencySigningOut,
@@ -362,7 +362,7 @@ async def sign(
         signer_id = row.signer_id
 
         def work() -> bytes:
-            document = pades.open_pdf(pdf, keystore.policy)  # bad input is refused before the PIN is tried
+            document = open_pdf(pdf, keystore.policy)  # bad input is refused before the PIN is tried
             signer = pins.signer(keystore, signer_id, pin)
             return pades.sign_pdf(document, signer=signer, signing_time=signed_at, **options)
 

@@ -23,8 +23,9 @@ from cryptography import x509
 from shared import clock
 
 from .config import SigningSettings
-from .pades import LocalTimeStamper, SigningPolicy
+from .pades import LocalTimeStamper
 from .pki import CertificateAuthority, PkiConfig, Revocation, RevocationReason
+from .policy import SigningPolicy
 from .softkeys import SoftwareKeystore
 from .token import KeyCustody, PinPolicy, SigningToken, TokenError
 from .verification import TrustSettings, http_fetch

@@ -20,7 +20,6 @@ from PIL import Image
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.generic import pdf_name, pdf_string
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields as sig_fields
 from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec, MDPPerm, SigFieldSpec, SigSeedSubFilter
@@ -34,6 +33,19 @@ from pyhanko.sign.timestamps.common_utils import get_nonce
 from shared import clock
 
 from . import der, stamps
+from .policy import (
+    DEFAULT_POLICY,
+    CertificateExpired,
+    InvalidAppearance,
+    InvalidNumberText,
+    NumberAlreadyFilled,
+    NumberFieldMissing,
+    SealNotOfYourAgency,
+    SigningPolicy,
+    SigningRefused,
+    WrongSigningOrder,
+    open_pdf,
+)
 from .stamps import DEFAULT_RULES, AppearanceRules, PersonBlockGeometry, PrerenderedStyle
 
 if TYPE_CHECKING:
@@ -42,28 +54,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchItem",
-    "BrokenPdf",
-    "CertificateExpired",
-    "CertificateNotTrusted",
-    "CertificateRevoked",
     "DraftLayout",
-    "EncryptedPdf",
-    "InvalidAppearance",
-    "InvalidNumberText",
     "LocalTimeStamper",
-    "NotAPdf",
-    "NumberAlreadyFilled",
-    "NumberFieldMissing",
-    "PdfTooLarge",
-    "SealNotOfYourAgency",
-    "SigningPolicy",
-    "SigningRefused",
-    "TokenLocked",
-    "UnknownSigner",
-    "WrongPin",
-    "WrongSigningOrder",
     "fill_number_field",
-    "open_pdf",
     "prepare_draft",
     "sign_batch",
     "sign_pdf",
@@ -71,100 +64,6 @@ __all__ = [
 
 Kind = Literal["person", "organisation", "attachment"]
 Level = Literal["B-T", "B-LT"]
-
-
-class SigningRefused(Exception):
-    """Base of every refusal the service maps to a 4xx problem; ``status`` is the HTTP code."""
-
-    status: int = 400
-    code: str = "signing-refused"
-
-
-class NotAPdf(SigningRefused):
-    status, code = 415, "not-a-pdf"
-
-
-class EncryptedPdf(SigningRefused):
-    status, code = 422, "encrypted-pdf"
-
-
-class BrokenPdf(SigningRefused):
-    status, code = 422, "broken-pdf"
-
-
-class PdfTooLarge(SigningRefused):
-    status, code = 413, "pdf-too-large"
-
-
-class CertificateRevoked(SigningRefused):
-    status, code = 403, "certificate-revoked"
-
-
-class CertificateExpired(SigningRefused):
-    status, code = 403, "certificate-expired"
-
-
-class CertificateNotTrusted(SigningRefused):
-    status, code = 403, "certificate-not-trusted"
-
-
-class WrongPin(SigningRefused):
-    status, code = 403, "wrong-pin"
-
-    def __init__(self, message: str, *, attempts_left: int) -> None:
-        super().__init__(message)
-        self.attempts_left = attempts_left
-
-
-class TokenLocked(SigningRefused):
-    status, code = 423, "signer-locked"
-
-
-class UnknownSigner(SigningRefused):
-    status, code = 404, "unknown-signer"
-
-
-class SealNotOfYourAgency(SigningRefused):
-    status, code = 403, "seal-not-of-your-agency"
-
-
-class WrongSigningOrder(SigningRefused):
-    status, code = 409, "wrong-signing-order"
-
-
-class NumberFieldMissing(SigningRefused):
-    status, code = 409, "number-field-missing"
-
-
-class NumberAlreadyFilled(SigningRefused):
-    status, code = 409, "number-already-filled"
-
-
-class InvalidNumberText(SigningRefused):
-    status, code = 422, "invalid-number-text"
-
-
-class InvalidAppearance(SigningRefused):
-    status, code = 422, "invalid-appearance"
-
-
-# -- configuration ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SigningPolicy:
-    """Limits and field names; the service builds one from its settings."""
-
-    max_pdf_bytes: int = 20 * 1024 * 1024
-    max_number_text: int = 50  # CodeNumber (11) + "/" + CodeNotation (30), with room to spare
-    number_field: str = "so_ky_hieu"
-    person_field: str = "chu_ky_nguoi_ky"
-    organisation_field: str = "chu_ky_co_quan"
-    attachment_field: str = "chu_ky_tep_dinh_kem"
-    # Hex characters kept for the CMS object: the signer's chain and the signature time-stamp
-    # with the TSA's chain take about 7 kB of DER with RSA-2048 CAs; a fixed reservation spares
-    # pyHanko's trial signature that would otherwise size it.
-    bytes_reserved: int = 2 * 14 * 1024
 
 
 @dataclass(frozen=True)
@@ -204,7 +103,6 @@ class DraftLayout:
         return (page_width - right - w, page_height - top - h, page_width - right, page_height - top)
 
 
-DEFAULT_POLICY = SigningPolicy()
 DEFAULT_LAYOUT = DraftLayout()
 
 
@@ -223,33 +121,6 @@ class LocalTimeStamper(TimeStamper):
         # and unpacking the response in between: the TSA is in this process.
         nonce = get_nonce() if self.include_nonce else None
         return der.EncodedContentInfo.of(self._ca.timestamp_token(message_digest, md_algorithm, nonce=nonce))
-
-
-# -- input checks -----------------------------------------------------------------------------
-
-
-def open_pdf(pdf: bytes, policy: SigningPolicy = DEFAULT_POLICY) -> IncrementalPdfFileWriter:
-    """Parse an uploaded PDF for an incremental update, refusing what cannot be signed."""
-    if not isinstance(pdf, bytes | bytearray | memoryview):
-        raise NotAPdf("expected the PDF's bytes")
-    if len(pdf) > policy.max_pdf_bytes:
-        raise PdfTooLarge(f"PDF is {len(pdf)} bytes; the limit is {policy.max_pdf_bytes}")
-    if b"%PDF-" not in bytes(pdf[:1024]):
-        raise NotAPdf("no %PDF- header")
-    try:
-        writer = IncrementalPdfFileWriter(BytesIO(bytes(pdf)), strict=True)
-        reader = writer.prev
-        if reader.encrypted:
-            raise EncryptedPdf("encrypted PDFs cannot be signed; send the decrypted file")
-        pages = reader.root["/Pages"]
-        if int(pages["/Count"]) < 1:
-            raise BrokenPdf("the PDF has no pages")
-        reader.find_page_for_modification(0)
-    except SigningRefused:
-        raise
-    except (PdfError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-        raise BrokenPdf(f"cannot read the PDF: {exc}") from exc
-    return writer
 
 
 def _output(writer: IncrementalPdfFileWriter) -> bytes:

@@ -30,13 +30,12 @@ from shared.auth import Caller
 from shared.errors import Conflict, Forbidden, NotFound, ProblemError, Unprocessable
 from shared.events import Actor
 
-from . import pades
 from .events import CertificateIssued, CertificateRevoked, SignatureCompleted, SignatureFailed
 from .keystore import Keystore
 from .models import Certificate, Signature, outbox
-from .pades import CertificateRevoked as CertificateRevokedError
-from .pades import SealNotOfYourAgency, SigningRefused, TokenLocked
 from .pki import PkiError, RevocationReason
+from .policy import CertificateExpired, SealNotOfYourAgency, SigningRefused, TokenLocked, WrongPin
+from .policy import CertificateRevoked as CertificateRevokedError
 from .token import TokenError
 
 
@@ -45,7 +44,7 @@ class SigningProblem(ProblemError):
 
     def __init__(self, exc: SigningRefused) -> None:
         extra: dict[str, Any] = {}
-        if isinstance(exc, pades.WrongPin):
+        if isinstance(exc, WrongPin):
             extra["attempts_left"] = exc.attempts_left
         super().__init__(str(exc), **extra)
         self.status = exc.status  # type: ignore[misc]
@@ -278,7 +277,7 @@ def check_usable(keystore: Keystore, row: Certificate, *, at: datetime) -> None:
     if row.revoked_at is not None or keystore.ca.revocation_of(int(row.serial, 16)) is not None:
         raise SigningProblem(CertificateRevokedError(f"certificate {row.serial} is revoked"))
     if at > row.not_after or at < row.not_before:
-        raise SigningProblem(pades.CertificateExpired(f"certificate {row.serial} is not valid now"))
+        raise SigningProblem(CertificateExpired(f"certificate {row.serial} is not valid now"))
 
 
 def sign_options(keystore: Keystore, *, kind: str, level: str, caller: Caller, number: str | None) -> dict[str, Any]:

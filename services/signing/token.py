@@ -54,7 +54,8 @@ from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps import TimeStamper
 
 from . import der
-from .pades import LocalTimeStamper, TokenLocked, UnknownSigner, WrongPin
+from .pades import LocalTimeStamper
+from .policy import TokenLocked, UnknownSigner, WrongPin
 
 __all__ = [
     "DEFAULT_MODULE",

@@ -37,7 +37,7 @@ from pyhanko_certvalidator.errors import (
 
 from shared import clock
 
-from .pades import (
+from .policy import (
     DEFAULT_POLICY,
     CertificateExpired,
     CertificateNotTrusted,

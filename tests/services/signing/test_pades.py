@@ -18,10 +18,16 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
-from services.signing import pades, stamps
+from services.signing import policy, stamps
 from services.signing.pades import (
-    BrokenPdf,
     DraftLayout,
+    fill_number_field,
+    prepare_draft,
+    sign_batch,
+    sign_pdf,
+)
+from services.signing.policy import (
+    BrokenPdf,
     EncryptedPdf,
     NotAPdf,
     NumberAlreadyFilled,
@@ -29,10 +35,6 @@ from services.signing.pades import (
     SealNotOfYourAgency,
     SigningPolicy,
     WrongSigningOrder,
-    fill_number_field,
-    prepare_draft,
-    sign_batch,
-    sign_pdf,
 )
 from services.signing.stamps import DEFAULT_RULES, MM
 from services.signing.verification import verify_pdf
@@ -334,11 +336,11 @@ def test_revoked_or_expired_certificate_cannot_sign(pki: Pki, draft_pdf: bytes) 
     signer_id = pki.new_signer("bi-thu-hoi", full_name="Phạm Quốc Bảo", position="Giám đốc")
     signer = pki.token.signer(signer_id, pin=PIN)
     pki.ca.revoke(pki.token.certificate(signer_id).serial_number, reason=pades_reason("key_compromise"))
-    with pytest.raises(pades.CertificateRevoked) as info:
+    with pytest.raises(policy.CertificateRevoked) as info:
         sign_pdf(prepare_draft(draft_pdf), signer=signer, kind="person", timestamper=pki.timestamper, trust=pki.trust)
     assert info.value.status == 403
     fresh = pki.token.signer("chu-tich", pin=PIN)
-    with pytest.raises(pades.CertificateExpired):
+    with pytest.raises(policy.CertificateExpired):
         sign_pdf(
             prepare_draft(draft_pdf),
             signer=fresh,
@@ -380,9 +382,9 @@ def test_a_scanned_signature_image_can_be_used(pki: Pki, draft_pdf: bytes, tmp_p
 
 def test_text_the_stamp_cannot_show_is_refused(pki: Pki, draft_pdf: bytes) -> None:
     seal = pki.token.signer("ubnd-tinh", pin=PIN)
-    with pytest.raises(pades.InvalidNumberText):
+    with pytest.raises(policy.InvalidNumberText):
         sign_pdf(draft_pdf, signer=seal, kind="attachment", timestamper=pki.timestamper, number_text="15/文件")
-    with pytest.raises(pades.InvalidAppearance):
+    with pytest.raises(policy.InvalidAppearance):
         sign_pdf(
             prepare_draft(draft_pdf),
             signer=pki.token.signer("chu-tich", pin=PIN),
@@ -390,5 +392,5 @@ def test_text_the_stamp_cannot_show_is_refused(pki: Pki, draft_pdf: bytes) -> No
             timestamper=pki.timestamper,
             title_lines=("KT. CHỦ TỊCH", "PHÓ CHỦ TỊCH", "THƯỜNG TRỰC"),
         )
-    with pytest.raises(pades.InvalidNumberText):
+    with pytest.raises(policy.InvalidNumberText):
         fill_number_field(prepare_draft(draft_pdf), number_text="x" * 51)

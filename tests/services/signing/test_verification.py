@@ -15,12 +15,12 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
 from services.signing import stamps
 from services.signing.pades import (
-    CertificateRevoked,
     fill_number_field,
     prepare_draft,
     sign_pdf,
 )
 from services.signing.pki import CertificateAuthority, PkiConfig, RevocationReason
+from services.signing.policy import CertificateRevoked
 from services.signing.token import development_signer_from_pkcs12, write_development_pkcs12
 from services.signing.verification import verify_pdf
 
