@@ -34,7 +34,7 @@ from . import pades, service
 from .documents import DocumentsClient
 from .keystore import Keystore
 from .models import Certificate
-from .pki import UnknownCertificate
+from .pki.register import UnknownCertificate
 from .policy import SigningRefused, open_pdf
 from .schemas import (
     AgencySignerOut,

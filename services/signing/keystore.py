@@ -23,8 +23,10 @@ from cryptography import x509
 from shared import clock
 
 from .config import SigningSettings
-from .pades import LocalTimeStamper
-from .pki import CertificateAuthority, PkiConfig, Revocation, RevocationReason
+from .pki.authority import CertificateAuthority
+from .pki.config import PkiConfig
+from .pki.register import Revocation, RevocationReason
+from .pki.timestamping import LocalTimeStamper
 from .policy import SigningPolicy
 from .softkeys import SoftwareKeystore
 from .token import KeyCustody, PinPolicy, SigningToken, TokenError

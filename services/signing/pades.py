@@ -13,7 +13,6 @@ from datetime import datetime
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Literal
 
-from asn1crypto import cms, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from PIL import Image
@@ -28,11 +27,10 @@ from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner, Signer
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.signers.pdf_signer import DSSContentSettings, SigDSSPlacementPreference
 from pyhanko.sign.timestamps import TimeStamper
-from pyhanko.sign.timestamps.common_utils import get_nonce
 
 from shared import clock
 
-from . import der, stamps
+from . import stamps
 from .policy import (
     DEFAULT_POLICY,
     CertificateExpired,
@@ -49,13 +47,11 @@ from .policy import (
 from .stamps import DEFAULT_RULES, AppearanceRules, PersonBlockGeometry, PrerenderedStyle
 
 if TYPE_CHECKING:
-    from .pki import CertificateAuthority
     from .verification import TrustSettings
 
 __all__ = [
     "BatchItem",
     "DraftLayout",
-    "LocalTimeStamper",
     "fill_number_field",
     "prepare_draft",
     "sign_batch",
@@ -106,21 +102,6 @@ class DraftLayout:
 DEFAULT_LAYOUT = DraftLayout()
 
 
-class LocalTimeStamper(TimeStamper):
-    """RFC 3161 time-stamps from our own TSA, in-process (no HTTP round trip)."""
-
-    def __init__(self, ca: CertificateAuthority) -> None:
-        super().__init__(include_nonce=True)
-        self._ca = ca
-
-    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
-        return self._ca.timestamp_response(req)
-
-    async def async_timestamp(self, message_digest: bytes, md_algorithm: str) -> cms.ContentInfo:
-        # The same token the TSA would answer a request with, without building that request
-        # and unpacking the response in between: the TSA is in this process.
-        nonce = get_nonce() if self.include_nonce else None
-        return der.EncodedContentInfo.of(self._ca.timestamp_token(message_digest, md_algorithm, nonce=nonce))
 
 
 def _output(writer: IncrementalPdfFileWriter) -> bytes:

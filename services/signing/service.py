@@ -33,7 +33,7 @@ from shared.events import Actor
 from .events import CertificateIssued, CertificateRevoked, SignatureCompleted, SignatureFailed
 from .keystore import Keystore
 from .models import Certificate, Signature, outbox
-from .pki import PkiError, RevocationReason
+from .pki.register import PkiError, RevocationReason
 from .policy import CertificateExpired, SealNotOfYourAgency, SigningRefused, TokenLocked, WrongPin
 from .policy import CertificateRevoked as CertificateRevokedError
 from .token import TokenError

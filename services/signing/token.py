@@ -54,7 +54,7 @@ from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps import TimeStamper
 
 from . import der
-from .pades import LocalTimeStamper
+from .pki.timestamping import LocalTimeStamper
 from .policy import TokenLocked, UnknownSigner, WrongPin
 
 __all__ = [
@@ -189,8 +189,8 @@ class KeyCustody:
         record = self._record(signer_id)
         if record.certificate_pem is None or record.chain_pem is None:
             raise TokenError(f"signer {signer_id!r} has no certificate yet")
-        cert = _to_asn1(x509.load_pem_x509_certificate(record.certificate_pem.encode()))
-        chain = [_to_asn1(c) for c in x509.load_pem_x509_certificates(record.chain_pem.encode())]
+        cert = der.to_asn1(x509.load_pem_x509_certificate(record.certificate_pem.encode()))
+        chain = [der.to_asn1(c) for c in x509.load_pem_x509_certificates(record.chain_pem.encode())]
         return record, cert, chain
 
     # -- PINs ------------------------------------------------------------------------------
@@ -641,9 +641,6 @@ class _CachedSigningCertificateV2(SigningCertificateV2Provider):
     async def build_attr_value(self, dry_run: bool = False) -> tsp.SigningCertificateV2:
         return tsp.SigningCertificateV2.load(self._value)
 
-
-def _to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
-    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
 # -- development fallback ------------------------------------------------------------------

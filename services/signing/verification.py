@@ -37,6 +37,7 @@ from pyhanko_certvalidator.errors import (
 
 from shared import clock
 
+from . import der
 from .policy import (
     DEFAULT_POLICY,
     CertificateExpired,
@@ -162,8 +163,8 @@ class TrustSettings:
         crls = [*data.crls, *(extra.crls if extra else [])]
         ocsps = [*data.ocsps, *(extra.ocsps if extra else [])]
         return ValidationContext(
-            trust_roots=[_asn1(c) for c in self.trust_roots],
-            other_certs=[*(_asn1(c) for c in self.other_certs), *other_certs],
+            trust_roots=[der.to_asn1(c) for c in self.trust_roots],
+            other_certs=[*(der.to_asn1(c) for c in self.other_certs), *other_certs],
             crls=[asn1_crl.CertificateList.load(c) for c in crls],
             ocsps=[asn1_ocsp.OCSPResponse.load(o) for o in ocsps],
             moment=moment,
@@ -493,9 +494,6 @@ def _broken_report(field_name: str, sig: EmbeddedPdfSignature | None, exc: Excep
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 _UNKNOWN_CERT = CertificateInfo("", None, None, None, None, "", "", _EPOCH, _EPOCH)
 
-
-def _asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
-    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
 def _dss_items(refs: Iterable[Any], kind: Any) -> list[Any]:

@@ -352,7 +352,7 @@ def test_revoked_or_expired_certificate_cannot_sign(pki: Pki, draft_pdf: bytes) 
 
 
 def pades_reason(name: str):
-    from services.signing.pki import RevocationReason
+    from services.signing.pki.register import RevocationReason
 
     return getattr(RevocationReason, name)
 

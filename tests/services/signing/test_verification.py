@@ -19,7 +19,9 @@ from services.signing.pades import (
     prepare_draft,
     sign_pdf,
 )
-from services.signing.pki import CertificateAuthority, PkiConfig, RevocationReason
+from services.signing.pki.authority import CertificateAuthority
+from services.signing.pki.config import PkiConfig
+from services.signing.pki.register import RevocationReason
 from services.signing.policy import CertificateRevoked
 from services.signing.token import development_signer_from_pkcs12, write_development_pkcs12
 from services.signing.verification import verify_pdf
