@@ -32,6 +32,7 @@ from shared.organ_id import is_valid as is_organ_id
 
 from . import pades, service
 from .documents import DocumentsClient
+from .drafts import fill_number_field
 from .keystore import Keystore
 from .models import Certificate
 from .pki.register import UnknownCertificate
@@ -558,7 +559,7 @@ async def fill_number(
     )
     pdf = await request.body()
     try:
-        output = await asyncio.to_thread(pades.fill_number_field, pdf, number_text=code, policy=keystore.policy)
+        output = await asyncio.to_thread(fill_number_field, pdf, number_text=code, policy=keystore.policy)
     except SigningRefused as exc:
         raise SigningProblem(exc) from exc
     return Response(output, media_type="application/pdf", headers={"X-Output-SHA256": sha256_hex(output)})

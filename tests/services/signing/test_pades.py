@@ -19,13 +19,8 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
 from services.signing import policy, stamps
-from services.signing.pades import (
-    DraftLayout,
-    fill_number_field,
-    prepare_draft,
-    sign_batch,
-    sign_pdf,
-)
+from services.signing.drafts import DraftLayout, fill_number_field, prepare_draft
+from services.signing.pades import sign_batch, sign_pdf
 from services.signing.policy import (
     BrokenPdf,
     EncryptedPdf,

@@ -14,11 +14,8 @@ from pyhanko.pdf_utils.generic import pdf_name, pdf_string
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
 from services.signing import stamps
-from services.signing.pades import (
-    fill_number_field,
-    prepare_draft,
-    sign_pdf,
-)
+from services.signing.drafts import fill_number_field, prepare_draft
+from services.signing.pades import sign_pdf
 from services.signing.pki.authority import CertificateAuthority
 from services.signing.pki.config import PkiConfig
 from services.signing.pki.register import RevocationReason
