@@ -44,7 +44,9 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
     for target in targets:
         parts = target.split(".")
         found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return {t for t in found & known if t not in (name, PACKAGE)}
+    # a module's own packages run before it whatever it imports: not a way back to itself
+    ancestors = {name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)}
+    return {t for t in found & known if t != name and t not in ancestors}
 
 
 def _loops(graph: dict[str, set[str]]) -> list[list[str]]:
