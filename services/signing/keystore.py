@@ -23,13 +23,14 @@ from cryptography import x509
 from shared import clock
 
 from .config import SigningSettings
+from .custody import KeyCustody, PinPolicy, TokenError
 from .pki.authority import CertificateAuthority
 from .pki.config import PkiConfig
 from .pki.register import Revocation, RevocationReason
 from .pki.timestamping import LocalTimeStamper
 from .policy import SigningPolicy
 from .softkeys import SoftwareKeystore
-from .token import KeyCustody, PinPolicy, SigningToken, TokenError
+from .token import SigningToken
 from .verification import TrustSettings, http_fetch
 
 log = structlog.get_logger("signing.keystore")

@@ -30,13 +30,13 @@ from shared.auth import Caller
 from shared.errors import Conflict, Forbidden, NotFound, ProblemError, Unprocessable
 from shared.events import Actor
 
+from .custody import TokenError
 from .events import CertificateIssued, CertificateRevoked, SignatureCompleted, SignatureFailed
 from .keystore import Keystore
 from .models import Certificate, Signature, outbox
 from .pki.register import PkiError, RevocationReason
 from .policy import CertificateExpired, SealNotOfYourAgency, SigningRefused, TokenLocked, WrongPin
 from .policy import CertificateRevoked as CertificateRevokedError
-from .token import TokenError
 
 
 class SigningProblem(ProblemError):

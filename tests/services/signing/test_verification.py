@@ -20,7 +20,7 @@ from services.signing.pki.authority import CertificateAuthority
 from services.signing.pki.config import PkiConfig
 from services.signing.pki.register import RevocationReason
 from services.signing.policy import CertificateRevoked
-from services.signing.token import development_signer_from_pkcs12, write_development_pkcs12
+from services.signing.softkeys import development_signer_from_pkcs12, write_development_pkcs12
 from services.signing.verification import verify_pdf
 
 from .checkers import openssl_verify_signatures, pdfsig, pyhanko_validate
