@@ -16,6 +16,7 @@ from pyhanko.sign import fields as sig_fields
 from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec, MDPPerm, SigFieldSpec
 
 from . import stamps
+from .fonts import StampTextNotSupported
 from .policy import (
     DEFAULT_POLICY,
     InvalidNumberText,
@@ -263,7 +264,7 @@ def fill_number_field(
             number_text=number_text, width=abs(x1 - x0), height=abs(y1 - y0), rules=rules
         )
         ap_ref = appearance.reference_in(writer)
-    except stamps.StampTextNotSupported as exc:
+    except StampTextNotSupported as exc:
         raise InvalidNumberText(str(exc)) from exc
     text_field[pdf_name("/V")] = pdf_string(number_text)
     text_field[pdf_name("/AP")] = generic.DictionaryObject({pdf_name("/N"): ap_ref})

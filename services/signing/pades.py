@@ -27,6 +27,7 @@ from shared import clock
 
 from . import stamps
 from .drafts import DEFAULT_LAYOUT, DraftLayout, add_draft_fields, field_by_name, signature_count
+from .fonts import StampTextNotSupported, font
 from .policy import (
     DEFAULT_POLICY,
     CertificateExpired,
@@ -149,8 +150,8 @@ def _make_job(
             appearance = None
             if not number_text:
                 raise InvalidNumberText("an attachment's stamp needs the main document's number")
-            stamps.font(rules.text_font).check(number_text)
-    except stamps.StampTextNotSupported as exc:
+            font(rules.text_font).check(number_text)
+    except StampTextNotSupported as exc:
         raise InvalidNumberText(str(exc)) from exc
     except ValueError as exc:  # too many title lines for the layout
         raise InvalidAppearance(str(exc)) from exc

@@ -17,10 +17,10 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
 from services.signing.config import SigningSettings, get_settings
+from services.signing.fonts import FONT_DIR
 from services.signing.keystore import Keystore, close_keystore, open_keystore
 from services.signing.pki.authority import CertificateAuthority, certificates_pem
 from services.signing.pki.timestamping import LocalTimeStamper
-from services.signing.stamps import FONT_DIR
 from services.signing.token import SigningToken
 from services.signing.verification import TrustSettings
 

@@ -18,9 +18,10 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
-from services.signing import policy, stamps
+from services.signing import fonts, policy, stamps
 from services.signing.drafts import DraftLayout, fill_number_field, prepare_draft
 from services.signing.pades import sign_batch, sign_pdf
+from services.signing.pdfimport import PreparedImport
 from services.signing.policy import (
     BrokenPdf,
     EncryptedPdf,
@@ -248,9 +249,9 @@ def test_appearances_are_written_as_an_import_would_write_them(draft_pdf: bytes)
     the one pyHanko's import of the template's objects writes (but for its random /ID)."""
     person = stamps.cached_person_appearance(TITLE, "Nguyễn Văn Đức", DraftLayout().person_geometry, 2, DEFAULT_RULES)
     seal = stamps.cached_seal_appearance("Ủy ban nhân dân tỉnh Hà Giang", DEFAULT_RULES)
-    font = stamps.font(DEFAULT_RULES.text_font)
+    font = fonts.font(DEFAULT_RULES.text_font)
 
-    def written(take: Callable[[stamps.PreparedImport, IncrementalPdfFileWriter], generic.PdfObject]) -> bytes:
+    def written(take: Callable[[PreparedImport, IncrementalPdfFileWriter], generic.PdfObject]) -> bytes:
         writer = IncrementalPdfFileWriter(BytesIO(draft_pdf))
         prepared = [person._objects, seal._objects, font._objects]
         writer.root[generic.pdf_name("/Test")] = generic.ArrayObject(take(p, writer) for p in prepared)
