@@ -31,7 +31,7 @@ from .pki.timestamping import LocalTimeStamper
 from .policy import SigningPolicy
 from .softkeys import SoftwareKeystore
 from .token import SigningToken
-from .verification import TrustSettings, http_fetch
+from .trust import TrustSettings, http_fetch
 
 log = structlog.get_logger("signing.keystore")
 

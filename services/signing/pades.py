@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -40,9 +40,7 @@ from .policy import (
     open_pdf,
 )
 from .stamps import DEFAULT_RULES, AppearanceRules, PrerenderedStyle
-
-if TYPE_CHECKING:
-    from .verification import TrustSettings
+from .trust import TrustSettings
 
 __all__ = [
     "BatchItem",

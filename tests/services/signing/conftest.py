@@ -22,7 +22,7 @@ from services.signing.keystore import Keystore, close_keystore, open_keystore
 from services.signing.pki.authority import CertificateAuthority, certificates_pem
 from services.signing.pki.timestamping import LocalTimeStamper
 from services.signing.token import SigningToken
-from services.signing.verification import TrustSettings
+from services.signing.trust import TrustSettings
 
 AGENCY = "Ủy ban nhân dân tỉnh Hà Giang"
 AGENCY_ID = "000.00.00.H23"

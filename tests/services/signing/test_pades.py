@@ -218,7 +218,7 @@ def test_b_lt_validates_offline_from_embedded_revocation_data(pki: Pki, tmp_path
     without = pyhanko_validate(b_t, root=pki.root_pem, intermediate=pki.intermediate_pem, extra=offline)
     assert without.returncode != 0 and "REVINFO_FAILURE" in without.stdout
     # our verifier without any network: revocation answered from the DSS
-    from services.signing.verification import TrustSettings
+    from services.signing.trust import TrustSettings
 
     offline_trust = TrustSettings(trust_roots=pki.trust.trust_roots, other_certs=pki.trust.other_certs, fetch=None)
     report = verify_pdf(b_lt.read_bytes(), trust=offline_trust)
