@@ -201,17 +201,7 @@ async def certificate_for(session: AsyncSession, caller: Caller, *, kind: str, s
             if row.kind != "person" or row.owner != caller.sub:
                 raise Forbidden("this certificate is not yours")
             return row
-        rows = (
-            (
-                await session.execute(
-                    select(Certificate)
-                    .where(Certificate.kind == "person", Certificate.owner == caller.sub)
-                    .order_by(Certificate.id.desc())
-                )
-            )
-            .scalars()
-            .all()
-        )
+        rows = await _newest_first(session, Certificate.kind == "person", Certificate.owner == caller.sub)
     else:
         if not caller.has_any("clerk"):
             raise Forbidden("the organisation's signature needs the role clerk")
@@ -224,20 +214,15 @@ async def certificate_for(session: AsyncSession, caller: Caller, *, kind: str, s
                     SealNotOfYourAgency(f"the seal belongs to agency {row.agency}, not to {caller.agency}")
                 )
             return row
-        rows = (
-            (
-                await session.execute(
-                    select(Certificate)
-                    .where(Certificate.kind == "organisation", Certificate.agency == caller.agency)
-                    .order_by(Certificate.id.desc())
-                )
-            )
-            .scalars()
-            .all()
-        )
+        rows = await _newest_first(session, Certificate.kind == "organisation", Certificate.agency == caller.agency)
     if not rows:
         raise NotFound("no certificate to sign with: ask an administrator to issue one")
     return next((r for r in rows if r.revoked_at is None), rows[0])
+
+
+async def _newest_first(session: AsyncSession, *where: Any) -> Sequence[Certificate]:
+    query = select(Certificate).where(*where).order_by(Certificate.id.desc())
+    return (await session.execute(query)).scalars().all()
 
 
 class PinCache:
