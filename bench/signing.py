@@ -40,7 +40,7 @@ from reportlab.pdfgen import canvas
 from bench.common import write
 from services.signing.app import create_app
 from services.signing.config import get_settings
-from services.signing.stamps import FONT_DIR
+from services.signing.fonts import FONT_DIR
 from shared.bus.memory import InProcessBroker
 
 PIN = "bench-2468"

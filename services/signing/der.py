@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 from typing import Self
 
 from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 __all__ = [
     "EncodedAttributes",
@@ -26,6 +29,7 @@ __all__ = [
     "retag",
     "sequence",
     "set_of",
+    "to_asn1",
     "tlv",
     "utc_time",
 ]
@@ -107,3 +111,8 @@ class EncodedContentInfo(_Encoded, cms.ContentInfo):
 
 class EncodedAttributes(_Encoded, cms.CMSAttributes):
     """Signed or unsigned attributes encoded here."""
+
+
+def to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
+    """A ``cryptography`` certificate as asn1crypto's, which pyHanko speaks."""
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))

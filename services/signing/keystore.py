@@ -23,11 +23,15 @@ from cryptography import x509
 from shared import clock
 
 from .config import SigningSettings
-from .pades import LocalTimeStamper, SigningPolicy
-from .pki import CertificateAuthority, PkiConfig, Revocation, RevocationReason
+from .custody import KeyCustody, PinPolicy, TokenError
+from .pki.authority import CertificateAuthority
+from .pki.config import PkiConfig
+from .pki.register import Revocation, RevocationReason
+from .pki.timestamping import LocalTimeStamper
+from .policy import SigningPolicy
 from .softkeys import SoftwareKeystore
-from .token import KeyCustody, PinPolicy, SigningToken, TokenError
-from .verification import TrustSettings, http_fetch
+from .token import SigningToken
+from .trust import TrustSettings, http_fetch
 
 log = structlog.get_logger("signing.keystore")
 

@@ -1,7 +1,6 @@
-"""PAdES signing (ký số) of official documents per Decree 30/2020/NĐ-CP: drafts with prepared
-fields, the person's signature, the clerk's number/symbol, the organisation's seal, attachments
-and batches — PAdES B-T by default (signature time-stamp), B-LT on request (revocation data
-embedded in the DSS)."""
+"""PAdES signing (ký số) of official documents per Decree 30/2020/NĐ-CP: the person's signature,
+the organisation's seal, attachments and batches, into the fields ``drafts.py`` prepares — PAdES
+B-T by default (signature time-stamp), B-LT on request (revocation data embedded in the DSS)."""
 
 from __future__ import annotations
 
@@ -10,18 +9,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from io import BytesIO
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from asn1crypto import cms, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from PIL import Image
-from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.generic import pdf_name, pdf_string
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.misc import PdfError
-from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields as sig_fields
 from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec, MDPPerm, SigFieldSpec, SigSeedSubFilter
 from pyhanko.sign.general import SigningError
@@ -29,436 +22,34 @@ from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner, Signer
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.signers.pdf_signer import DSSContentSettings, SigDSSPlacementPreference
 from pyhanko.sign.timestamps import TimeStamper
-from pyhanko.sign.timestamps.common_utils import get_nonce
 
 from shared import clock
 
-from . import der, stamps
-from .stamps import DEFAULT_RULES, AppearanceRules, PersonBlockGeometry, PrerenderedStyle
-
-if TYPE_CHECKING:
-    from .pki import CertificateAuthority
-    from .verification import TrustSettings
+from . import stamps
+from .drafts import DEFAULT_LAYOUT, DraftLayout, add_draft_fields, field_by_name, signature_count
+from .fonts import StampTextNotSupported, font
+from .policy import (
+    DEFAULT_POLICY,
+    CertificateExpired,
+    InvalidAppearance,
+    InvalidNumberText,
+    SealNotOfYourAgency,
+    SigningPolicy,
+    SigningRefused,
+    WrongSigningOrder,
+    open_pdf,
+)
+from .stamps import DEFAULT_RULES, AppearanceRules, PrerenderedStyle
+from .trust import TrustSettings
 
 __all__ = [
     "BatchItem",
-    "BrokenPdf",
-    "CertificateExpired",
-    "CertificateNotTrusted",
-    "CertificateRevoked",
-    "DraftLayout",
-    "EncryptedPdf",
-    "InvalidAppearance",
-    "InvalidNumberText",
-    "LocalTimeStamper",
-    "NotAPdf",
-    "NumberAlreadyFilled",
-    "NumberFieldMissing",
-    "PdfTooLarge",
-    "SealNotOfYourAgency",
-    "SigningPolicy",
-    "SigningRefused",
-    "TokenLocked",
-    "UnknownSigner",
-    "WrongPin",
-    "WrongSigningOrder",
-    "fill_number_field",
-    "open_pdf",
-    "prepare_draft",
     "sign_batch",
     "sign_pdf",
 ]
 
 Kind = Literal["person", "organisation", "attachment"]
 Level = Literal["B-T", "B-LT"]
-
-
-class SigningRefused(Exception):
-    """Base of every refusal the service maps to a 4xx problem; ``status`` is the HTTP code."""
-
-    status: int = 400
-    code: str = "signing-refused"
-
-
-class NotAPdf(SigningRefused):
-    status, code = 415, "not-a-pdf"
-
-
-class EncryptedPdf(SigningRefused):
-    status, code = 422, "encrypted-pdf"
-
-
-class BrokenPdf(SigningRefused):
-    status, code = 422, "broken-pdf"
-
-
-class PdfTooLarge(SigningRefused):
-    status, code = 413, "pdf-too-large"
-
-
-class CertificateRevoked(SigningRefused):
-    status, code = 403, "certificate-revoked"
-
-
-class CertificateExpired(SigningRefused):
-    status, code = 403, "certificate-expired"
-
-
-class CertificateNotTrusted(SigningRefused):
-    status, code = 403, "certificate-not-trusted"
-
-
-class WrongPin(SigningRefused):
-    status, code = 403, "wrong-pin"
-
-    def __init__(self, message: str, *, attempts_left: int) -> None:
-        super().__init__(message)
-        self.attempts_left = attempts_left
-
-
-class TokenLocked(SigningRefused):
-    status, code = 423, "signer-locked"
-
-
-class UnknownSigner(SigningRefused):
-    status, code = 404, "unknown-signer"
-
-
-class SealNotOfYourAgency(SigningRefused):
-    status, code = 403, "seal-not-of-your-agency"
-
-
-class WrongSigningOrder(SigningRefused):
-    status, code = 409, "wrong-signing-order"
-
-
-class NumberFieldMissing(SigningRefused):
-    status, code = 409, "number-field-missing"
-
-
-class NumberAlreadyFilled(SigningRefused):
-    status, code = 409, "number-already-filled"
-
-
-class InvalidNumberText(SigningRefused):
-    status, code = 422, "invalid-number-text"
-
-
-class InvalidAppearance(SigningRefused):
-    status, code = 422, "invalid-appearance"
-
-
-# -- configuration ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SigningPolicy:
-    """Limits and field names; the service builds one from its settings."""
-
-    max_pdf_bytes: int = 20 * 1024 * 1024
-    max_number_text: int = 50  # CodeNumber (11) + "/" + CodeNotation (30), with room to spare
-    number_field: str = "so_ky_hieu"
-    person_field: str = "chu_ky_nguoi_ky"
-    organisation_field: str = "chu_ky_co_quan"
-    attachment_field: str = "chu_ky_tep_dinh_kem"
-    # Hex characters kept for the CMS object: the signer's chain and the signature time-stamp
-    # with the TSA's chain take about 7 kB of DER with RSA-2048 CAs; a fixed reservation spares
-    # pyHanko's trial signature that would otherwise size it.
-    bytes_reserved: int = 2 * 14 * 1024
-
-
-@dataclass(frozen=True)
-class DraftLayout:
-    """Where the prepared fields go (PDF points, origin bottom-left, A4 defaults following the
-    Decree 30 layout: number/symbol in the left column under the agency name, the signature
-    block in the right column after the text)."""
-
-    number_page: int = 0
-    number_rect: tuple[float, float, float, float] = (112.0, 688.0, 280.0, 706.0)
-    signature_page: int = -1
-    person_origin: tuple[float, float] = (320.0, 120.0)
-    person_geometry: PersonBlockGeometry = PersonBlockGeometry()
-    title_lines: int = 2
-    attachment_margins: tuple[float, float] = (42.5, 22.7)  # right 15 mm, top 8 mm: in the margin
-
-    def person_rect(self) -> tuple[float, float, float, float]:
-        x, y = self.person_origin
-        g = self.person_geometry
-        return (x, y, x + g.width, y + g.height)
-
-    def seal_rect(self, rules: AppearanceRules = DEFAULT_RULES) -> tuple[float, float, float, float]:
-        """The seal at real size, its right edge a third of the way into the signature image,
-        vertically centred on it."""
-        ix, iy, iw, ih = self.person_geometry.image_box(self.title_lines, rules)
-        x0, y0 = self.person_origin
-        d = rules.seal_diameter_mm * stamps.MM
-        right = x0 + ix + iw * rules.seal_covers_fraction
-        cy = y0 + iy + ih / 2
-        return (right - d, cy - d / 2, right, cy + d / 2)
-
-    def attachment_rect(
-        self, page_width: float, page_height: float, rules: AppearanceRules = DEFAULT_RULES
-    ) -> tuple[float, float, float, float]:
-        w, h = stamps.attachment_box_size(rules)
-        right, top = self.attachment_margins
-        return (page_width - right - w, page_height - top - h, page_width - right, page_height - top)
-
-
-DEFAULT_POLICY = SigningPolicy()
-DEFAULT_LAYOUT = DraftLayout()
-
-
-class LocalTimeStamper(TimeStamper):
-    """RFC 3161 time-stamps from our own TSA, in-process (no HTTP round trip)."""
-
-    def __init__(self, ca: CertificateAuthority) -> None:
-        super().__init__(include_nonce=True)
-        self._ca = ca
-
-    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
-        return self._ca.timestamp_response(req)
-
-    async def async_timestamp(self, message_digest: bytes, md_algorithm: str) -> cms.ContentInfo:
-        # The same token the TSA would answer a request with, without building that request
-        # and unpacking the response in between: the TSA is in this process.
-        nonce = get_nonce() if self.include_nonce else None
-        return der.EncodedContentInfo.of(self._ca.timestamp_token(message_digest, md_algorithm, nonce=nonce))
-
-
-# -- input checks -----------------------------------------------------------------------------
-
-
-def open_pdf(pdf: bytes, policy: SigningPolicy = DEFAULT_POLICY) -> IncrementalPdfFileWriter:
-    """Parse an uploaded PDF for an incremental update, refusing what cannot be signed."""
-    if not isinstance(pdf, bytes | bytearray | memoryview):
-        raise NotAPdf("expected the PDF's bytes")
-    if len(pdf) > policy.max_pdf_bytes:
-        raise PdfTooLarge(f"PDF is {len(pdf)} bytes; the limit is {policy.max_pdf_bytes}")
-    if b"%PDF-" not in bytes(pdf[:1024]):
-        raise NotAPdf("no %PDF- header")
-    try:
-        writer = IncrementalPdfFileWriter(BytesIO(bytes(pdf)), strict=True)
-        reader = writer.prev
-        if reader.encrypted:
-            raise EncryptedPdf("encrypted PDFs cannot be signed; send the decrypted file")
-        pages = reader.root["/Pages"]
-        if int(pages["/Count"]) < 1:
-            raise BrokenPdf("the PDF has no pages")
-        reader.find_page_for_modification(0)
-    except SigningRefused:
-        raise
-    except (PdfError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-        raise BrokenPdf(f"cannot read the PDF: {exc}") from exc
-    return writer
-
-
-def _output(writer: IncrementalPdfFileWriter) -> bytes:
-    out = BytesIO()
-    writer.write(out)
-    return out.getvalue()
-
-
-# -- draft preparation ------------------------------------------------------------------------
-
-
-def _field_by_name(reader_root: Any, name: str) -> generic.IndirectObject | None:
-    try:
-        fields = reader_root["/AcroForm"]["/Fields"]
-    except KeyError:
-        return None
-    for ref in fields:
-        if ref.get_object().get("/T") == name:
-            return ref
-    return None
-
-
-def _ensure_acroform(writer: IncrementalPdfFileWriter) -> generic.DictionaryObject:
-    root = writer.root
-    try:
-        form = root["/AcroForm"]
-    except KeyError:
-        form = generic.DictionaryObject({pdf_name("/Fields"): generic.ArrayObject()})
-        root[pdf_name("/AcroForm")] = writer.add_object(form)
-        writer.update_root()
-        form = root["/AcroForm"]
-    # /DA of text fields names a font that must be in /DR; our own appearance streams carry
-    # the embedded DejaVu font, Helvetica only keeps viewers that regenerate them well-formed.
-    if "/DR" not in form:
-        form[pdf_name("/DR")] = generic.DictionaryObject(
-            {
-                pdf_name("/Font"): generic.DictionaryObject(
-                    {
-                        pdf_name("/Helv"): generic.DictionaryObject(
-                            {
-                                pdf_name("/Type"): pdf_name("/Font"),
-                                pdf_name("/Subtype"): pdf_name("/Type1"),
-                                pdf_name("/BaseFont"): pdf_name("/Helvetica"),
-                            }
-                        )
-                    }
-                )
-            }
-        )
-        writer.update_container(form)
-    return form
-
-
-def _add_number_field(writer: IncrementalPdfFileWriter, layout: DraftLayout, policy: SigningPolicy) -> None:
-    form = _ensure_acroform(writer)
-    page_ref, _ = writer.find_page_for_modification(layout.number_page)
-    x0, y0, x1, y1 = layout.number_rect
-    empty_ap = generic.StreamObject(
-        {
-            pdf_name("/Type"): pdf_name("/XObject"),
-            pdf_name("/Subtype"): pdf_name("/Form"),
-            pdf_name("/BBox"): generic.ArrayObject([generic.FloatObject(v) for v in (0, 0, x1 - x0, y1 - y0)]),
-        },
-        stream_data=b"",
-    )
-    text_field = generic.DictionaryObject(
-        {
-            pdf_name("/FT"): pdf_name("/Tx"),
-            pdf_name("/T"): pdf_string(policy.number_field),
-            pdf_name("/TU"): pdf_string("Số và ký hiệu văn bản"),
-            # read-only for people in viewers; the clerk's number is written by the system
-            pdf_name("/Ff"): generic.NumberObject(1),
-            pdf_name("/DA"): pdf_string("/Helv 0 Tf 0 g"),
-            pdf_name("/Type"): pdf_name("/Annot"),
-            pdf_name("/Subtype"): pdf_name("/Widget"),
-            pdf_name("/F"): generic.NumberObject(4),
-            pdf_name("/Rect"): generic.ArrayObject([generic.FloatObject(v) for v in (x0, y0, x1, y1)]),
-            pdf_name("/P"): page_ref,
-            pdf_name("/AP"): generic.DictionaryObject({pdf_name("/N"): writer.add_object(empty_ap)}),
-        }
-    )
-    ref = writer.add_object(text_field)
-    _append_to_array(writer, form, "/Fields", ref)
-    _append_to_array(writer, page_ref.get_object(), "/Annots", ref)
-
-
-def _append_to_array(
-    writer: IncrementalPdfFileWriter,
-    owner: generic.DictionaryObject,
-    key: str,
-    ref: generic.IndirectObject,
-) -> None:
-    """Append to an array that may be direct in ``owner`` or an indirect object of its own,
-    marking whichever object changed for the incremental update."""
-    if key not in owner:
-        owner[pdf_name(key)] = generic.ArrayObject([ref])
-        writer.update_container(owner)
-        return
-    owner[key].append(ref)
-    if isinstance(owner.raw_get(key), generic.IndirectObject):
-        writer.update_container(owner[key])
-    else:
-        writer.update_container(owner)
-
-
-def _add_draft_fields(
-    writer: IncrementalPdfFileWriter,
-    layout: DraftLayout,
-    policy: SigningPolicy,
-    rules: AppearanceRules,
-) -> None:
-    if _field_by_name(writer.root, policy.number_field) is None:
-        _add_number_field(writer, layout, policy)
-    if _field_by_name(writer.root, policy.person_field) is None:
-        sig_fields.append_signature_field(
-            writer,
-            SigFieldSpec(
-                sig_field_name=policy.person_field,
-                on_page=layout.signature_page,
-                box=layout.person_rect(),
-                readable_field_name="Chữ ký của người có thẩm quyền",
-                # After the person signs, only the clerk's number and the seal may follow.
-                field_mdp_spec=FieldMDPSpec(
-                    FieldMDPAction.EXCLUDE,
-                    fields=[policy.number_field, policy.organisation_field],
-                ),
-                doc_mdp_update_value=MDPPerm.FILL_FORMS,
-            ),
-        )
-    if _field_by_name(writer.root, policy.organisation_field) is None:
-        sig_fields.append_signature_field(
-            writer,
-            SigFieldSpec(
-                sig_field_name=policy.organisation_field,
-                on_page=layout.signature_page,
-                box=layout.seal_rect(rules),
-                readable_field_name="Chữ ký số của cơ quan, tổ chức",
-                field_mdp_spec=FieldMDPSpec(FieldMDPAction.ALL),
-            ),
-        )
-
-
-def prepare_draft(
-    pdf: bytes,
-    *,
-    layout: DraftLayout = DEFAULT_LAYOUT,
-    policy: SigningPolicy = DEFAULT_POLICY,
-    rules: AppearanceRules = DEFAULT_RULES,
-) -> bytes:
-    """Add the number/symbol text field and the empty signature fields of the person and of
-    the organisation (seal over the left third of the signature image) in one revision."""
-    writer = open_pdf(pdf, policy)
-    if _signature_count(writer.prev):
-        raise WrongSigningOrder("the draft is already signed")
-    _add_draft_fields(writer, layout, policy, rules)
-    return _output(writer)
-
-
-# -- number/symbol --------------------------------------------------------------------------
-
-
-def fill_number_field(
-    pdf: bytes,
-    *,
-    number_text: str,
-    policy: SigningPolicy = DEFAULT_POLICY,
-    rules: AppearanceRules = DEFAULT_RULES,
-) -> bytes:
-    """The clerk's step (văn thư cấp số): write the number/symbol into the prepared field in an
-    incremental update that the person's signature permits (form filling of that field only)."""
-    number_text = (number_text or "").strip()
-    if not number_text or len(number_text) > policy.max_number_text:
-        raise InvalidNumberText(f"number/symbol must be 1 to {policy.max_number_text} characters")
-    writer = open_pdf(pdf, policy)
-    ref = _field_by_name(writer.root, policy.number_field)
-    if ref is None:
-        raise NumberFieldMissing(f"no {policy.number_field!r} field; prepare the draft first")
-    text_field = ref.get_object()
-    if str(text_field.get("/V", "")).strip():
-        raise NumberAlreadyFilled(f"the document already has number {text_field['/V']}")
-    x0, y0, x1, y1 = (float(v) for v in text_field["/Rect"])
-    try:
-        appearance = stamps.number_field_appearance(
-            number_text=number_text, width=abs(x1 - x0), height=abs(y1 - y0), rules=rules
-        )
-        ap_ref = appearance.reference_in(writer)
-    except stamps.StampTextNotSupported as exc:
-        raise InvalidNumberText(str(exc)) from exc
-    text_field[pdf_name("/V")] = pdf_string(number_text)
-    text_field[pdf_name("/AP")] = generic.DictionaryObject({pdf_name("/N"): ap_ref})
-    writer.update_container(text_field)
-    return _output(writer)
-
-
-def number_text_of(pdf: bytes, *, policy: SigningPolicy = DEFAULT_POLICY) -> str | None:
-    writer = open_pdf(pdf, policy)
-    ref = _field_by_name(writer.root, policy.number_field)
-    if ref is None:
-        return None
-    value = str(ref.get_object().get("/V", "")).strip()
-    return value or None
-
-
-# -- signing ----------------------------------------------------------------------------------
-
-
-def _signature_count(reader: PdfFileReader) -> int:
-    # counts filled signature fields without parsing their CMS (a broken one must not crash us)
-    return sum(1 for _ in sig_fields.enumerate_sig_fields(reader, filled_status=True))
 
 
 def _cert_value(cert: asn1_x509.Certificate, attr: str) -> str | None:
@@ -557,8 +148,8 @@ def _make_job(
             appearance = None
             if not number_text:
                 raise InvalidNumberText("an attachment's stamp needs the main document's number")
-            stamps.font(rules.text_font).check(number_text)
-    except stamps.StampTextNotSupported as exc:
+            font(rules.text_font).check(number_text)
+    except StampTextNotSupported as exc:
         raise InvalidNumberText(str(exc)) from exc
     except ValueError as exc:  # too many title lines for the layout
         raise InvalidAppearance(str(exc)) from exc
@@ -610,26 +201,26 @@ def _check_validity_period(cert: asn1_x509.Certificate, at: datetime) -> None:
 
 def _prepare_fields_for(writer: IncrementalPdfFileWriter, job: _Job) -> None:
     reader = writer.prev
-    existing = _signature_count(reader)
+    existing = signature_count(reader)
     if job.kind == "person":
         if existing:
             raise WrongSigningOrder("the person signs first; this document is already signed")
         # a draft that skipped prepare_draft gets its fields in the signature's own revision
-        _add_draft_fields(writer, job.layout, job.policy, job.rules)
+        add_draft_fields(writer, job.layout, job.policy, job.rules)
     elif job.kind == "organisation":
-        ref = _field_by_name(writer.root, job.field_name)
+        ref = field_by_name(writer.root, job.field_name)
         if ref is None:
             raise WrongSigningOrder("no seal field: the person must sign the prepared draft first")
         if "/V" in ref.get_object():
             raise WrongSigningOrder("the organisation has already signed this document")
-        person = _field_by_name(writer.root, job.policy.person_field)
+        person = field_by_name(writer.root, job.policy.person_field)
         if person is None or "/V" not in person.get_object():
             raise WrongSigningOrder("the person signs before the organisation")
-        number = _field_by_name(writer.root, job.policy.number_field)
+        number = field_by_name(writer.root, job.policy.number_field)
         if number is None or not str(number.get_object().get("/V", "")).strip():
             raise WrongSigningOrder("the clerk writes the number/symbol before the seal")
     else:
-        if _field_by_name(writer.root, job.field_name) is None:
+        if field_by_name(writer.root, job.field_name) is None:
             x0, y0, x1, y1 = _media_box(writer, 0)
             rect = job.layout.attachment_rect(x1 - x0, y1 - y0, job.rules)
             rect = (rect[0] + x0, rect[1] + y0, rect[2] + x0, rect[3] + y0)

@@ -30,14 +30,13 @@ from shared.auth import Caller
 from shared.errors import Conflict, Forbidden, NotFound, ProblemError, Unprocessable
 from shared.events import Actor
 
-from . import pades
+from .custody import TokenError
 from .events import CertificateIssued, CertificateRevoked, SignatureCompleted, SignatureFailed
 from .keystore import Keystore
 from .models import Certificate, Signature, outbox
-from .pades import CertificateRevoked as CertificateRevokedError
-from .pades import SealNotOfYourAgency, SigningRefused, TokenLocked
-from .pki import PkiError, RevocationReason
-from .token import TokenError
+from .pki.register import PkiError, RevocationReason
+from .policy import CertificateExpired, SealNotOfYourAgency, SigningRefused, TokenLocked, WrongPin
+from .policy import CertificateRevoked as CertificateRevokedError
 
 
 class SigningProblem(ProblemError):
@@ -45,7 +44,7 @@ class SigningProblem(ProblemError):
 
     def __init__(self, exc: SigningRefused) -> None:
         extra: dict[str, Any] = {}
-        if isinstance(exc, pades.WrongPin):
+        if isinstance(exc, WrongPin):
             extra["attempts_left"] = exc.attempts_left
         super().__init__(str(exc), **extra)
         self.status = exc.status  # type: ignore[misc]
@@ -202,17 +201,7 @@ async def certificate_for(session: AsyncSession, caller: Caller, *, kind: str, s
             if row.kind != "person" or row.owner != caller.sub:
                 raise Forbidden("this certificate is not yours")
             return row
-        rows = (
-            (
-                await session.execute(
-                    select(Certificate)
-                    .where(Certificate.kind == "person", Certificate.owner == caller.sub)
-                    .order_by(Certificate.id.desc())
-                )
-            )
-            .scalars()
-            .all()
-        )
+        rows = await _newest_first(session, Certificate.kind == "person", Certificate.owner == caller.sub)
     else:
         if not caller.has_any("clerk"):
             raise Forbidden("the organisation's signature needs the role clerk")
@@ -225,20 +214,15 @@ async def certificate_for(session: AsyncSession, caller: Caller, *, kind: str, s
                     SealNotOfYourAgency(f"the seal belongs to agency {row.agency}, not to {caller.agency}")
                 )
             return row
-        rows = (
-            (
-                await session.execute(
-                    select(Certificate)
-                    .where(Certificate.kind == "organisation", Certificate.agency == caller.agency)
-                    .order_by(Certificate.id.desc())
-                )
-            )
-            .scalars()
-            .all()
-        )
+        rows = await _newest_first(session, Certificate.kind == "organisation", Certificate.agency == caller.agency)
     if not rows:
         raise NotFound("no certificate to sign with: ask an administrator to issue one")
     return next((r for r in rows if r.revoked_at is None), rows[0])
+
+
+async def _newest_first(session: AsyncSession, *where: Any) -> Sequence[Certificate]:
+    query = select(Certificate).where(*where).order_by(Certificate.id.desc())
+    return (await session.execute(query)).scalars().all()
 
 
 class PinCache:
@@ -278,7 +262,7 @@ def check_usable(keystore: Keystore, row: Certificate, *, at: datetime) -> None:
     if row.revoked_at is not None or keystore.ca.revocation_of(int(row.serial, 16)) is not None:
         raise SigningProblem(CertificateRevokedError(f"certificate {row.serial} is revoked"))
     if at > row.not_after or at < row.not_before:
-        raise SigningProblem(pades.CertificateExpired(f"certificate {row.serial} is not valid now"))
+        raise SigningProblem(CertificateExpired(f"certificate {row.serial} is not valid now"))
 
 
 def sign_options(keystore: Keystore, *, kind: str, level: str, caller: Caller, number: str | None) -> dict[str, Any]:

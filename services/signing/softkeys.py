@@ -16,15 +16,23 @@ import threading
 from pathlib import Path
 
 from asn1crypto import keys as asn1_keys
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 from pyhanko.sign.general import SigningError, get_pyca_cryptography_hash
 from pyhanko.sign.signers import SimpleSigner
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from .token import KeyCustody, PinPolicy, TokenError
+from .custody import KeyCustody, PinPolicy, TokenError
 
-__all__ = ["SOFTWARE_KEYSTORE", "SoftwareKeystore", "SoftwareSigner"]
+__all__ = [
+    "SOFTWARE_KEYSTORE",
+    "SoftwareKeystore",
+    "SoftwareSigner",
+    "development_signer_from_pkcs12",
+    "write_development_pkcs12",
+]
 
 #: how /readyz and the start banner name this keeper
 SOFTWARE_KEYSTORE = "software (development only)"
@@ -149,3 +157,36 @@ class SoftwareSigner(SimpleSigner):
 
     def sign_raw_sync(self, data: bytes, digest_algorithm: str = "sha256") -> bytes:
         return self.sign_raw(data, digest_algorithm)
+
+
+# -- PKCS#12 files --------------------------------------------------------------------------
+
+
+def write_development_pkcs12(
+    path: str | os.PathLike[str],
+    *,
+    key: rsa.RSAPrivateKey,
+    certificate: x509.Certificate,
+    chain: list[x509.Certificate],
+    passphrase: bytes,
+) -> None:
+    """Development only: an encrypted PKCS#12 for machines without a token."""
+    data = pkcs12.serialize_key_and_certificates(
+        name=None,
+        key=key,
+        cert=certificate,
+        cas=chain,
+        encryption_algorithm=serialization.BestAvailableEncryption(passphrase),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def development_signer_from_pkcs12(path: str | os.PathLike[str], *, passphrase: bytes) -> SimpleSigner:
+    """Development only: a pyHanko signer from an encrypted PKCS#12 (keys in a file are not
+    acceptable for real signers; use :class:`SigningToken`)."""
+    signer = SimpleSigner.load_pkcs12(str(path), passphrase=passphrase)
+    if signer is None:
+        raise TokenError(f"cannot read PKCS#12 file {path}")
+    return signer

@@ -2,19 +2,16 @@
 signature between position title and name, the organisation's red seal, the text stamp of
 attachments, and the number/symbol written into the prepared field.
 
-Appearances are built once into a small template PDF (fonts embedded as a fixed subset with
-pyHanko's ``GlyphAccumulator``, images with Pillow) and imported into each signed document, so a
-batch does not subset fonts or compress images for every file.
+Appearances are built once into a small template PDF (fonts from ``fonts.py``, images with
+Pillow) and imported into each signed document (``pdfimport.py``), so a batch does not subset
+fonts or compress images for every file.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
-import threading
 import unicodedata
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -23,10 +20,8 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.images import pil_image
 from pyhanko.pdf_utils.layout import BoxConstraints
@@ -35,13 +30,12 @@ from pyhanko.pdf_utils.writer import BasePdfFileWriter, PdfFileWriter
 from pyhanko.stamp import BaseStampStyle
 from pyhanko.stamp.appearances import AnnotAppearances
 
+from .fonts import FONT_DIR, EmbeddedFont, font
+from .pdfimport import PreparedImport
+
 __all__ = [
-    "FONT_DIR",
     "AppearanceRules",
-    "EmbeddedFont",
-    "PreparedImport",
     "PrerenderedStyle",
-    "StampTextNotSupported",
     "TemplateAppearance",
     "attachment_appearance",
     "format_signing_time",
@@ -52,7 +46,6 @@ __all__ = [
     "signature_image",
 ]
 
-FONT_DIR = Path(__file__).resolve().parents[2] / "shared" / "fonts"
 MM = 72 / 25.4  # PDF points per millimetre
 
 
@@ -77,203 +70,9 @@ class AppearanceRules:
 DEFAULT_RULES = AppearanceRules()
 
 
-class StampTextNotSupported(ValueError):
-    """The text contains a character outside the embedded glyph set."""
-
-
 def format_signing_time(moment: datetime, rules: AppearanceRules = DEFAULT_RULES) -> str:
     """ISO 8601 in Vietnam time with its offset, to the second: 2025-01-20T10:15:30+07:00."""
     return moment.astimezone(timezone(rules.utc_offset)).replace(microsecond=0).isoformat()
-
-
-# -- fonts ----------------------------------------------------------------------------------
-
-
-def _vietnamese_letters() -> str:
-    tones = ["", "\u0300", "\u0301", "\u0309", "\u0303", "\u0323"]
-    vowels = "aăâeêioôơuưy"
-    out = []
-    for v in vowels + vowels.upper():
-        for t in tones:
-            out.append(unicodedata.normalize("NFC", v + t))
-    return "".join(out) + "đĐ"
-
-
-# ASCII, Vietnamese, Latin-1 letters and the punctuation official documents use
-CHARSET = "".join(
-    dict.fromkeys(
-        "".join(chr(c) for c in range(0x20, 0x7F))
-        + _vietnamese_letters()
-        + "".join(chr(c) for c in range(0xC0, 0x100))
-        + "–—…“”‘’°§№×·«»"
-    )
-)
-
-
-class PreparedImport:
-    """What ``writer.import_object(ref)`` adds to a writer — the objects reachable from ``ref`` in
-    a template — written out once. Each document then gets those bytes under object numbers of
-    its own, the same file pyHanko's import would write, without a deep copy of the objects
-    and writing them anew every time (a tenth of a signature's CPU time, that was). Nothing
-    reads the template afterwards, so documents in several threads can take it at once."""
-
-    def __init__(self, ref: generic.IndirectObject) -> None:
-        self._ref = ref
-        scratch = PdfFileWriter(stream_xrefs=False)
-        before = set(scratch.objects)
-        top = scratch.import_object(ref)
-        # the import numbers objects in the order it meets them; so will reference_in
-        added = sorted(key for key in scratch.objects if key not in before)
-        slots = {idnum: index for index, (_, idnum) in enumerate(added)}
-        assert isinstance(top, generic.IndirectObject) and slots[top.idnum] == 0
-        self._objects: list[list[bytes | int]] = []
-        for key in added:
-            out = _SlotRecorder()
-            _with_slots(scratch.objects[key], slots).write_to_stream(out)
-            self._objects.append(out.pieces())
-
-    def reference_in(self, writer: BasePdfFileWriter) -> generic.IndirectObject:
-        if writer.security_handler is not None:  # each object's strings and streams get encrypted
-            return writer.import_object(self._ref)
-        refs = [writer.allocate_placeholder() for _ in self._objects]
-        for ref, pieces in zip(refs, self._objects, strict=True):
-            writer.add_object(_WrittenObject(pieces, refs), idnum=ref.idnum)
-        return refs[0]
-
-
-class _Slot(generic.PdfObject):
-    """Where a reference to the ``index``-th object of a prepared import goes."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def write_to_stream(self, stream: Any, handler: Any = None, container_ref: Any = None) -> None:
-        stream.slot(self.index)
-
-
-class _SlotRecorder(BytesIO):
-    def __init__(self) -> None:
-        super().__init__()
-        self._slots: list[tuple[int, int]] = []  # (offset, index)
-
-    def slot(self, index: int) -> None:
-        self._slots.append((self.tell(), index))
-
-    def pieces(self) -> list[bytes | int]:
-        data, pieces, start = self.getvalue(), [], 0
-        for offset, index in self._slots:
-            pieces += [data[start:offset], index]
-            start = offset
-        pieces.append(data[start:])
-        return pieces
-
-
-def _with_slots(obj: generic.PdfObject, slots: dict[int, int]) -> generic.PdfObject:
-    """``obj`` (a fresh copy made by an import) with each reference replaced by its slot."""
-    if isinstance(obj, generic.IndirectObject):
-        return _Slot(slots[obj.idnum])
-    if isinstance(obj, generic.DictionaryObject):  # streams too: their data stays as it is
-        for key, value in list(obj.items()):
-            obj[key] = _with_slots(value, slots)
-    elif isinstance(obj, generic.ArrayObject):
-        obj[:] = [_with_slots(value, slots) for value in obj]
-    return obj
-
-
-class _WrittenObject(generic.PdfObject):
-    """A prepared object in a document: its bytes, with the references filled in."""
-
-    def __init__(self, pieces: list[bytes | int], refs: list[generic.IndirectObject]) -> None:
-        self._pieces = pieces
-        self._refs = refs
-
-    def write_to_stream(self, stream: Any, handler: Any = None, container_ref: Any = None) -> None:
-        for piece in self._pieces:
-            if isinstance(piece, int):
-                ref = self._refs[piece]
-                stream.write(b"%d %d R" % (ref.idnum, ref.generation))
-            else:
-                stream.write(piece)
-
-
-class EmbeddedFont:
-    """A fixed subset of a TrueType font, embedded once (Type0/CIDFontType2 with ToUnicode, by
-    pyHanko's GlyphAccumulator) into a template PDF and imported into each document."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        tt = TTFont(str(path), lazy=True)
-        self._upem = tt["head"].unitsPerEm
-        cmap = tt.getBestCmap()
-        hmtx = tt["hmtx"]
-        self._glyphs: dict[str, tuple[int, int]] = {}
-        for ch in CHARSET:
-            name = cmap.get(ord(ch))
-            if name is None:
-                continue
-            self._glyphs[ch] = (tt.getGlyphID(name), hmtx[name][0])
-        writer = PdfFileWriter(stream_xrefs=False)
-        # fontTools warns about dropping DejaVu's FontForge timestamp table; nothing to act on
-        logging.getLogger("fontTools.subset").setLevel(logging.ERROR)
-        engine = GlyphAccumulatorFactory(str(path)).create_font_engine(writer)
-        for ch in self._glyphs:
-            engine.shape(ch)  # one by one, so no ligature hides a glyph
-        writer.root["/LienthongFont"] = engine.as_resource()
-        buf = BytesIO()
-        writer.write(buf)
-        # pyHanko writes /W in font units (DejaVu: 2048 per em) and positions every glyph
-        # itself; plain Tj needs the PDF's 1/1000 em, so copy the font with scaled widths.
-        first = PdfFileReader(BytesIO(buf.getvalue()))
-        final = PdfFileWriter(stream_xrefs=False)
-        font_ref = final.import_object(first.root.raw_get("/LienthongFont"))
-        cid_font = font_ref.get_object()["/DescendantFonts"][0].get_object()
-        cid_font[pdf_name("/W")] = _scaled_widths(cid_font["/W"], 1000 / self._upem)
-        final.root["/LienthongFont"] = font_ref
-        buf = BytesIO()
-        final.write(buf)
-        self._objects = PreparedImport(PdfFileReader(BytesIO(buf.getvalue())).root.raw_get("/LienthongFont"))
-        self._imported: weakref.WeakKeyDictionary[Any, generic.IndirectObject] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
-
-    def check(self, text: str) -> str:
-        text = unicodedata.normalize("NFC", text)
-        missing = sorted({ch for ch in text if ch not in self._glyphs})
-        if missing:
-            raise StampTextNotSupported(f"characters not in the stamp font: {''.join(missing)!r}")
-        return text
-
-    def width(self, text: str, size: float) -> float:
-        text = self.check(text)
-        return sum(self._glyphs[ch][1] for ch in text) * size / self._upem
-
-    def show(self, text: str) -> bytes:
-        """Hex string operand for ``Tj`` (Identity-H: two-byte glyph ids)."""
-        text = self.check(text)
-        return b"<" + b"".join(b"%04x" % self._glyphs[ch][0] for ch in text) + b">"
-
-    def reference_in(self, writer: BasePdfFileWriter) -> generic.IndirectObject:
-        """The font's reference in ``writer``, importing it on first use."""
-        with self._lock:
-            ref = self._imported.get(writer)
-            if ref is None:
-                ref = self._objects.reference_in(writer)
-                self._imported[writer] = ref
-            return ref
-
-
-def _scaled_widths(widths: generic.ArrayObject, factor: float) -> generic.ArrayObject:
-    out = generic.ArrayObject()
-    for item in widths:
-        if isinstance(item, generic.ArrayObject):
-            out.append(generic.ArrayObject(generic.NumberObject(round(w * factor)) for w in item))
-        else:
-            out.append(item)
-    return out
-
-
-@lru_cache(maxsize=8)
-def font(name: str) -> EmbeddedFont:
-    return EmbeddedFont(FONT_DIR / name)
 
 
 # -- images (Pillow) -------------------------------------------------------------------------

@@ -17,12 +17,12 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
 from services.signing.config import SigningSettings, get_settings
+from services.signing.fonts import FONT_DIR
 from services.signing.keystore import Keystore, close_keystore, open_keystore
-from services.signing.pades import LocalTimeStamper
-from services.signing.pki import CertificateAuthority, certificates_pem
-from services.signing.stamps import FONT_DIR
+from services.signing.pki.authority import CertificateAuthority, certificates_pem
+from services.signing.pki.timestamping import LocalTimeStamper
 from services.signing.token import SigningToken
-from services.signing.verification import TrustSettings
+from services.signing.trust import TrustSettings
 from tests.servers import missing
 
 AGENCY = "Ủy ban nhân dân tỉnh Hà Giang"

@@ -18,10 +18,12 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
-from services.signing import pades, stamps
-from services.signing.pades import (
+from services.signing import fonts, policy, stamps
+from services.signing.drafts import DraftLayout, fill_number_field, prepare_draft
+from services.signing.pades import sign_batch, sign_pdf
+from services.signing.pdfimport import PreparedImport
+from services.signing.policy import (
     BrokenPdf,
-    DraftLayout,
     EncryptedPdf,
     NotAPdf,
     NumberAlreadyFilled,
@@ -29,10 +31,6 @@ from services.signing.pades import (
     SealNotOfYourAgency,
     SigningPolicy,
     WrongSigningOrder,
-    fill_number_field,
-    prepare_draft,
-    sign_batch,
-    sign_pdf,
 )
 from services.signing.stamps import DEFAULT_RULES, MM
 from services.signing.verification import verify_pdf
@@ -220,7 +218,7 @@ def test_b_lt_validates_offline_from_embedded_revocation_data(pki: Pki, tmp_path
     without = pyhanko_validate(b_t, root=pki.root_pem, intermediate=pki.intermediate_pem, extra=offline)
     assert without.returncode != 0 and "REVINFO_FAILURE" in without.stdout
     # our verifier without any network: revocation answered from the DSS
-    from services.signing.verification import TrustSettings
+    from services.signing.trust import TrustSettings
 
     offline_trust = TrustSettings(trust_roots=pki.trust.trust_roots, other_certs=pki.trust.other_certs, fetch=None)
     report = verify_pdf(b_lt.read_bytes(), trust=offline_trust)
@@ -251,9 +249,9 @@ def test_appearances_are_written_as_an_import_would_write_them(draft_pdf: bytes)
     the one pyHanko's import of the template's objects writes (but for its random /ID)."""
     person = stamps.cached_person_appearance(TITLE, "Nguyễn Văn Đức", DraftLayout().person_geometry, 2, DEFAULT_RULES)
     seal = stamps.cached_seal_appearance("Ủy ban nhân dân tỉnh Hà Giang", DEFAULT_RULES)
-    font = stamps.font(DEFAULT_RULES.text_font)
+    font = fonts.font(DEFAULT_RULES.text_font)
 
-    def written(take: Callable[[stamps.PreparedImport, IncrementalPdfFileWriter], generic.PdfObject]) -> bytes:
+    def written(take: Callable[[PreparedImport, IncrementalPdfFileWriter], generic.PdfObject]) -> bytes:
         writer = IncrementalPdfFileWriter(BytesIO(draft_pdf))
         prepared = [person._objects, seal._objects, font._objects]
         writer.root[generic.pdf_name("/Test")] = generic.ArrayObject(take(p, writer) for p in prepared)
@@ -334,11 +332,11 @@ def test_revoked_or_expired_certificate_cannot_sign(pki: Pki, draft_pdf: bytes) 
     signer_id = pki.new_signer("bi-thu-hoi", full_name="Phạm Quốc Bảo", position="Giám đốc")
     signer = pki.token.signer(signer_id, pin=PIN)
     pki.ca.revoke(pki.token.certificate(signer_id).serial_number, reason=pades_reason("key_compromise"))
-    with pytest.raises(pades.CertificateRevoked) as info:
+    with pytest.raises(policy.CertificateRevoked) as info:
         sign_pdf(prepare_draft(draft_pdf), signer=signer, kind="person", timestamper=pki.timestamper, trust=pki.trust)
     assert info.value.status == 403
     fresh = pki.token.signer("chu-tich", pin=PIN)
-    with pytest.raises(pades.CertificateExpired):
+    with pytest.raises(policy.CertificateExpired):
         sign_pdf(
             prepare_draft(draft_pdf),
             signer=fresh,
@@ -350,7 +348,7 @@ def test_revoked_or_expired_certificate_cannot_sign(pki: Pki, draft_pdf: bytes) 
 
 
 def pades_reason(name: str):
-    from services.signing.pki import RevocationReason
+    from services.signing.pki.register import RevocationReason
 
     return getattr(RevocationReason, name)
 
@@ -380,9 +378,9 @@ def test_a_scanned_signature_image_can_be_used(pki: Pki, draft_pdf: bytes, tmp_p
 
 def test_text_the_stamp_cannot_show_is_refused(pki: Pki, draft_pdf: bytes) -> None:
     seal = pki.token.signer("ubnd-tinh", pin=PIN)
-    with pytest.raises(pades.InvalidNumberText):
+    with pytest.raises(policy.InvalidNumberText):
         sign_pdf(draft_pdf, signer=seal, kind="attachment", timestamper=pki.timestamper, number_text="15/文件")
-    with pytest.raises(pades.InvalidAppearance):
+    with pytest.raises(policy.InvalidAppearance):
         sign_pdf(
             prepare_draft(draft_pdf),
             signer=pki.token.signer("chu-tich", pin=PIN),
@@ -390,5 +388,5 @@ def test_text_the_stamp_cannot_show_is_refused(pki: Pki, draft_pdf: bytes) -> No
             timestamper=pki.timestamper,
             title_lines=("KT. CHỦ TỊCH", "PHÓ CHỦ TỊCH", "THƯỜNG TRỰC"),
         )
-    with pytest.raises(pades.InvalidNumberText):
+    with pytest.raises(policy.InvalidNumberText):
         fill_number_field(prepare_draft(draft_pdf), number_text="x" * 51)

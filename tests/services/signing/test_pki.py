@@ -14,15 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from services.signing.pki import (
-    DOCUMENT_SIGNING_EKU,
-    CertificateAuthority,
-    PkiConfig,
-    PkiError,
-    RevocationReason,
-    UnknownCertificate,
-    organ_id_of,
-)
+from services.signing.pki.authority import CertificateAuthority
+from services.signing.pki.config import PkiConfig
+from services.signing.pki.profiles import DOCUMENT_SIGNING_EKU, organ_id_of
+from services.signing.pki.register import PkiError, RevocationReason, UnknownCertificate
 
 from .conftest import AGENCY, AGENCY_ID, Pki
 

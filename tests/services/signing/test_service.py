@@ -27,8 +27,8 @@ from sqlalchemy import func, select
 
 from services.signing.app import create_app
 from services.signing.config import get_settings
+from services.signing.drafts import fill_number_field
 from services.signing.models import Signature, outbox
-from services.signing.pades import fill_number_field
 from services.signing.schemas import BatchItemOut, BatchOut
 from shared.bus.memory import InProcessBroker
 from shared.events import CloudEvent

@@ -20,9 +20,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from services.signing.app import create_app
+from services.signing.drafts import fill_number_field, prepare_draft
 from services.signing.keystore import Keystore, RefusedToStart, close_keystore, custody_kind, open_keystore
-from services.signing.pades import TokenLocked, WrongPin, fill_number_field, prepare_draft, sign_batch, sign_pdf
-from services.signing.pki import certificates_pem
+from services.signing.pades import sign_batch, sign_pdf
+from services.signing.pki.authority import certificates_pem
+from services.signing.policy import TokenLocked, WrongPin
 from services.signing.softkeys import SOFTWARE_KEYSTORE, SoftwareKeystore
 from services.signing.verification import verify_pdf
 from tests.suites import embedded

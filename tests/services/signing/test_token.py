@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from pkcs11 import Attribute, ObjectClass
 from pyhanko.sign.pkcs11 import PKCS11Signer
 
-from services.signing.pades import TokenLocked, UnknownSigner, WrongPin
-from services.signing.token import TokenError
+from services.signing.custody import TokenError
+from services.signing.policy import TokenLocked, UnknownSigner, WrongPin
 
 from .conftest import PIN, Pki
 

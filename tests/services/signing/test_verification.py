@@ -14,14 +14,13 @@ from pyhanko.pdf_utils.generic import pdf_name, pdf_string
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
 from services.signing import stamps
-from services.signing.pades import (
-    CertificateRevoked,
-    fill_number_field,
-    prepare_draft,
-    sign_pdf,
-)
-from services.signing.pki import CertificateAuthority, PkiConfig, RevocationReason
-from services.signing.token import development_signer_from_pkcs12, write_development_pkcs12
+from services.signing.drafts import fill_number_field, prepare_draft
+from services.signing.pades import sign_pdf
+from services.signing.pki.authority import CertificateAuthority
+from services.signing.pki.config import PkiConfig
+from services.signing.pki.register import RevocationReason
+from services.signing.policy import CertificateRevoked
+from services.signing.softkeys import development_signer_from_pkcs12, write_development_pkcs12
 from services.signing.verification import verify_pdf
 
 from .checkers import openssl_verify_signatures, pdfsig, pyhanko_validate

@@ -1,59 +1,39 @@
-"""Signing's HTTP API (through the gateway at ``/api/signing/…``).
-
-* ``/pki/…`` — public: CA certificates, CRLs, OCSP and the RFC 3161 TSA, at the URLs the
-  issued certificates name.
-* ``/certificates`` — administrators issue (key made in the token), list, revoke, reset PINs.
-* ``/sign``, ``/sign/batch``, ``/fill-number`` — the PDF goes in as the raw body
-  (``application/pdf``; a batch as ``multipart/form-data`` files), options in the query, the
-  signer's PIN in the ``X-Signing-PIN`` header; the signed PDF comes back as the body.
-* ``/verify`` — any signed-in user: a PDF in, the verification report out.
-"""
+"""``/sign``, ``/sign/batch``, ``/fill-number`` — the PDF goes in as the raw body (``application/pdf``;
+a batch as ``multipart/form-data`` files), options in the query, the signer's PIN in the
+``X-Signing-PIN`` header; the signed PDF comes back as the body — and ``/verify``: any signed-in
+user, a PDF in, the verification report out."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import dataclasses
 import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import clock
-from shared.auth import ROLES, Caller, allow, current_caller, public
-from shared.db import request_session
-from shared.errors import NotFound, ProblemError, Unprocessable, UnsupportedMediaType, problem_responses
-from shared.events import Actor
+from shared.auth import ROLES, Caller, current_caller
+from shared.errors import ProblemError, Unprocessable, UnsupportedMediaType, problem_responses
 from shared.http import StrictRoute, raw_body_route
-from shared.organ_id import is_valid as is_organ_id
 
-from . import pades, service
-from .documents import DocumentsClient
-from .keystore import Keystore
-from .models import Certificate
-from .pades import SigningRefused
-from .pki import UnknownCertificate
-from .schemas import (
-    AgencySignerOut,
-    AgencySigningOut,
+from .. import pades, service
+from ..documents import DocumentsClient
+from ..drafts import fill_number_field
+from ..models import Certificate
+from ..policy import SigningRefused, open_pdf
+from ..schemas import (
     BatchItemOut,
     BatchOut,
-    CertificateOut,
-    CertificateRequest,
-    IssuedCertificateOut,
-    PinReset,
-    PinResetOut,
-    RevokeRequest,
     SignatureOut,
     VerificationOut,
 )
-from .service import PinCache, SigningProblem, sha256_hex
-from .verification import verify_pdf
+from ..service import SigningProblem, sha256_hex
+from ..verification import verify_pdf
+from .context import Session, keystore_of, pins_of
 
-Session = Depends(request_session, scope="function")
 PIN_HEADER = "X-Signing-PIN"
 PIN_DESCRIPTION = (
     "The signer's own PIN, of the certificate signed with (a leader's, or the agency's seal for a clerk); "
@@ -63,249 +43,7 @@ PIN_DESCRIPTION = (
 Kind = Literal["person", "organisation", "attachment"]
 Level = Literal["B-T", "B-LT"]
 
-pki_router = APIRouter(prefix="/pki", tags=["pki"], route_class=StrictRoute)
-certificates_router = APIRouter(prefix="/certificates", tags=["certificates"], route_class=StrictRoute)
 signing_router = APIRouter(tags=["signing"], route_class=StrictRoute)
-agencies_router = APIRouter(prefix="/agencies", tags=["certificates"], route_class=StrictRoute)
-
-
-def _keystore(request: Request) -> Keystore:
-    return request.app.state.runtime.extras["keystore"]
-
-
-def _pins(request: Request) -> PinCache:
-    return request.app.state.runtime.extras["pins"]
-
-
-# -- PKI ------------------------------------------------------------------------------------------
-
-
-@pki_router.get(
-    "/ca", response_class=Response, **public(), responses={200: {"content": {"application/x-pem-file": {}}}}
-)
-async def ca_certificates(request: Request) -> Response:
-    """The root and intermediate CA certificates (PEM): what a relying party installs as trust."""
-    return Response(_keystore(request).ca_chain_pem(), media_type="application/x-pem-file")
-
-
-@pki_router.get("/certs/{name}", response_class=Response, **public(), responses=problem_responses(404))
-async def ca_certificate(name: str, request: Request) -> Response:
-    """One CA certificate in DER (``root.cer``, ``intermediate.cer``), as named in the AIA."""
-    return _serve_pki(request, f"certs/{name}", None)
-
-
-@pki_router.get("/crl/{name}", response_class=Response, **public(), responses=problem_responses(404))
-async def crl(name: str, request: Request) -> Response:
-    """A CRL (``intermediate.crl`` for signers, ``root.crl`` for the intermediate), served from
-    cache until it is due for refresh, rebuilt at once after a revocation."""
-    keystore = _keystore(request)
-    issuer = {"intermediate.crl": "intermediate", "root.crl": "root"}.get(name)
-    if issuer is None:
-        raise NotFound(f"no CRL {name}")
-    der = await asyncio.to_thread(keystore.crl, issuer)
-    return Response(der, media_type="application/pkix-crl", headers={"Cache-Control": "max-age=300"})
-
-
-@pki_router.post("/ocsp", response_class=Response, **raw_body_route("application/ocsp-request"))
-async def ocsp_post(request: Request) -> Response:
-    """OCSP responder (RFC 6960): a DER request in, a signed response out; answers revocations
-    the moment they are made."""
-    return _serve_pki(request, "ocsp", await request.body())
-
-
-@pki_router.get("/ocsp/{encoded:path}", response_class=Response, **public())
-async def ocsp_get(encoded: str, request: Request) -> Response:
-    """OCSP by GET (RFC 6960 appendix A): the DER request, base64, URL-encoded, in the path."""
-    try:
-        der = base64.b64decode(encoded.replace("-", "+").replace("_", "/") + "==", validate=False)
-    except (binascii.Error, ValueError):
-        der = b""
-    return _serve_pki(request, "ocsp", der)
-
-
-@pki_router.post("/tsa", response_class=Response, **raw_body_route("application/timestamp-query"))
-async def tsa(request: Request) -> Response:
-    """RFC 3161 time-stamping: a DER ``TimeStampReq`` in, a ``TimeStampResp`` out."""
-    return _serve_pki(request, "tsa", await request.body())
-
-
-def _serve_pki(request: Request, path: str, body: bytes | None) -> Response:
-    keystore = _keystore(request)
-    try:
-        content, media_type = keystore.ca.handle(f"{keystore.ca.config.base_url}/{path}", body)
-    except UnknownCertificate as exc:
-        raise NotFound(str(exc)) from exc
-    return Response(content, media_type=media_type)
-
-
-# -- certificates -------------------------------------------------------------------------------
-
-
-def _out(row: Certificate, keystore: Keystore, *, full: bool = False) -> dict[str, Any]:
-    data = {c: getattr(row, c) for c in CertificateOut.model_fields if hasattr(row, c)}
-    if full:
-        data["certificate_pem"] = service.certificate_pem(keystore, row)
-        data["locked"] = service.locked(keystore, row)
-    return data
-
-
-@certificates_router.post(
-    "",
-    status_code=201,
-    response_model=IssuedCertificateOut,
-    responses=problem_responses(401, 403, 422),
-    **allow("admin"),
-)
-async def issue(
-    body: CertificateRequest,
-    request: Request,
-    caller: Caller = Depends(current_caller),
-    session: AsyncSession = Session,
-) -> dict[str, Any]:
-    """Issue a certificate (cấp chứng thư số): a leader's, or an agency's seal. The key pair is
-    generated inside the token; the PIN is the one given, or a new one returned here once."""
-    caller.require_agency(body.agency)
-    keystore = _keystore(request)
-    made = await service.issue_certificate(
-        session,
-        keystore,
-        kind=body.kind,
-        agency=body.agency,
-        agency_name=body.agency_name,
-        issued_by=caller.sub,
-        actor=Actor.of(caller),
-        user_id=body.user_id,
-        full_name=body.full_name,
-        position=body.position,
-        pin=body.pin,
-    )
-    return {**_out(made.row, keystore, full=True), "pin": made.pin}
-
-
-@certificates_router.get(
-    "", response_model=list[CertificateOut], responses=problem_responses(401, 403), **allow("leader", "clerk", "admin")
-)
-async def list_certificates(
-    request: Request,
-    kind: Literal["person", "organisation"] | None = None,
-    owner: str | None = None,
-    caller: Caller = Depends(current_caller),
-    session: AsyncSession = Session,
-) -> list[dict[str, Any]]:
-    """Certificates of the caller's agency subtree (newest first)."""
-    query = select(Certificate).order_by(Certificate.id.desc())
-    if kind:
-        query = query.where(Certificate.kind == kind)
-    if owner:
-        query = query.where(Certificate.owner == owner)
-    rows = (await session.execute(query)).scalars().all()
-    keystore = _keystore(request)
-    return [_out(r, keystore) for r in rows if caller.acts_in(r.agency)]
-
-
-@certificates_router.get(
-    "/{serial}",
-    response_model=CertificateOut,
-    responses=problem_responses(401, 403, 404),
-    **allow("leader", "clerk", "admin"),
-)
-async def get_certificate(
-    serial: str, request: Request, caller: Caller = Depends(current_caller), session: AsyncSession = Session
-) -> dict[str, Any]:
-    """One certificate with its PEM and whether its signer is locked by wrong PINs."""
-    row = await service.certificate_by_serial(session, serial)
-    caller.require_agency(row.agency, hide=True)
-    return _out(row, _keystore(request), full=True)
-
-
-@certificates_router.post(
-    "/{serial}/revoke", response_model=CertificateOut, responses=problem_responses(401, 403, 404, 409), **allow("admin")
-)
-async def revoke(
-    serial: str,
-    body: RevokeRequest,
-    request: Request,
-    caller: Caller = Depends(current_caller),
-    session: AsyncSession = Session,
-) -> dict[str, Any]:
-    """Revoke (thu hồi): OCSP answers ``revoked`` at once, the next CRL lists it, signing with
-    it is refused; signatures time-stamped before stay valid."""
-    row = await service.certificate_by_serial(session, serial)
-    caller.require_agency(row.agency, hide=True)
-    keystore = _keystore(request)
-    await service.revoke_certificate(session, keystore, row, reason=body.reason, caller=caller)
-    _pins(request).forget(row.signer_id)
-    return _out(row, keystore, full=True)
-
-
-@certificates_router.post(
-    "/{serial}/pin", response_model=PinResetOut, responses=problem_responses(401, 403, 404, 422), **allow("admin")
-)
-async def reset_pin(
-    serial: str,
-    body: PinReset,
-    request: Request,
-    caller: Caller = Depends(current_caller),
-    session: AsyncSession = Session,
-) -> dict[str, Any]:
-    """Set a new PIN for a certificate's signer and lift a lock from wrong PINs."""
-    row = await service.certificate_by_serial(session, serial)
-    caller.require_agency(row.agency, hide=True)
-    pin = body.pin or service.new_pin()
-    keystore = _keystore(request)
-    try:
-        await asyncio.to_thread(keystore.token.reset_pin, row.signer_id, new_pin=pin)
-    except service.TokenError as exc:
-        raise Unprocessable(str(exc)) from exc
-    _pins(request).forget(row.signer_id)
-    return {"serial": row.serial, "pin": None if body.pin else pin}
-
-
-@agencies_router.get(
-    "/{organ_id}",
-    response_model=AgencySigningOut,
-    responses=problem_responses(401, 403, 404, 422),
-    **allow("leader", "clerk", "admin"),
-)
-async def agency_signing(
-    organ_id: str, request: Request, caller: Caller = Depends(current_caller), session: AsyncSession = Session
-) -> dict[str, Any]:
-    """What an agency of the caller's subtree can sign with: its seal certificate(s), the one a
-    clerk's seal uses by default, and the people who can sign, with their usable certificates."""
-    if not is_organ_id(organ_id):
-        raise Unprocessable("organ_id must be an OrganId such as 000.00.41.H56")
-    caller.require_agency(organ_id, hide=True)
-    rows = (
-        (
-            await session.execute(
-                select(Certificate).where(Certificate.agency == organ_id).order_by(Certificate.id.desc())
-            )
-        )
-        .scalars()
-        .all()
-    )
-    now = clock.now()
-    usable = [r for r in rows if r.revoked_at is None and r.not_before <= now <= r.not_after]
-    seals = [r for r in rows if r.kind == "organisation"]
-    signers: dict[str, AgencySignerOut] = {}
-    for row in usable:
-        if row.kind == "person" and row.owner:
-            signer = signers.setdefault(
-                row.owner,
-                AgencySignerOut(user_id=row.owner, full_name=row.full_name, position=row.position, certificates=[]),
-            )
-            signer.certificates.append(row.serial)
-    keystore = _keystore(request)
-    return {
-        "organ_id": organ_id,
-        "name": rows[0].agency_name if rows else None,
-        "default_seal": next((r.serial for r in usable if r.kind == "organisation"), None),
-        "seals": [_out(r, keystore) for r in seals],
-        "signers": sorted(signers.values(), key=lambda s: s.user_id),
-    }
-
-
-# -- signing ----------------------------------------------------------------------------------
 
 
 def _signature_headers(out: SignatureOut) -> dict[str, str]:
@@ -346,7 +84,7 @@ async def sign(
     """Sign one PDF, PAdES B-T (B-LT on request). ``person``: the leader's own certificate; the
     draft's fields are prepared if missing. ``organisation``: the clerk's agency's seal, after the
     number is filled. ``attachment``: the seal's text stamp at the top right of page 1."""
-    keystore = _keystore(request)
+    keystore = keystore_of(request)
     pdf = await request.body()
     digest = sha256_hex(pdf)
     row: Certificate | None = None
@@ -358,11 +96,11 @@ async def sign(
         signed_at = clock.now()
         service.check_usable(keystore, row, at=signed_at)
         options = service.sign_options(keystore, kind=kind, level=level_, caller=caller, number=number)
-        pins = _pins(request)
+        pins = pins_of(request)
         signer_id = row.signer_id
 
         def work() -> bytes:
-            document = pades.open_pdf(pdf, keystore.policy)  # bad input is refused before the PIN is tried
+            document = open_pdf(pdf, keystore.policy)  # bad input is refused before the PIN is tried
             signer = pins.signer(keystore, signer_id, pin)
             return pades.sign_pdf(document, signer=signer, signing_time=signed_at, **options)
 
@@ -416,7 +154,7 @@ async def sign_batch(
 ) -> Response:
     """Sign up to ``max_batch`` PDFs (multipart files, any field name) with one PIN entry; one
     result per file, in order, with the signed PDF in base64 or the item's problem."""
-    keystore = _keystore(request)
+    keystore = keystore_of(request)
     settings = request.app.state.runtime.settings
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
@@ -438,7 +176,7 @@ async def sign_batch(
         signed_at = clock.now()
         service.check_usable(keystore, row, at=signed_at)
         options = service.sign_options(keystore, kind=kind, level=level_, caller=caller, number=number)
-        pins = _pins(request)
+        pins = pins_of(request)
         signer_id = row.signer_id
 
         def work() -> pades.BatchResult:
@@ -551,14 +289,14 @@ async def fill_number(
     update the leader's signature permits. Nothing but the assigned number can be filled: a
     document not numbered yet is 409 ``document_not_numbered``, a ``number`` that is not its
     assignment 409 ``number_not_assigned``."""
-    keystore = _keystore(request)
+    keystore = keystore_of(request)
     documents: DocumentsClient = request.app.state.runtime.extras["documents"]
     code = await documents.assigned_code(
         document, authorization=request.headers.get("authorization", ""), claimed=number
     )
     pdf = await request.body()
     try:
-        output = await asyncio.to_thread(pades.fill_number_field, pdf, number_text=code, policy=keystore.policy)
+        output = await asyncio.to_thread(fill_number_field, pdf, number_text=code, policy=keystore.policy)
     except SigningRefused as exc:
         raise SigningProblem(exc) from exc
     return Response(output, media_type="application/pdf", headers={"X-Output-SHA256": sha256_hex(output)})
@@ -574,7 +312,7 @@ async def verify(request: Request, caller: Caller = Depends(current_caller)) -> 
     """Verify every signature of a PDF against our trust roots: signer and chain, revocation
     (embedded, or from our CA in-process), signing time and time-stamp, integrity, and what
     changed after each signature and whether that was permitted."""
-    keystore = _keystore(request)
+    keystore = keystore_of(request)
     pdf = await request.body()
     try:
         report = await asyncio.to_thread(verify_pdf, pdf, trust=keystore.trust, policy=keystore.policy)
@@ -592,6 +330,3 @@ async def verify(request: Request, caller: Caller = Depends(current_caller)) -> 
         "sha256": sha256_hex(pdf),
         "signatures": signatures,
     }
-
-
-routers = [pki_router, certificates_router, agencies_router, signing_router]
