@@ -105,7 +105,7 @@ class EventData(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    actor: Actor | None = None
+    actor: Actor = Field(description="who caused this fact: a person, a client, or the system and why")
 
 
 # The first word of every routing key. A consumer that wants "everything but X" binds one

@@ -27,6 +27,7 @@ from services.audit.store import columns_of, latest_checkpoint, make_checkpoint,
 from shared import clock
 from shared.app import ServiceRuntime
 from shared.db import Database, insert_ignoring_duplicates, session_scope
+from shared.events import Actor
 
 log = structlog.get_logger("audit")
 
@@ -41,6 +42,7 @@ TAMPERED = Gauge(
 TAMPER_FINDINGS = Counter("lienthong_audit_tamper_findings_total", "new findings of the integrity self-check")
 SELFCHECK_RUNS = Counter("lienthong_audit_selfcheck_runs_total", "integrity self-check runs", ["result"])
 
+SELF_CHECK = Actor.system("the audit log's periodic integrity self-check").model_dump(exclude_none=True)
 SELFCHECK_CHUNK = 1024  # a power of two: interior nodes inside a chunk are checked from it alone
 
 
@@ -219,7 +221,13 @@ class SelfCheck:
                     await outbox.emit(
                         session,
                         "audit.tampered",
-                        {"finding": f.key, "entry_index": f.entry_index, "detail": f.detail[:500], "detected_at": now},
+                        {
+                            "finding": f.key,
+                            "entry_index": f.entry_index,
+                            "detail": f.detail[:500],
+                            "detected_at": now,
+                            "actor": SELF_CHECK,
+                        },
                         subject=f"audit-log:{f.key}",
                     )
 
