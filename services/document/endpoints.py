@@ -13,11 +13,12 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.document import paging
+from services.document import lifecycle, paging
 from services.document import publish as publication
 from services.document import service as svc
 from services.document.doctypes import Secrecy
 from services.document.events import DocumentAssigned, DocumentDrafted, DocumentRecalled, Organ
+from services.document.lifecycle import AssignmentStatus, Status, Step, WorkFileStatus
 from services.document.models import Assignment, Attachment, Comment, ContentVersion, Document, WorkFile, outbox
 from services.document.numbering import parse_code
 from services.document.schemas import (
@@ -111,15 +112,14 @@ async def create_draft(
         work_file = await session.get(WorkFile, body.work_file_id)
         if work_file is None or not caller.acts_in(work_file.organ_id):
             raise NotFound(f"no work file {body.work_file_id}")
-        if work_file.status != "open":
-            raise Conflict("the work file is closed")
+        lifecycle.check(Step.FILE_IN_WORK_FILE, work_file)
         if dossier_code and work_file.dossier_code and dossier_code != work_file.dossier_code:
             raise Unprocessable("dossier_code differs from the work file's")
         dossier_code = dossier_code or work_file.dossier_code
     doc = svc.new_document(
         direction="outgoing",
         agency=body.agency,
-        status="draft",
+        status=Status.DRAFT,
         type_key=kind.key,
         type_name=kind.name,
         subject=body.subject,
@@ -190,7 +190,7 @@ async def register_incoming(
     doc = svc.new_document(
         direction="incoming",
         agency=body.agency,
-        status="received",
+        status=Status.RECEIVED,
         type_key=kind.key,
         type_name=kind.name,
         subject=body.subject,
@@ -292,8 +292,7 @@ async def update_draft(
     """Change a draft's metadata (If-Match required)."""
     doc = await svc.get_visible(session, caller, document_id, lock=True)
     check_if_match(if_match, etag_for(doc.version))
-    if doc.status != "draft":
-        raise Conflict(f"only a draft's metadata can change; this one is {doc.status}")
+    lifecycle.check(Step.EDIT, doc)
     changes = body.model_dump(exclude_unset=True)
     signer = changes.pop("signer", None)
     if signer is not None:
@@ -306,12 +305,12 @@ async def update_draft(
     return svc.to_out(doc)
 
 
-# Which upload moves a document from which state, and who may do it.
-_STAGES: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
-    "draft": (frozenset({"draft"}), ("specialist", "leader", "clerk")),
-    "signed_by_leader": (frozenset({"draft", "signed_by_leader"}), ("leader",)),
-    "numbered": (frozenset({"numbered"}), ("clerk",)),
-    "sealed": (frozenset({"numbered", "sealed"}), ("clerk",)),
+# Who may upload the version that puts a document in each stage.
+_UPLOADERS: dict[str, tuple[str, ...]] = {
+    Status.DRAFT: ("specialist", "leader", "clerk"),
+    Status.SIGNED_BY_LEADER: ("leader",),
+    Status.NUMBERED: ("clerk",),
+    Status.SEALED: ("clerk",),
 }
 
 
@@ -343,23 +342,20 @@ async def upload_content(
     kit = svc.toolkit(request)
     doc = await svc.get_visible(session, caller, document_id, lock=True)
     check_if_match(if_match, etag_for(doc.version))
+    step = Step.UPLOAD if stage is None else lifecycle.UPLOADS[stage]
+    lifecycle.check(step, doc)
     target = stage or doc.status
-    if target not in _STAGES:
-        raise Conflict(f"no content can be uploaded to a {doc.status} document")
-    sources, roles = _STAGES[target]
-    if doc.status not in sources:
-        raise Conflict(f"a {doc.status} document cannot move to {target} by an upload")
-    _require_role(caller, *roles)
+    _require_role(caller, *_UPLOADERS[target])
     previous = await svc.latest_content(session, doc)
     staged = await svc.spool_upload(request, kit)
     svc.require_pdf(staged)
     try:
         signatures = svc.count_signatures(staged.path)
-        if target == "signed_by_leader" and signatures < 1:
+        if target == Status.SIGNED_BY_LEADER and signatures < 1:
             raise Unprocessable("the leader's version must carry a signature")
-        if target == "sealed" and (previous is None or signatures <= previous.signatures):
+        if target == Status.SEALED and (previous is None or signatures <= previous.signatures):
             raise Unprocessable("the sealed version must add the organisation's signature")
-        if doc.status != "draft" and previous is not None and kit.settings.require_incremental_updates:
+        if doc.status != Status.DRAFT and previous is not None and kit.settings.require_incremental_updates:
             if not svc.starts_with_blob(kit, previous, staged.path):
                 raise Unprocessable(
                     "this version does not append to the previous one (incremental update): it would "
@@ -384,7 +380,7 @@ async def upload_content(
         uploaded_at=svc.now_utc(),
     )
     session.add(version)
-    doc.status = target
+    lifecycle.move(step, doc)
     svc.touch(doc)
     await session.flush()
     _etag(response, doc)
@@ -451,7 +447,7 @@ async def download_content(
     The one-stop-shop desk hands results to citizens, so a desk officer may fetch issued
     documents of their agency — and nothing still in drafting."""
     doc = await svc.get_visible(session, caller, document_id)
-    if not caller.has_any(*STAFF, "auditor") and doc.status != "issued":
+    if not caller.has_any(*STAFF, "auditor") and doc.status != Status.ISSUED:
         raise NotFound(f"no document {document_id}")
     number = version or doc.content_version
     row = (
@@ -485,8 +481,7 @@ async def add_attachment(
 
     kit = svc.toolkit(request)
     doc = await svc.get_visible(session, caller, document_id, lock=True)
-    if doc.status in ("issued", "recalled"):
-        raise Conflict("an issued document's files cannot change")
+    lifecycle.check(Step.ATTACH, doc)
     staged = await svc.spool_upload(request, kit)
     with staged.path.open("rb") as f:
         kind = filetype.guess(f.read(8192))
@@ -666,10 +661,8 @@ async def recall_document(
 ) -> dict[str, Any]:
     """Recall (thu hồi) an issued document; receivers in this deployment lose their copy."""
     doc = await svc.get_visible(session, caller, document_id, lock=True)
-    if doc.status != "issued" or doc.direction != "outgoing":
-        raise Conflict("only an issued outgoing document can be recalled")
+    lifecycle.move(Step.RECALL, doc)
     now = svc.now_utc()
-    doc.status = "recalled"
     doc.recalled_at = now
     svc.touch(doc)
     await session.flush()
@@ -697,7 +690,7 @@ async def recall_document(
 
 def _assignment_out(row: Assignment, today: date) -> dict[str, Any]:
     data = {c.key: getattr(row, c.key) for c in Assignment.__table__.columns}
-    data["overdue"] = row.status == "open" and row.due_date < today
+    data["overdue"] = row.status == AssignmentStatus.OPEN and row.due_date < today
     return data
 
 
@@ -719,8 +712,7 @@ async def assign(
     configured number of working days from today."""
     kit = svc.toolkit(request)
     doc = await svc.get_visible(session, caller, document_id, lock=True)
-    if doc.direction != "incoming" or doc.status in ("recalled",):
-        raise Conflict("only a registered incoming document is assigned")
+    lifecycle.check(Step.ASSIGN, doc)
     today = svc.vietnam_today()
     due = body.due_date or kit.calendar.add_working_days(today, kit.settings.processing_days.get(doc.urgency, 10))
     if due < today:
@@ -734,11 +726,11 @@ async def assign(
         assigned_by=caller.sub,
         note=body.note,
         due_date=due,
-        status="open",
+        status=AssignmentStatus.OPEN,
         assigned_at=svc.now_utc(),
     )
     session.add(row)
-    doc.status = "assigned" if doc.status in ("registered", "received") else doc.status
+    lifecycle.move(Step.ASSIGN, doc)
     svc.touch(doc)
     await session.flush()
     secret = svc.secrecy_of(doc).is_secret
@@ -855,7 +847,7 @@ async def list_assignments(
     if mine:
         query = query.where(Assignment.assignee == caller.sub)
     if overdue:
-        query = query.where(Assignment.status == "open", Assignment.due_date < today)
+        query = query.where(Assignment.status == AssignmentStatus.OPEN, Assignment.due_date < today)
     elif status:
         query = query.where(Assignment.status == status)
     if assignee:
@@ -894,22 +886,20 @@ async def complete_assignment(
     doc = await svc.get_visible(session, caller, row.document_id, lock=True)
     if row.assignee != caller.sub and not caller.has_any("leader", "service"):
         raise Forbidden("only the assignee or a leader completes this")
-    if row.status != "open":
-        raise Conflict("already completed")
-    row.status = "completed"
+    lifecycle.move(Step.COMPLETE_ASSIGNMENT, row)
     row.completed_at = svc.now_utc()
     open_left = (
         await session.execute(
             select(Assignment.id).where(
                 Assignment.document_id == doc.id,
-                Assignment.status == "open",
+                Assignment.status == AssignmentStatus.OPEN,
                 Assignment.role == "main",
                 Assignment.id != row.id,
             )
         )
     ).first()
     if open_left is None and row.role == "main":
-        doc.status = "completed"
+        lifecycle.move(Step.COMPLETE, doc)
         svc.touch(doc)
     await session.flush()
     return _assignment_out(row, svc.vietnam_today())
@@ -1056,8 +1046,8 @@ async def outgoing_register(
                 "so_luong_ban": "1",
                 "ngay_chuyen": _vn_date(d.issued_at),
                 "ghi_chu": "Đã thu hồi"
-                if d.status == "recalled"
-                else ("" if d.status == "issued" else "Chưa ban hành"),
+                if d.status == Status.RECALLED
+                else ("" if d.status == Status.ISSUED else "Chưa ban hành"),
             }
         )
     return _register_response(rows, OUTGOING_COLUMNS, format, f"so-van-ban-di-{year}", next_)
@@ -1102,7 +1092,7 @@ async def incoming_register(
                 "ten_loai_trich_yeu": f"{d.type_name}: {d.subject}",
                 "don_vi_nguoi_nhan": "; ".join(a.assignee_name for a in work),
                 "ngay_chuyen": _vn_date(min((a.assigned_at for a in work), default=None)),
-                "ghi_chu": "; ".join(svc.duplicate_warning(d)) or ("Đã thu hồi" if d.status == "recalled" else ""),
+                "ghi_chu": "; ".join(svc.duplicate_warning(d)) or ("Đã thu hồi" if d.status == Status.RECALLED else ""),
             }
         )
     return _register_response(rows, INCOMING_COLUMNS, format, f"so-van-ban-den-{year}", next_)
@@ -1173,7 +1163,7 @@ async def open_work_file(
         file_notation=body.file_notation,
         title=body.title,
         dossier_code=None,
-        status="open",
+        status=WorkFileStatus.OPEN,
         opened_at=svc.now_utc(),
     )
     session.add(row)
@@ -1207,8 +1197,6 @@ async def close_work_file(
     row = await session.get(WorkFile, work_file_id)
     if row is None or not caller.acts_in(row.organ_id):
         raise NotFound(f"no work file {work_file_id}")
-    if row.status != "open":
-        raise Conflict("already closed")
     await svc.close_work_file(session, row, at=svc.now_utc(), actor=Actor.of(caller))
     return row
 

@@ -27,11 +27,12 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.document import edxml
+from services.document import edxml, lifecycle
 from services.document import service as svc
 from services.document.blobs import sha256_hex
 from services.document.config import DocumentSettings, ExchangePartner
 from services.document.doctypes import DEFAULT_DOC_TYPES, Urgency
+from services.document.lifecycle import AssignmentStatus, Status, Step
 from services.document.models import (
     Assignment,
     Attachment,
@@ -451,7 +452,7 @@ async def receive_envelope(
         doc = svc.new_document(
             direction="incoming",
             agency=recipient.organ_id,
-            status="received",
+            status=Status.RECEIVED,
             type_key=type_key,
             type_name=type_name,
             subject=header.subject,
@@ -614,10 +615,10 @@ async def record_status(session: AsyncSession, kit: ExchangeKit, parsed: edxml.P
         found = False
         for inbound, doc in rows.all():
             found = True
-            if doc.status == "recalled":
+            if not lifecycle.allows(Step.WITHDRAW, doc.status, doc.direction):
                 continue
             # Decree 30: the receiver deletes a recalled electronic document and tells the sender.
-            doc.status = "recalled"
+            lifecycle.move(Step.WITHDRAW, doc)
             doc.recalled_at = now
             doc.content_version = 0
             svc.touch(doc)
@@ -643,9 +644,7 @@ async def refuse(session: AsyncSession, kit: ExchangeKit, doc: Document, *, reas
     ).scalar_one_or_none()
     if inbound is None:
         raise Conflict("only a document received by edXML is refused through the exchange")
-    if doc.status in ("refused", "recalled", "completed"):
-        raise Conflict(f"a {doc.status} document cannot be refused")
-    doc.status = "refused"
+    lifecycle.move(Step.REFUSE, doc)
     svc.touch(doc)
     inbound.reported = edxml.StatusCode.REFUSED.value
     row = queue(
@@ -667,18 +666,18 @@ async def refuse(session: AsyncSession, kit: ExchangeKit, doc: Document, *, reas
 
 async def progress_code(session: AsyncSession, doc: Document) -> edxml.StatusCode | None:
     """Where a received document stands, as a status code (None: nothing to report)."""
-    if doc.status in ("refused", "recalled"):
+    if doc.status in (Status.REFUSED, Status.RECALLED):
         return None
-    if doc.status == "completed":
+    if doc.status == Status.COMPLETED:
         return edxml.StatusCode.COMPLETED
-    if doc.status == "assigned":
+    if doc.status == Status.ASSIGNED:
         # Someone has worked on it: a comment, or a supporting assignment done.
         worked = (await session.execute(select(Comment.id).where(Comment.document_id == doc.id).limit(1))).first()
         if worked is None:
             worked = (
                 await session.execute(
                     select(Assignment.id)
-                    .where(Assignment.document_id == doc.id, Assignment.status == "completed")
+                    .where(Assignment.document_id == doc.id, Assignment.status == AssignmentStatus.COMPLETED)
                     .limit(1)
                 )
             ).first()

@@ -11,8 +11,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.document import lifecycle
 from services.document import service as svc
 from services.document.config import DocumentSettings
+from services.document.lifecycle import Status, Step, WorkFileStatus
 from services.document.models import ContentVersion, Document, DossierEnding, WorkFile, inbox
 from shared.events import Actor, CloudEvent
 from shared.inbox import Consumer, Handler, PoisonEvent
@@ -69,7 +71,7 @@ async def open_work_file_for_dossier(session: AsyncSession, event: CloudEvent) -
         else f"TTHC-{code}",
         title=f"Hồ sơ TTHC {code}",
         dossier_code=code,
-        status="open",
+        status=WorkFileStatus.OPEN,
         opened_at=opened_at,
     )
     session.add(work_file)
@@ -90,7 +92,7 @@ async def close_work_file_for_dossier(session: AsyncSession, event: CloudEvent) 
     at = _moment(event, "at")
     work_file = await _work_file_of(session, code)
     if work_file is not None:
-        if work_file.status == "open":
+        if lifecycle.allows(Step.CLOSE_WORK_FILE, work_file.status):
             await svc.close_work_file(session, work_file, at=at, actor=Actor.system(f"{event.routing_key} {code}"))
         return
     if event.routing_key == "dossier.refuse" or event.data.get("from_status") == SUBMITTED:
@@ -127,7 +129,7 @@ def deliver_issued(settings: DocumentSettings) -> Handler:
             copy = svc.new_document(
                 direction="incoming",
                 agency=agency,
-                status="received",
+                status=Status.RECEIVED,
                 type_key=source.type_key,
                 type_name=source.type_name,
                 subject=source.subject,
@@ -184,8 +186,8 @@ async def recall_copies(session: AsyncSession, event: CloudEvent) -> None:
         raise PoisonEvent("document.recalled without id")
     rows = await session.execute(select(Document).where(Document.source_document == f"document:{source_id}"))
     for copy in rows.scalars():
-        if copy.status != "recalled":
-            copy.status = "recalled"
+        if lifecycle.allows(Step.WITHDRAW, copy.status, copy.direction):
+            lifecycle.move(Step.WITHDRAW, copy)
             copy.recalled_at = svc.now_utc()
             copy.content_version = 0
             svc.touch(copy)

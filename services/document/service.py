@@ -14,6 +14,7 @@ from fastapi import Request
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.document import lifecycle
 from services.document.blobs import FileCipher, LocalBlobStore
 from services.document.config import DocumentSettings
 from services.document.doctypes import DEFAULT_DOC_TYPES, DocType, Secrecy, Urgency
@@ -26,6 +27,7 @@ from services.document.events import (
     WorkFileClosed,
     WorkFileOpened,
 )
+from services.document.lifecycle import AlreadyNumbered, Step
 from services.document.models import ContentVersion, Document, WorkFile, counters, outbox
 from services.document.numbering import MalformedCode, edxml_parts, format_code, parse_code, series_key_for
 from services.document.workdays import WorkingCalendar
@@ -221,21 +223,6 @@ async def latest_content(session: AsyncSession, doc: Document) -> ContentVersion
     ).scalar_one_or_none()
 
 
-# --- errors of the issue flow -----------------------------------------------------------------
-
-
-class NotSignedByLeader(Conflict):
-    code, title = "not_signed_by_leader", "The leader has not signed this document yet"
-
-
-class AlreadyNumbered(Conflict):
-    code, title = "already_numbered", "The document already has its number"
-
-
-class AlreadyIssued(Conflict):
-    code, title = "already_issued", "The document is already issued"
-
-
 # --- numbering ----------------------------------------------------------------------------------
 
 
@@ -288,13 +275,12 @@ def split_code(doc: Document) -> tuple[str, str]:
 async def number_once(session: AsyncSession, doc: Document, *, settings: DocumentSettings, actor: Actor) -> None:
     """Cấp số: the document (locked by the caller, signed by its leader) takes the next number of
     its series, in the caller's transaction, and ``document.numbered`` says so."""
-    if doc.code_number is not None or doc.status in ("numbered", "sealed", "issued", "recalled"):
+    if doc.code_number is not None:  # an incoming document came with its issuer's number
         raise AlreadyNumbered(f"this document already has its number {doc.code_text}")
-    if doc.status != "signed_by_leader":
-        raise NotSignedByLeader("a number is given after the leader's signature (status signed_by_leader)")
+    lifecycle.check(Step.NUMBER, doc)
     now = now_utc()
     await assign_number(session, doc, settings=settings, today=vietnam_today(now))
-    doc.status = "numbered"
+    lifecycle.move(Step.NUMBER, doc)
     doc.numbered_at_version = doc.content_version
     doc.numbered_at = now
     touch(doc)
@@ -325,9 +311,8 @@ async def number_once(session: AsyncSession, doc: Document, *, settings: Documen
 
 
 def check_issuable(doc: Document) -> None:
-    if doc.status == "issued":
-        raise AlreadyIssued("already issued")
-    if doc.status not in ("numbered", "sealed") or doc.code_number is None:
+    lifecycle.check(Step.ISSUE, doc)
+    if doc.code_number is None:
         raise Conflict("only a numbered document can be issued")
     if doc.numbered_at_version is None or doc.content_version <= doc.numbered_at_version:
         raise Conflict("upload the version with the number written in (and sealed) before issuing")
@@ -340,7 +325,7 @@ async def issue(session: AsyncSession, doc: Document, *, actor: Actor) -> None:
     content = await latest_content(session, doc)
     assert content is not None
     now = now_utc()
-    doc.status = "issued"
+    lifecycle.move(Step.ISSUE, doc)
     doc.issued_at = now
     touch(doc)
     await session.flush()
@@ -396,7 +381,7 @@ async def emit_opened(session: AsyncSession, work_file: WorkFile, *, actor: Acto
 
 
 async def close_work_file(session: AsyncSession, work_file: WorkFile, *, at: datetime, actor: Actor) -> None:
-    work_file.status = "closed"
+    lifecycle.move(Step.CLOSE_WORK_FILE, work_file)
     work_file.closed_at = at
     await session.flush()
     await outbox.emit(
@@ -452,7 +437,7 @@ async def register_incoming(session: AsyncSession, doc: Document, *, at: datetim
     doc.arrival_series = f"{year}/{ARRIVAL_SERIES}"
     doc.arrival_number = await next_value(session, counters, f"{doc.agency}:{doc.arrival_series}")
     doc.arrival_date = at
-    doc.status = "registered"
+    lifecycle.move(Step.REGISTER, doc)
     doc.duplicate_of = await duplicates_of(session, doc)
     touch(doc)
     secret = secrecy_of(doc).is_secret
