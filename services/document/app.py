@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.document import agencies_endpoints, endpoints, exchange, exchange_endpoints, reports_endpoints
+from services.document import endpoints, exchange
 from services.document.config import DocumentSettings, get_settings
 from services.document.handlers import make_consumer
 from services.document.models import Base, outbox
@@ -35,12 +35,7 @@ def definition(
         settings=settings,
         metadata=Base.metadata,
         migrations=MIGRATIONS,
-        routers=[
-            *endpoints.ROUTERS,
-            *exchange_endpoints.ROUTERS,
-            *reports_endpoints.ROUTERS,
-            *agencies_endpoints.ROUTERS,
-        ],
+        routers=list(endpoints.ROUTERS),
         outbox=outbox,
         consumers=[make_consumer(settings), exchange.make_exchange_consumer(settings)],
         on_start=on_start,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import and_, select
+from sqlalchemy import Select, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.document import lifecycle
@@ -31,10 +31,10 @@ from services.document.lifecycle import AlreadyNumbered, Step
 from services.document.models import ContentVersion, Document, WorkFile, counters, outbox
 from services.document.numbering import MalformedCode, edxml_parts, format_code, parse_code, series_key_for
 from services.document.workdays import WorkingCalendar
-from shared import clock
+from shared import clock, organ_id
 from shared.auth import Caller
 from shared.db import next_value
-from shared.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from shared.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from shared.events import Actor
 from shared.text import fold, tokens
 
@@ -91,6 +91,30 @@ def vietnam_today(at: datetime | None = None) -> date:
 def visible(caller: Caller, doc: Document) -> bool:
     """Inside the caller's agency subtree and within their clearance; otherwise it does not exist."""
     return caller.acts_in(doc.agency) and caller.may_see_secrecy(doc.secrecy_rank)
+
+
+def agency_filter(caller: Caller, column: Any) -> Any:
+    """The caller's agency subtree as SQL: an OrganId is read right to left, so a subtree is a suffix."""
+    if "service" in caller.roles:
+        return None
+    if caller.agency is None:
+        return column.is_(None) & column.is_not(None)  # nothing
+    depth = organ_id.level(caller.agency)
+    if depth == 4:
+        return column == caller.agency
+    return column.like("%." + ".".join(caller.agency.split(".")[-depth:]))
+
+
+def visible_query(caller: Caller) -> Select[tuple[Document]]:
+    """The documents ``caller`` may see, as a query to narrow further."""
+    query = select(Document).where(Document.secrecy_rank <= caller.clearance)
+    clause = agency_filter(caller, Document.agency)
+    return query if clause is None else query.where(clause)
+
+
+def require_role(caller: Caller, *roles: str) -> None:
+    if not caller.has_any(*roles, "service"):
+        raise Forbidden(f"this step needs one of the roles: {', '.join(roles)}")
 
 
 async def get_visible(session: AsyncSession, caller: Caller, document_id: int, *, lock: bool = False) -> Document:

@@ -18,14 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.document import edxml
 from services.document import exchange as ex
 from services.document import service as svc
+from services.document.endpoints.common import STAFF, Session
 from services.document.schemas import ExchangeMessageOut, ExchangeOut, RefuseIn, StatusRecorded
 from shared.auth import Caller, allow, current_caller, public
-from shared.db import request_session
 from shared.errors import Conflict, problem_responses
 from shared.http import StrictRoute
-
-Session = Depends(request_session, scope="function")
-STAFF = svc.STAFF
 
 exchange = APIRouter(prefix="/exchange", tags=["exchange"], route_class=StrictRoute)
 documents = APIRouter(prefix="/documents", tags=["exchange"], route_class=StrictRoute)
