@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.document import edxml, lifecycle
+from services.document import edxml, incoming, lifecycle, storage
 from services.document import service as svc
 from services.document.blobs import sha256_hex
 from services.document.config import DocumentSettings, ExchangePartner
@@ -258,11 +258,11 @@ async def build_document_envelope(
         ),
     )
     files: list[edxml.Attachment] = []
-    content = await svc.latest_content(session, doc)
+    content = await storage.latest_content(session, doc)
     if content is not None:
         files.append(
             edxml.Attachment(
-                payload=svc.read_blob(blobs, content.blob),
+                payload=storage.read_blob(blobs, content.blob),
                 content_type=content.media_type,
                 name=content.filename,
                 description="Văn bản chính",
@@ -272,7 +272,7 @@ async def build_document_envelope(
     for a in rows.scalars():
         files.append(
             edxml.Attachment(
-                payload=svc.read_blob(blobs, a.blob),
+                payload=storage.read_blob(blobs, a.blob),
                 content_type=a.media_type,
                 name=a.name,
                 description="Phụ lục",
@@ -440,7 +440,7 @@ async def receive_envelope(
     type_key, type_name = _doc_type_for(header)
     code_text = str(header.code)
     now = svc.now_utc()
-    main: edxml.Attachment | None = next((a for a in parsed.attachments if a.payload.startswith(svc.PDF_MAGIC)), None)
+    main = next((a for a in parsed.attachments if a.payload.startswith(storage.PDF_MAGIC)), None)
     stored: list[tuple[edxml.Attachment, str, str]] = []
     for a in parsed.attachments:
         sha = sha256_hex(a.payload)
@@ -507,8 +507,8 @@ async def receive_envelope(
         doc.arrival_date = now
         # the partner is authenticated by its XML signature, not by a person's token
         actor = Actor.system(f"edXML {header.document_id} from {header.from_.organ_id}")
-        await svc.emit_received(session, doc, source=source, actor=actor)
-        await svc.register_incoming(session, doc, at=now, actor=actor)
+        await incoming.emit_received(session, doc, source=source, actor=actor)
+        await incoming.register_incoming(session, doc, at=now, actor=actor)
         session.add(
             ExchangeInbound(
                 document_id=doc.id,
@@ -553,7 +553,7 @@ async def receive_envelope(
 
 def _signatures(blobs: svc.Toolkit, blob: str) -> int:
     try:
-        return svc.count_signatures(blobs.blobs.path(blob))
+        return storage.count_signatures(blobs.blobs.path(blob))
     except Unprocessable:
         return 0
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.document import lifecycle
+from services.document import incoming, lifecycle, storage, workfiles
 from services.document import service as svc
 from services.document.config import DocumentSettings
 from services.document.lifecycle import Status, Step, WorkFileStatus
@@ -76,10 +76,10 @@ async def open_work_file_for_dossier(session: AsyncSession, event: CloudEvent) -
     )
     session.add(work_file)
     await session.flush()
-    await svc.emit_opened(session, work_file, actor=Actor.system(f"{event.routing_key} {code}"))
+    await workfiles.emit_opened(session, work_file, actor=Actor.system(f"{event.routing_key} {code}"))
     ended = await session.get(DossierEnding, code)
     if ended is not None:
-        await svc.close_work_file(
+        await workfiles.close_work_file(
             session, work_file, at=max(ended.ended_at, opened_at), actor=Actor.system(f"{ended.action} {code}")
         )
         await session.delete(ended)
@@ -93,7 +93,8 @@ async def close_work_file_for_dossier(session: AsyncSession, event: CloudEvent) 
     work_file = await _work_file_of(session, code)
     if work_file is not None:
         if lifecycle.allows(Step.CLOSE_WORK_FILE, work_file.status):
-            await svc.close_work_file(session, work_file, at=at, actor=Actor.system(f"{event.routing_key} {code}"))
+            actor = Actor.system(f"{event.routing_key} {code}")
+            await workfiles.close_work_file(session, work_file, at=at, actor=actor)
         return
     if event.routing_key == "dossier.refuse" or event.data.get("from_status") == SUBMITTED:
         return  # never accepted: no work dossier was or will be opened for it
@@ -112,7 +113,7 @@ def deliver_issued(settings: DocumentSettings) -> Handler:
         source = await session.get(Document, source_id)
         if source is None:
             raise PoisonEvent(f"document.issued for unknown document {source_id}")
-        content = await svc.latest_content(session, source)
+        content = await storage.latest_content(session, source)
         for recipient in source.recipients:
             agency = recipient.get("organ_id")
             if agency not in settings.agencies or agency == source.agency:
@@ -172,8 +173,8 @@ def deliver_issued(settings: DocumentSettings) -> Handler:
                 )
             copy.arrival_date = now
             actor = Actor.system(f"document.issued {key} to {agency}")
-            await svc.emit_received(session, copy, source=key, actor=actor)
-            await svc.register_incoming(session, copy, at=now, actor=actor)
+            await incoming.emit_received(session, copy, source=key, actor=actor)
+            await incoming.register_incoming(session, copy, at=now, actor=actor)
 
     return handle
 

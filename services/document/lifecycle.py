@@ -115,9 +115,7 @@ TRANSITIONS: Mapping[Step, Rule] = {
         _stay(Status.DRAFT, Status.SIGNED_BY_LEADER, Status.NUMBERED, Status.SEALED),
         "no content can be uploaded to a {status} document",
     ),
-    Step.UPLOAD_DRAFT: Rule(
-        {Status.DRAFT: Status.DRAFT}, "a {status} document cannot move to draft by an upload"
-    ),
+    Step.UPLOAD_DRAFT: Rule({Status.DRAFT: Status.DRAFT}, "a {status} document cannot move to draft by an upload"),
     # After the leader signed, a corrected signed version may replace it until numbering.
     Step.UPLOAD_SIGNED_BY_LEADER: Rule(
         {Status.DRAFT: Status.SIGNED_BY_LEADER, Status.SIGNED_BY_LEADER: Status.SIGNED_BY_LEADER},

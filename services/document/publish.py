@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.document import lifecycle
+from services.document import lifecycle, outgoing, storage
 from services.document import service as svc
 from services.document.lifecycle import Status, Step
 from services.document.models import ContentVersion, Document, PublishRequest
@@ -263,11 +263,11 @@ async def publish(
         doc = await svc.get_visible(session, req.caller, req.document_id, lock=True)
         check_publishable(doc)
         if doc.status == Status.SIGNED_BY_LEADER:
-            await svc.number_once(session, doc, settings=kit.settings, actor=actor)
+            await outgoing.number_once(session, doc, settings=kit.settings, actor=actor)
             steps.append("numbered")
         await _remember(session, req)
         version, status = doc.version, doc.status
-        current = await svc.latest_content(session, doc)
+        current = await storage.latest_content(session, doc)
         if current is None:
             raise Conflict("the document has no signed file")
         numbered_in = doc.content_version > (doc.numbered_at_version or 0)
@@ -279,7 +279,7 @@ async def publish(
     filled: bytes | None = None
     sealed: bytes | None = None
     if status == Status.NUMBERED:
-        current_bytes = svc.read_blob(kit, current_blob)
+        current_bytes = storage.read_blob(kit, current_blob)
         if numbered_in:
             base = current_bytes  # a version with the number written in was uploaded by hand
         else:
@@ -306,12 +306,13 @@ async def publish(
                 raise Conflict(f"the document changed while it was being sealed (now {doc.status}); call again")
             secret = svc.secrecy_of(doc).is_secret
             stages = [Status.NUMBERED, Status.SEALED][2 - len(staged) :]
-            counts = [svc.count_signatures(path) for path, _, _ in staged]
+            counts = [storage.count_signatures(path) for path, _, _ in staged]
             if sealed is not None and counts[-1] <= current_signatures:
                 raise Unprocessable(f"signing's sealed PDF carries no new signature; {where}")
             # every check is done: only now do the files move into the store
             for stage, (path, sha, size), counted in zip(stages, staged, counts, strict=True):
-                blob = svc.commit_blob(kit, svc.Staged(path=path, sha256=sha, size=size, head=b""), secret=secret)
+                file = storage.Staged(path=path, sha256=sha, size=size, head=b"")
+                blob = storage.commit_blob(kit, file, secret=secret)
                 doc.content_version += 1
                 session.add(
                     ContentVersion(
@@ -330,7 +331,7 @@ async def publish(
                 )
                 lifecycle.move(lifecycle.UPLOADS[stage], doc)
             await session.flush()
-            await svc.issue(session, doc, actor=actor)
+            await outgoing.issue(session, doc, actor=actor)
             steps.append("issued")
             answer = PublishOut(
                 **svc.to_out(doc), seal_certificate=seal.serial if seal else None, steps=steps  # type: ignore[arg-type]

@@ -21,9 +21,7 @@ from shared.http import StrictRoute
 agencies = APIRouter(prefix="/agencies", tags=["agencies"], route_class=StrictRoute)
 
 
-@agencies.get(
-    "/{organ_id}", response_model=AgencyOut, responses=problem_responses(401, 403, 404), **allow(*STAFF)
-)
+@agencies.get("/{organ_id}", response_model=AgencyOut, responses=problem_responses(401, 403, 404), **allow(*STAFF))
 async def get_agency(
     organ_id: str,
     request: Request,

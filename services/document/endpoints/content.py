@@ -9,10 +9,10 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.document import lifecycle, paging
+from services.document import paging, storage
 from services.document import service as svc
 from services.document.endpoints.common import STAFF, Session, etag
-from services.document.lifecycle import Status, Step
+from services.document.lifecycle import Status
 from services.document.models import Attachment, ContentVersion
 from services.document.schemas import (
     AttachmentOut,
@@ -21,19 +21,10 @@ from services.document.schemas import (
     ContentPage,
 )
 from shared.auth import Caller, allow, current_caller
-from shared.errors import NotFound, Unprocessable, problem_responses
+from shared.errors import NotFound, problem_responses
 from shared.http import IfMatch, StrictRoute, check_if_match, etag_for, raw_body_route
 
 content = APIRouter(prefix="/documents", tags=["documents"], route_class=StrictRoute)
-
-
-# Who may upload the version that puts a document in each stage.
-_UPLOADERS: dict[str, tuple[str, ...]] = {
-    Status.DRAFT: ("specialist", "leader", "clerk"),
-    Status.SIGNED_BY_LEADER: ("leader",),
-    Status.NUMBERED: ("clerk",),
-    Status.SEALED: ("clerk",),
-}
 
 
 @content.post(
@@ -61,50 +52,11 @@ async def upload_content(
     number written in; ``sealed``: with the organisation's signature. After the leader has signed,
     every version must append to the previous one (incremental update) so that signature stays valid.
     """
-    kit = svc.toolkit(request)
     doc = await svc.get_visible(session, caller, document_id, lock=True)
     check_if_match(if_match, etag_for(doc.version))
-    step = Step.UPLOAD if stage is None else lifecycle.UPLOADS[stage]
-    lifecycle.check(step, doc)
-    target = stage or doc.status
-    svc.require_role(caller, *_UPLOADERS[target])
-    previous = await svc.latest_content(session, doc)
-    staged = await svc.spool_upload(request, kit)
-    svc.require_pdf(staged)
-    try:
-        signatures = svc.count_signatures(staged.path)
-        if target == Status.SIGNED_BY_LEADER and signatures < 1:
-            raise Unprocessable("the leader's version must carry a signature")
-        if target == Status.SEALED and (previous is None or signatures <= previous.signatures):
-            raise Unprocessable("the sealed version must add the organisation's signature")
-        if doc.status != Status.DRAFT and previous is not None and kit.settings.require_incremental_updates:
-            if not svc.starts_with_blob(kit, previous, staged.path):
-                raise Unprocessable(
-                    "this version does not append to the previous one (incremental update): it would "
-                    "invalidate the signatures already made"
-                )
-    except BaseException:
-        staged.discard()
-        raise
-    blob = svc.commit_blob(kit, staged, secret=svc.secrecy_of(doc).is_secret)
-    doc.content_version += 1
-    version = ContentVersion(
-        document_id=doc.id,
-        number=doc.content_version,
-        sha256=staged.sha256,
-        blob=blob,
-        size=staged.size,
-        media_type="application/pdf",
-        filename=filename,
-        signatures=signatures,
-        stage=target,
-        uploaded_by=caller.sub,
-        uploaded_at=svc.now_utc(),
+    version = await storage.add_version(
+        session, svc.toolkit(request), request, caller, doc, stage=stage, filename=filename
     )
-    session.add(version)
-    lifecycle.move(step, doc)
-    svc.touch(doc)
-    await session.flush()
     etag(response, doc)
     return version
 
@@ -125,11 +77,7 @@ async def list_versions(
     """The main file's versions, oldest first."""
     doc = await svc.get_visible(session, caller, document_id)
     query = select(ContentVersion).where(ContentVersion.document_id == doc.id)
-    after = paging.decode(cursor, int)
-    if after:
-        query = query.where(ContentVersion.number > after[0])
-    rows = (await session.execute(query.order_by(ContentVersion.number).limit(limit + 1))).scalars().all()
-    items, next_ = paging.page(rows, limit, lambda v: v.number)
+    items, next_ = await paging.ascending(session, query, ContentVersion.number, limit=limit, cursor=cursor)
     return {"items": items, "next": next_}
 
 
@@ -141,7 +89,7 @@ def _download(kit: svc.Toolkit, blob: str, *, media_type: str, filename: str, sh
     }
     if blob.endswith(".enc"):
         # AES-GCM authenticates the whole file, so a secret file is decrypted whole, then sent.
-        return Response(svc.read_blob(kit, blob), media_type=media_type, headers=headers)
+        return Response(storage.read_blob(kit, blob), media_type=media_type, headers=headers)
     return StreamingResponse(kit.blobs.iter_chunks(blob), media_type=media_type, headers=headers)
 
 
@@ -199,30 +147,8 @@ async def add_attachment(
     session: AsyncSession = Session,
 ) -> Attachment:
     """An attachment (the raw file as the body); its type is detected from the bytes."""
-    import filetype
-
-    kit = svc.toolkit(request)
     doc = await svc.get_visible(session, caller, document_id, lock=True)
-    lifecycle.check(Step.ATTACH, doc)
-    staged = await svc.spool_upload(request, kit)
-    with staged.path.open("rb") as f:
-        kind = filetype.guess(f.read(8192))
-    media_type = kind.mime if kind else "application/octet-stream"
-    blob = svc.commit_blob(kit, staged, secret=svc.secrecy_of(doc).is_secret)
-    row = Attachment(
-        document_id=doc.id,
-        name=name,
-        sha256=staged.sha256,
-        blob=blob,
-        size=staged.size,
-        media_type=media_type,
-        uploaded_by=caller.sub,
-        uploaded_at=svc.now_utc(),
-    )
-    session.add(row)
-    svc.touch(doc)
-    await session.flush()
-    return row
+    return await storage.add_attachment(session, svc.toolkit(request), request, caller, doc, name=name)
 
 
 @content.get(
@@ -240,11 +166,7 @@ async def list_attachments(
 ) -> dict[str, Any]:
     doc = await svc.get_visible(session, caller, document_id)
     query = select(Attachment).where(Attachment.document_id == doc.id)
-    after = paging.decode(cursor, int)
-    if after:
-        query = query.where(Attachment.id > after[0])
-    rows = (await session.execute(query.order_by(Attachment.id).limit(limit + 1))).scalars().all()
-    items, next_ = paging.page(rows, limit, lambda a: a.id)
+    items, next_ = await paging.ascending(session, query, Attachment.id, limit=limit, cursor=cursor)
     return {"items": items, "next": next_}
 
 

@@ -7,13 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.document import lifecycle
+from services.document import outgoing
 from services.document import publish as publication
 from services.document import service as svc
 from services.document.endpoints.common import Session, etag
-from services.document.events import DocumentRecalled, Organ
-from services.document.lifecycle import Step
-from services.document.models import outbox
 from services.document.schemas import (
     DocumentOut,
     NumberOut,
@@ -46,16 +43,15 @@ async def number_document(
     The answer is what the signing service writes into the PDF's prepared field."""
     kit = svc.toolkit(request)
     doc = await svc.get_visible(session, caller, document_id, lock=True)
-    await svc.number_once(session, doc, settings=kit.settings, actor=Actor.of(caller))
+    await outgoing.number_once(session, doc, settings=kit.settings, actor=Actor.of(caller))
     etag(response, doc)
-    code = doc.code_text or ""
-    notation = doc.code_notation or ""
+    code_number, code_notation = outgoing.split_code(doc)
     return NumberOut(
         id=doc.id,
         number=doc.code_number or 0,
-        code=code,
-        code_number=code[: len(code) - len(notation) - 1],
-        code_notation=notation,
+        code=doc.code_text or "",
+        code_number=code_number,
+        code_notation=code_notation,
         series=doc.series_key or "",
         issued_date=doc.issued_date or svc.vietnam_today(),
         version=doc.version,
@@ -77,7 +73,7 @@ async def issue_document(
     """Issue (ban hành): needs the number and a version uploaded after numbering (the number
     written in, the organisation's signature). Emits ``document.issued``."""
     doc = await svc.get_visible(session, caller, document_id, lock=True)
-    await svc.issue(session, doc, actor=Actor.of(caller))
+    await outgoing.issue(session, doc, actor=Actor.of(caller))
     etag(response, doc)
     return svc.to_out(doc)
 
@@ -97,7 +93,10 @@ async def publish_document(
         alias=publication.PIN_HEADER, min_length=1, max_length=64, description="the PIN of the agency's seal"
     ),
     idempotency_key: str | None = Header(
-        default=None, alias="Idempotency-Key", min_length=1, max_length=200,
+        default=None,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
         description="a replay with the same key answers the first call's result",
     ),
     caller: Caller = Depends(current_caller),
@@ -144,26 +143,7 @@ async def recall_document(
 ) -> dict[str, Any]:
     """Recall (thu hồi) an issued document; receivers in this deployment lose their copy."""
     doc = await svc.get_visible(session, caller, document_id, lock=True)
-    lifecycle.move(Step.RECALL, doc)
-    now = svc.now_utc()
-    doc.recalled_at = now
-    svc.touch(doc)
-    await session.flush()
-    await outbox.emit(
-        session,
-        "document.recalled",
-        DocumentRecalled(
-            id=doc.id,
-            agency=doc.agency,
-            code=doc.code_text,
-            recipients=[Organ(**r) for r in doc.recipients],
-            reason=None if svc.secrecy_of(doc).is_secret else body.reason,
-            recalled_at=now,
-            actor=Actor.of(caller),
-        ),
-        subject=f"document:{doc.id}",
-        agency=doc.agency,
-    )
+    await outgoing.recall(session, doc, reason=body.reason, actor=Actor.of(caller))
     etag(response, doc)
     return svc.to_out(doc)
 

@@ -9,12 +9,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.document import lifecycle, paging
+from services.document import incoming, paging
 from services.document import service as svc
 from services.document.endpoints.common import STAFF, Session
-from services.document.events import DocumentAssigned
-from services.document.lifecycle import AssignmentStatus, Step
-from services.document.models import Assignment, Comment, Document, outbox
+from services.document.lifecycle import AssignmentStatus
+from services.document.models import Assignment, Comment, Document
 from services.document.schemas import (
     AssignIn,
     AssignmentOut,
@@ -24,8 +23,7 @@ from services.document.schemas import (
     CommentPage,
 )
 from shared.auth import Caller, allow, current_caller
-from shared.errors import BadRequest, Forbidden, NotFound, Unprocessable, problem_responses
-from shared.events import Actor
+from shared.errors import BadRequest, problem_responses
 from shared.http import StrictRoute
 
 on_documents = APIRouter(prefix="/documents", tags=["documents"], route_class=StrictRoute)
@@ -54,48 +52,9 @@ async def assign(
 ) -> dict[str, Any]:
     """Assign an incoming document (giao xử lý) with a due date; without one, the urgency's
     configured number of working days from today."""
-    kit = svc.toolkit(request)
     doc = await svc.get_visible(session, caller, document_id, lock=True)
-    lifecycle.check(Step.ASSIGN, doc)
-    today = svc.vietnam_today()
-    due = body.due_date or kit.calendar.add_working_days(today, kit.settings.processing_days.get(doc.urgency, 10))
-    if due < today:
-        raise Unprocessable("the due date is in the past")
-    row = Assignment(
-        document_id=doc.id,
-        agency=doc.agency,
-        assignee=body.assignee,
-        assignee_name=body.assignee_name or body.assignee,
-        role=body.role,
-        assigned_by=caller.sub,
-        note=body.note,
-        due_date=due,
-        status=AssignmentStatus.OPEN,
-        assigned_at=svc.now_utc(),
-    )
-    session.add(row)
-    lifecycle.move(Step.ASSIGN, doc)
-    svc.touch(doc)
-    await session.flush()
-    secret = svc.secrecy_of(doc).is_secret
-    await outbox.emit(
-        session,
-        "document.assigned",
-        DocumentAssigned(
-            id=row.id,
-            document_id=doc.id,
-            agency=doc.agency,
-            assignee=row.assignee,
-            role=row.role,
-            due_date=due,
-            urgency=doc.urgency,
-            subject=None if secret else doc.subject,
-            actor=Actor.of(caller),
-        ),
-        subject=f"document:{doc.id}",
-        agency=doc.agency,
-    )
-    return _assignment_out(row, today)
+    row = await incoming.assign(session, svc.toolkit(request), caller, doc, body)
+    return _assignment_out(row, svc.vietnam_today())
 
 
 @on_documents.get(
@@ -113,11 +72,7 @@ async def document_assignments(
 ) -> dict[str, Any]:
     doc = await svc.get_visible(session, caller, document_id)
     query = select(Assignment).where(Assignment.document_id == doc.id)
-    after = paging.decode(cursor, int)
-    if after:
-        query = query.where(Assignment.id > after[0])
-    rows = (await session.execute(query.order_by(Assignment.id).limit(limit + 1))).scalars().all()
-    items, next_ = paging.page(rows, limit, lambda a: a.id)
+    items, next_ = await paging.ascending(session, query, Assignment.id, limit=limit, cursor=cursor)
     today = svc.vietnam_today()
     return {"items": [_assignment_out(r, today) for r in items], "next": next_}
 
@@ -157,11 +112,7 @@ async def list_comments(
 ) -> dict[str, Any]:
     doc = await svc.get_visible(session, caller, document_id)
     query = select(Comment).where(Comment.document_id == doc.id)
-    after = paging.decode(cursor, int)
-    if after:
-        query = query.where(Comment.id > after[0])
-    rows = (await session.execute(query.order_by(Comment.id).limit(limit + 1))).scalars().all()
-    items, next_ = paging.page(rows, limit, lambda c: c.id)
+    items, next_ = await paging.ascending(session, query, Comment.id, limit=limit, cursor=cursor)
     return {"items": items, "next": next_}
 
 
@@ -204,12 +155,8 @@ async def list_assignments(
             due = date.fromisoformat(after[0])
         except ValueError:
             raise BadRequest("not a cursor this API gave out") from None
-        query = query.where(
-            or_(Assignment.due_date > due, and_(Assignment.due_date == due, Assignment.id > after[1]))
-        )
-    rows = (
-        (await session.execute(query.order_by(Assignment.due_date, Assignment.id).limit(limit + 1))).scalars().all()
-    )
+        query = query.where(or_(Assignment.due_date > due, and_(Assignment.due_date == due, Assignment.id > after[1])))
+    rows = (await session.execute(query.order_by(Assignment.due_date, Assignment.id).limit(limit + 1))).scalars().all()
     items, next_ = paging.page(rows, limit, lambda a: (a.due_date.isoformat(), a.id))
     return {"items": [_assignment_out(r, today) for r in items], "next": next_}
 
@@ -224,29 +171,11 @@ async def complete_assignment(
     assignment_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> dict[str, Any]:
     """The assignee (or a leader) marks the work done."""
-    row = await session.get(Assignment, assignment_id)
-    if row is None:
-        raise NotFound(f"no assignment {assignment_id}")
-    doc = await svc.get_visible(session, caller, row.document_id, lock=True)
-    if row.assignee != caller.sub and not caller.has_any("leader", "service"):
-        raise Forbidden("only the assignee or a leader completes this")
-    lifecycle.move(Step.COMPLETE_ASSIGNMENT, row)
-    row.completed_at = svc.now_utc()
-    open_left = (
-        await session.execute(
-            select(Assignment.id).where(
-                Assignment.document_id == doc.id,
-                Assignment.status == AssignmentStatus.OPEN,
-                Assignment.role == "main",
-                Assignment.id != row.id,
-            )
-        )
-    ).first()
-    if open_left is None and row.role == "main":
-        lifecycle.move(Step.COMPLETE, doc)
-        svc.touch(doc)
-    await session.flush()
+    row = await incoming.complete_assignment(session, caller, assignment_id)
     return _assignment_out(row, svc.vietnam_today())
 
 
-ROUTERS = (on_documents, assignments,)
+ROUTERS = (
+    on_documents,
+    assignments,
+)

@@ -106,9 +106,7 @@ class _OutgoingOrder:
 
     @staticmethod
     def after(key: tuple[Any, ...]) -> Any:
-        return or_(
-            Document.series_key > key[0], and_(Document.series_key == key[0], Document.code_number > key[1])
-        )
+        return or_(Document.series_key > key[0], and_(Document.series_key == key[0], Document.code_number > key[1]))
 
 
 class _IncomingOrder:
@@ -126,9 +124,7 @@ class _IncomingOrder:
         return Document.arrival_number > key[0]
 
 
-@registers.get(
-    "/outgoing", responses=problem_responses(400, 401, 403), **allow("clerk", "leader", "admin", "auditor")
-)
+@registers.get("/outgoing", responses=problem_responses(400, 401, 403), **allow("clerk", "leader", "admin", "auditor"))
 async def outgoing_register(
     agency: str = Query(max_length=13),
     year: int = Query(ge=1900, le=2999),
@@ -169,9 +165,7 @@ async def outgoing_register(
     return _register_response(rows, OUTGOING_COLUMNS, format, f"so-van-ban-di-{year}", next_)
 
 
-@registers.get(
-    "/incoming", responses=problem_responses(400, 401, 403), **allow("clerk", "leader", "admin", "auditor")
-)
+@registers.get("/incoming", responses=problem_responses(400, 401, 403), **allow("clerk", "leader", "admin", "auditor"))
 async def incoming_register(
     agency: str = Query(max_length=13),
     year: int = Query(ge=1900, le=2999),

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.document import paging
 from services.document import service as svc
+from services.document import workfiles as rules
 from services.document.endpoints.common import STAFF, Session
-from services.document.lifecycle import WorkFileStatus
 from services.document.models import WorkFile
 from services.document.schemas import (
     WorkFileIn,
@@ -19,7 +19,7 @@ from services.document.schemas import (
     WorkFilePage,
 )
 from shared.auth import Caller, allow, current_caller
-from shared.errors import Conflict, NotFound, problem_responses
+from shared.errors import problem_responses
 from shared.events import Actor
 from shared.http import StrictRoute
 
@@ -69,32 +69,7 @@ async def open_work_file(
     body: WorkFileIn, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> WorkFile:
     """Open a work dossier with file code {OrganId, year, notation}."""
-    caller.require_agency(body.organ_id)
-    year = body.file_catalog or svc.vietnam_today().year
-    exists = (
-        await session.execute(
-            select(WorkFile.id).where(
-                WorkFile.organ_id == body.organ_id,
-                WorkFile.file_catalog == year,
-                WorkFile.file_notation == body.file_notation,
-            )
-        )
-    ).first()
-    if exists:
-        raise Conflict("a work file with this code already exists")
-    row = WorkFile(
-        organ_id=body.organ_id,
-        file_catalog=year,
-        file_notation=body.file_notation,
-        title=body.title,
-        dossier_code=None,
-        status=WorkFileStatus.OPEN,
-        opened_at=svc.now_utc(),
-    )
-    session.add(row)
-    await session.flush()
-    await svc.emit_opened(session, row, actor=Actor.of(caller))
-    return row
+    return await rules.open_work_file(session, caller, body)
 
 
 @workfiles.get(
@@ -103,9 +78,7 @@ async def open_work_file(
 async def get_work_file(
     work_file_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> WorkFile:
-    row = await session.get(WorkFile, work_file_id)
-    if row is None or not caller.acts_in(row.organ_id):
-        raise NotFound(f"no work file {work_file_id}")
+    row = await rules.get_own(session, caller, work_file_id)
     return row
 
 
@@ -119,10 +92,8 @@ async def close_work_file(
     work_file_id: int, caller: Caller = Depends(current_caller), session: AsyncSession = Session
 ) -> WorkFile:
     """Close the dossier when its matter is over; emits ``workfile.closed``."""
-    row = await session.get(WorkFile, work_file_id)
-    if row is None or not caller.acts_in(row.organ_id):
-        raise NotFound(f"no work file {work_file_id}")
-    await svc.close_work_file(session, row, at=svc.now_utc(), actor=Actor.of(caller))
+    row = await rules.get_own(session, caller, work_file_id)
+    await rules.close_work_file(session, row, at=svc.now_utc(), actor=Actor.of(caller))
     return row
 
 
