@@ -57,6 +57,12 @@ fuzz: $(STAMP)
 	LIENTHONG_FUZZ_EXAMPLES=100 LIENTHONG_FUZZ_ROLES=citizen,desk_officer,specialist,leader,clerk,admin,auditor,integrator \
 		$(PY) -m pytest -q -s tests/e2e/test_fuzz.py
 
+## make screenshots: every console page as a PNG in var/screenshots/ (headless Chromium drives the main flow)
+screenshots: $(STAMP)
+	mkdir -p var/screenshots
+	LIENTHONG_SCREENSHOTS=$(CURDIR)/var/screenshots $(PY) -m pytest -q tests/console/test_browser.py
+	@ls var/screenshots
+
 bench: $(STAMP)
 	$(PY) -m bench
 

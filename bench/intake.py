@@ -47,7 +47,7 @@ from bench.load import (
     run_load,
     settle,
 )
-from services.intake import catalogue, service
+from services.intake import catalogue, views
 from services.intake.models import Dossier
 from services.intake.workflow import DossierStatus
 from shared.text import fold, tokens
@@ -355,7 +355,7 @@ async def main() -> dict[str, Any]:
                                         requests=list_requests)
                 sql_params: dict[str, Any] = dict(params)
                 if name == "next_page":
-                    at, id_ = service.parse_cursor(params["cursor"])
+                    at, id_ = views.parse_cursor(params["cursor"])
                     sql_params = {"cursor_at": at, "cursor_id": id_}
                 db_ms, plan = await explain(intake_db, list_sql(sql_params))
                 s = result.summary()

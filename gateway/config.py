@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field, model_validator
 from shared.settings import DEFAULT_PORTS, Settings, load_settings
 
 SERVICES = ("intake", "document", "signing", "audit", "notify")
+# the web pages: every path outside /api and the gateway's own goes there
+CONSOLE = "console"
 
 
 class RateRule(BaseModel):
@@ -26,8 +28,9 @@ class RateRule(BaseModel):
 class GatewaySettings(Settings):
     # --- routing -------------------------------------------------------------------------
     upstreams: dict[str, str] = Field(
-        default_factory=lambda: {s: f"http://127.0.0.1:{DEFAULT_PORTS[s]}" for s in SERVICES},
-        description='where each part listens, as JSON: {"intake": "http://intake:8001", …}',
+        default_factory=lambda: {s: f"http://127.0.0.1:{DEFAULT_PORTS[s]}" for s in (*SERVICES, CONSOLE)},
+        description='where each part listens, as JSON: {"intake": "http://intake:8001", …}; '
+        "without console, the gateway serves no web pages",
     )
     upstream_timeout_seconds: float = Field(
         default=30.0, description="longest wait for an upstream's next byte (read timeout)"

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from starlette.requests import Request
 
-from gateway.config import SERVICES, GatewaySettings, RateRule
+from gateway.config import CONSOLE, SERVICES, GatewaySettings, RateRule
 from gateway.openapi import RouteInfo
 from gateway.proxy import ClientGone, forward
 from gateway.ratelimit import Decision, tightest
@@ -28,11 +28,14 @@ from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 log = structlog.get_logger("edge")
 
 OWN_PREFIX = "auth"
+# Paths outside /api the gateway answers itself; every other one is the console's page.
+OWN_PATHS = frozenset({"/docs", "/openapi.json", "/healthz", "/readyz", "/metrics"})
+OWN_PATH_PREFIXES = ("/docs/",)
 CSP_API = b"default-src 'none'; frame-ancestors 'none'"
-# Swagger UI's page loads its script and styles from a CDN and runs an inline bootstrap.
+# Swagger UI's page loads its (local) script and styles and runs an inline bootstrap.
 CSP_DOCS = (
-    b"default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    b"default-src 'none'; script-src 'self' 'unsafe-inline'; "
+    b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     b"connect-src 'self'; frame-ancestors 'none'"
 )
 
@@ -49,6 +52,14 @@ def security_headers(settings: GatewaySettings) -> tuple[list[tuple[bytes, bytes
     return common + [(b"content-security-policy", CSP_API)], common + [(b"content-security-policy", CSP_DOCS)]
 
 
+def page_headers(settings: GatewaySettings) -> list[tuple[bytes, bytes]]:
+    """Around the console's pages: the common headers but those the console sends itself (its
+    own CSP: two policies would both apply)."""
+    api, _ = security_headers(settings)
+    own = {b"content-security-policy", b"x-content-type-options", b"referrer-policy"}
+    return [h for h in api if h[0] not in own]
+
+
 class Edge:
     def __init__(self, app: Any, *, settings: GatewaySettings) -> None:
         self.app = app
@@ -56,6 +67,8 @@ class Edge:
         self.api_headers, self.docs_headers = security_headers(settings)
         self.trusted = [ipaddress.ip_network(c, strict=False) for c in settings.trusted_proxies]
         self.parts = frozenset(SERVICES) | {OWN_PREFIX}
+        self.page_headers = page_headers(settings)
+        self.console = CONSOLE in settings.upstreams
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -63,10 +76,60 @@ class Edge:
             return
         path: str = scope["path"]
         if not path.startswith("/api/"):
-            extra = self.docs_headers if path == "/docs" else self.api_headers
-            await self.app(scope, receive, _adding(send, extra))
+            if path in OWN_PATHS or path.startswith(OWN_PATH_PREFIXES) or not self.console:
+                extra = self.docs_headers if path == "/docs" else self.api_headers
+                await self.app(scope, receive, _adding(send, extra))
+            else:
+                await self._page(scope, receive, send, path)
             return
         await self._api(scope, receive, send, path)
+
+    # --- the console's pages ----------------------------------------------------------------
+
+    async def _page(self, scope: dict[str, Any], receive: Any, send: Any, path: str) -> None:
+        """A web page: to the console as it is. The console checks its own sessions; the edge
+        adds the common headers, counts it and bounds the body."""
+        started = time.perf_counter()
+        runtime = scope["app"].state.runtime
+        status = 500
+        started_response = False
+        send_out = _adding(send, self.page_headers)
+
+        async def counting(message: dict[str, Any]) -> None:
+            nonlocal status, started_response
+            if message["type"] == "http.response.start":
+                status, started_response = message["status"], True
+            await send_out(message)
+
+        try:
+            _check_declared_length(scope, self.settings.max_upload_bytes)
+            await forward(
+                runtime.extras["upstreams"],
+                CONSOLE,
+                scope,
+                receive,
+                counting,
+                body_limit=self.settings.max_upload_bytes,
+                client_ip=self._client_ip(scope),
+                strip_prefix=False,
+            )
+        except ClientGone:
+            status = 499
+        except ProblemError as exc:
+            response = problem_response(
+                Request(scope, receive), status=exc.status, code=exc.code, title=exc.title, detail=exc.detail
+            )
+            await response(scope, receive, counting)
+        except Exception:
+            log.exception("edge_page_failed", path=path)
+            if started_response:
+                raise
+            await self._problem(
+                scope, receive, counting, 500, "internal_error", "Internal error", "The error was logged."
+            )
+        finally:
+            HTTP_REQUESTS.labels("gateway", scope["method"], "/*", str(status)).inc()
+            HTTP_LATENCY.labels("gateway", "/*").observe(time.perf_counter() - started)
 
     # --- /api/… ---------------------------------------------------------------------------
 

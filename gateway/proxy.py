@@ -23,7 +23,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from gateway.config import SERVICES, GatewaySettings
+from gateway.config import CONSOLE, SERVICES, GatewaySettings
 from shared.errors import ProblemError
 from shared.logging import current_traceparent
 
@@ -148,7 +148,7 @@ class Upstreams:
         self.bases: dict[str, bytes] = {}
         self.timeouts: dict[str, aiohttp.ClientTimeout] = {}
         self.breakers: dict[str, Breaker] = {}
-        for part in SERVICES:
+        for part in (*SERVICES, CONSOLE):
             base = settings.upstreams.get(part)
             if base is None:
                 continue
@@ -192,7 +192,7 @@ class Upstreams:
 
 
 def _client_headers(
-    scope: dict[str, Any], part: str, client_ip: str | None
+    scope: dict[str, Any], part: str, client_ip: str | None, *, prefix: bool = True
 ) -> tuple[list[tuple[str, str]], int | None, bool]:
     """Headers for the part, the declared body length, and whether a body is coming at all."""
     raw: list[tuple[bytes, bytes]] = scope["headers"]
@@ -230,7 +230,8 @@ def _client_headers(
     headers.append(("X-Forwarded-Proto", scope.get("scheme", "http")))
     if host:
         headers.append(("X-Forwarded-Host", host.decode("latin-1")))
-    headers.append(("X-Forwarded-Prefix", f"/api/{part}"))
+    if prefix:
+        headers.append(("X-Forwarded-Prefix", f"/api/{part}"))
     if length is not None:
         headers.append(("Content-Length", str(length)))
     has_body = chunked or bool(length)
@@ -286,9 +287,12 @@ async def forward(
     *,
     body_limit: int,
     client_ip: str | None,
+    strip_prefix: bool = True,
 ) -> None:
-    """Send the request to ``part`` and its answer back. Raises :class:`ProblemError` for what
-    the edge answers itself (413, 502, 503, 504) when nothing was sent to the caller yet."""
+    """Send the request to ``part`` and its answer back (``/api/<part>`` cut from the path, unless
+    ``strip_prefix`` is false: the console's pages keep their whole path). Raises
+    :class:`ProblemError` for what the edge answers itself (413, 502, 503, 504) when nothing was
+    sent to the caller yet."""
     session = upstreams.session
     assert session is not None
     breaker = upstreams.breakers[part]
@@ -300,13 +304,16 @@ async def forward(
     method: str = scope["method"]
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
     # after b"/api/<part>", cut from the raw path (the part's name may arrive percent-encoded)
-    segments = raw_path.split(b"/", 3)
-    rest = b"/" + segments[3] if len(segments) == 4 else b"/"
+    if strip_prefix:
+        segments = raw_path.split(b"/", 3)
+        rest = b"/" + segments[3] if len(segments) == 4 else b"/"
+    else:
+        rest = raw_path
     target = upstreams.bases[part] + rest
     if scope.get("query_string"):
         target += b"?" + scope["query_string"]
     url = URL(target.decode("latin-1"), encoded=True)
-    headers, length, has_body = _client_headers(scope, part, client_ip)
+    headers, length, has_body = _client_headers(scope, part, client_ip, prefix=strip_prefix)
 
     streamed: _StreamedBody | None = None
     data: bytes | _StreamedBody | None = None

@@ -31,7 +31,10 @@ def gateway_document(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
         assemble = importlib.import_module("gateway.openapi").assemble
     except (ModuleNotFoundError, AttributeError):
         return documents["gateway"]
-    return assemble(documents)
+    from gateway.config import SERVICES
+
+    # the console serves pages, not an API under /api: it is no part of the gateway's document
+    return assemble({part: doc for part, doc in documents.items() if part == "gateway" or part in SERVICES})
 
 
 def event_schema(routing_key: str) -> dict[str, Any]:

@@ -55,6 +55,9 @@ class EmbeddedSuite:
             overrides.pop("database_url", None)
             if part == "gateway":
                 overrides["upstreams"] = upstreams
+                # the console, a process of this machine, names its visitors' addresses; the
+                # gateway believes that from loopback only
+                overrides.setdefault("trusted_proxies", ["127.0.0.1/32"])
             settings = mod.get_settings(**overrides)
             app = mod.create_app(settings, broker=self.broker)
             self.apps[part] = app
@@ -89,10 +92,12 @@ def _banner(suite: EmbeddedSuite, password: str) -> str:
     lines = [
         "",
         "lienthong is running (embedded mode: one process, SQLite under var/, in-process broker)",
+        f"  console        {suite.url()}/            the web pages (look-up: {suite.url()}/tra-cuu)",
         f"  gateway        {suite.url()}            API docs: {suite.url()}/docs",
     ]
     for part in PARTS[1:]:
-        lines.append(f"  {part:<14} {suite.url(part)}   docs: {suite.url(part)}/docs")
+        if part != "console":
+            lines.append(f"  {part:<14} {suite.url(part)}   docs: {suite.url(part)}/docs")
     lines += [
         "",
         f"Demo logins (password '{password}'): "

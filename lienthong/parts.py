@@ -16,6 +16,7 @@ FACTORIES = {
     "signing": "services.signing.app",
     "audit": "services.audit.app",
     "notify": "services.notify.app",
+    "console": "services.console.app",
 }
 assert set(FACTORIES) == set(PARTS)
 

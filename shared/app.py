@@ -157,7 +157,7 @@ def create_service_app(
         version="1.0.0",
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served by install_offline_docs, without a CDN
         redoc_url=None,
         # our own Prometheus metrics and request ids cover this; FastAPI's OpenTelemetry layer
         # costs a measurable share of every proxied request at the gateway
@@ -166,6 +166,7 @@ def create_service_app(
     app.router.route_class = StrictRoute
     install_error_handlers(app)
     app.include_router(health_router(definition))
+    install_offline_docs(app)
     for router in definition.routers:
         app.include_router(router)
     # outermost first: request id for everything, then metrics, then the body limit
@@ -173,6 +174,29 @@ def create_service_app(
     app.add_middleware(MetricsMiddleware, service=definition.name)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+DOCS_ASSETS = "/docs/static"
+
+
+def install_offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the assets the ``swagger-ui-bundle`` package ships, so the
+    documentation works on a machine (or a desk) without internet access."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    async def docs(request: Request) -> Response:
+        return get_swagger_ui_html(
+            openapi_url=request.scope.get("root_path", "").rstrip("/") + (app.openapi_url or "/openapi.json"),
+            title=f"{app.title} — API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+    app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
 
 async def _connect_bus(runtime: ServiceRuntime) -> None:

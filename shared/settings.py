@@ -15,7 +15,7 @@ from typing import Literal, TypeVar
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PARTS = ("gateway", "intake", "document", "signing", "audit", "notify")
+PARTS = ("gateway", "intake", "document", "signing", "audit", "notify", "console")
 DEFAULT_PORTS = {part: 8000 + i for i, part in enumerate(PARTS)}
 
 # Values that are fine on a laptop and must never reach production.

@@ -6,3 +6,4 @@ CREATE DATABASE lienthong_document OWNER lienthong ENCODING 'UTF8' TEMPLATE temp
 CREATE DATABASE lienthong_signing OWNER lienthong ENCODING 'UTF8' TEMPLATE template0;
 CREATE DATABASE lienthong_audit OWNER lienthong ENCODING 'UTF8' TEMPLATE template0;
 CREATE DATABASE lienthong_notify OWNER lienthong ENCODING 'UTF8' TEMPLATE template0;
+CREATE DATABASE lienthong_console OWNER lienthong ENCODING 'UTF8' TEMPLATE template0;

@@ -6,9 +6,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.intake import catalogue, endpoints, handlers
+from services.intake import catalogue, handlers
 from services.intake.blobs import BlobStore
 from services.intake.config import IntakeSettings, get_settings
+from services.intake.endpoints import routers
+from services.intake.endpoints.lookup import RateLimiter
+from services.intake.endpoints.submission import files_body_limit, submission_schemas
 from services.intake.models import Base, outbox
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 from shared.db import session_scope
@@ -21,7 +24,7 @@ async def on_start(runtime: ServiceRuntime) -> None:
     blobs = BlobStore(settings.var_dir / "intake-blobs")
     blobs.root.mkdir(parents=True, exist_ok=True)
     runtime.extras["blobs"] = blobs
-    runtime.extras["lookup_limiter"] = endpoints.RateLimiter(settings.lookup_rate_per_minute)
+    runtime.extras["lookup_limiter"] = RateLimiter(settings.lookup_rate_per_minute)
     runtime.extras["version_labels"] = labels = catalogue.VersionLabels()
     handlers.document_issued.bind(settings, blobs, labels)
     if settings.demo:
@@ -33,7 +36,7 @@ def definition(settings: IntakeSettings | None = None) -> ServiceDefinition:
     settings = settings or get_settings()
     # a JSON submission carries base64 (4/3 larger); a multipart one streams the dossier's
     # files, each checked against its own limit as it arrives
-    max_body = endpoints.files_body_limit(settings)
+    max_body = files_body_limit(settings)
     return ServiceDefinition(
         name="intake",
         title="lienthong intake",
@@ -41,7 +44,7 @@ def definition(settings: IntakeSettings | None = None) -> ServiceDefinition:
         settings=settings,
         metadata=Base.metadata,
         migrations=MIGRATIONS,
-        routers=endpoints.routers,
+        routers=routers,
         outbox=outbox,
         consumers=[handlers.consumer],
         on_start=on_start,
@@ -53,5 +56,5 @@ def definition(settings: IntakeSettings | None = None) -> ServiceDefinition:
 def create_app(settings: IntakeSettings | None = None, **kwargs: object) -> FastAPI:
     settings = settings or get_settings()
     app = create_service_app(definition(settings), **kwargs)  # type: ignore[arg-type]
-    endpoints.submission_schemas(app, settings)
+    submission_schemas(app, settings)
     return app

@@ -3,6 +3,9 @@
 Plain data for seeding; nothing here is authoritative. Each procedure says whether its national
 code was checked (``code_checked``); fees are demo values — the real ones are set by national
 circulars and the provincial People's Council and must come from the province's catalogue.
+
+Longer than a module should be, and kept whole: it is a table of data with no logic, read
+top to bottom against its sources; split, the agencies and procedures would lose each other.
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ class IntakeSettings(Settings):
     lookup_hash_secret: str = Field(
         default="dev-only-secret", description="key of the HMAC that stores look-up secrets"
     )
-    lookup_path: str = Field(default="/api/intake/lookup", description="public look-up URL path")
+    lookup_path: str = Field(
+        default="/tra-cuu", description="path of the public look-up page (the console's) the receipt's QR code opens"
+    )
     code_sequence_reset: Literal["day", "month", "year"] = Field(
         default="day", description="when the dossier code's sequence restarts, per receiving agency"
     )

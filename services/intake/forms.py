@@ -4,45 +4,30 @@ apology with a new date, tracking sheet), with the DejaVu fonts embedded for Vie
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
-from io import BytesIO
-from pathlib import Path
 from urllib.parse import urlsplit
-from xml.sax.saxutils import escape
 
-import qrcode
-from qrcode.constants import ERROR_CORRECT_M
 from reportlab.lib import colors
-from reportlab.lib.enums import TA_CENTER, TA_JUSTIFY
-from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
-from reportlab.platypus import (
-    Flowable,
-    KeepTogether,
-    Paragraph,
-    SimpleDocTemplate,
-    Spacer,
-    Table,
-    TableStyle,
-)
+from reportlab.platypus import Flowable, Spacer
 
 from services.intake.calendar import as_vietnam_time
+from services.intake.pdf_layout import (
+    QrFlowable,
+    esc,
+    grid,
+    para,
+    render,
+    signatures,
+    table_of,
+    vn_datetime,
+    vn_duration,
+    vn_place_date,
+)
 from services.intake.workflow import Timeliness
-
-FONT_DIR = Path(__file__).resolve().parents[2] / "shared" / "fonts"
-FONT = "DejaVuSans"
-FONT_BOLD = "DejaVuSans-Bold"
-
-# Thanh Hóa counts processing time in working hours, 8 to a working day [confirmed]; the
-# receipt states it in days when it is a whole number of them.
-HOURS_PER_WORKING_DAY = Decimal(8)
 
 DESK_UNIT = "Bộ phận Tiếp nhận và Trả kết quả"
 
@@ -229,92 +214,22 @@ def receipt_qr_payload(form: ReceiptForm) -> str:
     return form.lookup_url
 
 
-@functools.cache
-def _register_fonts() -> None:
-    pdfmetrics.registerFont(TTFont(FONT, str(FONT_DIR / "DejaVuSans.ttf")))
-    pdfmetrics.registerFont(TTFont(FONT_BOLD, str(FONT_DIR / "DejaVuSans-Bold.ttf")))
-    pdfmetrics.registerFontFamily(FONT, normal=FONT, bold=FONT_BOLD, italic=FONT, boldItalic=FONT_BOLD)
-
-
-@functools.cache
-def _styles() -> dict[str, ParagraphStyle]:
-    _register_fonts()
-    body = ParagraphStyle("body", fontName=FONT, fontSize=10.5, leading=14.5, alignment=TA_JUSTIFY)
-    return {
-        "body": body,
-        "small": ParagraphStyle("small", parent=body, fontSize=8.5, leading=11),
-        "cell": ParagraphStyle("cell", parent=body, fontSize=9, leading=11.5, alignment=0),
-        "cell_head": ParagraphStyle(
-            "cell_head", parent=body, fontName=FONT_BOLD, fontSize=9, leading=11.5,
-            alignment=TA_CENTER,
-        ),
-        "center": ParagraphStyle("center", parent=body, alignment=TA_CENTER),
-        "head": ParagraphStyle("head", parent=body, fontSize=9.5, leading=12.5, alignment=TA_CENTER),
-        "head_bold": ParagraphStyle(
-            "head_bold", parent=body, fontName=FONT_BOLD, fontSize=9.5, leading=12.5,
-            alignment=TA_CENTER,
-        ),
-        "center_bold": ParagraphStyle(
-            "center_bold", parent=body, fontName=FONT_BOLD, alignment=TA_CENTER
-        ),
-        "title": ParagraphStyle(
-            "title", parent=body, fontName=FONT_BOLD, fontSize=13, leading=17,
-            alignment=TA_CENTER, spaceBefore=8, spaceAfter=8,
-        ),
-    }
-
-
-def _p(text: str, style: str = "body") -> Paragraph:
-    return Paragraph(text, _styles()[style])
-
-
-def _e(text: str | None) -> str:
-    return escape(text or "")
-
-
-def _table(rows: list[list[object]], widths: Sequence[float], commands: list[tuple]) -> Table:
-    """A Table whose cells default to DejaVu: reportlab sets each cell's font, Helvetica by
-    default, even for cells holding paragraphs; that would reference a non-embedded font."""
-    table = Table(rows, colWidths=list(widths), repeatRows=1 if len(rows) > 1 else 0)
-    table.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), FONT), *commands]))
-    return table
-
-
-def vn_datetime(moment: datetime) -> str:
-    """'15 giờ 30 phút, ngày 16 tháng 04 năm 2026' in Vietnam time."""
-    local = as_vietnam_time(moment)
-    return f"{local:%H} giờ {local:%M} phút, ngày {local:%d} tháng {local:%m} năm {local:%Y}"
-
-
-def vn_place_date(place: str, day: date) -> str:
-    """'Thanh Hóa, ngày 16 tháng 04 năm 2026' (the dateline of an administrative paper)."""
-    return f"{place}, ngày {day:%d} tháng {day:%m} năm {day:%Y}"
-
-
-def vn_duration(hours: Decimal | int) -> str:
-    value = Decimal(hours)
-    days, rest = divmod(value, HOURS_PER_WORKING_DAY)
-    if rest == 0:
-        return f"{int(days):02d} ngày làm việc"
-    return f"{value.normalize():f} giờ làm việc"
-
-
 def _header(office: IssuingOffice, issued: datetime, number: str | None) -> list[Flowable]:
     left: list[Flowable] = [
-        _p(_e(office.superior.upper()), "head"),
-        _p(_e(office.name.upper()), "head_bold"),
+        para(esc(office.superior.upper()), "head"),
+        para(esc(office.name.upper()), "head_bold"),
     ]
     if office.unit:
-        left.append(_p(_e(office.unit.upper()), "head_bold"))
+        left.append(para(esc(office.unit.upper()), "head_bold"))
     if number:
-        left.append(_p(f"Số: {_e(number)}", "head"))
+        left.append(para(f"Số: {esc(number)}", "head"))
     right = [
-        _p("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "head_bold"),
-        _p("Độc lập - Tự do - Hạnh phúc", "head_bold"),
+        para("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "head_bold"),
+        para("Độc lập - Tự do - Hạnh phúc", "head_bold"),
         Spacer(1, 4),
-        _p(f"<i>{_e(vn_place_date(office.place, as_vietnam_time(issued).date()))}</i>", "head"),
+        para(f"<i>{esc(vn_place_date(office.place, as_vietnam_time(issued).date()))}</i>", "head"),
     ]
-    table = _table(
+    table = table_of(
         [[left, right]],
         [85 * mm, 90 * mm],
         [
@@ -326,97 +241,21 @@ def _header(office: IssuingOffice, issued: datetime, number: str | None) -> list
     return [table, Spacer(1, 6)]
 
 
-def _signatures(left: tuple[str, str] | None, right: tuple[str, str]) -> Flowable:
-    """Signature blocks: (title, name); the name goes under room for a signature."""
-
-    def block(title: str, name: str) -> list[Flowable]:
-        return [
-            _p(_e(title.upper()), "center_bold"),
-            _p("<i>(Ký và ghi rõ họ tên)</i>", "center"),
-            Spacer(1, 22 * mm),
-            _p(_e(name), "center_bold"),
-        ]
-
-    row = [block(*left) if left else Spacer(1, 1), block(*right)]
-    table = _table([row], [87 * mm, 87 * mm], [("VALIGN", (0, 0), (-1, -1), "TOP")])
-    return KeepTogether([Spacer(1, 8), table])
-
-
-def _grid(
-    header: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[float]
-) -> Table:
-    data: list[list[object]] = [[_p(_e(h), "cell_head") for h in header]]
-    data += [[_p(_e(cell), "cell") for cell in row] for row in rows]
-    return _table(
-        data,
-        widths,
-        [
-            ("GRID", (0, 0), (-1, -1), 0.5, colors.black),
-            ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
-            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
-        ],
-    )
-
-
 def _applicant_lines(applicant: Applicant) -> list[Flowable]:
-    lines = [_p(f"Ông/bà: <b>{_e(applicant.name)}</b>")]
+    lines = [para(f"Ông/bà: <b>{esc(applicant.name)}</b>")]
     if applicant.address:
-        lines.append(_p(f"Địa chỉ: {_e(applicant.address)}"))
+        lines.append(para(f"Địa chỉ: {esc(applicant.address)}"))
     contact = " — ".join(
         part
         for part in (
-            f"Số điện thoại: {_e(applicant.phone)}" if applicant.phone else "",
-            f"Email: {_e(applicant.email)}" if applicant.email else "",
+            f"Số điện thoại: {esc(applicant.phone)}" if applicant.phone else "",
+            f"Email: {esc(applicant.email)}" if applicant.email else "",
         )
         if part
     )
     if contact:
-        lines.append(_p(contact))
+        lines.append(para(contact))
     return lines
-
-
-def _render(title: str, subject: str, story: list[Flowable]) -> bytes:
-    _register_fonts()
-    buffer = BytesIO()
-    document = SimpleDocTemplate(
-        buffer,
-        pagesize=A4,
-        leftMargin=20 * mm,
-        rightMargin=15 * mm,
-        topMargin=15 * mm,
-        bottomMargin=15 * mm,
-        title=title,
-        subject=subject,
-        author="lienthong",
-        creator="lienthong intake",
-        lang="vi-VN",
-        # Otherwise the canvas starts in Helvetica: referenced by the PDF but not embedded.
-        initialFontName=FONT,
-    )
-    document.build(story)
-    return buffer.getvalue()
-
-
-class QrFlowable(Flowable):
-    """A QR code drawn as vector squares (sharp at any print size, no image, no font)."""
-
-    def __init__(self, payload: str, size: float = 32 * mm) -> None:
-        super().__init__()
-        code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4)
-        code.add_data(payload)
-        code.make(fit=True)
-        self.matrix: list[list[bool]] = code.get_matrix()
-        self.width = self.height = size
-
-    def draw(self) -> None:
-        count = len(self.matrix)
-        module = self.width / count
-        self.canv.setFillColor(colors.black)
-        for row, cells in enumerate(self.matrix):
-            for column, dark in enumerate(cells):
-                if dark:
-                    y = self.height - (row + 1) * module
-                    self.canv.rect(column * module, y, module, module, stroke=0, fill=1)
 
 
 # ------------------------------------------------------------------ forms
@@ -425,143 +264,143 @@ class QrFlowable(Flowable):
 def receipt_pdf(form: ReceiptForm) -> bytes:
     """Mẫu 01: receipt and appointment, with the look-up secret and a QR code."""
     story = _header(form.office, form.received_at, form.dossier_code)
-    story.append(_p("GIẤY TIẾP NHẬN HỒ SƠ VÀ HẸN TRẢ KẾT QUẢ", "title"))
-    story.append(_p(f"Mã hồ sơ: <b>{_e(form.dossier_code)}</b>", "center"))
+    story.append(para("GIẤY TIẾP NHẬN HỒ SƠ VÀ HẸN TRẢ KẾT QUẢ", "title"))
+    story.append(para(f"Mã hồ sơ: <b>{esc(form.dossier_code)}</b>", "center"))
     story.append(Spacer(1, 6))
-    story.append(_p(f"{_e(form.office.unit or form.office.name)} — {_e(form.office.name)} tiếp nhận hồ sơ của:"))
+    story.append(para(f"{esc(form.office.unit or form.office.name)} — {esc(form.office.name)} tiếp nhận hồ sơ của:"))
     story += _applicant_lines(form.applicant)
     story.append(
-        _p(
-            f"Nội dung yêu cầu giải quyết: <b>{_e(form.procedure_name)}</b> "
-            f"(mã thủ tục {_e(form.procedure_code)})"
+        para(
+            f"Nội dung yêu cầu giải quyết: <b>{esc(form.procedure_name)}</b> "
+            f"(mã thủ tục {esc(form.procedure_code)})"
         )
     )
-    story.append(_p("1. Thành phần hồ sơ nộp gồm:"))
+    story.append(para("1. Thành phần hồ sơ nộp gồm:"))
     rows = [
         [str(i), c.name, f"{c.copies:02d}", "Bản chính" if c.original else "Bản sao"]
         for i, c in enumerate(form.components, start=1)
     ]
-    story.append(_grid(["TT", "Tên giấy tờ", "Số lượng", "Loại bản"], rows, [12 * mm, 112 * mm, 22 * mm, 29 * mm]))
+    story.append(grid(["TT", "Tên giấy tờ", "Số lượng", "Loại bản"], rows, [12 * mm, 112 * mm, 22 * mm, 29 * mm]))
     story.append(Spacer(1, 4))
-    story.append(_p("2. Số lượng hồ sơ: 01 (bộ)"))
+    story.append(para("2. Số lượng hồ sơ: 01 (bộ)"))
     if form.processing_hours is not None:
         story.append(
-            _p(f"3. Thời gian giải quyết hồ sơ theo quy định: {vn_duration(form.processing_hours)}")
+            para(f"3. Thời gian giải quyết hồ sơ theo quy định: {vn_duration(form.processing_hours)}")
         )
-    story.append(_p(f"4. Thời gian nhận hồ sơ: {vn_datetime(form.received_at)}"))
-    story.append(_p(f"5. Thời gian trả kết quả giải quyết hồ sơ: <b>{vn_datetime(form.due_at)}</b>"))
+    story.append(para(f"4. Thời gian nhận hồ sơ: {vn_datetime(form.received_at)}"))
+    story.append(para(f"5. Thời gian trả kết quả giải quyết hồ sơ: <b>{vn_datetime(form.due_at)}</b>"))
     if form.result_delivery:
-        story.append(_p(f"6. Nhận kết quả tại: {_e(form.result_delivery)}"))
+        story.append(para(f"6. Nhận kết quả tại: {esc(form.result_delivery)}"))
 
     lookup = [
-        _p("<b>Tra cứu tình trạng hồ sơ</b>"),
-        _p(f"Mã hồ sơ: {_e(form.dossier_code)}"),
-        _p(f"Mã tra cứu (bí mật): <b>{_e(form.lookup_secret)}</b>"),
-        _p("Quét mã QR hoặc truy cập:", "small"),
-        _p(_e(form.lookup_url), "small"),
+        para("<b>Tra cứu tình trạng hồ sơ</b>"),
+        para(f"Mã hồ sơ: {esc(form.dossier_code)}"),
+        para(f"Mã tra cứu (bí mật): <b>{esc(form.lookup_secret)}</b>"),
+        para("Quét mã QR hoặc truy cập:", "small"),
+        para(esc(form.lookup_url), "small"),
     ]
-    box = _table(
+    box = table_of(
         [[lookup, QrFlowable(receipt_qr_payload(form))]],
         [135 * mm, 40 * mm],
         [("BOX", (0, 0), (-1, -1), 0.5, colors.black), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")],
     )
     story += [Spacer(1, 8), box]
-    story.append(_signatures(("Người nộp hồ sơ", form.applicant.name), ("Người tiếp nhận hồ sơ", form.desk_officer)))
-    return _render("Giấy tiếp nhận hồ sơ và hẹn trả kết quả", form.dossier_code, story)
+    story.append(signatures(("Người nộp hồ sơ", form.applicant.name), ("Người tiếp nhận hồ sơ", form.desk_officer)))
+    return render("Giấy tiếp nhận hồ sơ và hẹn trả kết quả", form.dossier_code, story)
 
 
 def supplement_request_pdf(form: SupplementRequestForm) -> bytes:
     """Mẫu 02: every missing item in one request."""
     story = _header(form.office, form.requested_at, form.dossier_code)
-    story.append(_p("PHIẾU YÊU CẦU BỔ SUNG, HOÀN THIỆN HỒ SƠ", "title"))
-    story.append(_p(f"Mã hồ sơ: <b>{_e(form.dossier_code)}</b>", "center"))
+    story.append(para("PHIẾU YÊU CẦU BỔ SUNG, HOÀN THIỆN HỒ SƠ", "title"))
+    story.append(para(f"Mã hồ sơ: <b>{esc(form.dossier_code)}</b>", "center"))
     story.append(Spacer(1, 6))
-    story.append(_p(f"{_e(form.office.unit or form.office.name)} — {_e(form.office.name)} tiếp nhận hồ sơ của:"))
+    story.append(para(f"{esc(form.office.unit or form.office.name)} — {esc(form.office.name)} tiếp nhận hồ sơ của:"))
     story += _applicant_lines(form.applicant)
-    story.append(_p(f"Nội dung yêu cầu giải quyết: <b>{_e(form.procedure_name)}</b>"))
-    story.append(_p("Yêu cầu hoàn thiện hồ sơ gồm những nội dung sau:"))
+    story.append(para(f"Nội dung yêu cầu giải quyết: <b>{esc(form.procedure_name)}</b>"))
+    story.append(para("Yêu cầu hoàn thiện hồ sơ gồm những nội dung sau:"))
     rows = [[str(i), item.name, item.detail or ""] for i, item in enumerate(form.missing_items, start=1)]
-    story.append(_grid(["TT", "Giấy tờ, nội dung cần bổ sung", "Lý do, hướng dẫn"], rows, [12 * mm, 85 * mm, 78 * mm]))
+    story.append(grid(["TT", "Giấy tờ, nội dung cần bổ sung", "Lý do, hướng dẫn"], rows, [12 * mm, 85 * mm, 78 * mm]))
     story.append(Spacer(1, 6))
-    contact = f" theo số điện thoại {_e(form.officer_phone)}" if form.officer_phone else ""
+    contact = f" theo số điện thoại {esc(form.officer_phone)}" if form.officer_phone else ""
     story.append(
-        _p(
+        para(
             "Trong quá trình hoàn thiện hồ sơ, nếu có vướng mắc, ông/bà liên hệ với "
-            f"{_e(form.officer)}{contact} để được hướng dẫn."
+            f"{esc(form.officer)}{contact} để được hướng dẫn."
         )
     )
-    story.append(_signatures(None, ("Người hướng dẫn", form.officer)))
-    return _render("Phiếu yêu cầu bổ sung, hoàn thiện hồ sơ", form.dossier_code, story)
+    story.append(signatures(None, ("Người hướng dẫn", form.officer)))
+    return render("Phiếu yêu cầu bổ sung, hoàn thiện hồ sơ", form.dossier_code, story)
 
 
 def refusal_pdf(form: RefusalForm) -> bytes:
     """Mẫu 03: refusal to accept the dossier, with the reasons."""
     story = _header(form.office, form.refused_at, form.dossier_code)
-    story.append(_p("PHIẾU TỪ CHỐI TIẾP NHẬN GIẢI QUYẾT HỒ SƠ", "title"))
+    story.append(para("PHIẾU TỪ CHỐI TIẾP NHẬN GIẢI QUYẾT HỒ SƠ", "title"))
     if form.dossier_code:
-        story.append(_p(f"Mã hồ sơ: <b>{_e(form.dossier_code)}</b>", "center"))
+        story.append(para(f"Mã hồ sơ: <b>{esc(form.dossier_code)}</b>", "center"))
     story.append(Spacer(1, 6))
-    story.append(_p(f"{_e(form.office.unit or form.office.name)} — {_e(form.office.name)} tiếp nhận hồ sơ của:"))
+    story.append(para(f"{esc(form.office.unit or form.office.name)} — {esc(form.office.name)} tiếp nhận hồ sơ của:"))
     story += _applicant_lines(form.applicant)
-    story.append(_p(f"Nội dung yêu cầu giải quyết: <b>{_e(form.procedure_name)}</b>"))
+    story.append(para(f"Nội dung yêu cầu giải quyết: <b>{esc(form.procedure_name)}</b>"))
     story.append(
-        _p(
+        para(
             "Qua xem xét, cơ quan, đơn vị tiếp nhận hồ sơ thông báo không tiếp nhận, giải quyết "
             "hồ sơ này với lý do cụ thể như sau:"
         )
     )
     for i, reason in enumerate((r for r in form.reasons if r.strip()), start=1):
-        story.append(_p(f"{i}. {_e(reason)}"))
-    story.append(_p("Xin thông báo để ông/bà được biết và thực hiện./."))
-    story.append(_signatures(None, ("Người tiếp nhận hồ sơ", form.officer)))
-    return _render("Phiếu từ chối tiếp nhận giải quyết hồ sơ", form.dossier_code or "", story)
+        story.append(para(f"{i}. {esc(reason)}"))
+    story.append(para("Xin thông báo để ông/bà được biết và thực hiện./."))
+    story.append(signatures(None, ("Người tiếp nhận hồ sơ", form.officer)))
+    return render("Phiếu từ chối tiếp nhận giải quyết hồ sơ", form.dossier_code or "", story)
 
 
 def apology_pdf(form: ApologyForm) -> bytes:
     """Mẫu 04: apology for the delay and the new return date, with the reason."""
     story = _header(form.office, form.issued_at, form.dossier_code)
-    story.append(_p("PHIẾU XIN LỖI VÀ HẸN LẠI NGÀY TRẢ KẾT QUẢ", "title"))
-    story.append(_p(f"Kính gửi: ông/bà <b>{_e(form.applicant.name)}</b>", "center"))
+    story.append(para("PHIẾU XIN LỖI VÀ HẸN LẠI NGÀY TRẢ KẾT QUẢ", "title"))
+    story.append(para(f"Kính gửi: ông/bà <b>{esc(form.applicant.name)}</b>", "center"))
     story.append(Spacer(1, 6))
     story.append(
-        _p(
-            f"Ngày {as_vietnam_time(form.received_at):%d/%m/%Y}, {_e(form.office.name)} tiếp nhận "
-            f"giải quyết hồ sơ của ông/bà, mã hồ sơ <b>{_e(form.dossier_code)}</b>, về việc: "
-            f"{_e(form.procedure_name)}."
+        para(
+            f"Ngày {as_vietnam_time(form.received_at):%d/%m/%Y}, {esc(form.office.name)} tiếp nhận "
+            f"giải quyết hồ sơ của ông/bà, mã hồ sơ <b>{esc(form.dossier_code)}</b>, về việc: "
+            f"{esc(form.procedure_name)}."
         )
     )
-    story.append(_p(f"Thời gian hẹn trả kết quả giải quyết hồ sơ: {vn_datetime(form.original_due_at)}."))
+    story.append(para(f"Thời gian hẹn trả kết quả giải quyết hồ sơ: {vn_datetime(form.original_due_at)}."))
     story.append(
-        _p(
+        para(
             "Tuy nhiên đến nay, cơ quan chưa trả kết quả giải quyết hồ sơ cho ông/bà đúng hạn. "
-            f"Lý do: {_e(form.reason)}"
+            f"Lý do: {esc(form.reason)}"
         )
     )
     story.append(
-        _p(
-            f"Sự chậm trễ này đã gây phiền hà cho ông/bà. {_e(form.office.name)} xin lỗi ông/bà "
+        para(
+            f"Sự chậm trễ này đã gây phiền hà cho ông/bà. {esc(form.office.name)} xin lỗi ông/bà "
             f"và hẹn trả kết quả vào: <b>{vn_datetime(form.new_due_at)}</b>."
         )
     )
-    story.append(_p("Xin trân trọng cảm ơn sự hợp tác của ông/bà./."))
-    story.append(_signatures(None, (form.signer_title, form.signer_name)))
-    return _render("Phiếu xin lỗi và hẹn lại ngày trả kết quả", form.dossier_code, story)
+    story.append(para("Xin trân trọng cảm ơn sự hợp tác của ông/bà./."))
+    story.append(signatures(None, (form.signer_title, form.signer_name)))
+    return render("Phiếu xin lỗi và hẹn lại ngày trả kết quả", form.dossier_code, story)
 
 
 def tracking_sheet_pdf(form: TrackingSheetForm) -> bytes:
     """Mẫu 05: every hand-off with its step deadline and whether it was early, on time or late."""
     story = _header(form.office, form.received_at, form.dossier_code)
-    story.append(_p("PHIẾU KIỂM SOÁT QUÁ TRÌNH GIẢI QUYẾT HỒ SƠ", "title"))
-    story.append(_p(f"Mã hồ sơ: <b>{_e(form.dossier_code)}</b>", "center"))
+    story.append(para("PHIẾU KIỂM SOÁT QUÁ TRÌNH GIẢI QUYẾT HỒ SƠ", "title"))
+    story.append(para(f"Mã hồ sơ: <b>{esc(form.dossier_code)}</b>", "center"))
     story.append(Spacer(1, 6))
-    story.append(_p(f"Người nộp: <b>{_e(form.applicant.name)}</b>"))
-    story.append(_p(f"Thủ tục: {_e(form.procedure_name)}"))
-    story.append(_p(f"Thời gian tiếp nhận: {vn_datetime(form.received_at)}"))
-    story.append(_p(f"Thời gian hẹn trả kết quả: {vn_datetime(form.due_at)}"))
+    story.append(para(f"Người nộp: <b>{esc(form.applicant.name)}</b>"))
+    story.append(para(f"Thủ tục: {esc(form.procedure_name)}"))
+    story.append(para(f"Thời gian tiếp nhận: {vn_datetime(form.received_at)}"))
+    story.append(para(f"Thời gian hẹn trả kết quả: {vn_datetime(form.due_at)}"))
     if form.processing_units:
-        story.append(_p(f"Cơ quan, bộ phận giải quyết hồ sơ: {_e(form.processing_units)}"))
+        story.append(para(f"Cơ quan, bộ phận giải quyết hồ sơ: {esc(form.processing_units)}"))
     if form.coordinating_units:
-        story.append(_p(f"Cơ quan phối hợp giải quyết hồ sơ: {_e(form.coordinating_units)}"))
+        story.append(para(f"Cơ quan phối hợp giải quyết hồ sơ: {esc(form.coordinating_units)}"))
     story.append(Spacer(1, 4))
     short: Callable[[datetime | None], str] = lambda moment: (  # noqa: E731
         f"{as_vietnam_time(moment):%H:%M %d/%m/%Y}" if moment else ""
@@ -579,7 +418,7 @@ def tracking_sheet_pdf(form: TrackingSheetForm) -> bytes:
         for i, entry in enumerate(form.entries, start=1)
     ]
     story.append(
-        _grid(
+        grid(
             [
                 "TT",
                 "Bên giao",
@@ -595,11 +434,11 @@ def tracking_sheet_pdf(form: TrackingSheetForm) -> bytes:
     )
     if form.finished_at is not None:
         story.append(Spacer(1, 6))
-        number = f"văn bản số <b>{_e(form.result_number)}</b>" if form.result_number else "văn bản"
+        number = f"văn bản số <b>{esc(form.result_number)}</b>" if form.result_number else "văn bản"
         issued = f" ngày {as_vietnam_time(form.result_issued_at):%d/%m/%Y}" if form.result_issued_at else ""
-        story.append(_p(f"Kết quả giải quyết: {number}{issued}"))
+        story.append(para(f"Kết quả giải quyết: {number}{issued}"))
         grade = f" ({form.finished_timeliness.label_vi.lower()})" if form.finished_timeliness else ""
-        story.append(_p(f"Hoàn thành giải quyết: {vn_datetime(form.finished_at)}{grade}"))
+        story.append(para(f"Hoàn thành giải quyết: {vn_datetime(form.finished_at)}{grade}"))
     if form.returned_at is not None:
-        story.append(_p(f"Trả kết quả: {vn_datetime(form.returned_at)}"))
-    return _render("Phiếu kiểm soát quá trình giải quyết hồ sơ", form.dossier_code, story)
+        story.append(para(f"Trả kết quả: {vn_datetime(form.returned_at)}"))
+    return render("Phiếu kiểm soát quá trình giải quyết hồ sơ", form.dossier_code, story)

@@ -4,19 +4,23 @@ finishes it at once when its status allows, otherwise when it later does (never 
 The handler runs in the inbox's transaction (one row per event: redelivery is a no-op); the
 same document issued again is recognised by its id. A document for a dossier intake does not
 know is logged and acknowledged: it will never apply, and it is not the document's fault either.
+An event without what the producer's contract names (a number in ``code``, the document's
+``id``…) is refused: dead-lettered, never guessed at.
 """
 
 from __future__ import annotations
 
 import structlog
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake import catalogue, service
+from services.intake import catalogue, results
 from services.intake.blobs import BlobStore
 from services.intake.config import IntakeSettings
+from services.intake.context import Context
 from services.intake.models import inbox
 from shared.events import CloudEvent
-from shared.inbox import Consumer
+from shared.inbox import Consumer, PoisonEvent
 
 log = structlog.get_logger("intake")
 
@@ -36,14 +40,17 @@ class DocumentIssuedHandler:
     async def __call__(self, session: AsyncSession, event: CloudEvent) -> None:
         if self.settings is None or self.blobs is None or self.labels is None:
             raise RuntimeError("intake's document.issued handler is not bound yet")
-        ctx = service.Context(settings=self.settings, blobs=self.blobs, labels=self.labels)
-        outcome = await service.finish_from_document(session, ctx, dict(event.data))
+        ctx = Context(settings=self.settings, blobs=self.blobs, labels=self.labels)
+        try:
+            issued = results.IssuedDocument.model_validate(event.data)
+        except ValidationError as exc:
+            wrong = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
+            raise PoisonEvent(f"document.issued without what its contract names: {', '.join(wrong)}") from exc
+        outcome = await results.finish_from_document(session, ctx, issued)
         self.outcomes.append(outcome)
         if len(self.outcomes) > 1000:
             del self.outcomes[:500]
-        log.info(
-            "document_issued_applied", outcome=outcome, dossier_code=event.data.get("dossier_code"), event_id=event.id
-        )
+        log.info("document_issued_applied", outcome=outcome, dossier_code=issued.dossier_code, event_id=event.id)
 
 
 document_issued = DocumentIssuedHandler()

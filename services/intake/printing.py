@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake import forms
+from services.intake.components import load_components
 from services.intake.config import IntakeSettings
 from services.intake.models import Agency, Dossier, DossierEvent, DueDateChange, Handoff, ProcedureVersion
-from services.intake.service import load_components
 from services.intake.workflow import Timeliness
 from shared import clock
 from shared.errors import Conflict, NotFound

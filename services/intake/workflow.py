@@ -248,6 +248,24 @@ TERMINAL_STATUSES: frozenset[DossierStatus] = frozenset(
     status for status in DossierStatus if not allowed_actions(status, paused_from=S.PROCESSING)
 )
 
+# Statuses that end a dossier without a result: the open hand-off step closes with them.
+ENDED_WITHOUT_RESULT: frozenset[DossierStatus] = frozenset({S.REFUSED, S.WITHDRAWN, S.STOPPED})
+
+# Statuses a dossier is being handled in, from acceptance to the result: officers hand it on.
+HANDLED_STATUSES: frozenset[DossierStatus] = frozenset(
+    {S.ACCEPTED, S.PROCESSING, S.SUPPLEMENT_REQUESTED, S.FEES_REQUESTED}
+)
+
+# Statuses a dossier takes more files in, and whether what comes is a supplement: submitted
+# online and not yet accepted (the citizen completes it), and waiting for a supplement (what
+# the desk asked for).
+FILES_TAKEN: Mapping[DossierStatus, bool] = MappingProxyType({S.SUBMITTED: False, S.SUPPLEMENT_REQUESTED: True})
+
+# Statuses the system finishes a dossier from when its result is issued: processing (4 → 9),
+# or accepted but not yet transferred (2 → 4 → 9, both steps in the history). In any other
+# status an issued result waits, pending, until the dossier reaches one of these.
+FINISHABLE: frozenset[DossierStatus] = frozenset({S.ACCEPTED, S.PROCESSING})
+
 
 # ------------------------------------------------------------------------- clock
 
@@ -277,6 +295,12 @@ CLOCK_BY_STATUS: Mapping[DossierStatus, ClockState] = MappingProxyType(
         S.FINISHED: ClockState.STOPPED,
         S.RETURNED: ClockState.STOPPED,
     }
+)
+
+
+# Statuses whose clock runs: a dossier in one of them past its due date is overdue.
+RUNNING_STATUSES: frozenset[DossierStatus] = frozenset(
+    status for status, state in CLOCK_BY_STATUS.items() if state is ClockState.RUNNING
 )
 
 

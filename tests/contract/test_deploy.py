@@ -152,10 +152,10 @@ def test_compose_database_url_names_one_database_per_part(compose: dict[str, Any
 
 
 def test_compose_gateway_routes_to_every_part_by_its_service_and_port(compose: dict[str, Any]) -> None:
-    from gateway.config import SERVICES
+    from gateway.config import CONSOLE, SERVICES
 
     upstreams = json.loads(compose["services"]["gateway"]["environment"]["LIENTHONG_GATEWAY_UPSTREAMS"])
-    assert upstreams == {p: f"http://{p}:{DEFAULT_PORTS[p]}" for p in SERVICES}
+    assert upstreams == {p: f"http://{p}:{DEFAULT_PORTS[p]}" for p in (*SERVICES, CONSOLE)}
     intake_trusts = json.loads(compose["services"]["intake"]["environment"]["LIENTHONG_INTAKE_TRUSTED_PROXIES"])
     assert intake_trusts == [compose["services"]["gateway"]["networks"]["lienthong"]["ipv4_address"]]
 
@@ -285,10 +285,12 @@ def test_every_part_has_a_deployment_with_probes_on_its_port_and_a_service(manif
 
 
 def test_configmap_routes_the_gateway_to_the_services(manifests: list[dict[str, Any]]) -> None:
-    from gateway.config import SERVICES
+    from gateway.config import CONSOLE, SERVICES
 
     data = _of_kind(manifests, "ConfigMap")["lienthong-config"]["data"]
-    assert json.loads(data["LIENTHONG_GATEWAY_UPSTREAMS"]) == {p: f"http://{p}:{DEFAULT_PORTS[p]}" for p in SERVICES}
+    assert json.loads(data["LIENTHONG_GATEWAY_UPSTREAMS"]) == {
+        p: f"http://{p}:{DEFAULT_PORTS[p]}" for p in (*SERVICES, CONSOLE)
+    }
     assert data["LIENTHONG_ENVIRONMENT"] == "production"
 
 

@@ -55,6 +55,34 @@ def birth_registration(
     }
 
 
+def document_issued(dossier_code: str | None, document_id: int, number: str | None = None) -> dict[str, Any]:
+    """``document.issued`` as document sends it: every field its contract requires
+    (contracts/events/document.issued.schema.json), for a result of ``dossier_code``."""
+    number = number or f"{document_id:02d}/QĐ-UBND"
+    code_number, _, code_notation = number.partition("/")
+    return {
+        "actor": {"kind": "user", "sub": "clerk", "name": "Hoàng Thị Thư", "roles": ["clerk"], "agency": PROVINCE},
+        "id": document_id,
+        "agency": PROVINCE,
+        "code": number,
+        "code_number": code_number,
+        "code_notation": code_notation,
+        "type_key": "QD",
+        "type_name": "Quyết định",
+        "subject": f"Quyết định số {number}",
+        "secret": False,
+        "urgency": "thuong",
+        "issued_date": "2026-03-10",
+        "issued_at": "2026-03-10T09:00:00+07:00",
+        "signer_name": "Phạm Văn Đức",
+        "recipients": [],
+        "dossier_code": dossier_code,
+        "work_file_id": None,
+        "content_sha256": "ab" * 32,
+        "download_path": f"/api/document/documents/{document_id}/content",
+    }
+
+
 @functools.cache
 def _key() -> tuple[Any, dict[str, Any]]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -122,20 +150,7 @@ class Intake:
 
     async def issue(self, code: str, document_id: int, number: str | None = None) -> CloudEvent:
         """What document says when it issues a dossier's result (``document.issued``)."""
-        number = number or f"{document_id:02d}/QĐ-UBND"
-        return await self.publish(
-            "document.issued",
-            {
-                "id": document_id,
-                "agency": PROVINCE,
-                "code": number,
-                "dossier_code": code,
-                "subject": f"Quyết định số {number}",
-                "issued_at": "2026-03-10T09:00:00+07:00",
-                "content_sha256": "ab" * 32,
-                "download_path": f"/api/document/documents/{document_id}/content",
-            },
-        )
+        return await self.publish("document.issued", document_issued(code, document_id, number))
 
     async def publish(self, routing_key: str, data: dict[str, Any], *, event_id: str | None = None) -> CloudEvent:
         event = CloudEvent(

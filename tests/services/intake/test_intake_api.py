@@ -21,6 +21,7 @@ from tests.services.intake.harness import (
     WARD,
     Intake,
     birth_registration,
+    document_issued,
     pdf_file,
     running_intake,
 )
@@ -414,7 +415,7 @@ async def test_receipt_qr_points_to_public_lookup(tmp_path: Path) -> None:
         ).stdout
         assert code in text and receipt.headers["lookup-secret"] in text
         assert "Thủ tục đăng ký khai sinh" in text and "Lê Văn Tiếp" in text
-        assert f"{PUBLIC_BASE}/api/intake/lookup?code=" in text.replace("\n", "")
+        assert f"{PUBLIC_BASE}/tra-cuu?code=" in text.replace("\n", "")
 
 
 async def test_result_from_document_issued(tmp_path: Path) -> None:
@@ -424,17 +425,7 @@ async def test_result_from_document_issued(tmp_path: Path) -> None:
         await intake.act(
             "desk_officer", code, "start_processing", {"to_whom": "Công chức hộ tịch", "allotted_hours": 6}
         )
-        data = {
-            "id": 41,
-            "agency": WARD,
-            "number": "05/QĐ-UBND",
-            "dossier_code": code,
-            "issued_at": "2026-03-10T09:00:00+07:00",
-            "content_sha256": "ab" * 32,
-            "download_path": "/api/document/documents/41/content",
-            "type_key": "QD",
-            "unknown_extra": True,
-        }
+        data = {**document_issued(code, 41, "05/QĐ-UBND"), "agency": WARD, "unknown_extra": True}
         event = await intake.publish("document.issued", data)
         got = (await intake.client.get(f"/dossiers/{code}", headers=intake.as_("desk_officer"))).json()
         assert got["status"] == 9 and got["finished_on_time"] is True

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import func, select
 
 from services.intake import catalogue_seed as seed
-from services.intake.forms import vn_datetime
 from services.intake.models import Agency, CalendarOverrideRow, outbox
+from services.intake.pdf_layout import vn_datetime
 from shared import organ_id
 from shared.events import REGISTRY, CloudEvent
 from tests.services.intake.harness import PROVINCE, Intake, birth_registration, running_intake

@@ -10,6 +10,11 @@ import pytest
 from services.intake.calendar import VN_TZ, WorkingCalendar
 from services.intake.workflow import (
     CLOCK_BY_STATUS,
+    ENDED_WITHOUT_RESULT,
+    FILES_TAKEN,
+    FINISHABLE,
+    HANDLED_STATUSES,
+    RUNNING_STATUSES,
     TERMINAL_STATUSES,
     Action,
     Channel,
@@ -224,3 +229,24 @@ def test_timeliness_thresholds_are_configurable() -> None:
         step_timeliness(used_hours=-1, allotted_hours=8)
     with pytest.raises(ValueError):
         TimelinessRule(on_time_band_share=Decimal(2))
+
+
+def test_status_sets_agree_with_the_transitions_and_the_clock() -> None:
+    """The sets the service asks instead of comparing statuses: each follows from the tables."""
+    S = DossierStatus
+    assert RUNNING_STATUSES == {S.ACCEPTED, S.PROCESSING}
+    # handled: from acceptance to the result, whether the clock runs or waits for the applicant
+    assert HANDLED_STATUSES == {s for s in S if clock_state(s) in (ClockState.RUNNING, ClockState.PAUSED)}
+    # ended without a result: the terminal statuses but the one after a result was returned
+    assert ENDED_WITHOUT_RESULT == TERMINAL_STATUSES - {S.RETURNED}
+    # files come before acceptance (not a supplement) or while a supplement is asked (one)
+    assert dict(FILES_TAKEN) == {S.SUBMITTED: False, S.SUPPLEMENT_REQUESTED: True}
+
+
+@pytest.mark.parametrize("status", sorted(FINISHABLE))
+def test_the_system_finishes_from_each_finishable_status_in_at_most_two_steps(status: DossierStatus) -> None:
+    """What ``results.apply_pending_result`` does: start processing when finish is not yet
+    allowed, then finish; both steps are allowed transitions."""
+    if A.FINISH not in allowed_actions(status):
+        status = next_status(status, A.START_PROCESSING)
+    assert next_status(status, A.FINISH) is DossierStatus.FINISHED

@@ -1,0 +1,203 @@
+"""The administrator's calendar: a year at a glance (days off, working weekend days), and the
+one-off swaps the government announces, added and removed here (they beat the computed
+calendar for new due dates; dossiers already accepted keep theirs)."""
+
+from __future__ import annotations
+
+import calendar as months
+import re
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from services.console.api import ApiError
+from services.console.dashboard import _day
+from services.console.i18n import N_
+from services.console.web import Visit, require, visit
+from shared import clock
+
+router = APIRouter(include_in_schema=False)
+V = Depends(visit)
+
+
+def year_grid(year: int, off: dict[date, str], working: dict[date, str]) -> list[dict[str, Any]]:
+    """Twelve months as weeks of days (Monday first), each day marked for the page."""
+    grid = []
+    for month in range(1, 13):
+        weeks = []
+        for week in months.Calendar(firstweekday=0).monthdatescalendar(year, month):
+            row = []
+            for day in week:
+                if day.month != month:
+                    row.append(None)
+                    continue
+                if day in off:
+                    kind, name = "off", off[day]
+                elif day in working:
+                    kind, name = "swap", working[day]
+                elif day.weekday() >= 5:
+                    kind, name = "weekend", ""
+                else:
+                    kind, name = "work", ""
+                row.append({"day": day, "kind": kind, "name": name})
+            weeks.append(row)
+        grid.append({"month": month, "weeks": weeks})
+    return grid
+
+
+async def _page(
+    v: Visit, year: int, *, status: int = 200, error: str | None = None, values: dict[str, str]
+) -> Response:
+    user = require(v, "admin")
+    found = await v.api.calendar_year(year)
+    off = {date.fromisoformat(d["day"]): d["name"] for d in found["days_off"]}
+    working = {date.fromisoformat(d["day"]): d["name"] for d in found["working_weekend_days"]}
+    overrides = await v.api.calendar_overrides(user.token, year)
+    return v.render(
+        "calendar.html",
+        status=status,
+        year=year,
+        grid=year_grid(year, off, working),
+        days_off=found["days_off"],
+        overrides=overrides,
+        error=error,
+        values=values,
+    )
+
+
+@router.get("/quan-tri/lich")
+async def calendar_page(v: Visit = V, year: int = 0) -> Response:
+    year = year if 2000 <= year <= 2100 else clock.vn_today().year
+    return await _page(v, year, values={})
+
+
+@router.post("/quan-tri/lich")
+async def add_override(request: Request, v: Visit = V) -> Response:
+    user = require(v, "admin")
+    form = await request.form()
+    values = {k: str(x) for k, x in form.items() if isinstance(x, str)}
+    day = _day(values.get("day", ""))
+    reason = values.get("reason", "").strip()
+    year = day.year if day else clock.vn_today().year
+    if day is None or not reason:
+        error = v._("Enter the day as dd/mm/yyyy and the reason (the decision that announces it).")
+        return await _page(v, year, status=400, error=error, values=values)
+    try:
+        await v.api.put_calendar_override(user.token, day, working=values.get("working") == "1", reason=reason)
+    except ApiError as exc:
+        if not exc.is_client_error:
+            raise
+        return await _page(v, year, status=exc.status, error=v.problem(exc), values=values)
+    return v.redirect(f"/quan-tri/lich?year={day.year}", notice=v._("Saved: {day}.").format(day=v.fmt.day(day)))
+
+
+@router.post("/quan-tri/lich/{day}/xoa")
+async def remove_override(day: date, v: Visit = V) -> Response:
+    user = require(v, "admin")
+    await v.api.delete_calendar_override(user.token, day)
+    return v.redirect(f"/quan-tri/lich?year={day.year}", notice=v._("Removed: {day}.").format(day=v.fmt.day(day)))
+
+
+# --- users ------------------------------------------------------------------------------------
+
+GRANTABLE = ("citizen", "desk_officer", "specialist", "leader", "clerk", "admin", "auditor", "integrator")
+ROLE_NAMES = {
+    "citizen": N_("Citizen"),
+    "desk_officer": N_("Desk officer"),
+    "specialist": N_("Specialist"),
+    "leader": N_("Leader"),
+    "clerk": N_("Clerk"),
+    "admin": N_("Administrator"),
+    "auditor": N_("Auditor"),
+    "integrator": N_("Integrator"),
+}
+
+
+async def _users_page(
+    v: Visit,
+    *,
+    cursor: str = "",
+    agency: str = "",
+    status: int = 200,
+    error: str | None = None,
+    values: dict[str, Any],
+) -> Response:
+    user = require(v, "admin")
+    page = await v.api.users(user.token, limit=v.settings.page_size, cursor=cursor or None, agency=agency or None)
+    return v.render(
+        "users.html",
+        status=status,
+        page=page,
+        cursor=cursor,
+        agency=agency,
+        roles=[(r, v._(ROLE_NAMES[r])) for r in GRANTABLE],
+        role_names={r: v._(n) for r, n in ROLE_NAMES.items()},
+        error=error,
+        values=values,
+    )
+
+
+@router.get("/quan-tri/nguoi-dung")
+async def users_page(v: Visit = V, cursor: str = "", agency: str = "") -> Response:
+    agency = agency.strip() if re.fullmatch(r"\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}", agency.strip()) else ""
+    return await _users_page(
+        v, cursor=cursor, agency=agency, values={"agency": agency or (v.user.agency if v.user else "")}
+    )
+
+
+@router.post("/quan-tri/nguoi-dung")
+async def create_user(request: Request, v: Visit = V) -> Response:
+    user = require(v, "admin")
+    form = await request.form()
+    values: dict[str, Any] = {k: str(x) for k, x in form.items() if isinstance(x, str)}
+    values["roles"] = [r for r in form.getlist("roles") if r in GRANTABLE]
+    clearance = values.get("clearance", "0")
+    body = {
+        "username": values.get("username", "").strip(),
+        "full_name": values.get("full_name", "").strip(),
+        "password": values.get("password", ""),
+        "roles": values["roles"],
+        "agency": values.get("agency", "").strip(),
+        "clearance": int(clearance) if clearance.isdigit() else clearance,
+    }
+    try:
+        await v.api.create_user(user.token, body)
+    except ApiError as exc:
+        if not exc.is_client_error:
+            raise
+        values.pop("password", None)
+        return await _users_page(v, status=exc.status, error=v.problem(exc), values=values)
+    return v.redirect("/quan-tri/nguoi-dung", notice=v._("Account {name} created.").format(name=body["username"]))
+
+
+@router.post("/quan-tri/nguoi-dung/{username}/{state}")
+async def set_active(username: str, state: str, v: Visit = V) -> Response:
+    user = require(v, "admin")
+    if state not in ("khoa", "mo"):
+        raise ApiError(404, detail="no such action")
+    await v.api.set_user_active(user.token, username, state == "mo")
+    done = v._("Account {name} unlocked.") if state == "mo" else v._("Account {name} locked.")
+    return v.redirect("/quan-tri/nguoi-dung", notice=done.format(name=username))
+
+
+# --- procedures -------------------------------------------------------------------------------
+
+
+@router.get("/quan-tri/thu-tuc")
+async def procedures_page(v: Visit = V, q: str = "") -> Response:
+    require(v, "admin")
+    from services.console.endpoints import search_procedures
+
+    found = await search_procedures(v, q.strip()) if q.strip() else await v.api.procedures()
+    return v.render("procedures.html", procedures=found, q=q, chosen=None)
+
+
+@router.get("/quan-tri/thu-tuc/{code}")
+async def procedure_versions(code: str, v: Visit = V) -> Response:
+    require(v, "admin")
+    if not code.replace(".", "").isdigit():
+        raise ApiError(404, detail="no such procedure")
+    chosen = await v.api.procedure(code)
+    return v.render("procedures.html", procedures=[], q="", chosen=chosen)

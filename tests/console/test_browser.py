@@ -1,0 +1,221 @@
+"""The main flow by clicking, in a real headless Chromium, as each role would: the desk receives
+a dossier at the counter and prints the receipt, sends it for processing; the specialist drafts
+the result in the work dossier; the leader signs with the PIN; the clerk numbers, seals and
+issues in one action; intake finishes the dossier by itself; the desk returns it; the citizen
+scans the receipt's QR code and reads "returned" — each step checked by what a person sees.
+
+With ``LIENTHONG_SCREENSHOTS=<folder>`` (``make screenshots``) every page is saved as a PNG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests import suites
+from tests.console.browser import VN_DATETIME, Browser, chromium, require_chromium, run_as_person
+from tests.e2e.test_main_flow import DEMO_PIN, pdf
+
+T = Browser.t
+CODE = re.compile(r"\b\d{3}\.\d{2}\.\d{2}\.H56-\d{6}-\d{4}\b")
+# the ward that receives and decides birth registrations (1.001193) in the demo deployment
+
+
+def qr_url_of(receipt: Path, tmp_path: Path) -> str:
+    """What a phone reads from the receipt's QR code (or, without a decoder, the URL printed
+    beside it)."""
+    try:
+        import zxingcpp
+        from PIL import Image
+    except ImportError:
+        zxingcpp = None
+    if zxingcpp is not None and shutil.which("pdftoppm"):
+        subprocess.run(
+            ["pdftoppm", "-r", "150", "-png", "-singlefile", str(receipt), str(tmp_path / "receipt")], check=True
+        )
+        found = [b.text for b in zxingcpp.read_barcodes(Image.open(tmp_path / "receipt.png"))]
+        assert len(found) == 1, found
+        return found[0]
+    if not shutil.which("pdftotext"):
+        pytest.skip("neither a QR decoder (zxing-cpp + pdftoppm) nor pdftotext to read the receipt")
+    text = subprocess.run(["pdftotext", str(receipt), "-"], capture_output=True, text=True, check=True).stdout
+    return re.search(r"https?://\S+tra-cuu\?\S+", text.replace("\n", "")).group(0)  # type: ignore[union-attr]
+
+
+def main_flow_by_clicking(b: Browser, tmp_path: Path) -> None:
+    scan = tmp_path / "to-khai.pdf"
+    scan.write_bytes(pdf(["TỜ KHAI ĐĂNG KÝ KHAI SINH", "Người yêu cầu: Nguyễn Thị Hồng Nhung"]))
+    result = tmp_path / "quyet-dinh.pdf"
+    result.write_bytes(pdf(["ỦY BAN NHÂN DÂN TỈNH THANH HÓA", "QUYẾT ĐỊNH", "Về việc đăng ký khai sinh"]))
+
+    # anyone: the start page, and when a procedure would be due
+    b.go("/")
+    b.sees(T("Look up a dossier"), T("When would it be due?"))
+    b.shot("01-start")
+    b.click(T("Calculate a due date"))
+    b.fill(T("Procedure: name or code"), "khai sinh")
+    b.submit(T("Search"))
+    b.click_starting("1.001193")
+    b.sees(T("Result due"), T("Processing time"))
+    assert VN_DATETIME.search(b.text), b.text
+    b.shot("02-due-date")
+
+    # the desk officer receives a dossier at the counter
+    b.log_in("desk_officer.41")
+    assert b.heading() == T("Desk")
+    b.click(T("Receive a dossier"))
+    b.fill(T("Procedure: name or code"), "1.001193")
+    b.submit(T("Search"))
+    b.shot("03-receive-search")
+    b.click_starting("1.001193")
+    b.sees(T("Result due if received now"), T("Components received"))
+    due_text = b.driver.find_element("id", "due").text
+    assert VN_DATETIME.fullmatch(due_text), due_text
+    # a 4xx from the API comes back on the form, with what was typed kept
+    b.fill(T("Full name"), "Nguyễn Thị Hồng Nhung")
+    b.fill(T("Phone"), "0912 345 678 999 999 999 999")
+    b.submit(T("Receive the dossier"))
+    b.sees(f"{T('Phone')}: ")
+    assert b.field(T("Full name")).get_attribute("value") == "Nguyễn Thị Hồng Nhung"
+    b.fill(T("Phone"), "0912345678")
+    b.fill(T("Address"), "Phường Hạc Thành, tỉnh Thanh Hóa")
+    for element in b.driver.find_elements("css selector", "input[type=file]"):
+        element.send_keys(str(scan))
+    b.shot("04-receive-form")
+    b.submit(T("Receive the dossier"))
+    code = CODE.search(b.heading()).group(0)  # type: ignore[union-attr]
+    b.sees(T("Dossier {code} received.").format(code=code), T("Accepted"), "Nguyễn Thị Hồng Nhung")
+    b.shot("05-dossier-accepted")
+
+    # the receipt (form 01) comes out as a PDF; its QR code opens the public look-up
+    b.submit(T("Print the receipt (form 01)"), navigates=False)
+    receipt = b.downloaded(".pdf")
+    qr_url = qr_url_of(receipt, tmp_path)
+    assert "/tra-cuu?code=" in qr_url and code in qr_url
+    main_window = b.driver.current_window_handle
+    for handle in b.driver.window_handles:
+        if handle != main_window:
+            b.driver.switch_to.window(handle)
+            b.driver.close()
+    b.driver.switch_to.window(main_window)
+
+    # … and sends it for processing
+    b.click(T("Send for processing"))
+    b.fill(T("Hand over to"), "Công chức tư pháp - hộ tịch")
+    b.submit(T("Send for processing"))
+    b.sees(T("Being processed"))
+
+    # a citizen with a phone scans the QR code: no log-in, status in words, Vietnamese dates
+    b.driver.delete_all_cookies()
+    b.driver.set_window_size(390, 844)
+    b.go(qr_url)
+    b.sees(code, T("Being processed"), T("Date received"), T("Result due"))
+    assert VN_DATETIME.search(b.text)
+    b.shot("06-lookup-phone", width=390)
+    b.driver.set_window_size(1280, 900)
+
+    # the specialist drafts the result in the work dossier and sends it to the leader
+    b.log_in("specialist.41")
+    assert b.heading() == T("My work")
+    b.until(lambda: code in b.text, what="the work dossier of the dossier")
+    b.shot("07-my-work")
+    work_file_link = next(
+        a
+        for a in b.driver.find_elements("css selector", "main td a")
+        if "/xu-ly/ho-so-cong-viec/" in a.get_attribute("href")
+    )
+    work_file_link.click()
+    b.fill(T("What it is about"), "Quyết định đăng ký khai sinh cho cháu Nguyễn Minh Khang")
+    b.fill(T("Signer's position"), "Chủ tịch")
+    b.fill(T("Signer's name"), "Phạm Văn Đức")
+    b.attach(T("The draft as PDF"), result)
+    b.submit(T("Send to the leader for signature"))
+    b.sees(T("The draft was sent to the leader for signature."), T("Draft"))
+    b.shot("08-work-dossier")
+
+    # the leader signs with the PIN (and has the province's figures a click away)
+    b.log_in("leader.41")
+    assert b.heading() == T("Documents waiting for my signature")
+    b.sees("Quyết định đăng ký khai sinh cho cháu Nguyễn Minh Khang")
+    b.shot("09-to-sign")
+    b.fill(T("Signing PIN (asked once for all the documents chosen)"), "000000")
+    b.submit(T("Sign the chosen documents"))
+    b.sees(T("The PIN is wrong or the key is locked."))
+    b.fill(T("Signing PIN (asked once for all the documents chosen)"), DEMO_PIN)
+    b.submit(T("Sign the chosen documents"))
+    b.sees(T("Signed: {n} document(s).").format(n=1), T("Nothing waits for your signature."))
+    b.click(T("Dashboard"))
+    b.sees(T("Indicators per agency"), T("Directive 15 report"))
+    b.shot("15-dashboard")
+
+    # the clerk numbers, seals and issues in one action
+    b.log_in("clerk.41")
+    assert b.heading() == T("Signed, to number, seal and issue")
+    b.sees("Quyết định đăng ký khai sinh cho cháu Nguyễn Minh Khang")
+    b.shot("10-clerk")
+    b.fill(T("Seal PIN"), DEMO_PIN)
+    b.submit(T("Number, seal and issue"))
+    number = re.search(r"\b\d{2,}/QĐ-\S+", b.text)
+    assert number, b.text
+    b.sees(T("Issued as number {number}.").format(number=number.group(0).rstrip(".")))
+    b.click(T("Registers"))
+    b.sees(T("Outgoing documents register"), number.group(0).rstrip("."))
+    b.shot("11-register")
+
+    # intake finishes the dossier by itself; the desk returns the result
+    b.log_in("desk_officer.41")
+    b.click(T("Waiting to be returned"))
+    b.until(lambda: code in b.text, what="the dossier finished by document.issued")
+    b.shot("12-desk-waiting")
+    b.click(code)
+    b.sees(T("Finished, result ready"), number.group(0).rstrip("."))
+    b.submit(T("Return the result"))
+    b.sees(T("Result returned"))
+    b.shot("13-dossier-returned")
+    b.click(T("Log out"))
+    b.sees(T("You have logged out."))
+
+    # the citizen's look-up from the QR code shows it returned, in Vietnamese and in English
+    b.go(qr_url)
+    b.sees(T("Result returned"), T("The result has been returned to you."))
+    assert len(VN_DATETIME.findall(b.text)) >= 3
+    b.shot("14-lookup-returned")
+    b.click("English")
+    b.sees("Result returned", "Date received")
+    b.click("Tiếng Việt")
+    b.sees(T("Result returned"))
+
+    # the auditor finds the dossier's steps in the audit log and checks one entry's proof
+    b.log_in("auditor")
+    assert b.heading() == T("Audit log")
+    b.fill(T("Subject (e.g. a dossier code)"), code)
+    b.submit(T("Search"))
+    b.sees("vn.lienthong.dossier.received.v1")
+    b.shot("16-audit-log")
+    b.follow("main td a[href^='/kiem-toan/']")
+    verified = T("Verified: this record is entry {index} of the signed log of {size} entries.").split("{")[0]
+    b.until(lambda: verified in b.text, what="a checkpoint covering the entry")
+    b.shot("17-audit-entry")
+
+    # the administrator: accounts and the working calendar
+    b.log_in("admin")
+    assert b.heading() == T("Dashboard")
+    b.click(T("Accounts"))
+    b.sees("Lê Văn Tiếp", T("Desk officer"), T("New account"))
+    b.shot("18-accounts")
+    b.click(T("Calendar"))
+    b.sees("Tết Nguyên Đán", T("Announced swaps"))
+    b.shot("19-calendar")
+
+
+async def test_main_flow_by_clicking_in_chromium(tmp_path: Path) -> None:
+    require_chromium()
+    async with suites.embedded(tmp_path / "suite", checkpoint_every_seconds=1.0) as running:
+        with chromium() as browser:
+            browser.base = running.gateway_url
+            await asyncio.to_thread(run_as_person, main_flow_by_clicking, browser, tmp_path)
