@@ -138,13 +138,11 @@ def touch(doc: Document) -> None:
     doc.search_text = search_text_for(doc)
 
 
-
 # --- views ---------------------------------------------------------------------------------------
 
 
 def secrecy_of(doc: Document) -> Secrecy:
     return Secrecy.from_code(doc.secrecy)
-
 
 
 def duplicate_warning(doc: Document) -> list[str]:
@@ -154,7 +152,6 @@ def duplicate_warning(doc: Document) -> list[str]:
         f"duplicate: incoming document(s) {', '.join(map(str, doc.duplicate_of))} already have number and "
         f"symbol {doc.code_text} from {doc.issuing_organ_id}"
     ]
-
 
 
 def to_out(doc: Document, *, warnings: list[str] | None = None) -> dict[str, Any]:
