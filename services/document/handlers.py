@@ -166,7 +166,7 @@ def deliver_issued(settings: DocumentSettings) -> Handler:
                         media_type=content.media_type,
                         filename=content.filename,
                         signatures=content.signatures,
-                        stage="received",
+                        stage=Status.RECEIVED,
                         uploaded_by="system",
                         uploaded_at=now,
                     )

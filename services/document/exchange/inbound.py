@@ -144,7 +144,7 @@ async def receive_envelope(
                         media_type="application/pdf",
                         filename=(a.name or "van-ban.pdf")[:200],
                         signatures=_signatures(blobs, blob),
-                        stage="received",
+                        stage=Status.RECEIVED,
                         uploaded_by="edxml",
                         uploaded_at=now,
                     )
