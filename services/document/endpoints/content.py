@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.document import paging, storage
 from services.document import service as svc
-from services.document.endpoints.common import STAFF, Session, etag
+from services.document.endpoints.common import STAFF, Session, etag, rows_of_document
 from services.document.lifecycle import Status
 from services.document.models import Attachment, ContentVersion
 from services.document.schemas import (
@@ -75,9 +75,9 @@ async def list_versions(
     session: AsyncSession = Session,
 ) -> dict[str, Any]:
     """The main file's versions, oldest first."""
-    doc = await svc.get_visible(session, caller, document_id)
-    query = select(ContentVersion).where(ContentVersion.document_id == doc.id)
-    items, next_ = await paging.ascending(session, query, ContentVersion.number, limit=limit, cursor=cursor)
+    items, next_ = await rows_of_document(
+        session, caller, document_id, ContentVersion.number, limit=limit, cursor=cursor
+    )
     return {"items": items, "next": next_}
 
 
@@ -164,9 +164,7 @@ async def list_attachments(
     caller: Caller = Depends(current_caller),
     session: AsyncSession = Session,
 ) -> dict[str, Any]:
-    doc = await svc.get_visible(session, caller, document_id)
-    query = select(Attachment).where(Attachment.document_id == doc.id)
-    items, next_ = await paging.ascending(session, query, Attachment.id, limit=limit, cursor=cursor)
+    items, next_ = await rows_of_document(session, caller, document_id, Attachment.id, limit=limit, cursor=cursor)
     return {"items": items, "next": next_}
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.document import incoming, paging
 from services.document import service as svc
-from services.document.endpoints.common import STAFF, Session
+from services.document.endpoints.common import STAFF, Session, rows_of_document
 from services.document.lifecycle import AssignmentStatus
 from services.document.models import Assignment, Comment, Document
 from services.document.schemas import (
@@ -70,9 +70,7 @@ async def document_assignments(
     caller: Caller = Depends(current_caller),
     session: AsyncSession = Session,
 ) -> dict[str, Any]:
-    doc = await svc.get_visible(session, caller, document_id)
-    query = select(Assignment).where(Assignment.document_id == doc.id)
-    items, next_ = await paging.ascending(session, query, Assignment.id, limit=limit, cursor=cursor)
+    items, next_ = await rows_of_document(session, caller, document_id, Assignment.id, limit=limit, cursor=cursor)
     today = svc.vietnam_today()
     return {"items": [_assignment_out(r, today) for r in items], "next": next_}
 
@@ -110,9 +108,7 @@ async def list_comments(
     caller: Caller = Depends(current_caller),
     session: AsyncSession = Session,
 ) -> dict[str, Any]:
-    doc = await svc.get_visible(session, caller, document_id)
-    query = select(Comment).where(Comment.document_id == doc.id)
-    items, next_ = await paging.ascending(session, query, Comment.id, limit=limit, cursor=cursor)
+    items, next_ = await rows_of_document(session, caller, document_id, Comment.id, limit=limit, cursor=cursor)
     return {"items": items, "next": next_}
 
 
