@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import insert, select, text
 
 from bench.common import percentile, write
+from services.document import outgoing
 from services.document import service as svc
 from services.document.app import create_app
 from services.document.config import AgencyProfile, get_settings
@@ -250,7 +251,7 @@ async def numbering_figures(bench: _Bench, *, writers: int, numbers: int) -> dic
                 doc = (
                     await session.execute(select(Document).where(Document.id == doc_id).with_for_update())
                 ).scalar_one()
-                await svc.assign_number(session, doc, settings=bench.settings, today=today)
+                await outgoing.assign_number(session, doc, settings=bench.settings, today=today)
                 await session.commit()
 
     started = time.perf_counter()

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.document import agencies_endpoints, endpoints, exchange, exchange_endpoints, reports_endpoints
+from services.document import endpoints
 from services.document.config import DocumentSettings, get_settings
+from services.document.exchange import identity, outbound, worker
 from services.document.handlers import make_consumer
 from services.document.models import Base, outbox
 from services.document.service import build_toolkit
@@ -17,14 +18,14 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def definition(
-    settings: DocumentSettings | None = None, *, exchange_client: exchange.ClientFactory | None = None
+    settings: DocumentSettings | None = None, *, exchange_client: identity.ClientFactory | None = None
 ) -> ServiceDefinition:
     """``exchange_client`` makes the HTTP clients that reach partner agencies (tests inject one)."""
     settings = settings or get_settings()
 
     async def on_start(runtime: ServiceRuntime) -> None:
         runtime.extras["toolkit"] = build_toolkit(settings)
-        runtime.extras["exchange"] = exchange.build_kit(settings, client_factory=exchange_client)
+        runtime.extras["exchange"] = identity.build_kit(settings, client_factory=exchange_client)
 
     # Uploads stream to disk; only the document routes take large bodies.
     upload_limit = settings.max_file_bytes + 64 * 1024
@@ -35,16 +36,11 @@ def definition(
         settings=settings,
         metadata=Base.metadata,
         migrations=MIGRATIONS,
-        routers=[
-            *endpoints.ROUTERS,
-            *exchange_endpoints.ROUTERS,
-            *reports_endpoints.ROUTERS,
-            *agencies_endpoints.ROUTERS,
-        ],
+        routers=list(endpoints.ROUTERS),
         outbox=outbox,
-        consumers=[make_consumer(settings), exchange.make_exchange_consumer(settings)],
+        consumers=[make_consumer(settings), outbound.make_exchange_consumer(settings)],
         on_start=on_start,
-        background=[exchange.exchange_worker],
+        background=[worker.exchange_worker],
         body_limits={"/documents/": upload_limit, "/exchange/": settings.exchange_max_bytes + 64 * 1024},
     )
 
@@ -52,7 +48,7 @@ def definition(
 def create_app(
     settings: DocumentSettings | None = None,
     *,
-    exchange_client: exchange.ClientFactory | None = None,
+    exchange_client: identity.ClientFactory | None = None,
     **kwargs: object,
 ) -> FastAPI:
     return create_service_app(definition(settings, exchange_client=exchange_client), **kwargs)  # type: ignore[arg-type]

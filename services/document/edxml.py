@@ -1,4 +1,6 @@
 """edXML (QCVN 102:2016/BTTTT): build and read signed document envelopes and status messages.
+Kept whole (about 1000 lines) on purpose: the builders, the signature and the strict parsers are
+one wire format, and they stay in step only when read side by side.
 
 Wire layout [secondary: as integrators' code built on the national axis SDK lays it out]::
 

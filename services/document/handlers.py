@@ -11,8 +11,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.document import incoming, lifecycle, storage, workfiles
 from services.document import service as svc
 from services.document.config import DocumentSettings
+from services.document.lifecycle import Status, Step, WorkFileStatus
 from services.document.models import ContentVersion, Document, DossierEnding, WorkFile, inbox
 from shared.events import Actor, CloudEvent
 from shared.inbox import Consumer, Handler, PoisonEvent
@@ -69,15 +71,15 @@ async def open_work_file_for_dossier(session: AsyncSession, event: CloudEvent) -
         else f"TTHC-{code}",
         title=f"Hồ sơ TTHC {code}",
         dossier_code=code,
-        status="open",
+        status=WorkFileStatus.OPEN,
         opened_at=opened_at,
     )
     session.add(work_file)
     await session.flush()
-    await svc.emit_opened(session, work_file, actor=Actor.system(f"{event.routing_key} {code}"))
+    await workfiles.emit_opened(session, work_file, actor=Actor.system(f"{event.routing_key} {code}"))
     ended = await session.get(DossierEnding, code)
     if ended is not None:
-        await svc.close_work_file(
+        await workfiles.close_work_file(
             session, work_file, at=max(ended.ended_at, opened_at), actor=Actor.system(f"{ended.action} {code}")
         )
         await session.delete(ended)
@@ -90,8 +92,9 @@ async def close_work_file_for_dossier(session: AsyncSession, event: CloudEvent) 
     at = _moment(event, "at")
     work_file = await _work_file_of(session, code)
     if work_file is not None:
-        if work_file.status == "open":
-            await svc.close_work_file(session, work_file, at=at, actor=Actor.system(f"{event.routing_key} {code}"))
+        if lifecycle.allows(Step.CLOSE_WORK_FILE, work_file.status):
+            actor = Actor.system(f"{event.routing_key} {code}")
+            await workfiles.close_work_file(session, work_file, at=at, actor=actor)
         return
     if event.routing_key == "dossier.refuse" or event.data.get("from_status") == SUBMITTED:
         return  # never accepted: no work dossier was or will be opened for it
@@ -110,7 +113,7 @@ def deliver_issued(settings: DocumentSettings) -> Handler:
         source = await session.get(Document, source_id)
         if source is None:
             raise PoisonEvent(f"document.issued for unknown document {source_id}")
-        content = await svc.latest_content(session, source)
+        content = await storage.latest_content(session, source)
         for recipient in source.recipients:
             agency = recipient.get("organ_id")
             if agency not in settings.agencies or agency == source.agency:
@@ -127,7 +130,7 @@ def deliver_issued(settings: DocumentSettings) -> Handler:
             copy = svc.new_document(
                 direction="incoming",
                 agency=agency,
-                status="received",
+                status=Status.RECEIVED,
                 type_key=source.type_key,
                 type_name=source.type_name,
                 subject=source.subject,
@@ -163,15 +166,15 @@ def deliver_issued(settings: DocumentSettings) -> Handler:
                         media_type=content.media_type,
                         filename=content.filename,
                         signatures=content.signatures,
-                        stage="received",
+                        stage=Status.RECEIVED,
                         uploaded_by="system",
                         uploaded_at=now,
                     )
                 )
             copy.arrival_date = now
             actor = Actor.system(f"document.issued {key} to {agency}")
-            await svc.emit_received(session, copy, source=key, actor=actor)
-            await svc.register_incoming(session, copy, at=now, actor=actor)
+            await incoming.emit_received(session, copy, source=key, actor=actor)
+            await incoming.register_incoming(session, copy, at=now, actor=actor)
 
     return handle
 
@@ -184,8 +187,8 @@ async def recall_copies(session: AsyncSession, event: CloudEvent) -> None:
         raise PoisonEvent("document.recalled without id")
     rows = await session.execute(select(Document).where(Document.source_document == f"document:{source_id}"))
     for copy in rows.scalars():
-        if copy.status != "recalled":
-            copy.status = "recalled"
+        if lifecycle.allows(Step.WITHDRAW, copy.status, copy.direction):
+            lifecycle.move(Step.WITHDRAW, copy)
             copy.recalled_at = svc.now_utc()
             copy.content_version = 0
             svc.touch(copy)

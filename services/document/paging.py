@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import Query
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from shared.errors import BadRequest
 
@@ -50,3 +53,15 @@ def page(rows: Sequence[Any], limit: int, key: Any) -> tuple[list[Any], str | No
         return items, None
     last = key(items[-1])
     return items, encode(*(last if isinstance(last, tuple) else (last,)))
+
+
+async def ascending(
+    session: AsyncSession, query: Select[Any], column: InstrumentedAttribute[int], *, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """A page of ``query``'s rows in ascending order of one integer ``column`` (a document's
+    versions, attachments, comments…), after ``cursor``."""
+    after = decode(cursor, int)
+    if after:
+        query = query.where(column > after[0])
+    rows = (await session.execute(query.order_by(column).limit(limit + 1))).scalars().all()
+    return page(rows, limit, lambda row: getattr(row, column.key))

@@ -29,7 +29,9 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.document import lifecycle, outgoing, storage
 from services.document import service as svc
+from services.document.lifecycle import Status, Step
 from services.document.models import ContentVersion, Document, PublishRequest
 from services.document.schemas import PublishOut
 from shared import clock
@@ -39,7 +41,6 @@ from shared.errors import Conflict, ProblemError, ServiceUnavailable, Unprocessa
 from shared.events import Actor
 
 PIN_HEADER = "X-Signing-PIN"
-PUBLISHABLE = ("signed_by_leader", "numbered", "sealed")
 
 
 class IdempotencyKeyReused(ProblemError):
@@ -195,14 +196,7 @@ class Request:
 
 def check_publishable(doc: Document) -> None:
     """What can be published: the leader's signed document, or one a call left half-way."""
-    if doc.direction != "outgoing":
-        raise Conflict("only an outgoing document is published")
-    if doc.status == "draft":
-        raise svc.NotSignedByLeader("the leader has not signed this draft yet (upload the signed_by_leader version)")
-    if doc.status == "issued":
-        raise svc.AlreadyIssued(f"already issued as {doc.code_text}")
-    if doc.status not in PUBLISHABLE:
-        raise Conflict(f"a {doc.status} document cannot be published")
+    lifecycle.check(Step.PUBLISH, doc)
 
 
 async def _replayed(session: AsyncSession, req: Request) -> dict[str, Any] | None:
@@ -259,7 +253,7 @@ async def publish(
         agency, status = doc.agency, doc.status
         where = _where(doc)
     seal: SealCertificate | None = None
-    if status != "sealed":
+    if status != Status.SEALED:
         if req.caller.agency != agency and "service" not in req.caller.roles:
             raise SealNotOfYourAgency(f"the seal of {agency} is applied by a clerk of {agency}; {where}")
         seal = await signing.seal_certificate(agency=agency, serial=req.seal_certificate, where=where)
@@ -268,12 +262,12 @@ async def publish(
     async with session_scope(db) as session:
         doc = await svc.get_visible(session, req.caller, req.document_id, lock=True)
         check_publishable(doc)
-        if doc.status == "signed_by_leader":
-            await svc.number_once(session, doc, settings=kit.settings, actor=actor)
+        if doc.status == Status.SIGNED_BY_LEADER:
+            await outgoing.number_once(session, doc, settings=kit.settings, actor=actor)
             steps.append("numbered")
         await _remember(session, req)
         version, status = doc.version, doc.status
-        current = await svc.latest_content(session, doc)
+        current = await storage.latest_content(session, doc)
         if current is None:
             raise Conflict("the document has no signed file")
         numbered_in = doc.content_version > (doc.numbered_at_version or 0)
@@ -284,8 +278,8 @@ async def publish(
     # 3. signing writes the number in and seals (no transaction open)
     filled: bytes | None = None
     sealed: bytes | None = None
-    if status == "numbered":
-        current_bytes = svc.read_blob(kit, current_blob)
+    if status == Status.NUMBERED:
+        current_bytes = storage.read_blob(kit, current_blob)
         if numbered_in:
             base = current_bytes  # a version with the number written in was uploaded by hand
         else:
@@ -311,13 +305,14 @@ async def publish(
                     return answer, f'"{answer["version"]}"'
                 raise Conflict(f"the document changed while it was being sealed (now {doc.status}); call again")
             secret = svc.secrecy_of(doc).is_secret
-            stages = ["numbered", "sealed"][2 - len(staged) :]
-            counts = [svc.count_signatures(path) for path, _, _ in staged]
+            stages = [Status.NUMBERED, Status.SEALED][2 - len(staged) :]
+            counts = [storage.count_signatures(path) for path, _, _ in staged]
             if sealed is not None and counts[-1] <= current_signatures:
                 raise Unprocessable(f"signing's sealed PDF carries no new signature; {where}")
             # every check is done: only now do the files move into the store
             for stage, (path, sha, size), counted in zip(stages, staged, counts, strict=True):
-                blob = svc.commit_blob(kit, svc.Staged(path=path, sha256=sha, size=size, head=b""), secret=secret)
+                file = storage.Staged(path=path, sha256=sha, size=size, head=b"")
+                blob = storage.commit_blob(kit, file, secret=secret)
                 doc.content_version += 1
                 session.add(
                     ContentVersion(
@@ -334,9 +329,9 @@ async def publish(
                         uploaded_at=svc.now_utc(),
                     )
                 )
-                doc.status = stage
+                lifecycle.move(lifecycle.UPLOADS[stage], doc)
             await session.flush()
-            await svc.issue(session, doc, actor=actor)
+            await outgoing.issue(session, doc, actor=actor)
             steps.append("issued")
             answer = PublishOut(
                 **svc.to_out(doc), seal_certificate=seal.serial if seal else None, steps=steps  # type: ignore[arg-type]

@@ -1,39 +1,24 @@
-"""The document rules that endpoints and handlers share: visibility, files, numbering, issue,
-registration of incoming documents and delivery inside the deployment."""
+"""What every document rule rests on: the part's toolkit, Vietnam's day, who sees which
+document, a new document row and how one is shown."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import and_, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.document.blobs import FileCipher, LocalBlobStore
 from services.document.config import DocumentSettings
 from services.document.doctypes import DEFAULT_DOC_TYPES, DocType, Secrecy, Urgency
-from services.document.events import (
-    DocumentIssued,
-    DocumentNumbered,
-    DocumentReceived,
-    DocumentRegistered,
-    Organ,
-    WorkFileClosed,
-    WorkFileOpened,
-)
-from services.document.models import ContentVersion, Document, WorkFile, counters, outbox
-from services.document.numbering import MalformedCode, edxml_parts, format_code, parse_code, series_key_for
+from services.document.models import Document
 from services.document.workdays import WorkingCalendar
-from shared import clock
+from shared import clock, organ_id
 from shared.auth import Caller
-from shared.db import next_value
-from shared.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
-from shared.events import Actor
+from shared.errors import Forbidden, NotFound, Unprocessable
 from shared.text import fold, tokens
 
 PDF_MAGIC = b"%PDF-"
@@ -91,6 +76,30 @@ def visible(caller: Caller, doc: Document) -> bool:
     return caller.acts_in(doc.agency) and caller.may_see_secrecy(doc.secrecy_rank)
 
 
+def agency_filter(caller: Caller, column: Any) -> Any:
+    """The caller's agency subtree as SQL: an OrganId is read right to left, so a subtree is a suffix."""
+    if "service" in caller.roles:
+        return None
+    if caller.agency is None:
+        return column.is_(None) & column.is_not(None)  # nothing
+    depth = organ_id.level(caller.agency)
+    if depth == 4:
+        return column == caller.agency
+    return column.like("%." + ".".join(caller.agency.split(".")[-depth:]))
+
+
+def visible_query(caller: Caller) -> Select[tuple[Document]]:
+    """The documents ``caller`` may see, as a query to narrow further."""
+    query = select(Document).where(Document.secrecy_rank <= caller.clearance)
+    clause = agency_filter(caller, Document.agency)
+    return query if clause is None else query.where(clause)
+
+
+def require_role(caller: Caller, *roles: str) -> None:
+    if not caller.has_any(*roles, "service"):
+        raise Forbidden(f"this step needs one of the roles: {', '.join(roles)}")
+
+
 async def get_visible(session: AsyncSession, caller: Caller, document_id: int, *, lock: bool = False) -> Document:
     query = select(Document).where(Document.id == document_id)
     if lock:
@@ -108,6 +117,15 @@ def doc_type(key: str) -> DocType:
         raise Unprocessable(f"unknown document type {key!r}") from None
 
 
+def classify(caller: Caller, type_key: str, secrecy_code: str) -> tuple[DocType, Secrecy]:
+    """The type and secrecy of a new document; 403 for a secrecy above the caller's clearance."""
+    kind = doc_type(type_key)
+    secrecy = Secrecy.from_code(secrecy_code)
+    if not caller.may_see_secrecy(secrecy.rank):
+        raise Forbidden("you are not cleared for that secrecy level")
+    return kind, secrecy
+
+
 def search_text_for(doc: Document) -> str:
     """Folded words of everything a user may search by (the subject never leaves the row)."""
     parts = [doc.subject, doc.type_name, doc.code_text or "", doc.issuing_organ_name or "", doc.signer_name or ""]
@@ -120,321 +138,11 @@ def touch(doc: Document) -> None:
     doc.search_text = search_text_for(doc)
 
 
-# --- files ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Staged:
-    """An upload spooled to disk while hashed and measured; not yet in the store."""
-
-    path: Path
-    sha256: str
-    size: int
-    head: bytes
-
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-async def spool_upload(request: Request, kit: Toolkit) -> Staged:
-    """Stream the request body to a temporary file, hashing it; 413 past the size limit."""
-    limit = kit.settings.max_file_bytes
-    digest = hashlib.sha256()
-    size = 0
-    head = b""
-    spool = kit.blobs.spool()
-    path = Path(spool.name)
-    try:
-        with spool:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"a file may be at most {limit} bytes")
-                if len(head) < 8:
-                    head = (head + chunk)[:8]
-                digest.update(chunk)
-                spool.write(chunk)
-    except BaseException:
-        path.unlink(missing_ok=True)  # noqa: ASYNC240 - a local temporary file, on the error path
-        raise
-    if size == 0:
-        path.unlink(missing_ok=True)  # noqa: ASYNC240 - an empty local temporary file
-        raise Unprocessable("the file is empty")
-    return Staged(path=path, sha256=digest.hexdigest(), size=size, head=head)
-
-
-def require_pdf(staged: Staged) -> None:
-    """The type is read from the bytes, never from the name or the declared content type."""
-    if not staged.head.startswith(PDF_MAGIC):
-        staged.discard()
-        raise UnsupportedMediaType("the file is not a PDF (it does not start with %PDF-)")
-
-
-def count_signatures(path: Path) -> int:
-    """Signature fields that hold a signature, read with pyHanko; a PDF it cannot read is 422."""
-    from pyhanko.pdf_utils.reader import PdfFileReader
-
-    try:
-        with path.open("rb") as f:
-            return len(PdfFileReader(f, strict=False).embedded_signatures)
-    except Exception as exc:
-        raise Unprocessable(f"the PDF cannot be read: {type(exc).__name__}") from exc
-
-
-def starts_with_blob(kit: Toolkit, version: ContentVersion, path: Path) -> bool:
-    """True when the new file appends to the previous version's bytes (incremental update)."""
-    previous = read_blob(kit, version.blob)
-    if os.path.getsize(path) <= len(previous):
-        return False
-    with path.open("rb") as f:
-        return f.read(len(previous)) == previous
-
-
-def commit_blob(kit: Toolkit, staged: Staged, *, secret: bool) -> str:
-    """Move a staged file into the store; a secret document's file is encrypted first."""
-    if not secret:
-        kit.blobs.put_file(staged.sha256, staged.path)
-        return staged.sha256
-    plaintext = staged.path.read_bytes()
-    name = f"{staged.sha256}.{kit.cipher.active}.enc"
-    kit.blobs.put_bytes(name, kit.cipher.encrypt(plaintext, associated=staged.sha256.encode()))
-    staged.discard()
-    return name
-
-
-def read_blob(kit: Toolkit, name: str) -> bytes:
-    data = kit.blobs.read(name)
-    if name.endswith(".enc"):
-        return kit.cipher.decrypt(data, associated=name.split(".", 1)[0].encode())
-    return data
-
-
-async def latest_content(session: AsyncSession, doc: Document) -> ContentVersion | None:
-    if not doc.content_version:
-        return None
-    return (
-        await session.execute(
-            select(ContentVersion).where(
-                ContentVersion.document_id == doc.id, ContentVersion.number == doc.content_version
-            )
-        )
-    ).scalar_one_or_none()
-
-
-# --- errors of the issue flow -----------------------------------------------------------------
-
-
-class NotSignedByLeader(Conflict):
-    code, title = "not_signed_by_leader", "The leader has not signed this document yet"
-
-
-class AlreadyNumbered(Conflict):
-    code, title = "already_numbered", "The document already has its number"
-
-
-class AlreadyIssued(Conflict):
-    code, title = "already_issued", "The document is already issued"
-
-
-# --- numbering ----------------------------------------------------------------------------------
+# --- views ---------------------------------------------------------------------------------------
 
 
 def secrecy_of(doc: Document) -> Secrecy:
     return Secrecy.from_code(doc.secrecy)
-
-
-async def assign_number(session: AsyncSession, doc: Document, *, settings: DocumentSettings, today: date) -> str:
-    """Take the next number of the document's series, in the caller's transaction (gap-free:
-    a rolled-back request gives it back) and write number and symbol on the document."""
-    profile = settings.agencies.get(doc.agency)
-    if profile is None:
-        raise Unprocessable(f"agency {doc.agency} has no numbering profile in this deployment")
-    kind = doc_type(doc.type_key)
-    rules = [r.to_rule() for r in profile.series]
-    try:
-        series = series_key_for(kind, secrecy_of(doc), rules, on=today)
-    except LookupError as exc:
-        raise Unprocessable(str(exc)) from exc
-    if kind.is_cong_van and not doc.unit_abbr:
-        raise Unprocessable("a công văn needs the drafting unit (unit_abbr) for its symbol")
-    number = await next_value(session, counters, f"{doc.agency}:{series}")
-    try:
-        code = format_code(
-            number,
-            type_abbr=kind.abbreviation,
-            issuer_abbr=profile.abbreviation,
-            unit_abbr=doc.unit_abbr if kind.is_cong_van else None,
-            year=today.year if kind.is_legal else None,
-        )
-        _, notation = edxml_parts(parse_code(code, cong_van=kind.is_cong_van))
-    except MalformedCode as exc:
-        raise Unprocessable(f"cannot write the symbol: {exc}") from exc
-    doc.series_key = series
-    doc.code_number = number
-    doc.code_text = code
-    doc.code_notation = notation
-    doc.issued_date = today
-    doc.issuing_organ_id = doc.agency
-    doc.issuing_organ_name = profile.name
-    return code
-
-
-def split_code(doc: Document) -> tuple[str, str]:
-    """(``CodeNumber``, ``CodeNotation``) of a numbered document: ``("05", "QĐ-UBND")``."""
-    code, notation = doc.code_text or "", doc.code_notation or ""
-    return code[: len(code) - len(notation) - 1], notation
-
-
-async def number_once(session: AsyncSession, doc: Document, *, settings: DocumentSettings, actor: Actor) -> None:
-    """Cấp số: the document (locked by the caller, signed by its leader) takes the next number of
-    its series, in the caller's transaction, and ``document.numbered`` says so."""
-    if doc.code_number is not None or doc.status in ("numbered", "sealed", "issued", "recalled"):
-        raise AlreadyNumbered(f"this document already has its number {doc.code_text}")
-    if doc.status != "signed_by_leader":
-        raise NotSignedByLeader("a number is given after the leader's signature (status signed_by_leader)")
-    now = now_utc()
-    await assign_number(session, doc, settings=settings, today=vietnam_today(now))
-    doc.status = "numbered"
-    doc.numbered_at_version = doc.content_version
-    doc.numbered_at = now
-    touch(doc)
-    await session.flush()
-    number, notation = split_code(doc)
-    await outbox.emit(
-        session,
-        "document.numbered",
-        DocumentNumbered(
-            id=doc.id,
-            agency=doc.agency,
-            code=doc.code_text or "",
-            code_number=number,
-            code_notation=notation,
-            number=doc.code_number or 0,
-            series=doc.series_key or "",
-            type_key=doc.type_key,
-            secret=secrecy_of(doc).is_secret,
-            issued_date=doc.issued_date or vietnam_today(now),
-            numbered_at=now,
-            dossier_code=doc.dossier_code,
-            work_file_id=doc.work_file_id,
-            actor=actor,
-        ),
-        subject=f"document:{doc.id}",
-        agency=doc.agency,
-    )
-
-
-def check_issuable(doc: Document) -> None:
-    if doc.status == "issued":
-        raise AlreadyIssued("already issued")
-    if doc.status not in ("numbered", "sealed") or doc.code_number is None:
-        raise Conflict("only a numbered document can be issued")
-    if doc.numbered_at_version is None or doc.content_version <= doc.numbered_at_version:
-        raise Conflict("upload the version with the number written in (and sealed) before issuing")
-
-
-async def issue(session: AsyncSession, doc: Document, *, actor: Actor) -> None:
-    """Ban hành: the numbered document (locked by the caller) with its number written in and the
-    seal applied becomes issued, and ``document.issued`` tells intake and the recipients."""
-    check_issuable(doc)
-    content = await latest_content(session, doc)
-    assert content is not None
-    now = now_utc()
-    doc.status = "issued"
-    doc.issued_at = now
-    touch(doc)
-    await session.flush()
-    secret = secrecy_of(doc).is_secret
-    number, notation = split_code(doc)
-    await outbox.emit(
-        session,
-        "document.issued",
-        DocumentIssued(
-            id=doc.id,
-            agency=doc.agency,
-            code=doc.code_text or "",
-            code_number=number,
-            code_notation=notation,
-            type_key=doc.type_key,
-            type_name=doc.type_name,
-            subject=None if secret else doc.subject,
-            secret=secret,
-            urgency=doc.urgency,
-            issued_date=doc.issued_date or vietnam_today(now),
-            issued_at=now,
-            signer_name=doc.signer_name,
-            recipients=[Organ(**r) for r in doc.recipients],
-            dossier_code=doc.dossier_code,
-            work_file_id=doc.work_file_id,
-            content_sha256=content.sha256,
-            download_path=f"/api/document/documents/{doc.id}/content?version={content.number}",
-            actor=actor,
-        ),
-        subject=f"document:{doc.id}",
-        agency=doc.agency,
-    )
-
-
-# --- work dossiers ------------------------------------------------------------------------------
-
-
-async def emit_opened(session: AsyncSession, work_file: WorkFile, *, actor: Actor) -> None:
-    await outbox.emit(
-        session,
-        "workfile.opened",
-        WorkFileOpened(
-            id=work_file.id,
-            organ_id=work_file.organ_id,
-            file_catalog=work_file.file_catalog,
-            file_notation=work_file.file_notation,
-            dossier_code=work_file.dossier_code,
-            actor=actor,
-        ),
-        subject=f"workfile:{work_file.id}",
-        agency=work_file.organ_id,
-    )
-
-
-async def close_work_file(session: AsyncSession, work_file: WorkFile, *, at: datetime, actor: Actor) -> None:
-    work_file.status = "closed"
-    work_file.closed_at = at
-    await session.flush()
-    await outbox.emit(
-        session,
-        "workfile.closed",
-        WorkFileClosed(
-            id=work_file.id,
-            organ_id=work_file.organ_id,
-            file_catalog=work_file.file_catalog,
-            file_notation=work_file.file_notation,
-            dossier_code=work_file.dossier_code,
-            closed_at=at,
-            actor=actor,
-        ),
-        subject=f"workfile:{work_file.id}",
-        agency=work_file.organ_id,
-    )
-
-
-# --- incoming -----------------------------------------------------------------------------------
-
-
-async def duplicates_of(session: AsyncSession, doc: Document) -> list[int]:
-    """Incoming documents of the same agency with the same number, symbol and issuing agency."""
-    if not doc.code_text or not doc.issuing_organ_id:
-        return []
-    rows = await session.execute(
-        select(Document.id).where(
-            and_(
-                Document.agency == doc.agency,
-                Document.direction == "incoming",
-                Document.code_text == doc.code_text,
-                Document.issuing_organ_id == doc.issuing_organ_id,
-                Document.id != doc.id,
-            )
-        )
-    )
-    return [r for r in rows.scalars()]
 
 
 def duplicate_warning(doc: Document) -> list[str]:
@@ -444,59 +152,6 @@ def duplicate_warning(doc: Document) -> list[str]:
         f"duplicate: incoming document(s) {', '.join(map(str, doc.duplicate_of))} already have number and "
         f"symbol {doc.code_text} from {doc.issuing_organ_id}"
     ]
-
-
-async def register_incoming(session: AsyncSession, doc: Document, *, at: datetime, actor: Actor) -> None:
-    """Give the next arrival number of the year (số đến) and note duplicates (a warning only)."""
-    year = vietnam_today(at).year
-    doc.arrival_series = f"{year}/{ARRIVAL_SERIES}"
-    doc.arrival_number = await next_value(session, counters, f"{doc.agency}:{doc.arrival_series}")
-    doc.arrival_date = at
-    doc.status = "registered"
-    doc.duplicate_of = await duplicates_of(session, doc)
-    touch(doc)
-    secret = secrecy_of(doc).is_secret
-    await outbox.emit(
-        session,
-        "document.registered",
-        DocumentRegistered(
-            id=doc.id,
-            agency=doc.agency,
-            arrival_number=doc.arrival_number,
-            arrival_year=year,
-            code=doc.code_text,
-            issuing_organ_id=doc.issuing_organ_id,
-            subject=None if secret else doc.subject,
-            secret=secret,
-            urgency=doc.urgency,
-            duplicate_of=doc.duplicate_of,
-            actor=actor,
-        ),
-        subject=f"document:{doc.id}",
-        agency=doc.agency,
-    )
-
-
-async def emit_received(session: AsyncSession, doc: Document, *, source: str | None, actor: Actor) -> None:
-    secret = secrecy_of(doc).is_secret
-    await outbox.emit(
-        session,
-        "document.received",
-        DocumentReceived(
-            id=doc.id,
-            agency=doc.agency,
-            code=doc.code_text,
-            issuing_organ_id=doc.issuing_organ_id,
-            source=source,
-            subject=None if secret else doc.subject,
-            secret=secret,
-            urgency=doc.urgency,
-            received_at=doc.arrival_date or now_utc(),
-            actor=actor,
-        ),
-        subject=f"document:{doc.id}",
-        agency=doc.agency,
-    )
 
 
 def to_out(doc: Document, *, warnings: list[str] | None = None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from services.document import edxml
 from services.document.app import create_app
 from services.document.config import AgencyProfile, ExchangePartner, get_settings
-from services.document.exchange import create_development_identity, load_identity
+from services.document.exchange.identity import create_development_identity, load_identity
 from services.document.models import Document, ExchangeMessage
 from shared import clock
 from shared.bus.memory import InProcessBroker

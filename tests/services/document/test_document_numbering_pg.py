@@ -12,7 +12,8 @@ from sqlalchemy import select
 from services.document.app import MIGRATIONS
 from services.document.config import get_settings
 from services.document.models import Document
-from services.document.service import assign_number, new_document
+from services.document.outgoing import assign_number
+from services.document.service import new_document
 from shared.db import Database
 from shared.migrations import upgrade
 from tests.servers import temporary_databases

@@ -12,7 +12,8 @@ from cryptography.exceptions import InvalidTag
 from services.document.blobs import FileCipher, UnknownFileKey
 from services.document.config import get_settings
 from services.document.models import Document
-from services.document.service import assign_number, new_document
+from services.document.outgoing import assign_number
+from services.document.service import new_document
 from services.document.workdays import WorkingCalendar
 from tests.services.document.conftest import PROVINCE, DocumentApi
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from services.document import edxml
-from services.document import exchange as ex
+from services.document.exchange import outbound
 from services.document.models import Document, ExchangeMessage
 from shared import clock
 from tests.services.document.conftest import DEPARTMENT, PROVINCE, DocumentApi, signed_draft
@@ -98,9 +98,9 @@ async def test_the_year_turns_on_vietnams_new_year(
         async with api.runtime.db.sessionmaker() as session:
             row = await session.get(Document, doc["id"])
             assert row is not None
-            exchange_id = ex.exchange_id_for(row)
+            exchange_id = outbound.exchange_id_for(row)
             message = ExchangeMessage(partner="000.00.00.H41", exchange_id=exchange_id, kind="envelope")
-            envelope = await ex.build_document_envelope(session, kit, blobs, row, message)
+            envelope = await outbound.build_document_envelope(session, kit, blobs, row, message)
         assert exchange_id == f"{PROVINCE},{vn_day.strftime('%Y/%m/%d')},{doc['code']}"
         parsed = edxml.parse_envelope(envelope, trusted_certs=[kit.identity.certificate], limits=kit.limits)
         assert parsed.header.promulgation_info.promulgation_date == vn_day

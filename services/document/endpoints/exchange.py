@@ -16,22 +16,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.document import edxml
-from services.document import exchange as ex
 from services.document import service as svc
+from services.document.endpoints.common import STAFF, Session
+from services.document.exchange import identity, inbound, outbound
 from services.document.schemas import ExchangeMessageOut, ExchangeOut, RefuseIn, StatusRecorded
 from shared.auth import Caller, allow, current_caller, public
-from shared.db import request_session
 from shared.errors import Conflict, problem_responses
 from shared.http import StrictRoute
-
-Session = Depends(request_session, scope="function")
-STAFF = svc.STAFF
 
 exchange = APIRouter(prefix="/exchange", tags=["exchange"], route_class=StrictRoute)
 documents = APIRouter(prefix="/documents", tags=["exchange"], route_class=StrictRoute)
 
 
-def kit_of(request: Request) -> ex.ExchangeKit:
+def kit_of(request: Request) -> identity.ExchangeKit:
     return request.app.state.runtime.extras["exchange"]
 
 
@@ -39,15 +36,15 @@ def _xml_body() -> dict[str, Any]:
     kwargs = public()
     kwargs["openapi_extra"]["requestBody"] = {
         "required": True,
-        "content": {ex.EDXML_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        "content": {identity.EDXML_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
     }
     return kwargs
 
 
-async def _read(request: Request, kit: ex.ExchangeKit) -> bytes:
+async def _read(request: Request, kit: identity.ExchangeKit) -> bytes:
     body = await request.body()
     if len(body) > kit.limits.max_bytes:
-        raise ex.as_problem(edxml.EnvelopeTooLarge(f"{len(body)} bytes, over {kit.limits.max_bytes}"))
+        raise inbound.as_problem(edxml.EnvelopeTooLarge(f"{len(body)} bytes, over {kit.limits.max_bytes}"))
     return body
 
 
@@ -55,7 +52,7 @@ async def _read(request: Request, kit: ex.ExchangeKit) -> bytes:
     "/edxml",
     response_class=Response,
     responses={
-        200: {"content": {ex.EDXML_MEDIA_TYPE: {}}, "description": "signed status 01 (arrived)"},
+        200: {"content": {identity.EDXML_MEDIA_TYPE: {}}, "description": "signed status 01 (arrived)"},
         **problem_responses(400, 403, 409, 413, 422),
     },
     **_xml_body(),
@@ -68,10 +65,10 @@ async def receive_edxml(request: Request, session: AsyncSession = Session) -> Re
     kit = kit_of(request)
     data = await _read(request, kit)
     try:
-        _, answer = await ex.receive_envelope(session, kit, svc.toolkit(request), data)
+        _, answer = await inbound.receive_envelope(session, kit, svc.toolkit(request), data)
     except IntegrityError:
         raise Conflict("this DocumentId was already received") from None
-    return Response(answer, media_type=ex.EDXML_MEDIA_TYPE)
+    return Response(answer, media_type=identity.EDXML_MEDIA_TYPE)
 
 
 @exchange.post(
@@ -86,8 +83,8 @@ async def receive_status(request: Request, session: AsyncSession = Session) -> S
         parsed = await asyncio.to_thread(edxml.parse_status, data, cert_validator=kit.all_trusted(), limits=kit.limits)
         kit.require_partner_signed(parsed.status.from_.organ_id, parsed.signer_certificate, parsed.certificates[1:])
     except edxml.EdxmlError as exc:
-        raise ex.as_problem(exc) from None
-    row = await ex.record_status(session, kit, parsed)
+        raise inbound.as_problem(exc) from None
+    row = await inbound.record_status(session, kit, parsed)
     return StatusRecorded(recorded=row is not None or parsed.status.status_code is edxml.StatusCode.RECALL_REQUESTED)
 
 
@@ -103,7 +100,7 @@ async def document_exchange(
     """Deliveries to partner agencies and the statuses they sent back (or, for a received
     document, the sender and the statuses we sent)."""
     doc = await svc.get_visible(session, caller, document_id)
-    return await ex.exchange_view(session, doc)
+    return await outbound.exchange_view(session, doc)
 
 
 @documents.post(
@@ -121,7 +118,7 @@ async def refuse_document(
 ) -> Any:
     """Return a document received by edXML to its sender (status ``02`` with the reason)."""
     doc = await svc.get_visible(session, caller, document_id, lock=True)
-    return await ex.refuse(session, kit_of(request), doc, reason=body.reason)
+    return await inbound.refuse(session, kit_of(request), doc, reason=body.reason)
 
 
 ROUTERS = (exchange, documents)

@@ -12,12 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.document import directive15
 from services.document import service as svc
+from services.document.endpoints.common import Session
 from shared.auth import Caller, allow, current_caller
-from shared.db import request_session
 from shared.errors import Unprocessable, problem_responses
 from shared.http import StrictRoute
-
-Session = Depends(request_session, scope="function")
 
 reports = APIRouter(prefix="/reports", tags=["reports"], route_class=StrictRoute)
 

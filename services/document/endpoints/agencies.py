@@ -10,22 +10,18 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.document import service as svc
+from services.document.endpoints.common import STAFF, Session
 from services.document.models import Document, counters
 from services.document.numbering import rule_in_force
 from services.document.schemas import AgencyOut, RegisterOut, SeriesOut, SeriesRuleOut
 from shared.auth import Caller, allow, current_caller
-from shared.db import request_session
 from shared.errors import NotFound, problem_responses
 from shared.http import StrictRoute
-
-Session = Depends(request_session, scope="function")
 
 agencies = APIRouter(prefix="/agencies", tags=["agencies"], route_class=StrictRoute)
 
 
-@agencies.get(
-    "/{organ_id}", response_model=AgencyOut, responses=problem_responses(401, 403, 404), **allow(*svc.STAFF)
-)
+@agencies.get("/{organ_id}", response_model=AgencyOut, responses=problem_responses(401, 403, 404), **allow(*STAFF))
 async def get_agency(
     organ_id: str,
     request: Request,
