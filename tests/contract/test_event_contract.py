@@ -38,13 +38,15 @@ def test_the_check_itself_catches_an_undeclared_extension_and_a_wrong_shape() ->
     good = {
         "specversion": "1.0", "id": "1", "source": "urn:lienthong:notify", "type": "vn.lienthong.webhook.test.v1",
         "time": "2026-12-01T00:00:00Z", "datacontenttype": "application/json",
-        "data": {"subscription_id": 1, "message": "ok", "actor": None}, "requestid": "abc",
+        "data": {"subscription_id": 1, "message": "ok", "actor": {"kind": "user", "sub": "integrator"}},
+        "requestid": "abc",
     }
     assert breaches(good) == []
     assert breaches({**good, "tenant": "x"}) == [
         "vn.lienthong.webhook.test.v1: attributes the contract does not name: ['tenant']"
     ]
     assert breaches({**good, "data": {"subscription_id": "one", "message": "ok"}})
+    assert breaches({**good, "data": {"subscription_id": 1, "message": "ok", "actor": None}})  # who acted, always
     assert breaches({**good, "type": "vn.lienthong.nothing.here.v1"}) == [
         "vn.lienthong.nothing.here.v1: no schema in contracts/events"
     ]
