@@ -24,6 +24,7 @@ from services.audit.merkle import ProofRangeError
 from services.audit.models import AuditCheckpoint, AuditEntry, TamperAlert
 from services.audit.schemas import (
     AlertOut,
+    AlertPage,
     CheckpointOut,
     CheckpointPage,
     ConsistencyProofOut,
@@ -296,9 +297,21 @@ async def export(
     )
 
 
-@router.get("/alerts", response_model=list[AlertOut], responses=problem_responses(401, 403), **allow("auditor"))
-async def alerts(session: AsyncSession = Session) -> list[AlertOut]:
-    """What the integrity self-check has found, newest first."""
-    rows = (await session.execute(select(TamperAlert).order_by(TamperAlert.id.desc()).limit(500))).scalars()
-    return [AlertOut(finding=r.finding, entry_index=r.entry_index, detail=r.detail, detected_at=r.detected_at)
-            for r in rows]
+@router.get("/alerts", response_model=AlertPage, responses=problem_responses(400, 401, 403), **allow("auditor"))
+async def alerts(
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: int | None = Query(default=None, ge=1, description="the `next` of the previous page"),
+    session: AsyncSession = Session,
+) -> AlertPage:
+    """What the integrity self-check has found, newest first, a page at a time."""
+    query = select(TamperAlert).order_by(TamperAlert.id.desc()).limit(limit + 1)
+    if cursor is not None:
+        query = query.where(TamperAlert.id <= cursor)
+    rows = (await session.execute(query)).scalars().all()
+    return AlertPage(
+        items=[
+            AlertOut(finding=r.finding, entry_index=r.entry_index, detail=r.detail, detected_at=r.detected_at)
+            for r in rows[:limit]
+        ],
+        next=str(rows[limit].id) if len(rows) > limit else None,
+    )

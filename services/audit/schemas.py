@@ -66,3 +66,8 @@ class AlertOut(BaseModel):
     entry_index: int | None
     detail: str
     detected_at: datetime
+
+
+class AlertPage(BaseModel):
+    items: list[AlertOut]
+    next: str | None = Field(description="pass as `cursor` for the next page; null on the last")

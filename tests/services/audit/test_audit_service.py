@@ -314,7 +314,7 @@ async def test_a_row_changed_in_the_database_is_named_by_the_verifier_and_the_se
 
     async def alerted() -> list[dict]:
         r = await audit.client.get("/alerts", headers=audit.token("auditor"))
-        return [a for a in r.json() if a["entry_index"] == index]
+        return [a for a in r.json()["items"] if a["entry_index"] == index]
 
     [alert] = await wait_for(alerted)
     assert alert["finding"] == f"entry:{index}"
@@ -338,8 +338,16 @@ async def test_a_row_changed_in_the_database_is_named_by_the_verifier_and_the_se
     await tamper(audit, "UPDATE audit_entry SET actor = 'someone-else' WHERE \"index\" = ?", (index + 1,))
     [column_alert] = await wait_for(lambda: _alerts_for(audit, index + 1))
     assert "actor" in column_alert["detail"]
+    # alerts come a page at a time, newest first, and the pages add up to all of them
+    everything = (await audit.client.get("/alerts", headers=audit.token("auditor"), params={"limit": 500})).json()
+    first = (await audit.client.get("/alerts", headers=audit.token("auditor"), params={"limit": 1})).json()
+    assert first["items"] == everything["items"][:1] and first["next"] is not None
+    rest = await audit.client.get(
+        "/alerts", headers=audit.token("auditor"), params={"limit": 500, "cursor": first["next"]}
+    )
+    assert first["items"] + rest.json()["items"] == everything["items"] and rest.json()["next"] is None
 
 
 async def _alerts_for(audit: RunningAudit, index: int) -> list[dict]:
     r = await audit.client.get("/alerts", headers=audit.token("auditor"))
-    return [a for a in r.json() if a["entry_index"] == index]
+    return [a for a in r.json()["items"] if a["entry_index"] == index]
