@@ -141,7 +141,7 @@ def create_service_app(
         runtime.tasks.append(asyncio.create_task(_connect_bus(runtime), name=f"bus:{definition.name}"))
         for job in definition.background:
             runtime.tasks.append(asyncio.create_task(_forever(job, runtime), name=f"job:{definition.name}"))
-        for inbox in {consumer.inbox.name: consumer.inbox for consumer in definition.consumers}.values():
+        for inbox in {c.inbox.name: c.inbox for c in definition.consumers if c.inbox is not None}.values():
             trim = keep_inbox_trimmed(
                 db,
                 inbox,

@@ -92,7 +92,9 @@ class Consumer:
 
     name: str
     handlers: dict[str, Handler]
-    inbox: Table
+    # None: the handlers apply an event at most once by a unique key of their own effects (audit's
+    # log), so an inbox row would check the same thing a second time
+    inbox: Table | None
     dedupe: bool = True  # False exists only so a test can show the double effect without it
     # routing-key patterns acknowledged unread: bound by "#" but of no interest to this part,
     # they cost no transaction and leave no inbox row
@@ -101,6 +103,10 @@ class Consumer:
     retired: tuple[str, ...] = ()
     applied: int = field(default=0, init=False)
     duplicates: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.inbox is None:
+            self.dedupe = False
 
     @property
     def bindings(self) -> list[str]:
@@ -174,7 +180,7 @@ class Consumer:
         keys = {(e.source, e.id) for e, h, v in parsed if v is None and e is not None}
         try:
             async with db.sessionmaker() as session:
-                if self.dedupe and keys:
+                if self.dedupe and keys and self.inbox is not None:
                     now = clock.now()
                     claimed = set(
                         (
@@ -233,7 +239,7 @@ class Consumer:
         set_request_context(getattr(event, "requestid", None), event.traceparent)
         try:
             async with session.begin_nested():
-                if self.dedupe:
+                if self.dedupe and self.inbox is not None:
                     result = await session.execute(
                         insert_ignoring_duplicates(session, self.inbox).values(
                             consumer=self.name,
