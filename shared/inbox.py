@@ -101,6 +101,10 @@ class Consumer:
     ignore: tuple[str, ...] = ()
     # bindings an earlier release of this consumer had; removed from its queue at attach
     retired: tuple[str, ...] = ()
+    # an event this says no to is acknowledged unread like an ignored one: no transaction, no
+    # inbox row (notify: no subscription wants it); ``before_batch`` refreshes what it relies on
+    accepts: Callable[[CloudEvent], bool] | None = None
+    before_batch: Callable[[Database], Awaitable[None]] | None = None
     applied: int = field(default=0, init=False)
     duplicates: int = field(default=0, init=False)
 
@@ -133,6 +137,8 @@ class Consumer:
         handlers without savepoints. If any handler fails, that transaction is rolled back and
         the batch is replayed message by message, each in its own savepoint.
         """
+        if self.before_batch is not None:
+            await self.before_batch(db)
         outcomes = await self._fast_path(db, deliveries)
         if outcomes is None:
             outcomes = await self._careful_path(db, deliveries)
@@ -170,7 +176,7 @@ class Consumer:
             log.warning("poison_event", consumer=self.name, reason=str(exc)[:200])
             return None, None, "poison"
         handler = self.handler_for(delivery.routing_key) or self.handler_for(event.routing_key)
-        if handler is None:
+        if handler is None or (self.accepts is not None and not self.accepts(event)):
             return event, None, "ignored"
         return event, handler, None
 
@@ -178,6 +184,8 @@ class Consumer:
         parsed = [self._parse(d) for d in deliveries]
         outcomes: list[str] = [verdict or "" for _, _, verdict in parsed]
         keys = {(e.source, e.id) for e, h, v in parsed if v is None and e is not None}
+        if not keys:  # nothing to apply: no session, no transaction
+            return outcomes
         try:
             async with db.sessionmaker() as session:
                 if self.dedupe and keys and self.inbox is not None:
