@@ -4,7 +4,7 @@
 (``LIENTHONG_BENCH_PG``, default postgres@127.0.0.1), runs audit's migrations and reports:
 
 - appends/s through ``AuditConsumer.handle_batch`` (batches of 100 deliveries, one transaction
-  each: inbox rows, leaves, tree nodes, entry rows), from one consumer and from two concurrent ones;
+  each: duplicates looked up, leaves, tree nodes, entry rows), from one consumer and from two concurrent ones;
 - median and p99 time to produce an inclusion proof and a consistency proof from the SQL node
   store at each tree size (one session, as an HTTP request uses).
 """
@@ -25,7 +25,6 @@ from bench.common import percentile, write
 from services.audit.app import MIGRATIONS
 from services.audit.handlers import AuditConsumer
 from services.audit.handlers import consumer as audit_consumer
-from services.audit.models import inbox
 from services.audit.store import tree
 from shared.bus import Delivery
 from shared.db import Database, session_scope
@@ -65,7 +64,7 @@ async def bench_appends(db: Database, n: int, replicas: int) -> tuple[float, flo
     """(appends per second of wall time, this process's CPU seconds per 1,000 appends)."""
     bodies = events(n)
     batches = [[BenchDelivery(b) for b in bodies[i : i + 100]] for i in range(0, n, 100)]
-    consumers = [AuditConsumer(name="audit", handlers=audit_consumer.handlers, inbox=inbox) for _ in range(replicas)]
+    consumers = [AuditConsumer(name="audit", handlers=audit_consumer.handlers, inbox=None) for _ in range(replicas)]
 
     async def run(k: int) -> None:
         for batch in batches[k::replicas]:

@@ -32,7 +32,7 @@ from shared.bus.memory import InProcessBroker
 from shared.db import Database
 from shared.errors import NotFound, ServiceUnavailable, install_error_handlers, problem_responses
 from shared.http import BodyLimitMiddleware, MetricsMiddleware, StrictRoute
-from shared.inbox import Consumer
+from shared.inbox import Consumer, keep_inbox_trimmed
 from shared.logging import RequestIdMiddleware, configure_logging
 from shared.metrics import DEAD_LETTERS
 from shared.migrations import upgrade_async
@@ -114,6 +114,7 @@ def create_service_app(
                 batch=settings.relay_batch,
                 poll_seconds=settings.relay_poll_seconds,
                 retention=timedelta(hours=settings.outbox_retention_hours),
+                purge_every=timedelta(seconds=settings.retention_every_seconds),
             )
             if outbox
             else None
@@ -140,6 +141,14 @@ def create_service_app(
         runtime.tasks.append(asyncio.create_task(_connect_bus(runtime), name=f"bus:{definition.name}"))
         for job in definition.background:
             runtime.tasks.append(asyncio.create_task(_forever(job, runtime), name=f"job:{definition.name}"))
+        for inbox in {c.inbox.name: c.inbox for c in definition.consumers if c.inbox is not None}.values():
+            trim = keep_inbox_trimmed(
+                db,
+                inbox,
+                retention=timedelta(hours=settings.inbox_retention_hours),
+                every_seconds=settings.retention_every_seconds,
+            )
+            runtime.tasks.append(asyncio.create_task(trim, name=f"retention:{definition.name}"))
         log.info("started", service=definition.name, port=settings.port, database=db.dialect)
         try:
             yield

@@ -128,10 +128,16 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             raise DisconnectionError(f"idle connection failed its ping: {exc!r}") from exc
 
 
+# The execution option that marks a read-only unit of work (``Database.read_sessionmaker``).
+READ_ONLY = "lienthong_read_only"
+
+
 def _make_sqlite_serialisable(engine: AsyncEngine) -> None:
     # SQLite upgrades a read transaction to a write lock lazily and then fails at once with
     # "database is locked" when another writer got there first. Taking the write lock at BEGIN
-    # (BEGIN IMMEDIATE) makes concurrent requests queue on busy_timeout instead.
+    # (BEGIN IMMEDIATE) makes concurrent writers queue on busy_timeout instead. A read-only unit
+    # of work (a GET request) begins a plain deferred transaction: in WAL mode it reads its
+    # snapshot beside the writer and never waits for, nor blocks, the write lock.
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -144,9 +150,11 @@ def _make_sqlite_serialisable(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
+        options = conn.get_execution_options()
         # autocommit connections (health pings) must not queue behind writers
-        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return
+        conn.exec_driver_sql("BEGIN" if options.get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -159,6 +167,13 @@ class Database:
         sync_session_class = type("PartSession", (Session,), {})
         self.sessionmaker = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=sync_session_class
+        )
+        # for units of work that only read (GET requests): on SQLite no write lock is taken; on
+        # PostgreSQL the same as ``sessionmaker``
+        self.read_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}),
+            expire_on_commit=False,
+            sync_session_class=sync_session_class,
         )
         self._after_commit_hooks: list[Callable[[], None]] = []
         event.listen(sync_session_class, "after_commit", self._after_commit)
@@ -185,10 +200,15 @@ class Database:
         await self.engine.dispose()
 
 
+# Methods that change nothing (RFC 9110 "safe"): their request's transaction only reads.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 @asynccontextmanager
-async def session_scope(db: Database) -> AsyncIterator[AsyncSession]:
-    """A unit of work: commit on success, roll back on any exception."""
-    async with db.sessionmaker() as session:
+async def session_scope(db: Database, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
+    """A unit of work: commit on success, roll back on any exception. ``read_only``: it only
+    reads (on SQLite it then takes no write lock; a write in it may fail as "database is locked")."""
+    async with (db.read_sessionmaker if read_only else db.sessionmaker)() as session:
         try:
             yield session
             await session.commit()
@@ -199,8 +219,9 @@ async def session_scope(db: Database) -> AsyncIterator[AsyncSession]:
 
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """FastAPI dependency: the request's session. Use with ``Depends(..., scope="function")``
-    so the commit happens before the response is sent, never after."""
-    async with session_scope(request.app.state.runtime.db) as session:
+    so the commit happens before the response is sent, never after. A GET's transaction is
+    read-only: it takes no write lock on SQLite."""
+    async with session_scope(request.app.state.runtime.db, read_only=request.method in SAFE_METHODS) as session:
         yield session
 
 

@@ -4,6 +4,13 @@ At-least-once delivery from the broker + a ``(consumer, source, id)`` row writte
 handler's effects = effectively once. A batch of deliveries shares one transaction, each message
 in its own savepoint, so one failing message is retried (and finally dead-lettered) while the
 others commit.
+
+Retention: inbox rows older than ``inbox_retention_hours`` (7 days by default) are purged on a
+schedule, oldest first by the ``received_at`` index, a bounded batch per transaction. The promise
+"applied once" therefore holds for redeliveries within that window, which covers every way the
+same event comes back: the broker redelivers unacknowledged messages within minutes, the relay
+republishes after a crash within seconds, and a dead letter replayed later was never applied (it
+was rejected, so it left no row to forget).
 """
 
 from __future__ import annotations
@@ -11,10 +18,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import Column, MetaData, String, Table
+from sqlalchemy import Column, Index, MetaData, String, Table, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import clock
@@ -42,7 +50,40 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("source", String(200), primary_key=True),
         Column("event_id", String(100), primary_key=True),
         Column("received_at", UtcDateTime(), nullable=False),
+        Index("ix_inbox_received_at", "received_at"),  # retention deletes the oldest first
     )
+
+
+async def purge_inbox(db: Database, table: Table, before: datetime, *, batch: int = 1000) -> int:
+    """Delete inbox rows received before ``before``, ``batch`` rows per transaction (so a large
+    backlog never holds a long lock or a huge transaction); return how many went."""
+    keys = (table.c.consumer, table.c.source, table.c.event_id)
+    oldest = select(*keys).where(table.c.received_at < before).order_by(table.c.received_at).limit(batch)
+    purged = 0
+    while True:
+        async with db.sessionmaker() as session:
+            gone = (await session.execute(delete(table).where(tuple_(*keys).in_(oldest)))).rowcount
+            await session.commit()
+        purged += gone
+        if gone < batch:
+            return purged
+
+
+async def keep_inbox_trimmed(
+    db: Database, table: Table, *, retention: timedelta, every_seconds: float, batch: int = 1000
+) -> None:
+    """Background job: purge the inbox every ``every_seconds``. Several workers of a part may run
+    it at once: they delete the same old rows, and a row deleted twice is deleted once."""
+    while True:
+        try:
+            purged = await purge_inbox(db, table, clock.now() - retention, batch=batch)
+            if purged:
+                log.info("inbox_purged", table=table.name, rows=purged)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database is away: try again next time
+            log.warning("inbox_purge_failed", error=repr(exc)[:300])
+        await asyncio.sleep(every_seconds)
 
 
 @dataclass
@@ -51,15 +92,25 @@ class Consumer:
 
     name: str
     handlers: dict[str, Handler]
-    inbox: Table
+    # None: the handlers apply an event at most once by a unique key of their own effects (audit's
+    # log), so an inbox row would check the same thing a second time
+    inbox: Table | None
     dedupe: bool = True  # False exists only so a test can show the double effect without it
     # routing-key patterns acknowledged unread: bound by "#" but of no interest to this part,
     # they cost no transaction and leave no inbox row
     ignore: tuple[str, ...] = ()
     # bindings an earlier release of this consumer had; removed from its queue at attach
     retired: tuple[str, ...] = ()
+    # an event this says no to is acknowledged unread like an ignored one: no transaction, no
+    # inbox row (notify: no subscription wants it); ``before_batch`` refreshes what it relies on
+    accepts: Callable[[CloudEvent], bool] | None = None
+    before_batch: Callable[[Database], Awaitable[None]] | None = None
     applied: int = field(default=0, init=False)
     duplicates: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.inbox is None:
+            self.dedupe = False
 
     @property
     def bindings(self) -> list[str]:
@@ -86,6 +137,8 @@ class Consumer:
         handlers without savepoints. If any handler fails, that transaction is rolled back and
         the batch is replayed message by message, each in its own savepoint.
         """
+        if self.before_batch is not None:
+            await self.before_batch(db)
         outcomes = await self._fast_path(db, deliveries)
         if outcomes is None:
             outcomes = await self._careful_path(db, deliveries)
@@ -123,7 +176,7 @@ class Consumer:
             log.warning("poison_event", consumer=self.name, reason=str(exc)[:200])
             return None, None, "poison"
         handler = self.handler_for(delivery.routing_key) or self.handler_for(event.routing_key)
-        if handler is None:
+        if handler is None or (self.accepts is not None and not self.accepts(event)):
             return event, None, "ignored"
         return event, handler, None
 
@@ -131,9 +184,11 @@ class Consumer:
         parsed = [self._parse(d) for d in deliveries]
         outcomes: list[str] = [verdict or "" for _, _, verdict in parsed]
         keys = {(e.source, e.id) for e, h, v in parsed if v is None and e is not None}
+        if not keys:  # nothing to apply: no session, no transaction
+            return outcomes
         try:
             async with db.sessionmaker() as session:
-                if self.dedupe and keys:
+                if self.dedupe and keys and self.inbox is not None:
                     now = clock.now()
                     claimed = set(
                         (
@@ -192,7 +247,7 @@ class Consumer:
         set_request_context(getattr(event, "requestid", None), event.traceparent)
         try:
             async with session.begin_nested():
-                if self.dedupe:
+                if self.dedupe and self.inbox is not None:
                     result = await session.execute(
                         insert_ignoring_duplicates(session, self.inbox).values(
                             consumer=self.name,

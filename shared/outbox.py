@@ -177,6 +177,35 @@ class Outbox:
         ]
 
 
+async def purge_sent(db: Database, table: Table, before: datetime, *, batch: int = 1000) -> int:
+    """Delete outbox rows sent before ``before``, ``batch`` rows per transaction; return how many.
+
+    Ids are given in creation order and a row is sent after it is created, so the old rows are
+    the first ones by primary key: each batch reads the next ``batch`` rows by that index (no
+    index on ``sent_at`` needed, no scan of the recent rows), deletes the sent old ones among
+    them and stops at the first row created after ``before``. A row not sent yet is kept.
+    """
+    purged, cursor = 0, 0
+    while True:
+        async with db.sessionmaker() as session:
+            rows = (
+                await session.execute(
+                    select(table.c.id, table.c.sent_at, table.c.created_at)
+                    .where(table.c.id > cursor)
+                    .order_by(table.c.id)
+                    .limit(batch)
+                )
+            ).all()
+            old = [r.id for r in rows if r.sent_at is not None and r.sent_at < before]
+            if old:
+                await session.execute(delete(table).where(table.c.id.in_(old)))
+            await session.commit()
+        purged += len(old)
+        if len(rows) < batch or rows[-1].created_at >= before:
+            return purged
+        cursor = rows[-1].id
+
+
 class OutboxRelay:
     """Publishes a part's outbox to the broker, in order, confirmed, resuming after any crash."""
 
@@ -189,9 +218,12 @@ class OutboxRelay:
         batch: int = 500,
         poll_seconds: float = 1.0,
         retention: timedelta = timedelta(days=7),
+        purge_every: timedelta = timedelta(minutes=10),
+        purge_batch: int = 1000,
     ) -> None:
         self.db, self.outbox, self.broker = db, outbox, broker
         self.batch, self.poll_seconds, self.retention = batch, poll_seconds, retention
+        self.purge_every, self.purge_batch = purge_every, purge_batch
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock_conn: AsyncConnection | None = None
@@ -225,7 +257,7 @@ class OutboxRelay:
                 sent = await self.relay_once()
                 backoff = 0.2
                 now = clock.now()
-                if now - last_purge > timedelta(minutes=10):
+                if now - last_purge > self.purge_every:
                     await self._purge(now - self.retention)
                     last_purge = now
                 if sent < self.batch:
@@ -290,13 +322,8 @@ class OutboxRelay:
         OUTBOX_PENDING.labels(self.outbox.service).set(count)
         return int(count)
 
-    async def _purge(self, before: datetime) -> None:
-        table = self.outbox.table
-        async with self.db.sessionmaker() as session:
-            await session.execute(
-                delete(table).where(table.c.sent_at.is_not(None), table.c.sent_at < before)
-            )
-            await session.commit()
+    async def _purge(self, before: datetime) -> int:
+        return await purge_sent(self.db, self.outbox.table, before, batch=self.purge_batch)
 
     async def _hold_lock(self) -> bool:
         """One relay per database: replicas of a part wait while another holds the lock."""

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     relay_batch: int = 500
     relay_poll_seconds: float = 1.0
     outbox_retention_hours: float = 24 * 7
+    inbox_retention_hours: float = Field(
+        default=24 * 7,
+        description="inbox rows are purged after this: an event redelivered later than that would be applied again",
+    )
+    retention_every_seconds: float = Field(default=600, description="how often inbox and outbox rows are purged")
 
     jwks_url: str = "http://127.0.0.1:8000/api/auth/jwks"
     token_issuer: str = "urn:lienthong:identity"

@@ -2,9 +2,10 @@
 
 A batch of deliveries is one transaction, as for every consumer, but the log needs no savepoint
 per message: an event either becomes a leaf or is refused before touching the database. So the
-batch is read first (poison refused, duplicates within it dropped), its inbox rows inserted in
-one statement whose RETURNING says which events are new, and the new ones appended to the tree
-in one go. The inbox's promise is unchanged: the same (consumer, source, id) is applied once.
+batch is read first (poison refused), and its events not in the log yet are appended in one go.
+Deduplication is the log's own ``UNIQUE(source, event_id)``, checked once under the append lock
+(``store.append_new``): audit keeps no inbox table, and an event redelivered at any time — not
+only within an inbox's retention window — adds nothing.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.audit.models import inbox
-from services.audit.store import Record, UnknownEventError, append_records, record_of
-from shared import clock
+from services.audit.store import Record, UnknownEventError, append_new, record_of
 from shared.bus import Delivery
-from shared.db import Database, insert_ignoring_duplicates
+from shared.db import Database
 from shared.events import CloudEvent
 from shared.inbox import Consumer, PoisonEvent
 
@@ -28,37 +27,30 @@ log = structlog.get_logger("audit")
 
 
 async def record_event(session: AsyncSession, event: CloudEvent) -> None:
-    """The single-event path (the base ``Consumer``'s): the event becomes the next leaf."""
+    """The single-event path (the base ``Consumer``'s): the event becomes the next leaf, once."""
     try:
         record = record_of(event)
     except UnknownEventError as exc:
         raise PoisonEvent(str(exc)) from exc
-    await append_records(session, [record])
+    await append_new(session, [record])
 
 
 class AuditConsumer(Consumer):
-    """The inbox consumer, with the batch appended to the log at once."""
+    """The consumer, with the batch appended to the log at once."""
 
     async def handle_batch(self, db: Database, deliveries: Sequence[Delivery]) -> None:
         outcomes: list[str] = ["poison"] * len(deliveries)
-        fresh: dict[tuple[str, str], tuple[int, Record]] = {}
+        read: list[tuple[int, Record]] = []
         for position, delivery in enumerate(deliveries):
             try:
-                event = CloudEvent.from_bytes(delivery.body)
-                record = record_of(event)
+                record = record_of(CloudEvent.from_bytes(delivery.body))
             except (ValidationError, ValueError) as exc:  # UnknownEventError is a ValueError
                 log.warning("poison_event", consumer=self.name, reason=str(exc)[:200])
                 continue
-            key = (event.source, event.id)
-            if key in fresh:
-                outcomes[position] = "duplicate"
-                continue
-            fresh[key] = (position, record)
+            read.append((position, record))
         try:
             async with db.sessionmaker() as session:
-                new_keys = await self._claim(session, list(fresh))
-                appended = [fresh[key] for key in fresh if key in new_keys]
-                await append_records(session, [record for _, record in appended])
+                appended = {id(r) for r in await append_new(session, [record for _, record in read])}
                 await session.commit()
         except asyncio.CancelledError:
             raise
@@ -68,23 +60,12 @@ class AuditConsumer(Consumer):
             log.warning("audit_batch_failed", consumer=self.name, size=len(deliveries), error=repr(exc)[:300])
             await super().handle_batch(db, deliveries)
             return
-        for key, (position, _) in fresh.items():
-            outcomes[position] = "applied" if key in new_keys else "duplicate"
+        for position, record in read:
+            outcomes[position] = "applied" if id(record) in appended else "duplicate"
         self.applied += len(appended)
-        self.duplicates += sum(1 for outcome in outcomes if outcome == "duplicate")
+        self.duplicates += outcomes.count("duplicate")
         await self._settle(deliveries, outcomes)  # one multiple-ack for a batch without poison
 
-    async def _claim(self, session: AsyncSession, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Insert the inbox rows; return the keys that were not there before (the new events)."""
-        if not self.dedupe:
-            return set(keys)
-        if not keys:
-            return set()
-        now = clock.now()
-        stmt = insert_ignoring_duplicates(session, inbox).returning(inbox.c.source, inbox.c.event_id)
-        rows = [{"consumer": self.name, "source": s, "event_id": i, "received_at": now} for s, i in keys]
-        # executemany with RETURNING: SQLAlchemy batches it as "insertmanyvalues" from one cached form
-        return {(s, i) for s, i in await session.execute(stmt, rows)}
 
-
-consumer = AuditConsumer(name="audit", handlers={"#": record_event}, inbox=inbox)
+# no inbox: the log's unique key is the deduplication (see append_new)
+consumer = AuditConsumer(name="audit", handlers={"#": record_event}, inbox=None)

@@ -20,7 +20,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import ServiceBase, counter_table, new_metadata
-from shared.inbox import inbox_table
 from shared.outbox import Outbox
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -32,7 +31,6 @@ class Base(ServiceBase):
 
 
 counters = counter_table(Base.metadata)
-inbox = inbox_table(Base.metadata)
 outbox = Outbox(Base.metadata, service="audit")
 
 # The complete-subtree hashes of the RFC 9162 tree (see merkle.py): written once, never updated.

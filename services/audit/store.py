@@ -146,7 +146,7 @@ def record_of(event: CloudEvent) -> Record:
     except ValueError as exc:
         raise UnknownEventError(str(exc)) from exc
     if len(event.source) > 200 or len(event.id) > 100:
-        raise UnknownEventError("source or id longer than the inbox keeps (200, 100)")
+        raise UnknownEventError("source or id longer than the log keeps (200, 100)")
     record = event.model_dump(mode="json", exclude_none=True)
     try:
         leaf = canonical_bytes(record)
@@ -160,6 +160,41 @@ async def append_records(session: AsyncSession, records: Sequence[Record]) -> in
     if not records:
         return -1
     await lock_log(session)
+    return await _append_locked(session, records)
+
+
+async def append_new(session: AsyncSession, records: Sequence[Record]) -> list[Record]:
+    """Append, in order, the records the log does not hold yet; return them.
+
+    The log's ``UNIQUE(source, event_id)`` is audit's only deduplication (there is no inbox
+    table beside it): under the append lock, one indexed look-up finds which of the batch's
+    events already have their entry, so a redelivered event adds nothing, whichever replica
+    appended it first and however long ago.
+    """
+    if not records:
+        return []
+    await lock_log(session)
+    entry = AuditEntry.__table__
+    keys = list(dict.fromkeys((r.columns["source"], r.columns["event_id"]) for r in records))
+    present: set[tuple[str, str]] = set()
+    for start in range(0, len(keys), _KEYS_PER_SELECT):
+        chunk = keys[start : start + _KEYS_PER_SELECT]
+        found = await session.execute(
+            select(entry.c.source, entry.c.event_id).where(tuple_(entry.c.source, entry.c.event_id).in_(chunk))
+        )
+        present.update((source, event_id) for source, event_id in found)
+    fresh: list[Record] = []
+    for record in records:
+        key = (record.columns["source"], record.columns["event_id"])
+        if key not in present:
+            present.add(key)  # the same event twice in one batch: the first one counts
+            fresh.append(record)
+    if fresh:
+        await _append_locked(session, fresh)
+    return fresh
+
+
+async def _append_locked(session: AsyncSession, records: Sequence[Record]) -> int:
     first = await tree(session).append_leaf_hashes([leaf_hash(r.leaf) for r in records])
     now = clock.now()
     rows = [

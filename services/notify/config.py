@@ -36,6 +36,11 @@ class NotifySettings(Settings):
         default=24.0, description="after a secret rotation, the old secret also signs for this long"
     )
     max_subscriptions_per_owner: int = 50
+    subscription_cache_seconds: float = Field(
+        default=1.0,
+        description="how long a process trusts its cached subscriptions before checking their version "
+        "(another process's new subscription is owed events from at most this long after)",
+    )
     replay_limit: int = Field(default=10_000, description="most deliveries one time-range replay re-sends")
     delivery_retention_days: float = Field(default=30.0, description="finished deliveries are kept this long")
 

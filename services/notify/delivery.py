@@ -28,7 +28,7 @@ from sqlalchemy import delete, event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.config import NotifySettings
-from services.notify.handlers import WAKE
+from services.notify.handlers import WAKE, subscriptions_changed
 from services.notify.models import Attempt, Delivery, Subscription
 from services.notify.signatures import webhook_headers
 from services.notify.targets import GuardedResolver, TargetRefused, check_url, describe
@@ -279,6 +279,7 @@ class Deliverer:
             subscription.disabled_reason = "the callback answered 410 Gone"
             subscription.version += 1
             subscription.updated_at = now
+            await subscriptions_changed(session)
             log.info("subscription_disabled", subscription=subscription_id, reason="410")
         await session.execute(
             update(Delivery)

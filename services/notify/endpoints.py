@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.config import NotifySettings
 from services.notify.events import WebhookTest
-from services.notify.handlers import WAKE, pending_delivery
+from services.notify.handlers import WAKE, pending_delivery, subscriptions_changed
 from services.notify.models import Attempt, Delivery, Subscription
 from services.notify.schemas import (
     AttemptOut,
@@ -219,6 +219,7 @@ async def create_subscription(
     )
     session.add(subscription)
     await session.flush()
+    await subscriptions_changed(session)
     test = await _owe_test_event(session, subscription, now, caller)
     _created_headers(response, subscription)
     return SubscriptionCreated(**_out(subscription).model_dump(), secret=subscription.secret, test_delivery_id=test.id)
@@ -293,6 +294,7 @@ async def update_subscription(
     subscription.version += 1
     subscription.updated_at = clock.now()
     await session.flush()
+    await subscriptions_changed(session)
     response.headers["ETag"] = etag_for(subscription.version)
     return _out(subscription)
 
@@ -305,6 +307,7 @@ async def delete_subscription(
     subscription = await _subscription(session, caller, subscription_id)
     await session.delete(subscription)
     await session.flush()
+    await subscriptions_changed(session)
     return Response(status_code=204)
 
 

@@ -4,32 +4,107 @@
 The handler only records which subscriptions are owed the event, in the inbox's transaction;
 the delivery worker sends them. So a slow or dead callback never holds up the bus, and an event
 seen twice is owed once.
+
+The active subscriptions are cached in each process (``SubscriptionCache``): an event none of
+them wants is acknowledged without a transaction or an inbox row. Every change of a subscription
+bumps a version counter in its own transaction; a process re-reads that version at most every
+``subscription_cache_seconds`` (1 s) and reloads the subscriptions when it moved, and the process
+that made the change reloads at once after its commit. So a new or widened subscription is owed
+the events taken in from at most that long after its creation (another worker's changes) or at
+once (this worker's); a narrowed, disabled or deleted one is checked against the database in the
+transaction that owes the event, so it is never owed an event it no longer wants.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import event as orm_event
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.config import NotifySettings
-from services.notify.models import Delivery, Subscription, inbox
+from services.notify.models import Delivery, Subscription, counters, inbox
 from shared import clock, organ_id
 from shared.bus import topic_matches
-from shared.db import insert_ignoring_duplicates
+from shared.db import Database, insert_ignoring_duplicates, next_value, peek_value
 from shared.events import FAMILIES, CloudEvent
 from shared.inbox import Consumer
 
 WAKE = "notify_wake"
+VERSION_KEY = "subscriptions-version"
+CHANGED = "notify_subscriptions_changed"
+
+
+async def subscriptions_changed(session: AsyncSession) -> None:
+    """Call in the transaction that creates, changes or deletes a subscription: every process's
+    cache reloads (this one right after the commit, the others within the cache's seconds)."""
+    await next_value(session, counters, VERSION_KEY)
+    session.info[CHANGED] = True
+
+
+@dataclass(frozen=True)
+class Cached:
+    id: int
+    agency: str
+    event_types: tuple[str, ...]
+
+
+class SubscriptionCache:
+    """The active subscriptions of one process, reloaded when their version counter moves."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.subscriptions: list[Cached] = []
+        self.loads = 0
+        self._version: int | None = None
+        self._checked = float("-inf")
+        self._watched: set[int] = set()
+
+    async def refresh(self, db: Database) -> None:
+        self._watch(db)
+        if time.monotonic() - self._checked < self.seconds:
+            return
+        async with db.sessionmaker() as session:
+            # the version first: a change committed between the two reads is then seen as a
+            # newer version next time, never hidden behind the old one
+            version = await peek_value(session, counters, VERSION_KEY)
+            if version != self._version:
+                rows = (await session.execute(select(Subscription).where(Subscription.active.is_(True)))).scalars()
+                self.subscriptions = [Cached(s.id, s.agency, tuple(s.event_types)) for s in rows]
+                self.loads += 1
+            await session.rollback()
+        self._version, self._checked = version, time.monotonic()
+
+    def _watch(self, db: Database) -> None:
+        # this process's own changes: reload right after their commit, not a few seconds later
+        session_class = db.sessionmaker.kw["sync_session_class"]
+        if id(session_class) in self._watched:
+            return
+        self._watched.add(id(session_class))
+
+        def after_commit(session: Any) -> None:
+            if session.info.pop(CHANGED, False):
+                self._checked = float("-inf")
+
+        orm_event.listen(session_class, "after_commit", after_commit)
+
+    def wanting(self, routing_key: str, agency: str | None) -> list[int]:
+        return [s.id for s in self.subscriptions if _wants(s.agency, s.event_types, routing_key, agency)]
+
+
+def _wants(subscribed_agency: str, event_types: Any, routing_key: str, agency: str | None) -> bool:
+    if agency is None or not organ_id.within(agency, subscribed_agency):
+        return False
+    return any(topic_matches(pattern, routing_key) for pattern in event_types)
 
 
 def wants(subscription: Subscription, routing_key: str, agency: str | None) -> bool:
     """A subscription is owed an event of a type it names, of an agency inside its subtree."""
-    if agency is None or not organ_id.within(agency, subscription.agency):
-        return False
-    return any(topic_matches(pattern, routing_key) for pattern in subscription.event_types)
+    return _wants(subscription.agency, subscription.event_types, routing_key, agency)
 
 
 def pending_delivery(subscription_id: int, event: CloudEvent, now: datetime) -> dict[str, Any]:
@@ -58,16 +133,31 @@ async def owe(session: AsyncSession, subscription: Subscription, event: CloudEve
 
 def consumer(settings: NotifySettings) -> Consumer:
     withheld = tuple(settings.withheld_events)
+    cache = SubscriptionCache(settings.subscription_cache_seconds)
 
-    async def on_event(session: AsyncSession, event: CloudEvent) -> None:
+    def routing_key_of(event: CloudEvent) -> str | None:
         try:
             routing_key = event.routing_key
         except ValueError:
-            return  # not one of ours: nothing an integrator subscribed to
+            return None  # not one of ours: nothing an integrator subscribed to
         if any(topic_matches(pattern, routing_key) for pattern in withheld):
-            return  # published under another routing key than its type says
+            return None  # published under another routing key than its type says
+        return routing_key
+
+    def accepts(event: CloudEvent) -> bool:
+        routing_key = routing_key_of(event)
+        return routing_key is not None and bool(cache.wanting(routing_key, event.agency))
+
+    async def on_event(session: AsyncSession, event: CloudEvent) -> None:
+        routing_key = routing_key_of(event)
+        if routing_key is None:
+            return
+        # the cache said someone may want it; the database says who still does
+        ids = cache.wanting(routing_key, event.agency)
         subscriptions = (
-            (await session.execute(select(Subscription).where(Subscription.active.is_(True)))).scalars().all()
+            (await session.execute(select(Subscription).where(Subscription.id.in_(ids), Subscription.active.is_(True))))
+            .scalars()
+            .all()
         )
         now = clock.now()
         for subscription in subscriptions:
@@ -78,10 +168,14 @@ def consumer(settings: NotifySettings) -> Consumer:
     # broker never routes it here; other withheld patterns are acknowledged without a
     # transaction. Releases before this one bound "#": that binding is retired.
     families = [f for f in FAMILIES if f"{f}.#" not in withheld and "#" not in withheld]
-    return Consumer(
+    notify = Consumer(
         name="notify",
         handlers={f"{family}.#": on_event for family in families},
         inbox=inbox,
         ignore=withheld,
         retired=("#",),
+        accepts=accepts,
+        before_batch=cache.refresh,
     )
+    notify.subscriptions = cache  # type: ignore[attr-defined]  # for tests and metrics
+    return notify

@@ -14,7 +14,7 @@ from services.audit.app import MIGRATIONS
 from services.audit.canonical import leaf_hash
 from services.audit.handlers import AuditConsumer
 from services.audit.handlers import consumer as audit_consumer
-from services.audit.models import AuditEntry, inbox
+from services.audit.models import AuditEntry
 from services.audit.store import tree
 from shared.bus import Delivery
 from shared.db import Database
@@ -55,7 +55,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
 async def test_concurrent_batches_build_one_tree_and_redelivery_adds_nothing(db: Database) -> None:
     events = [event("dossier.received", subject=f"s-{i}", n=i) for i in range(600)]
     bodies = [e.to_bytes() for e in events]
-    consumers = [AuditConsumer(name="audit", handlers=audit_consumer.handlers, inbox=inbox) for _ in range(3)]
+    consumers = [AuditConsumer(name="audit", handlers=audit_consumer.handlers, inbox=None) for _ in range(3)]
     rng = random.Random(7)
     # Three replicas take overlapping batches (every event delivered twice somewhere), concurrently.
     batches = [bodies[i : i + 100] for i in range(0, 600, 100)] + [bodies[i : i + 75] for i in range(0, 600, 75)]
@@ -97,14 +97,14 @@ async def test_poison_in_a_batch_is_dead_lettered_alone(db: Database) -> None:
 async def test_a_batch_that_fails_is_redone_message_by_message(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     from services.audit import handlers
 
-    real = handlers.append_records
+    real = handlers.append_new
 
     async def fragile(session, records):  # type: ignore[no-untyped-def]
         if any(r.columns["subject"] == "explodes" for r in records):
             raise RuntimeError("the database refused one row")
         return await real(session, records)
 
-    monkeypatch.setattr(handlers, "append_records", fragile)
+    monkeypatch.setattr(handlers, "append_new", fragile)
     batch = [FakeDelivery(event("dossier.received", subject=s).to_bytes())
              for s in ("before", "explodes", "after", "nul\x00in subject")]
     await audit_consumer.handle_batch(db, batch)

@@ -83,7 +83,7 @@ async def test_every_event_becomes_one_leaf_and_redelivery_adds_none(audit: Runn
                for i in range(5)]
     await audit.publish(events)
     assert await log_size(audit) == before + 50
-    # The broker redelivers (twice, and within one batch): the inbox makes them no-ops.
+    # The broker redelivers (twice, and within one batch): the log's unique key makes them no-ops.
     await audit.publish(events[:20] + events[:20])
     await audit.publish(events)
     assert await log_size(audit) == before + 50
