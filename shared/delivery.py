@@ -7,10 +7,11 @@ lets the service record each outcome in its own short transaction. A worker kill
 leaves the lease to expire and the row is sent again: at-least-once, so receivers deduplicate
 on the message's id.
 
-Concurrency is bounded overall and per target (a subscription, a partner agency): the loop tells
-``claim`` which targets are already at their limit, so a target that hangs until its timeout
-holds at most ``per_target`` slots and every other target's rows keep flowing. The loop never
-waits for a whole batch to finish before claiming again, for the same reason.
+Concurrency is bounded overall and per target (a subscription, a partner agency): the loop hands
+``claim`` a :class:`Budget` of free slots, which it asks before leasing each row, so a target
+that hangs until its timeout holds at most ``per_target`` slots and every other target's rows
+keep flowing. The loop never waits for a whole batch to finish before claiming again, for the
+same reason.
 """
 
 from __future__ import annotations
@@ -64,8 +65,29 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-Claim = Callable[[int, frozenset[Hashable]], Awaitable[Sequence[T]]]
-"""``claim(limit, busy)``: lease at most ``limit`` due rows, none for a target in ``busy``."""
+class Budget:
+    """The free sending slots while a claim runs: ``take(target)`` before leasing a row for it."""
+
+    def __init__(self, room: int, per_target: int, in_flight: Counter[Hashable] | None = None) -> None:
+        self.room = room
+        self.per_target = per_target
+        self._counts: Counter[Hashable] = Counter(in_flight or {})
+
+    @property
+    def full(self) -> frozenset[Hashable]:
+        """Targets with no slot left: a claim can leave their rows out of its query."""
+        return frozenset(t for t, n in self._counts.items() if n >= self.per_target)
+
+    def take(self, target: Hashable) -> bool:
+        if self.room <= 0 or self._counts[target] >= self.per_target:
+            return False
+        self.room -= 1
+        self._counts[target] += 1
+        return True
+
+
+Claim = Callable[[Budget], Awaitable[Sequence[T]]]
+"""``claim(budget)``: lease due rows, each one only if ``budget.take(its target)`` allows it."""
 
 
 class DeliveryLoop(Generic[T]):
@@ -96,10 +118,6 @@ class DeliveryLoop(Generic[T]):
         self._in_flight: dict[asyncio.Task[None], Hashable] = {}
         self._finished = asyncio.Event()
 
-    def _busy(self) -> frozenset[Hashable]:
-        counts = Counter(self._in_flight.values())
-        return frozenset(t for t, n in counts.items() if n >= self.per_target)
-
     async def _one(self, item: T) -> None:
         try:
             await self.attempt(item)
@@ -122,7 +140,8 @@ class DeliveryLoop(Generic[T]):
                 claimed: Sequence[T] = ()
                 if room > 0:
                     try:
-                        claimed = await self.claim(room, self._busy())
+                        budget = Budget(room, self.per_target, Counter(self._in_flight.values()))
+                        claimed = await self.claim(budget)
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:

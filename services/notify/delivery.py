@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,9 +30,10 @@ from services.notify.handlers import WAKE
 from services.notify.models import Attempt, Delivery, Subscription
 from services.notify.signatures import webhook_headers
 from services.notify.targets import GuardedResolver, TargetRefused, check_url, describe
-from shared import clock, delivery
+from shared import clock
 from shared.db import Database, session_scope
-from shared.delivery import parse_retry_after
+from shared.delivery import Budget, DeliveryLoop, parse_retry_after
+from shared.delivery import backoff as shared_backoff
 
 log = structlog.get_logger("notify.delivery")
 
@@ -64,7 +64,7 @@ class Outcome:
 
 def backoff(settings: NotifySettings, attempt: int, *, rng: random.Random | None = None) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-    return delivery.backoff(
+    return shared_backoff(
         attempt,
         base=settings.retry_base_seconds,
         factor=settings.retry_factor,
@@ -121,7 +121,7 @@ class Deliverer:
                 last_purge = time.monotonic()
                 await self.purge()
 
-        await delivery.DeliveryLoop(
+        await DeliveryLoop(
             name="notify",
             claim=self.claim,
             attempt=self.attempt,
@@ -134,10 +134,11 @@ class Deliverer:
             idle=idle,
         ).run()
 
-    async def claim(self, limit: int | None = None, busy: Collection[Hashable] = ()) -> list[Claimed]:
-        """Lease due deliveries, at most ``limit``, none for a subscription in ``busy``."""
+    async def claim(self, budget: Budget | None = None) -> list[Claimed]:
+        """Lease due deliveries (those ``budget`` has slots for, when given)."""
         now = clock.now()
-        conditions = [Delivery.subscription_id.not_in(list(busy))] if busy else []
+        full = budget.full if budget else frozenset()
+        conditions = [Delivery.subscription_id.not_in(list(full))] if full else []
         async with session_scope(self.db) as session:
             rows = (
                 await session.execute(
@@ -150,12 +151,14 @@ class Deliverer:
                         *conditions,
                     )
                     .order_by(Delivery.next_attempt_at, Delivery.id)
-                    .limit(min(limit or self.settings.worker_batch, self.settings.worker_batch))
+                    .limit(self.settings.worker_batch)
                     .with_for_update(skip_locked=True, of=Delivery)
                 )
             ).all()
             claimed = []
             for delivery, subscription in rows:
+                if budget is not None and not budget.take(subscription.id):
+                    continue  # left unleased: the lock ends with this transaction
                 delivery.next_attempt_at = now + self.lease
                 delivery.attempts += 1
                 keys = [subscription.secret]

@@ -11,7 +11,6 @@ here as delivered) and ignores a status it already holds.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -69,16 +68,16 @@ class ExchangeWorker:
             per_target=settings.exchange_partner_concurrency,
         )
 
-    async def claim(self, limit: int, busy: Collection[Hashable] = ()) -> list[Claimed]:
+    async def claim(self, budget: delivery.Budget) -> list[Claimed]:
         """Lease due messages (one per document and partner, oldest first, so statuses keep their
-        order), none for a partner in ``busy``; the lease is a later ``next_attempt_at``, so another
+        order), as many as ``budget`` has slots for; the lease is a later ``next_attempt_at``, so another
         replica skips them meanwhile."""
         now = clock.now()
         async with self.db.sessionmaker() as session:
             await queue_progress(session)
             query = select(ExchangeMessage).where(ExchangeMessage.state == "pending")
-            if busy:
-                query = query.where(ExchangeMessage.partner.not_in([str(b) for b in busy]))
+            if budget.full:
+                query = query.where(ExchangeMessage.partner.not_in([str(b) for b in budget.full]))
             query = query.order_by(ExchangeMessage.id).limit(500)
             if self.db.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True)
@@ -90,7 +89,7 @@ class ExchangeWorker:
                 if key in blocked:
                     continue
                 blocked.add(key)
-                if row.next_attempt_at <= now and len(chosen) < limit:
+                if row.next_attempt_at <= now and budget.take(row.partner):
                     row.next_attempt_at = now + self.lease
                     chosen.append(Claimed(row.id, row.partner))
             await session.commit()
@@ -190,13 +189,6 @@ class ExchangeWorker:
             await record_status(session, kit, parsed)
         except (edxml.EdxmlError, ProblemError) as exc:
             log.warning("exchange_answer_unreadable", error=str(exc)[:300])
-
-    async def run_once(self) -> int:
-        """One pass: claim what is due, send it all, wait for the outcomes. Returns how many were tried."""
-        claimed = await self.claim(self.kit.settings.exchange_concurrency)
-        for item in claimed:
-            await self.attempt(item)
-        return len(claimed)
 
 
 async def exchange_worker(runtime: Any) -> None:
