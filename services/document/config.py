@@ -81,8 +81,7 @@ def _directive15_levels() -> dict[str, Directive15Level]:
     return {
         "province": Directive15Level(starts=date(2020, 5, 22), reference=ref),
         "district": Directive15Level(
-            starts=date(2020, 7, 1),
-            reference=ref,
+            starts=date(2020, 7, 1), reference=ref,
             note="[unverified] the district tier is abolished from 1/7/2025 (two-tier local government)",
         ),
         "commune": Directive15Level(starts=date(2020, 9, 1), reference=ref),
