@@ -151,6 +151,10 @@ class DocumentSettings(Settings):
     exchange_timeout_seconds: float = Field(default=30.0, description="one HTTP attempt to a partner")
     exchange_retry_base_seconds: float = Field(default=5.0, description="first retry delay, doubled each attempt")
     exchange_retry_max_seconds: float = Field(default=3600.0, description="longest delay between attempts")
+    exchange_concurrency: int = Field(default=8, ge=1, description="messages being sent at once")
+    exchange_partner_concurrency: int = Field(
+        default=2, ge=1, description="messages being sent to one partner at once (a slow one cannot take every slot)"
+    )
     # --- the clerk's one call (publish): signing's published API, with the caller's own token ---
     signing_url: str | None = Field(
         default=None,

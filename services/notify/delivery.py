@@ -15,12 +15,10 @@ callback's ``Retry-After`` asks), until ``retry_horizon`` after the event (or it
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import email.utils
 import random
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 import structlog
@@ -33,8 +31,9 @@ from services.notify.models import Attempt, Delivery, Subscription
 from services.notify.signatures import webhook_headers
 from services.notify.targets import GuardedResolver, TargetRefused, check_url, describe
 from shared import clock
-from shared.aio import wait_event
 from shared.db import Database, session_scope
+from shared.delivery import Budget, DeliveryLoop, parse_retry_after
+from shared.delivery import backoff as shared_backoff
 
 log = structlog.get_logger("notify.delivery")
 
@@ -65,24 +64,14 @@ class Outcome:
 
 def backoff(settings: NotifySettings, attempt: int, *, rng: random.Random | None = None) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-    base = min(settings.retry_base_seconds * settings.retry_factor ** (attempt - 1), settings.retry_max_delay_seconds)
-    spread = settings.retry_jitter * base
-    return max(0.0, base + (rng or random).uniform(-spread, spread))
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    return shared_backoff(
+        attempt,
+        base=settings.retry_base_seconds,
+        factor=settings.retry_factor,
+        max_delay=settings.retry_max_delay_seconds,
+        jitter=settings.retry_jitter,
+        rng=rng,
+    )
 
 
 class Deliverer:
@@ -124,34 +113,32 @@ class Deliverer:
 
     async def run(self) -> None:
         """Background job: forever send what is due."""
-        limiter = asyncio.Semaphore(self.settings.worker_concurrency)
         last_purge = 0.0
-        while True:
-            try:
-                claimed = await self.claim()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("claim_failed", error=repr(exc))
-                claimed = []
-                await asyncio.sleep(self.settings.worker_poll_seconds)
-            if claimed:
 
-                async def one(item: Claimed) -> None:
-                    async with limiter:
-                        await self.attempt(item)
-
-                await asyncio.gather(*(one(c) for c in claimed))
-                continue
+        async def idle() -> None:
+            nonlocal last_purge
             if time.monotonic() - last_purge > 3600:
                 last_purge = time.monotonic()
-                with contextlib.suppress(Exception):
-                    await self.purge()
-            self._wakeup.clear()
-            await wait_event(self._wakeup, self.settings.worker_poll_seconds)
+                await self.purge()
 
-    async def claim(self) -> list[Claimed]:
+        await DeliveryLoop(
+            name="notify",
+            claim=self.claim,
+            attempt=self.attempt,
+            target=lambda item: item.subscription_id,
+            wake=self._wakeup,
+            poll_seconds=self.settings.worker_poll_seconds,
+            concurrency=self.settings.worker_concurrency,
+            # one slow callback holds a share of the slots, never all of them
+            per_target=max(1, self.settings.worker_concurrency // 4),
+            idle=idle,
+        ).run()
+
+    async def claim(self, budget: Budget | None = None) -> list[Claimed]:
+        """Lease due deliveries (those ``budget`` has slots for, when given)."""
         now = clock.now()
+        full = budget.full if budget else frozenset()
+        conditions = [Delivery.subscription_id.not_in(list(full))] if full else []
         async with session_scope(self.db) as session:
             rows = (
                 await session.execute(
@@ -161,6 +148,7 @@ class Deliverer:
                         Delivery.status == "pending",
                         Delivery.next_attempt_at <= now,
                         Subscription.active.is_(True),
+                        *conditions,
                     )
                     .order_by(Delivery.next_attempt_at, Delivery.id)
                     .limit(self.settings.worker_batch)
@@ -169,6 +157,8 @@ class Deliverer:
             ).all()
             claimed = []
             for delivery, subscription in rows:
+                if budget is not None and not budget.take(subscription.id):
+                    continue  # left unleased: the lock ends with this transaction
                 delivery.next_attempt_at = now + self.lease
                 delivery.attempts += 1
                 keys = [subscription.secret]

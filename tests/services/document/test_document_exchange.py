@@ -7,7 +7,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ from tests.services.document.conftest import DocumentApi, eventually
 
 A_ORG = "000.00.00.H56"  # UBND tỉnh Thanh Hóa, in deployment A
 B_ORG = "000.00.00.H26"  # UBND tỉnh Hà Nam (stand-in), in deployment B
+H_ORG = "000.00.00.H40"  # UBND tỉnh Nghệ An (stand-in): a partner of A whose server never answers
+A_TIMEOUT = 2.0  # A's exchange_timeout_seconds: how long A waits for H
 PDF = {"Content-Type": "application/pdf"}
 
 
@@ -38,10 +40,40 @@ class Pair:
     b_down: dict[str, bool]
     a_cert: Path
     a_key: Path
+    hanging: Hanging
+
+
+class Hanging:
+    """H's server: accepts connections, reads the request and never answers (a real socket, so
+    only the client's own timeout ends the wait). ``open`` counts the requests still waiting."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.received = 0
+        self.server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open += 1
+        self.received += 1
+        try:
+            await reader.read()  # until the client gives up and closes
+        finally:
+            self.open -= 1
+            writer.close()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
 
 
 class _Switchable(httpx.AsyncBaseTransport):
-    """B behind a switch: while ``down`` every connection fails, as when its server is away."""
+    """B behind a switch: while ``down`` every connection fails, as when its server is away;
+    with ``stick`` the next request reaches B and then its sender never hears back, as when the
+    worker sending it is killed mid-send."""
 
     def __init__(self, app: Any, state: dict[str, bool]) -> None:
         self.inner = httpx.ASGITransport(app=app)
@@ -50,7 +82,11 @@ class _Switchable(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self.state["down"]:
             raise httpx.ConnectError("connection refused", request=request)
-        return await self.inner.handle_async_request(request)
+        response = await self.inner.handle_async_request(request)
+        if self.state["stick"]:
+            self.state["stick"] = False
+            await asyncio.Event().wait()
+        return response
 
 
 @pytest.fixture
@@ -67,6 +103,9 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         name: create_development_identity(d / "document" / "exchange", common_name=f"deployment {name}")
         for name, d in dirs.items()
     }
+    h_cert = create_development_identity(tmp_path / "h", common_name="deployment h")[1]
+    hanging = Hanging()
+    h_port = await hanging.start()
     common = dict(
         amqp_url=None,
         database_url="sqlite+aiosqlite:///{var_dir}/{service}.sqlite",
@@ -80,7 +119,11 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         var_dir=dirs["a"],
         **common,
         agencies={A_ORG: AgencyProfile(abbreviation="UBND", name="Ủy ban nhân dân tỉnh Thanh Hóa")},
-        exchange_partners={B_ORG: ExchangePartner(endpoint="http://b.test/exchange", certificate=ids["b"][1])},
+        exchange_partners={
+            B_ORG: ExchangePartner(endpoint="http://b.test/exchange", certificate=ids["b"][1]),
+            H_ORG: ExchangePartner(endpoint=f"http://127.0.0.1:{h_port}/exchange", certificate=h_cert),
+        },
+        exchange_timeout_seconds=A_TIMEOUT,
     )
     settings_b = get_settings(
         var_dir=dirs["b"],
@@ -89,7 +132,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         exchange_partners={A_ORG: ExchangePartner(endpoint="http://a.test/exchange", certificate=ids["a"][1])},
     )
     apps: dict[str, Any] = {}
-    b_down = {"down": False}
+    b_down = {"down": False, "stick": False}
 
     async def sink(deliveries: list[Any]) -> None:
         for delivery in deliveries:
@@ -104,7 +147,10 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         settings_a,
         broker=brokers["a"],
         key_source=keys,
-        exchange_client=lambda: httpx.AsyncClient(transport=_Switchable(apps["b"], b_down)),
+        # B in process, H over a real socket: one client for every partner, as in production
+        exchange_client=lambda: httpx.AsyncClient(
+            mounts={"all://b.test": _Switchable(apps["b"], b_down)}, trust_env=False
+        ),
     )
     app_b = create_app(
         settings_b,
@@ -126,12 +172,21 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
                 b_down=b_down,
                 a_cert=ids["a"][1],
                 a_key=ids["a"][0],
+                hanging=hanging,
             )
     for broker in brokers.values():
         await broker.close()
+    await hanging.stop()
 
 
-async def _issue(api: DocumentApi, pdfs: dict[str, bytes], subject: str, *, secrecy: str = "none") -> dict[str, Any]:
+async def _issue(
+    api: DocumentApi,
+    pdfs: dict[str, bytes],
+    subject: str,
+    *,
+    secrecy: str = "none",
+    recipients: tuple[str, ...] = (B_ORG,),
+) -> dict[str, Any]:
     """Draft → leader's signature → number → organisation's signature → issued, in agency A, for B."""
     specialist, leader, clerk = (api.token(r, agency=A_ORG, clearance=3) for r in ("specialist", "leader", "clerk"))
     r = await api.client.post(
@@ -145,7 +200,7 @@ async def _issue(api: DocumentApi, pdfs: dict[str, bytes], subject: str, *, secr
             "urgency": "khan",
             "secrecy": secrecy,
             "signer": {"position": "Chủ tịch", "full_name": "Đỗ Minh Tuấn"},
-            "recipients": [{"organ_id": B_ORG, "organ_name": "UBND tỉnh Hà Nam"}],
+            "recipients": [{"organ_id": organ, "organ_name": f"UBND {organ}"} for organ in recipients],
         },
     )
     assert r.status_code == 201, r.text
@@ -378,3 +433,67 @@ async def test_bad_envelopes_are_refused_and_nothing_is_stored(pair: Pair, tmp_p
     async with b.runtime.db.sessionmaker() as session:
         queued = (await session.execute(select(ExchangeMessage.status_code))).scalars().all()
     assert queued == ["03"]  # only the accepted envelope's "registered" is on its way back
+
+
+async def _messages(api: DocumentApi, doc_id: int) -> dict[str, dict[str, Any]]:
+    """A document's deliveries by partner (envelopes only)."""
+    headers = api.token("clerk", agency=A_ORG, clearance=3)
+    view = (await api.client.get(f"/documents/{doc_id}/exchange", headers=headers)).json()
+    return {m["partner"]: m for m in view["messages"] if m["kind"] == "envelope"}
+
+
+async def test_a_hanging_partner_does_not_hold_up_another(pair: Pair, pdfs: dict[str, bytes]) -> None:
+    a, b = pair.a, pair.b
+    b_clerk = b.token("clerk", agency=B_ORG)
+    # H's messages are queued first: a worker sending one at a time would wait out H's timeout first
+    other = await _issue(a, pdfs, "Công văn chỉ gửi Nghệ An", recipients=(H_ORG,))
+    both = await _issue(a, pdfs, "Công văn gửi Nghệ An và Hà Nam", recipients=(H_ORG, B_ORG))
+
+    async def arrived() -> list[dict[str, Any]]:
+        return (await b.client.get("/documents", params={"direction": "incoming"}, headers=b_clerk)).json()["items"]
+
+    [got] = await eventually(arrived, timeout=A_TIMEOUT * 0.75)
+    assert got["subject"] == "Công văn gửi Nghệ An và Hà Nam"
+    # ...and H is still being waited for: its requests are open, nothing recorded yet
+    assert pair.hanging.open >= 1
+    delivered = await _messages(a, both["id"])
+    assert delivered[B_ORG]["state"] == "delivered"
+    assert delivered[H_ORG]["state"] == "pending" and delivered[H_ORG]["attempts"] == 0
+
+    async def timed_out() -> dict[str, Any] | None:
+        m = (await _messages(a, other["id"]))[H_ORG]
+        return m if m["attempts"] >= 1 else None
+
+    waited = await eventually(timed_out, timeout=A_TIMEOUT * 3)
+    assert waited["state"] == "pending" and waited["last_error"] == f"no answer within {A_TIMEOUT} s"
+    assert pair.hanging.received >= 2  # both documents were tried at H, neither lost
+
+
+async def test_a_worker_killed_mid_send_sends_again_and_the_receiver_keeps_one(
+    pair: Pair, pdfs: dict[str, bytes]
+) -> None:
+    a, b = pair.a, pair.b
+    b_clerk = b.token("clerk", agency=B_ORG)
+    pair.b_down["stick"] = True  # the envelope reaches B, the sender never learns it
+    sent = await _issue(a, pdfs, "Công văn gửi khi máy chủ gặp sự cố")
+
+    async def arrived() -> list[dict[str, Any]]:
+        return (await b.client.get("/documents", params={"direction": "incoming"}, headers=b_clerk)).json()["items"]
+
+    await eventually(arrived)
+    await asyncio.sleep(0.5)  # many poll intervals: the lease keeps it from being sent again meanwhile
+    m = (await _messages(a, sent["id"]))[B_ORG]
+    assert m["state"] == "pending" and m["attempts"] == 0
+    assert await _count(b) == 1
+
+    # the lease runs out (it outlasts two timeouts): the message goes again, B knows the DocumentId
+    with clock.shifted(clock.now() + timedelta(seconds=A_TIMEOUT * 2 + 6)):
+
+        async def delivered() -> dict[str, Any] | None:
+            m = (await _messages(a, sent["id"]))[B_ORG]
+            return m if m["state"] == "delivered" else None
+
+        m = await eventually(delivered)
+    assert m["attempts"] == 1 and m["last_error"] is None
+    assert await _count(b) == 1
+    assert len(await arrived()) == 1
