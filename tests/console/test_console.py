@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import pytest_asyncio
+from markupsafe import escape
 
 from services.console.i18n import translator
 from services.console.web import safe_next
@@ -392,3 +393,18 @@ async def test_admin_sees_procedures_and_their_versions(running: suites.Running)
         versions = await client.get("/quan-tri/thu-tuc/1.001193")
         assert versions.status_code == 200 and T("Versions") in versions.text and "01/07/2025" in versions.text
         assert (await client.get("/quan-tri/thu-tuc/9.999999")).status_code == 404
+
+
+async def test_province_dashboard_shows_every_agency_under_the_admin(running: suites.Running) -> None:
+    async with running.client() as api:
+        agencies = (await api.get("/api/intake/agencies", params={"under": "000.00.00.H56"})).json()
+    agencies = agencies["items"] if isinstance(agencies, dict) else agencies
+    children = [a for a in agencies if a.get("parent_code") == "000.00.00.H56" and a.get("active", True)]
+    assert len(children) > 1
+    async with browser(running) as client:
+        await log_in(client, "admin")
+        page = await client.get("/tong-hop")
+        assert page.status_code == 200
+        text = page.text
+        for agency in children:
+            assert agency["name"] in text or str(escape(agency["name"])) in text, agency["name"]
