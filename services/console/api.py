@@ -135,6 +135,9 @@ class Api:
     async def procedure(self, code: str) -> dict[str, Any]:
         return await self._json("GET", f"/api/intake/procedures/{code}")
 
+    async def add_procedure_version(self, token: str, code: str, version: dict[str, Any]) -> dict[str, Any]:
+        return await self._json("POST", f"/api/intake/procedures/{code}/versions", token=token, json=version)
+
     async def due(self, *, procedure: str, accepted_at: str) -> dict[str, Any]:
         return await self._json(
             "GET", "/api/intake/calendar/due", params={"procedure": procedure, "accepted_at": accepted_at}

@@ -71,6 +71,15 @@ FIELD_LABELS = {
     "roles": N_("Roles"),
     "agency": N_("Agency"),
     "clearance": N_("Clearance"),
+    "effective_from": N_("In force from"),
+    "name": N_("Procedure"),
+    "sector": N_("Sector"),
+    "receiving_agencies": N_("Receiving agencies (codes, comma-separated)"),
+    "deciding_agency": N_("Deciding agency (code)"),
+    "processing_hours": N_("Processing time (working hours)"),
+    "cutoff": N_("Cut-off time (HH:MM)"),
+    "fee_vnd": N_("Fee (VND)"),
+    "online_level": N_("Online level"),
 }
 
 ROLE_HOMES = {

@@ -408,3 +408,36 @@ async def test_province_dashboard_shows_every_agency_under_the_admin(running: su
         text = page.text
         for agency in children:
             assert agency["name"] in text or str(escape(agency["name"])) in text, agency["name"]
+
+
+async def test_admin_adds_a_procedure_version_and_a_refusal_keeps_the_form(running: suites.Running) -> None:
+    async with browser(running) as client:
+        await log_in(client, "admin")
+        page = await client.get("/quan-tri/thu-tuc/1.001193")
+        assert T("Add a version") in page.text
+        form = {
+            "csrf_token": csrf_of(page),
+            "effective_from": "01/01/2030",
+            "name": "Đăng ký khai sinh (sửa đổi)",
+            "sector": "Hộ tịch",
+            "receiving_agencies": "000.00.41.H56, 999.99.99.H56",
+            "deciding_agency": "000.00.41.H56",
+            "processing_hours": "4",
+            "cutoff": "",
+            "fee_vnd": "0",
+            "online_level": "full",
+        }
+        refused = await client.post("/quan-tri/thu-tuc/1.001193", data=form)
+        assert refused.status_code == 422
+        said = re.search(r'id="form-error">([^<]*)<', refused.text)
+        assert said and "999.99.99.H56" in said.group(1), refused.text[:3000]
+        assert 'value="Đăng ký khai sinh (sửa đổi)"' in refused.text
+        added = await client.post("/quan-tri/thu-tuc/1.001193", data={**form, "receiving_agencies": "000.00.41.H56"})
+        assert added.status_code == 303, added.text[:500]
+        shown = await client.get("/quan-tri/thu-tuc/1.001193")
+        assert "01/01/2030" in shown.text and "4 giờ làm việc" in shown.text
+        assert "Đã thêm phiên bản" in shown.text
+    async with running.client() as api:
+        versions = (await api.get("/api/intake/procedures/1.001193")).json()["versions"]
+    newest = max(versions, key=lambda x: x["version"])
+    assert newest["effective_from"] == "2030-01-01" and newest["components"], newest
