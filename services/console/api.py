@@ -276,6 +276,11 @@ class Api:
         found = await self._json("GET", "/api/document/documents", token=token, params=params)
         return found["items"] if isinstance(found, dict) else found
 
+    async def assign_document(self, token: str, document_id: int, assignment: dict[str, Any]) -> dict[str, Any]:
+        return await self._json(
+            "POST", f"/api/document/documents/{document_id}/assignments", token=token, json=assignment
+        )
+
     async def document(self, token: str, document_id: int) -> tuple[dict[str, Any], str]:
         r = await self._call("GET", f"/api/document/documents/{document_id}", token=token)
         return r.json(), r.headers.get("etag", "")

@@ -441,3 +441,36 @@ async def test_admin_adds_a_procedure_version_and_a_refusal_keeps_the_form(runni
         versions = (await api.get("/api/intake/procedures/1.001193")).json()["versions"]
     newest = max(versions, key=lambda x: x["version"])
     assert newest["effective_from"] == "2030-01-01" and newest["components"], newest
+
+
+async def test_leader_assigns_an_incoming_document_and_a_refusal_keeps_the_form(running: suites.Running) -> None:
+    async with running.client() as api:
+        r = await api.post(
+            "/api/document/documents/incoming",
+            headers=await running.auth("clerk.41"),
+            json={
+                "agency": "000.00.41.H56",
+                "type_key": "CV",
+                "subject": "Đề nghị phối hợp rà soát hộ tịch",
+                "code": "27/STP-HT",
+                "issuing_organ": {"organ_id": "000.00.00.H56", "organ_name": "Sở Tư pháp"},
+            },
+        )
+        assert r.status_code == 201, r.text
+        doc_id = r.json()["id"]
+    async with browser(running) as client:
+        await log_in(client, "leader.41")
+        page = await client.get("/ky-duyet")
+        assert T("Incoming documents waiting for assignment") in page.text
+        assert "Đề nghị phối hợp rà soát hộ tịch" in page.text
+        form = {"csrf_token": csrf_of(page), "assignee": "specialist.41", "due_date": "01/01/2020"}
+        refused = await client.post(f"/ky-duyet/giao/{doc_id}", data=form)
+        assert 400 <= refused.status_code < 500
+        said = re.search(r'id="form-error">([^<]*)<', refused.text)
+        assert said and "past" in said.group(1), refused.text[:3000]
+        assert 'value="specialist.41"' in refused.text and 'value="01/01/2020"' in refused.text
+        done = await client.post(f"/ky-duyet/giao/{doc_id}", data={**form, "due_date": "31/12/2099"})
+        assert done.status_code == 303, done.text[:2000]
+        after = await client.get("/ky-duyet")
+        assert "31/12/2099" in after.text and "specialist.41" in after.text
+        assert "Đề nghị phối hợp rà soát hộ tịch" not in after.text
