@@ -40,7 +40,7 @@ NOTICE_COOKIE = "lt_notice"
 TOUCH_SECONDS = 60.0
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
 environment = jinja2.Environment(
@@ -156,6 +156,7 @@ class Visit:
             here=_here(self.request),
             notice=self.notice,
             oidc=bool(self.settings.oidc_issuer),
+            max_upload_mb=self.settings.max_upload_mb,
             **context,
         )
         return self.finish(HTMLResponse(page, status_code=status))
