@@ -15,6 +15,7 @@ BENCHMARKS = [
     "bench.intake",
     "bench.document",
     "bench.mixed",
+    "bench.console",
 ]
 
 

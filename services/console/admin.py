@@ -194,10 +194,87 @@ async def procedures_page(v: Visit = V, q: str = "") -> Response:
     return v.render("procedures.html", procedures=found, q=q, chosen=None)
 
 
-@router.get("/quan-tri/thu-tuc/{code}")
-async def procedure_versions(code: str, v: Visit = V) -> Response:
+VERSION_FIELDS = (
+    "effective_from", "name", "sector", "receiving_agencies", "deciding_agency",
+    "processing_hours", "cutoff", "fee_vnd", "online_level",
+)  # fmt: skip
+ONLINE_LEVELS = {"full": N_("Fully online"), "partial": N_("Partly online"), "none": N_("At the desk only")}
+
+
+def _version_values(current: dict[str, Any] | None) -> dict[str, str]:
+    """The form for a new version starts from the one in force, from tomorrow."""
+    tomorrow = clock.vn_today().toordinal() + 1
+    values = {"effective_from": date.fromordinal(tomorrow).strftime("%d/%m/%Y")}
+    if current:
+        values |= {
+            "name": current["name"],
+            "sector": current["sector"],
+            "receiving_agencies": ", ".join(current["receiving_agencies"]),
+            "deciding_agency": current["deciding_agency"],
+            "processing_hours": f"{float(current['processing_hours']):g}",
+            "cutoff": current.get("cutoff") or "",
+            "fee_vnd": str(current["fee_vnd"]),
+            "online_level": current["online_level"],
+        }
+    return values
+
+
+async def _procedure_page(
+    v: Visit, code: str, *, status: int = 200, error: str | None = None, values: dict[str, str] | None = None
+) -> Response:
     require(v, "admin")
     if not code.replace(".", "").isdigit():
         raise ApiError(404, detail="no such procedure")
     chosen = await v.api.procedure(code)
-    return v.render("procedures.html", procedures=[], q="", chosen=chosen)
+    return v.render(
+        "procedures.html",
+        status=status,
+        procedures=[],
+        q="",
+        chosen=chosen,
+        error=error,
+        values=values if values is not None else _version_values(chosen.get("current")),
+        online_levels=ONLINE_LEVELS,
+    )
+
+
+@router.get("/quan-tri/thu-tuc/{code}")
+async def procedure_versions(code: str, v: Visit = V) -> Response:
+    return await _procedure_page(v, code)
+
+
+@router.post("/quan-tri/thu-tuc/{code}")
+async def add_procedure_version(code: str, request: Request, v: Visit = V) -> Response:
+    """A new version from the form; its components are those of the version in force (the API
+    keeps them per version, so dossiers already received keep theirs)."""
+    user = require(v, "admin")
+    form = await request.form()
+    values = {k: str(form.get(k) or "").strip() for k in VERSION_FIELDS}
+    effective = _day(values["effective_from"])
+    if effective is None:
+        error = v._("Enter the day as dd/mm/yyyy.")
+        return await _procedure_page(v, code, status=400, error=error, values=values)
+    current = (await v.api.procedure(code)).get("current") or {}
+    components = [
+        {k: c[k] for k in ("name", "copies", "original_required", "required")} for c in current.get("components", [])
+    ]
+    version: dict[str, Any] = {
+        "effective_from": effective.isoformat(),
+        "name": values["name"],
+        "sector": values["sector"],
+        "receiving_agencies": [a.strip() for a in re.split(r"[,\s]+", values["receiving_agencies"]) if a.strip()],
+        "deciding_agency": values["deciding_agency"],
+        "processing_hours": values["processing_hours"].replace(",", ".") or "0",
+        "cutoff": values["cutoff"] or None,
+        "fee_vnd": int(values["fee_vnd"].replace(".", "")) if values["fee_vnd"].replace(".", "").isdigit() else -1,
+        "online_level": values["online_level"],
+        "components": components,
+    }
+    try:
+        added = await v.api.add_procedure_version(user.token, code, version)
+    except ApiError as exc:
+        if not exc.is_client_error:
+            raise
+        return await _procedure_page(v, code, status=exc.status, error=v.problem(exc), values=values)
+    done = v._("Version {n} added, in force from {day}.").format(n=added["version"], day=v.fmt.day(effective))
+    return v.redirect(f"/quan-tri/thu-tuc/{code}", notice=done)

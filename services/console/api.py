@@ -135,6 +135,9 @@ class Api:
     async def procedure(self, code: str) -> dict[str, Any]:
         return await self._json("GET", f"/api/intake/procedures/{code}")
 
+    async def add_procedure_version(self, token: str, code: str, version: dict[str, Any]) -> dict[str, Any]:
+        return await self._json("POST", f"/api/intake/procedures/{code}/versions", token=token, json=version)
+
     async def due(self, *, procedure: str, accepted_at: str) -> dict[str, Any]:
         return await self._json(
             "GET", "/api/intake/calendar/due", params={"procedure": procedure, "accepted_at": accepted_at}
@@ -272,6 +275,11 @@ class Api:
         params = {k: v for k, v in filters.items() if v not in (None, "")}
         found = await self._json("GET", "/api/document/documents", token=token, params=params)
         return found["items"] if isinstance(found, dict) else found
+
+    async def assign_document(self, token: str, document_id: int, assignment: dict[str, Any]) -> dict[str, Any]:
+        return await self._json(
+            "POST", f"/api/document/documents/{document_id}/assignments", token=token, json=assignment
+        )
 
     async def document(self, token: str, document_id: int) -> tuple[dict[str, Any], str]:
         r = await self._call("GET", f"/api/document/documents/{document_id}", token=token)

@@ -40,7 +40,7 @@ NOTICE_COOKIE = "lt_notice"
 TOUCH_SECONDS = 60.0
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
 environment = jinja2.Environment(
@@ -71,6 +71,15 @@ FIELD_LABELS = {
     "roles": N_("Roles"),
     "agency": N_("Agency"),
     "clearance": N_("Clearance"),
+    "effective_from": N_("In force from"),
+    "name": N_("Procedure"),
+    "sector": N_("Sector"),
+    "receiving_agencies": N_("Receiving agencies (codes, comma-separated)"),
+    "deciding_agency": N_("Deciding agency (code)"),
+    "processing_hours": N_("Processing time (working hours)"),
+    "cutoff": N_("Cut-off time (HH:MM)"),
+    "fee_vnd": N_("Fee (VND)"),
+    "online_level": N_("Online level"),
 }
 
 ROLE_HOMES = {
@@ -147,6 +156,7 @@ class Visit:
             here=_here(self.request),
             notice=self.notice,
             oidc=bool(self.settings.oidc_issuer),
+            max_upload_mb=self.settings.max_upload_mb,
             **context,
         )
         return self.finish(HTMLResponse(page, status_code=status))

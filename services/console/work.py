@@ -4,8 +4,10 @@ issues in one action and keeps the registers."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -13,6 +15,7 @@ from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from services.console.api import ApiError
+from services.console.dashboard import _day
 from services.console.endpoints import pdf_response
 from services.console.i18n import N_
 from services.console.web import Visit, require, visit
@@ -119,10 +122,68 @@ async def _waiting_for_signature(v: Visit, token: str) -> list[dict[str, Any]]:
     return [d for d in drafts if d.get("content_version")]
 
 
+WAITING_ASSIGNMENT = ("received", "registered")
+
+
+async def _waiting_for_assignment(v: Visit, token: str) -> list[dict[str, Any]]:
+    arrived = await v.api.documents(token, direction="incoming", limit=100)
+    return [d for d in arrived if d.get("status") in WAITING_ASSIGNMENT]
+
+
+async def _leader_page(
+    v: Visit,
+    token: str,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    chosen: set[int] | None = None,
+    assign_error: tuple[int, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    signing, incoming = await asyncio.gather(_waiting_for_signature(v, token), _waiting_for_assignment(v, token))
+    return v.render(
+        "sign.html",
+        status=status,
+        documents=signing,
+        error=error,
+        chosen=chosen or set(),
+        incoming=incoming,
+        assign_error=assign_error,
+        values=values or {},
+    )
+
+
 @router.get("/ky-duyet")
 async def to_sign(v: Visit = V) -> Response:
     user = require(v, "leader")
-    return v.render("sign.html", documents=await _waiting_for_signature(v, user.token), error=None, chosen=set())
+    return await _leader_page(v, user.token)
+
+
+@router.post("/ky-duyet/giao/{document_id}")
+async def assign_incoming(document_id: int, request: Request, v: Visit = V) -> Response:
+    """Giao xử lý: an incoming document to one person, with a due date (or the urgency's)."""
+    user = require(v, "leader")
+    form = await request.form()
+    values = {k: str(form.get(k) or "").strip() for k in ("assignee", "due_date")}
+    due = _day(values["due_date"]) if values["due_date"] else None
+    if not values["assignee"] or (values["due_date"] and due is None):
+        error = v._("Enter who processes it, and the due date as dd/mm/yyyy (or leave it empty).")
+        return await _leader_page(v, user.token, status=400, assign_error=(document_id, error), values=values)
+    assignment: dict[str, Any] = {"assignee": values["assignee"], "role": "main"}
+    if due:
+        assignment["due_date"] = due.isoformat()
+    try:
+        done = await v.api.assign_document(user.token, document_id, assignment)
+    except ApiError as exc:
+        if not exc.is_client_error:
+            raise
+        return await _leader_page(
+            v, user.token, status=exc.status, assign_error=(document_id, v.problem(exc)), values=values
+        )
+    notice = v._("Assigned to {name}, due {day}.").format(
+        name=done.get("assignee_name") or values["assignee"], day=v.fmt.day(date.fromisoformat(str(done["due_date"])))
+    )
+    return v.redirect("/ky-duyet", notice=notice)
 
 
 @router.post("/ky-duyet")
@@ -152,8 +213,7 @@ async def sign(request: Request, v: Visit = V) -> Response:
         return v.redirect("/ky-duyet", notice=v._("Signed: {n} document(s).").format(n=len(signed)))
     if signed:
         error = v._("Signed: {n} document(s).").format(n=len(signed)) + " " + error
-    documents = await _waiting_for_signature(v, user.token)
-    return v.render("sign.html", status=400, documents=documents, error=error, chosen=chosen - set(signed))
+    return await _leader_page(v, user.token, status=400, error=error, chosen=chosen - set(signed))
 
 
 def _signing_message(v: Visit, exc: ApiError) -> str:

@@ -10,6 +10,7 @@ With ``LIENTHONG_SCREENSHOTS=<folder>`` (``make screenshots``) every page is sav
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import shutil
 import subprocess
@@ -219,3 +220,78 @@ async def test_main_flow_by_clicking_in_chromium(tmp_path: Path) -> None:
         with chromium() as browser:
             browser.base = running.gateway_url
             await asyncio.to_thread(run_as_person, main_flow_by_clicking, browser, tmp_path)
+
+
+def desk_leader_admin_by_clicking(b: Browser, tmp_path: Path) -> None:
+    # the desk drops a scan on the zone (a real drop event, carrying a file) and sends the form
+    b.log_in("desk_officer.41")
+    b.click(T("Receive a dossier"))
+    b.fill(T("Procedure: name or code"), "1.001193")
+    b.submit(T("Search"))
+    b.click_starting("1.001193")
+    b.sees(T("Drop the scan here, or press Enter to choose a file"))
+    zone = b.driver.find_element("css selector", "#file-1 + .drop")
+    assert zone.get_attribute("tabindex") == "0" and zone.get_attribute("role") == "button"
+    scan = base64.b64encode(pdf(["GIẤY CHỨNG SINH", "Số: 125/GCS"])).decode()
+    b.driver.execute_script(
+        "const bytes = Uint8Array.from(atob(arguments[1]), c => c.charCodeAt(0));"
+        "const t = new DataTransfer();"
+        "t.items.add(new File([bytes], 'giay-chung-sinh.pdf', {type: 'application/pdf'}));"
+        "arguments[0].dispatchEvent(new DragEvent('drop', {dataTransfer: t, bubbles: true, cancelable: true}));",
+        zone,
+        scan,
+    )
+    b.sees("giay-chung-sinh.pdf (0,0 MB)")
+    b.fill(T("Full name"), "Trần Văn Bình")
+    b.fill(T("Phone"), "0912345678")
+    b.fill(T("Address"), "Phường Hạc Thành, tỉnh Thanh Hóa")
+    b.shot("20-receive-dropped")
+    b.submit(T("Receive the dossier"))
+    code = CODE.search(b.heading()).group(0)  # type: ignore[union-attr]
+    b.sees(T("Dossier {code} received.").format(code=code), "giay-chung-sinh.pdf")
+
+    # the leader assigns the incoming document; a due date in the past is refused on its form
+    b.log_in("leader.41")
+    b.sees(T("Incoming documents waiting for assignment"), "Đề nghị phối hợp rà soát hộ tịch")
+    b.fill(T("Processed by (user name)"), "specialist.41")
+    b.fill(T("Due date (empty: by its urgency)"), "01/01/2020")
+    b.submit(T("Assign"))
+    assert b.field(T("Processed by (user name)")).get_attribute("value") == "specialist.41"
+    b.fill(T("Due date (empty: by its urgency)"), "31/12/2099")
+    b.shot("21-leader-assign")
+    b.submit(T("Assign"))
+    b.sees(T("Assigned to {name}, due {day}.").format(name="specialist.41", day="31/12/2099"))
+
+    # the administrator adds a version of a procedure; an unknown agency is refused on the form
+    b.log_in("admin")
+    b.go("/quan-tri/thu-tuc/1.001193")
+    b.fill(T("In force from"), "01/01/2031")
+    b.fill(T("Processing time (working hours)"), "6")
+    b.fill(T("Receiving agencies (codes, comma-separated)"), "999.99.99.H56")
+    b.submit(T("Add the version"))
+    b.sees("999.99.99.H56")
+    assert b.field(T("In force from")).get_attribute("value") == "01/01/2031"
+    b.fill(T("Receiving agencies (codes, comma-separated)"), "000.00.41.H56")
+    b.submit(T("Add the version"))
+    b.sees("01/01/2031", "6 giờ làm việc")
+    b.shot("22-procedure-version")
+
+
+async def test_drop_a_scan_assign_a_document_add_a_procedure_version(tmp_path: Path) -> None:
+    require_chromium()
+    async with suites.embedded(tmp_path / "suite") as running:
+        async with running.client() as api:
+            r = await api.post(
+                "/api/document/documents/incoming",
+                headers=await running.auth("clerk.41"),
+                json={
+                    "agency": "000.00.41.H56",
+                    "type_key": "CV",
+                    "subject": "Đề nghị phối hợp rà soát hộ tịch",
+                    "issuing_organ": {"organ_id": "000.00.00.H56", "organ_name": "Sở Tư pháp"},
+                },
+            )
+            assert r.status_code == 201, r.text
+        with chromium() as browser:
+            browser.base = running.gateway_url
+            await asyncio.to_thread(run_as_person, desk_leader_admin_by_clicking, browser, tmp_path)

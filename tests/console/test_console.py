@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import pytest_asyncio
+from markupsafe import escape
 
 from services.console.i18n import translator
 from services.console.web import safe_next
@@ -392,3 +393,84 @@ async def test_admin_sees_procedures_and_their_versions(running: suites.Running)
         versions = await client.get("/quan-tri/thu-tuc/1.001193")
         assert versions.status_code == 200 and T("Versions") in versions.text and "01/07/2025" in versions.text
         assert (await client.get("/quan-tri/thu-tuc/9.999999")).status_code == 404
+
+
+async def test_province_dashboard_shows_every_agency_under_the_admin(running: suites.Running) -> None:
+    async with running.client() as api:
+        agencies = (await api.get("/api/intake/agencies", params={"under": "000.00.00.H56"})).json()
+    agencies = agencies["items"] if isinstance(agencies, dict) else agencies
+    children = [a for a in agencies if a.get("parent_code") == "000.00.00.H56" and a.get("active", True)]
+    assert len(children) > 1
+    async with browser(running) as client:
+        await log_in(client, "admin")
+        page = await client.get("/tong-hop")
+        assert page.status_code == 200
+        text = page.text
+        for agency in children:
+            assert agency["name"] in text or str(escape(agency["name"])) in text, agency["name"]
+
+
+async def test_admin_adds_a_procedure_version_and_a_refusal_keeps_the_form(running: suites.Running) -> None:
+    async with browser(running) as client:
+        await log_in(client, "admin")
+        page = await client.get("/quan-tri/thu-tuc/1.001193")
+        assert T("Add a version") in page.text
+        form = {
+            "csrf_token": csrf_of(page),
+            "effective_from": "01/01/2030",
+            "name": "Đăng ký khai sinh (sửa đổi)",
+            "sector": "Hộ tịch",
+            "receiving_agencies": "000.00.41.H56, 999.99.99.H56",
+            "deciding_agency": "000.00.41.H56",
+            "processing_hours": "4",
+            "cutoff": "",
+            "fee_vnd": "0",
+            "online_level": "full",
+        }
+        refused = await client.post("/quan-tri/thu-tuc/1.001193", data=form)
+        assert refused.status_code == 422
+        said = re.search(r'id="form-error">([^<]*)<', refused.text)
+        assert said and "999.99.99.H56" in said.group(1), refused.text[:3000]
+        assert 'value="Đăng ký khai sinh (sửa đổi)"' in refused.text
+        added = await client.post("/quan-tri/thu-tuc/1.001193", data={**form, "receiving_agencies": "000.00.41.H56"})
+        assert added.status_code == 303, added.text[:500]
+        shown = await client.get("/quan-tri/thu-tuc/1.001193")
+        assert "01/01/2030" in shown.text and "4 giờ làm việc" in shown.text
+        assert "Đã thêm phiên bản" in shown.text
+    async with running.client() as api:
+        versions = (await api.get("/api/intake/procedures/1.001193")).json()["versions"]
+    newest = max(versions, key=lambda x: x["version"])
+    assert newest["effective_from"] == "2030-01-01" and newest["components"], newest
+
+
+async def test_leader_assigns_an_incoming_document_and_a_refusal_keeps_the_form(running: suites.Running) -> None:
+    async with running.client() as api:
+        r = await api.post(
+            "/api/document/documents/incoming",
+            headers=await running.auth("clerk.41"),
+            json={
+                "agency": "000.00.41.H56",
+                "type_key": "CV",
+                "subject": "Đề nghị phối hợp rà soát hộ tịch",
+                "code": "27/STP-HT",
+                "issuing_organ": {"organ_id": "000.00.00.H56", "organ_name": "Sở Tư pháp"},
+            },
+        )
+        assert r.status_code == 201, r.text
+        doc_id = r.json()["id"]
+    async with browser(running) as client:
+        await log_in(client, "leader.41")
+        page = await client.get("/ky-duyet")
+        assert T("Incoming documents waiting for assignment") in page.text
+        assert "Đề nghị phối hợp rà soát hộ tịch" in page.text
+        form = {"csrf_token": csrf_of(page), "assignee": "specialist.41", "due_date": "01/01/2020"}
+        refused = await client.post(f"/ky-duyet/giao/{doc_id}", data=form)
+        assert 400 <= refused.status_code < 500
+        said = re.search(r'id="form-error">([^<]*)<', refused.text)
+        assert said and "past" in said.group(1), refused.text[:3000]
+        assert 'value="specialist.41"' in refused.text and 'value="01/01/2020"' in refused.text
+        done = await client.post(f"/ky-duyet/giao/{doc_id}", data={**form, "due_date": "31/12/2099"})
+        assert done.status_code == 303, done.text[:2000]
+        after = await client.get("/ky-duyet")
+        assert "31/12/2099" in after.text and "specialist.41" in after.text
+        assert "Đề nghị phối hợp rà soát hộ tịch" not in after.text
