@@ -20,6 +20,9 @@ from shared.auth import Caller, allow, current_caller
 from shared.errors import problem_responses
 from shared.http import StrictRoute
 
+# ``format=csv`` answers the whole year as a spreadsheet; the JSON page is the response model
+CSV = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the register"}}
+
 registers = APIRouter(prefix="/registers", tags=["registers"], route_class=StrictRoute)
 
 
@@ -124,7 +127,11 @@ class _IncomingOrder:
         return Document.arrival_number > key[0]
 
 
-@registers.get("/outgoing", responses=problem_responses(400, 401, 403), **allow("clerk", "leader", "admin", "auditor"))
+@registers.get(
+    "/outgoing",
+    responses={**CSV, **problem_responses(400, 401, 403)},
+    **allow("clerk", "leader", "admin", "auditor"),
+)
 async def outgoing_register(
     agency: str = Query(max_length=13),
     year: int = Query(ge=1900, le=2999),
@@ -165,7 +172,11 @@ async def outgoing_register(
     return _register_response(rows, OUTGOING_COLUMNS, format, f"so-van-ban-di-{year}", next_)
 
 
-@registers.get("/incoming", responses=problem_responses(400, 401, 403), **allow("clerk", "leader", "admin", "auditor"))
+@registers.get(
+    "/incoming",
+    responses={**CSV, **problem_responses(400, 401, 403)},
+    **allow("clerk", "leader", "admin", "auditor"),
+)
 async def incoming_register(
     agency: str = Query(max_length=13),
     year: int = Query(ge=1900, le=2999),

@@ -20,7 +20,11 @@ from shared.http import StrictRoute
 reports = APIRouter(prefix="/reports", tags=["reports"], route_class=StrictRoute)
 
 
-@reports.get("/directive15", responses=problem_responses(401, 403, 422), **allow("leader", "admin", "auditor"))
+@reports.get(
+    "/directive15",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}, **problem_responses(401, 403, 422)},
+    **allow("leader", "admin", "auditor"),
+)
 async def directive15_report(
     request: Request,
     from_: date = Query(alias="from", description="first day of the period (Vietnam date)"),

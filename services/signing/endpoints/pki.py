@@ -45,14 +45,24 @@ async def crl(name: str, request: Request) -> Response:
     return Response(der, media_type="application/pkix-crl", headers={"Cache-Control": "max-age=300"})
 
 
-@pki_router.post("/ocsp", response_class=Response, **raw_body_route("application/ocsp-request"))
+OCSP_RESPONSE = {200: {"content": {"application/ocsp-response": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@pki_router.post(
+    "/ocsp",
+    response_class=Response,
+    responses=OCSP_RESPONSE,
+    **raw_body_route("application/ocsp-request"),
+)
 async def ocsp_post(request: Request) -> Response:
     """OCSP responder (RFC 6960): a DER request in, a signed response out; answers revocations
     the moment they are made."""
     return _serve_pki(request, "ocsp", await request.body())
 
 
-@pki_router.get("/ocsp/{encoded:path}", response_class=Response, **public())
+@pki_router.get(
+    "/ocsp/{encoded:path}", response_class=Response, responses={**OCSP_RESPONSE, **problem_responses(404)}, **public()
+)
 async def ocsp_get(encoded: str, request: Request) -> Response:
     """OCSP by GET (RFC 6960 appendix A): the DER request, base64, URL-encoded, in the path."""
     try:
