@@ -76,7 +76,8 @@ async def test_fifty_concurrent_submissions_number_without_gaps(tmp_path: Path) 
             replay = await intake.client.post(
                 "/dossiers", json=good, headers=intake.as_("desk_officer", **{"Idempotency-Key": f"desk-{first}"})
             )
-            assert (replay.status_code, replay.json()["code"]) == (200, results[first][1])
+            assert (replay.status_code, replay.json()["code"]) == (201, results[first][1])
+            assert replay.headers["idempotent-replayed"] == "true"
             # the dossier's next events (start_processing and its hand-off) go on from its sequence
             started = await intake.act("desk_officer", codes[0], "start_processing", {"to_whom": "Phòng Tư pháp"})
             assert started.status_code == 200, started.text
