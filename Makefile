@@ -63,8 +63,9 @@ screenshots: $(STAMP)
 	LIENTHONG_SCREENSHOTS=$(CURDIR)/var/screenshots $(PY) -m pytest -q tests/console/test_browser.py
 	@ls var/screenshots
 
+## make bench [ONLY=mixed,gateway] [PROFILE=intake] [BENCH_SECONDS=5]: benchmarks, figures in bench/results/
 bench: $(STAMP)
-	$(PY) -m bench
+	ONLY='$(ONLY)' PROFILE='$(PROFILE)' $(PY) -m bench
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

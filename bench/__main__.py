@@ -1,9 +1,14 @@
-"""``make bench``: every benchmark in turn; each prints its figures and writes bench/results/."""
+"""``make bench``: every benchmark in turn; each prints its figures and writes bench/results/.
+
+``make bench ONLY=mixed`` (or ``ONLY=mixed,gateway``) runs only those; ``PROFILE=<part>`` has
+the benchmarks that support it (mixed) profile that part with py-spy during the measured phase.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import sys
 import traceback
 
@@ -19,9 +24,20 @@ BENCHMARKS = [
 ]
 
 
+def selected(only: str) -> list[str]:
+    if not only.strip():
+        return BENCHMARKS
+    wanted = [f"bench.{n.strip().removeprefix('bench.')}" for n in only.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"no such benchmark: {', '.join(unknown)}; one of "
+                         + ", ".join(n.removeprefix("bench.") for n in BENCHMARKS))
+    return wanted
+
+
 def main() -> int:
     failed = []
-    for name in BENCHMARKS:
+    for name in selected(os.environ.get("ONLY", "")):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
