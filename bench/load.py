@@ -261,6 +261,25 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and every live process under it: a part with several workers is a
+    parent process and its workers (a worker that ended is in the parent's own children times)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += process_cpu(current)
+        todo.extend(children.get(current, ()))
+    return total
+
+
 def named_cpu(names: tuple[str, ...]) -> float:
     total = 0.0
     for entry in Path("/proc").iterdir():
@@ -283,7 +302,7 @@ def _machine_busy() -> float:
 def cpu_snapshot(running: suites.Running) -> dict[str, float]:
     """CPU seconds used so far by each part, this load generator, PostgreSQL and RabbitMQ (all
     their processes, other users' included), and the whole machine."""
-    snapshot = {part: process_cpu(p.pid) for part, p in running.processes.items()}
+    snapshot = {part: tree_cpu(p.pid) for part, p in running.processes.items()}
     snapshot["load generator"] = process_cpu(os.getpid())
     snapshot["postgresql (all)"] = named_cpu(("postgres",))
     snapshot["rabbitmq (all)"] = named_cpu(("beam.smp",))
