@@ -31,6 +31,8 @@ BENCH_ENV: dict[str, str] = {
     "LIENTHONG_GATEWAY_RATE_CLIENT": '{"rate": 1000000, "burst": 1000000}',
     "LIENTHONG_GATEWAY_RATE_PUBLIC": '{"rate": 1000000, "burst": 1000000}',
     "LIENTHONG_INTAKE_LOOKUP_RATE_PER_MINUTE": "100000000",
+    # the look-up's own limit (guessing a receipt's secret) now lives at the gateway, per route
+    "LIENTHONG_GATEWAY_RATE_ROUTES": '{"GET /api/intake/lookup": {"rate": 1000000, "burst": 1000000}}',
 }
 
 # A worker is an infinite loop in spirit; this caps it whatever the clock says.

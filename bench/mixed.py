@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 
+from bench import profile
 from bench.common import write
 from bench.intake import scanned_form
 from bench.load import (
@@ -287,6 +288,7 @@ async def main() -> dict[str, Any]:
     seconds = env_float("BENCH_SECONDS", 20.0)
     clients = env_int("BENCH_CLIENTS", 50)
     seeded = env_int("BENCH_SEED_DOSSIERS", 300)
+    profiled = profile.requested(os.environ.get("PROFILE", ""), PARTS)
     with tempfile.TemporaryDirectory(prefix="bench-mixed-") as tmp:
         async with distributed_suite(Path(tmp)) as running:
             tokens = {who: await running.token(who) for who in ("desk_officer", "specialist", "auditor")}
@@ -305,9 +307,12 @@ async def main() -> dict[str, Any]:
 
             sampler = ActivitySampler(running.env["LIENTHONG_INTAKE_DATABASE_URL"])
             sampler.start()
+            profiler = profile.Profiler({p: running.processes[p].pid for p in profiled}, seconds)
+            profiler.start()
             before = cpu_snapshot(running)
             result = await run_load(day.choose, base_url=running.gateway_url, concurrency=clients, seconds=seconds)
             cores = cpu_used(before, cpu_snapshot(running), result.elapsed)
+            profiles = await profiler.stop()
             intake_db = await sampler.stop()
             drained_s = await settle(running, within=300)
             reads = env_int("BENCH_READ_COST_REQUESTS", 200)
@@ -345,6 +350,7 @@ async def main() -> dict[str, Any]:
         "read_cost_ratio_to_bare": max(ratios) if ratios else None,
         "workers": {part: 1 for part in PARTS},
         "reads_vs_bare": reads_vs_bare,
+        "profiled": profiles,
         "clients": clients,
         "seconds": seconds,
         "mix_percent": MIX,
@@ -369,7 +375,8 @@ async def main() -> dict[str, Any]:
         "counted whole, so another user of them on the machine shows here too); read_cost_ratio_to_bare: "
         "the suite's processes' CPU per read (gateway, intake, the access record in audit…) over the "
         "bare app's (bench/bare.py: FastAPI + asyncpg, the same SQL, same uvicorn settings), the worst "
-        "of get dossier and list dossiers",
+        "of get dossier and list dossiers; profiled: parts py-spy sampled during the measured phase "
+        "(PROFILE=part), which costs the machine some CPU of its own",
     }
     print(describe("mixed desk day through the gateway", result), flush=True)
     for name, f in figures["operations"].items():
