@@ -171,6 +171,62 @@ async def run_load(
     return LoadResult(concurrency=concurrency, elapsed=elapsed, by_operation=figures, exceptions=exceptions)
 
 
+async def run_open_loop(
+    choose: Callable[[random.Random], tuple[str, Operation]],
+    *,
+    base_url: str,
+    per_second: float,
+    seconds: float,
+    seed: int = 1,
+    request_timeout: float = 30.0,
+    max_in_flight: int = 2000,
+) -> LoadResult:
+    """An open loop: requests arrive as a Poisson process of ``per_second`` for ``seconds``,
+    each sent when it arrives whatever is still in flight (as the public would), and its latency
+    counted from its arrival time, so a server that falls behind shows it in the latencies
+    instead of slowing the arrivals (a closed loop measures its own queue)."""
+    _local_only(base_url)
+    figures: dict[str, OperationFigures] = {}
+    exceptions: Counter[str] = Counter()
+    rng = random.Random(seed)
+    connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=max_in_flight)
+    async with aiohttp.ClientSession(
+        base_url=base_url, connector=connector, timeout=aiohttp.ClientTimeout(total=request_timeout)
+    ) as http:
+
+        async def one(name: str, operation: Operation, arrived: float) -> None:
+            try:
+                status = await operation(http)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                status = 0
+                exceptions[type(exc).__name__] += 1
+            f = figures.setdefault(name, OperationFigures())
+            f.count += 1
+            f.latencies.append(time.perf_counter() - arrived)
+            f.statuses[status] += 1
+            if status == 0 or status >= 400:
+                f.errors += 1
+
+        tasks: set[asyncio.Task[None]] = set()
+        start = time.perf_counter()
+        arrival = start
+        while True:
+            arrival += rng.expovariate(per_second)
+            if arrival - start >= seconds:
+                break
+            delay = arrival - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            name, operation = choose(rng)
+            task = asyncio.create_task(one(name, operation, arrival))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return LoadResult(concurrency=0, elapsed=elapsed, by_operation=figures, exceptions=exceptions)
+
+
 def weighted(choices: Sequence[tuple[str, float, Operation]]) -> Callable[[random.Random], tuple[str, Operation]]:
     """A ``choose`` for ``run_load`` picking named operations by weight."""
     names = [(name, op) for name, _, op in choices]
