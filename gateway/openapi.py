@@ -341,7 +341,10 @@ class ApiDocuments:
         """Background job: keep the documents fresh."""
         delay = 0.2
         last_full = time.monotonic()
-        await self.fetch(upstreams, [p for p in upstreams.bases])
+        # the console serves pages, not API: its document (health and metrics only) stays out,
+        # or the assembled document would list /api/console/… routes nothing answers
+        api_parts = [p for p in upstreams.bases if p in SERVICES]
+        await self.fetch(upstreams, api_parts)
         while True:
             missing = self.missing
             wait = delay if missing else self.settings.openapi_refresh_seconds
@@ -350,7 +353,7 @@ class ApiDocuments:
             if missing:
                 delay = min(delay * 2, 5.0)
             if time.monotonic() - last_full >= self.settings.openapi_refresh_seconds:
-                parts, last_full = list(upstreams.bases), time.monotonic()
+                parts, last_full = list(api_parts), time.monotonic()
             else:
                 parts = sorted(set(self.missing) | self._stale)
             self._stale.clear()

@@ -142,3 +142,35 @@ def test_the_route_table_finds_templates_roles_and_body_limits() -> None:
     assert table.match("intake", "GET", "/api/intake/dossiers/a/b/c") is None
     assert table.match("intake", "DELETE", "/api/intake/dossiers/x") is None
     assert table.match("document", "GET", "/api/document/x") is None
+
+
+async def test_the_running_gateway_reads_only_the_api_parts_documents() -> None:
+    """The console serves pages; its document (health and metrics) must not turn into
+    /api/console/… routes that nothing behind the gateway answers."""
+    import asyncio
+
+    from gateway.openapi import ApiDocuments
+
+    asked: list[str] = []
+    documents = openapi_documents()
+
+    class Parts:
+        bases = {p: f"http://127.0.0.1:{9000 + i}" for i, p in enumerate([*documents, "console"])}
+
+        async def get_json(self, part: str, path: str) -> dict[str, Any]:
+            asked.append(part)
+            if part == "console":
+                return _doc({"/readyz": {"get": _op("readyz", ["operator"])}}, {})
+            return documents[part]
+
+    settings = get_settings().model_copy(update={"upstreams": dict(Parts.bases)})
+    api = ApiDocuments(settings, None)
+    job = asyncio.create_task(api.run(Parts()))  # type: ignore[arg-type]
+    for _ in range(100):
+        if not api.missing and api.assembled.get("paths"):
+            break
+        await asyncio.sleep(0.01)
+    job.cancel()
+    assert "console" not in asked
+    assert not [p for p in api.assembled["paths"] if p.startswith("/api/console")]
+    assert any(p.startswith("/api/intake/") for p in api.assembled["paths"])
