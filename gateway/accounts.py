@@ -72,8 +72,6 @@ def _check_password(request: Request, password: str, username: str) -> None:
         )
 
 
-
-
 def _user_out(user: User) -> UserOut:
     return UserOut(
         username=user.username,

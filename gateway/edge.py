@@ -336,8 +336,12 @@ class Edge:
             error = Unauthorized("a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
         if error is not None:
             response = problem_response(
-                Request(scope, receive), status=error.status, code=error.code, title=error.title,
-                detail=error.detail, headers=error.headers,
+                Request(scope, receive),
+                status=error.status,
+                code=error.code,
+                title=error.title,
+                detail=error.detail,
+                headers=error.headers,
             )
             await response(scope, receive, send)
             return False
