@@ -8,9 +8,10 @@ their own. Citizens' accounts and the ``service`` role are not handed out here.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import Select, false, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -372,3 +373,62 @@ async def new_client_secret(
     await session.flush()
     response.headers["Cache-Control"] = "no-store"
     return ClientWithSecret(**_client_out(client).model_dump(), client_secret=secret)
+
+
+# --- colleagues ---------------------------------------------------------------------------
+
+ColleagueRole = Literal["desk_officer", "specialist", "leader", "clerk"]
+
+
+class ColleagueOut(BaseModel):
+    """Who a colleague is, as a picker shows them: no clearance, lock state or anything secret."""
+
+    username: str
+    full_name: str
+    roles: list[str]
+
+
+class ColleaguePage(BaseModel):
+    items: list[ColleagueOut]
+    next: str | None = Field(description="cursor of the next page; absent on the last one")
+
+
+@router.get(
+    "/colleagues",
+    response_model=ColleaguePage,
+    responses=problem_responses(400, 401, 403, 422),
+    **allow("leader", "clerk"),
+)
+async def list_colleagues(
+    request: Request,
+    role: ColleagueRole | None = Query(default=None, description="only people who hold this role"),
+    limit: int = Query(default=100, ge=1, le=500),
+    cursor: str | None = Query(default=None, max_length=20),
+    caller: Caller = Depends(current_caller),
+    session: AsyncSession = Session,
+) -> ColleaguePage:
+    """The active people of your own agency (not its subtree), to choose whom to assign work to:
+    names and roles only. A leader or clerk needs this without being an administrator."""
+    _builtin(request)
+    if caller.agency is None:
+        raise Forbidden("you belong to no agency")
+    # one agency's people are few: its rows are read whole and the role filtered here, so a
+    # page is never short of matches while more exist
+    rows = (
+        (
+            await session.execute(
+                select(User)
+                .where(User.agency == caller.agency, User.active.is_(True), User.id > id_cursor(cursor))
+                .order_by(User.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    matching = [u for u in rows if role is None or role in u.roles]
+    page = matching[:limit]
+    more = len(matching) > limit
+    return ColleaguePage(
+        items=[ColleagueOut(username=u.username, full_name=u.full_name, roles=list(u.roles)) for u in page],
+        next=str(page[-1].id) if more else None,
+    )

@@ -177,3 +177,72 @@ async def test_service_clients_deactivated_or_re_keyed(gw: dict[str, Any]) -> No
         "/api/auth/clients", json={"client_id": "x" * 3, "roles": ["service"], "agency": DISTRICT}, headers=gw["admin"]
     )
     assert_problem(response, 422)
+
+
+async def test_a_leader_or_clerk_lists_the_people_of_their_own_agency_only(gw: dict[str, Any]) -> None:
+    client: httpx.AsyncClient = gw["client"]
+    leader = bearer(await token_for(client, "leader"))
+    page = await client.get("/api/auth/colleagues", params={"role": "specialist"}, headers=leader)
+    assert page.status_code == 200, page.text
+    items = page.json()["items"]
+    # the province's specialist, not the ward's (inside the province's subtree, another agency)
+    assert [u["username"] for u in items] == ["specialist"]
+    assert items[0] == {"username": "specialist", "full_name": "Trần Thị Chuyên", "roles": ["specialist"]}
+    everyone = (await client.get("/api/auth/colleagues", headers=leader)).json()["items"]
+    assert {"desk_officer", "specialist", "leader", "clerk", "admin"} <= {u["username"] for u in everyone}
+    assert not [u for u in everyone if "." in u["username"]], everyone  # no other agency's people
+
+    ward_clerk = bearer(await token_for(client, "clerk.41"))
+    ward = (await client.get("/api/auth/colleagues", params={"role": "specialist"}, headers=ward_clerk)).json()
+    assert [u["username"] for u in ward["items"]] == ["specialist.41"]
+
+
+async def test_a_deactivated_colleague_is_not_offered(gw: dict[str, Any]) -> None:
+    client: httpx.AsyncClient = gw["client"]
+    created = await client.post("/api/auth/users", json=officer("nghi.viec", "000.00.00.H56"), headers=gw["admin"])
+    assert created.status_code == 201, created.text
+    leader = bearer(await token_for(client, "leader"))
+
+    async def names() -> list[str]:
+        page = await client.get("/api/auth/colleagues", params={"role": "specialist"}, headers=leader)
+        return [u["username"] for u in page.json()["items"]]
+
+    assert "nghi.viec" in await names()
+    patched = await client.patch(
+        "/api/auth/users/nghi.viec",
+        json={"active": False},
+        headers={**gw["admin"], "If-Match": created.headers["etag"]},
+    )
+    assert patched.status_code == 200, patched.text
+    assert "nghi.viec" not in await names()
+
+
+async def test_colleagues_come_in_pages_and_refuse_bad_input_and_other_roles(gw: dict[str, Any]) -> None:
+    client: httpx.AsyncClient = gw["client"]
+    leader = bearer(await token_for(client, "leader"))
+    whole = [u["username"] for u in (await client.get("/api/auth/colleagues", headers=leader)).json()["items"]]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/api/auth/colleagues", params=params, headers=leader)).json()
+        assert len(page["items"]) <= 2
+        seen += [u["username"] for u in page["items"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert seen == whole and len(whole) > 2
+
+    for params, status in (
+        ({"role": "citizen"}, 422),
+        ({"role": "x" * 5000}, 422),
+        ({"limit": 0}, 422),
+        ({"limit": 501}, 422),
+        ({"cursor": "abc"}, 400),
+        ({"agency": "000.00.41.H56"}, 400),  # no reaching into another agency by a parameter
+    ):
+        assert_problem(await client.get("/api/auth/colleagues", params=params, headers=leader), status)
+    for role in ("specialist", "desk_officer", "admin", "auditor", "integrator", "citizen"):
+        token = bearer(await token_for(client, role))
+        assert_problem(await client.get("/api/auth/colleagues", headers=token), 403)
+    assert_problem(await client.get("/api/auth/colleagues"), 401)
