@@ -343,3 +343,10 @@ class IndicatorsOut(BaseModel):
     components_digitised: int
     digitised_components_share: float | None
     weights: dict[str, int]
+
+
+class IndicatorsByAgencyOut(BaseModel):
+    """An agency's indicators and each of its active direct units', in one answer (a dashboard
+    asked once per unit before)."""
+
+    items: list[IndicatorsOut] = Field(description="the agency first, then its units by code")

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake import catalogue
 from services.intake.config import IntakeSettings
 from services.intake.endpoints.common import Me, Session, period_start, settings_of
-from services.intake.models import Dossier, DossierComponent
-from services.intake.schemas import ORGAN_PATTERN, IndicatorsOut, IsoDate
+from services.intake.models import Agency, Dossier, DossierComponent
+from services.intake.schemas import ORGAN_PATTERN, IndicatorsByAgencyOut, IndicatorsOut, IsoDate
 from services.intake.workflow import RUNNING_STATUSES
 from shared import clock
 from shared.auth import Caller, allow
@@ -86,6 +86,56 @@ async def compute_indicators(
         components_digitised=digitised,
         digitised_components_share=share(digitised, total_components),
         weights=dict(settings.indicator_weights),
+    )
+
+
+MOST_UNITS = 200
+
+
+@router.get(
+    "/by-agency",
+    response_model=IndicatorsByAgencyOut,
+    responses=problem_responses(400, 401, 403),
+    **allow("leader", "admin", "auditor"),
+)
+async def get_indicators_by_agency(
+    request: Request,
+    agency: Annotated[str | None, Query(pattern=ORGAN_PATTERN, description="default: yours")] = None,
+    period_from: Annotated[
+        IsoDate | None, Query(alias="from", description="Vietnam date; default: first of this month")
+    ] = None,
+    period_to: Annotated[
+        IsoDate | None, Query(alias="to", description="Vietnam date, inclusive; default: today")
+    ] = None,
+    caller: Caller = Me,
+    session: AsyncSession = Session,
+) -> IndicatorsByAgencyOut:
+    """The indicators of an agency subtree and of each active direct unit's subtree (at most
+    200 units), as ``GET /indicators`` gives them one by one."""
+    agency = agency or caller.agency
+    if agency is None:
+        raise BadRequest("agency: yours is not known, name one", field="agency")
+    caller.require_agency(agency)
+    today = catalogue.today_in_vietnam()
+    period_to = period_to or today
+    period_from = period_from or period_to.replace(day=1)
+    if period_from > period_to:
+        raise BadRequest("from is after to", field="from")
+    units = (
+        (
+            await session.execute(
+                select(Agency.code)
+                .where(Agency.parent_code == agency, Agency.active.is_(True))
+                .order_by(Agency.code)
+                .limit(MOST_UNITS)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    settings = settings_of(request)
+    return IndicatorsByAgencyOut(
+        items=[await compute_indicators(session, settings, code, period_from, period_to) for code in [agency, *units]]
     )
 
 

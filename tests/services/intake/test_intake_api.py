@@ -486,3 +486,24 @@ async def test_indicators(tmp_path: Path) -> None:
         assert (
             await intake.client.get("/indicators", params={"agency": "000.00.00.H41"}, headers=intake.as_("leader"))
         ).status_code == 403
+
+        # the province and each of its units in one answer, each as asked one by one
+        by_agency = await intake.client.get("/indicators/by-agency", headers=intake.as_("leader"))
+        assert by_agency.status_code == 200, by_agency.text
+        items = by_agency.json()["items"]
+        assert items[0] == got
+        units = [i["agency"] for i in items[1:]]
+        assert WARD in units and units == sorted(units) and len(units) > 1
+        one_by_one = await intake.client.get("/indicators", params={"agency": WARD}, headers=intake.as_("leader"))
+        assert items[1 + units.index(WARD)] == one_by_one.json() and one_by_one.json()["received"] == 3
+        assert all(i["received"] == 0 for i in items[1:] if i["agency"] != WARD)
+        for params, status in (
+            ({"agency": "000.00.00.H41"}, 403),
+            ({"agency": "khong-phai"}, 422),
+            ({"from": "2026-02-01", "to": "2026-01-01"}, 400),
+            ({"group": "x"}, 400),
+        ):
+            refused = await intake.client.get("/indicators/by-agency", params=params, headers=intake.as_("leader"))
+            assert refused.status_code == status, (params, refused.text)
+        refused = await intake.client.get("/indicators/by-agency", headers=intake.as_("desk_officer"))
+        assert refused.status_code == 403
