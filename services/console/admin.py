@@ -201,10 +201,27 @@ VERSION_FIELDS = (
 ONLINE_LEVELS = {"full": N_("Fully online"), "partial": N_("Partly online"), "none": N_("At the desk only")}
 
 
-def _version_values(current: dict[str, Any] | None) -> dict[str, str]:
+# blank rows under a procedure's components, for new ones (a row left blank adds nothing)
+SPARE_COMPONENT_ROWS = 2
+MOST_COMPONENTS = 100
+
+
+def _component_values(components: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [
+        {
+            "name": c["name"],
+            "kind": "original" if c["original_required"] else "copy",
+            "copies": str(c["copies"]),
+            "required": "1" if c["required"] else "",
+        }
+        for c in components
+    ]
+
+
+def _version_values(current: dict[str, Any] | None) -> dict[str, Any]:
     """The form for a new version starts from the one in force, from tomorrow."""
     tomorrow = clock.vn_today().toordinal() + 1
-    values = {"effective_from": date.fromordinal(tomorrow).strftime("%d/%m/%Y")}
+    values: dict[str, Any] = {"effective_from": date.fromordinal(tomorrow).strftime("%d/%m/%Y"), "components": []}
     if current:
         values |= {
             "name": current["name"],
@@ -215,17 +232,55 @@ def _version_values(current: dict[str, Any] | None) -> dict[str, str]:
             "cutoff": current.get("cutoff") or "",
             "fee_vnd": str(current["fee_vnd"]),
             "online_level": current["online_level"],
+            "components": _component_values(current.get("components", [])),
         }
     return values
 
 
+def _components_of_form(form: Any) -> list[dict[str, str]]:
+    """The component rows as typed (kept for the form if the API refuses them)."""
+    rows = []
+    for i in range(1, MOST_COMPONENTS + SPARE_COMPONENT_ROWS + 1):
+        if f"component-{i}-name" not in form:
+            break
+        rows.append(
+            {
+                "name": str(form.get(f"component-{i}-name") or "").strip(),
+                "kind": "copy" if form.get(f"component-{i}-kind") == "copy" else "original",
+                "copies": str(form.get(f"component-{i}-copies") or "").strip(),
+                "required": "1" if form.get(f"component-{i}-required") else "",
+            }
+        )
+    return rows
+
+
+def _components_for_api(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Rows with a name, in order: a row whose name was cleared is a component removed. A count
+    that is not a number goes as typed, for the API to name it wrong."""
+    return [
+        {
+            "name": row["name"],
+            "original_required": row["kind"] == "original",
+            "copies": int(row["copies"]) if row["copies"].isdigit() else row["copies"],
+            "required": bool(row["required"]),
+        }
+        for row in rows
+        if row["name"]
+    ]
+
+
 async def _procedure_page(
-    v: Visit, code: str, *, status: int = 200, error: str | None = None, values: dict[str, str] | None = None
+    v: Visit, code: str, *, status: int = 200, error: str | None = None, values: dict[str, Any] | None = None
 ) -> Response:
     require(v, "admin")
     if not code.replace(".", "").isdigit():
         raise ApiError(404, detail="no such procedure")
     chosen = await v.api.procedure(code)
+    values = values if values is not None else _version_values(chosen.get("current"))
+    rows = [
+        *values["components"],
+        *({"name": "", "kind": "original", "copies": "1", "required": "1"},) * SPARE_COMPONENT_ROWS,
+    ]
     return v.render(
         "procedures.html",
         status=status,
@@ -233,7 +288,8 @@ async def _procedure_page(
         q="",
         chosen=chosen,
         error=error,
-        values=values if values is not None else _version_values(chosen.get("current")),
+        values=values,
+        component_rows=rows[: MOST_COMPONENTS + SPARE_COMPONENT_ROWS],
         online_levels=ONLINE_LEVELS,
     )
 
@@ -245,19 +301,21 @@ async def procedure_versions(code: str, v: Visit = V) -> Response:
 
 @router.post("/quan-tri/thu-tuc/{code}")
 async def add_procedure_version(code: str, request: Request, v: Visit = V) -> Response:
-    """A new version from the form; its components are those of the version in force (the API
-    keeps them per version, so dossiers already received keep theirs)."""
+    """A new version from the form, with its components as edited (intake keeps components per
+    version, so dossiers already received keep theirs)."""
     user = require(v, "admin")
     form = await request.form()
-    values = {k: str(form.get(k) or "").strip() for k in VERSION_FIELDS}
+    values: dict[str, Any] = {k: str(form.get(k) or "").strip() for k in VERSION_FIELDS}
+    values["components"] = _components_of_form(form)
+    if "component-1-name" not in form:
+        # a form without the component rows (a page from before they were editable, a script)
+        # changes the rest and keeps the components of the version in force
+        current = (await v.api.procedure(code)).get("current") or {}
+        values["components"] = _component_values(current.get("components", []))
     effective = _day(values["effective_from"])
     if effective is None:
         error = v._("Enter the day as dd/mm/yyyy.")
         return await _procedure_page(v, code, status=400, error=error, values=values)
-    current = (await v.api.procedure(code)).get("current") or {}
-    components = [
-        {k: c[k] for k in ("name", "copies", "original_required", "required")} for c in current.get("components", [])
-    ]
     version: dict[str, Any] = {
         "effective_from": effective.isoformat(),
         "name": values["name"],
@@ -268,7 +326,7 @@ async def add_procedure_version(code: str, request: Request, v: Visit = V) -> Re
         "cutoff": values["cutoff"] or None,
         "fee_vnd": int(values["fee_vnd"].replace(".", "")) if values["fee_vnd"].replace(".", "").isdigit() else -1,
         "online_level": values["online_level"],
-        "components": components,
+        "components": _components_for_api(values["components"]),
     }
     try:
         added = await v.api.add_procedure_version(user.token, code, version)
@@ -276,5 +334,6 @@ async def add_procedure_version(code: str, request: Request, v: Visit = V) -> Re
         if not exc.is_client_error:
             raise
         return await _procedure_page(v, code, status=exc.status, error=v.problem(exc), values=values)
+    v.api.forget_catalogue()
     done = v._("Version {n} added, in force from {day}.").format(n=added["version"], day=v.fmt.day(effective))
     return v.redirect(f"/quan-tri/thu-tuc/{code}", notice=done)

@@ -8,7 +8,8 @@ the clerk's one-call publish, paginated work dossiers) are each behind one metho
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,9 @@ from typing import Any
 import httpx
 
 SIGN_TIMEOUT = 120.0
+# the catalogue and the agencies are public and change a few times a year: every page that lists
+# them asked the API again, so each console process keeps them this long (its own edits drop them)
+CATALOGUE_SECONDS = 30.0
 # the browser's address for the request being served: every call made for it names it, so the
 # gateway's per-address limits count people, not the console (when it trusts the console)
 CLIENT_IP: ContextVar[str | None] = ContextVar("console_client_ip", default=None)
@@ -71,8 +75,26 @@ class Api:
     def __init__(self, base_url: str, *, timeout: float = 60.0, transport: httpx.AsyncBaseTransport | None = None):
         self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
 
+        self._catalogue: dict[tuple[Any, ...], tuple[float, Any]] = {}
+
     async def close(self) -> None:
         await self.client.aclose()
+
+    async def _public_cached(self, key: tuple[Any, ...], fetch: Callable[[], Awaitable[Any]]) -> Any:
+        """A public answer kept ``CATALOGUE_SECONDS``; only public reads (no token) come here,
+        so what one person's page fetched may be shown to anyone."""
+        kept = self._catalogue.get(key)
+        if kept is not None and time.monotonic() - kept[0] < CATALOGUE_SECONDS:
+            return kept[1]
+        value = await fetch()
+        if len(self._catalogue) > 1000:  # a bound, not a policy: searches vary without end
+            self._catalogue.clear()
+        self._catalogue[key] = (time.monotonic(), value)
+        return value
+
+    def forget_catalogue(self) -> None:
+        """After a change made through this console: the next page reads it fresh."""
+        self._catalogue.clear()
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -129,11 +151,17 @@ class Api:
 
     async def procedures(self, *, q: str | None = None, agency: str | None = None) -> list[dict[str, Any]]:
         params = {k: v for k, v in {"q": q, "agency": agency}.items() if v}
-        found = await self._json("GET", "/api/intake/procedures", params=params)
-        return found["items"] if isinstance(found, dict) else found
+
+        async def fetch() -> list[dict[str, Any]]:
+            found = await self._json("GET", "/api/intake/procedures", params=params)
+            return found["items"] if isinstance(found, dict) else found
+
+        return await self._public_cached(("procedures", q, agency), fetch)
 
     async def procedure(self, code: str) -> dict[str, Any]:
-        return await self._json("GET", f"/api/intake/procedures/{code}")
+        return await self._public_cached(
+            ("procedure", code), lambda: self._json("GET", f"/api/intake/procedures/{code}")
+        )
 
     async def add_procedure_version(self, token: str, code: str, version: dict[str, Any]) -> dict[str, Any]:
         return await self._json("POST", f"/api/intake/procedures/{code}/versions", token=token, json=version)
@@ -144,8 +172,11 @@ class Api:
         )
 
     async def agencies(self, *, under: str | None = None) -> list[dict[str, Any]]:
-        found = await self._json("GET", "/api/intake/agencies", params={"under": under} if under else {})
-        return found["items"] if isinstance(found, dict) else found
+        async def fetch() -> list[dict[str, Any]]:
+            found = await self._json("GET", "/api/intake/agencies", params={"under": under} if under else {})
+            return found["items"] if isinstance(found, dict) else found
+
+        return await self._public_cached(("agencies", under), fetch)
 
     # --- reports -------------------------------------------------------------------------
 
@@ -156,6 +187,16 @@ class Api:
         if csv:
             return await self._binary("GET", "/api/intake/indicators", token=token, params={**params, "format": "csv"})
         return await self._json("GET", "/api/intake/indicators", token=token, params=params)
+
+    async def indicators_by_agency(
+        self, token: str, *, agency: str | None, start: Any, end: Any
+    ) -> list[dict[str, Any]]:
+        """An agency's indicators and each of its direct units', in one call."""
+        params: dict[str, Any] = {"from": str(start), "to": str(end)}
+        if agency:
+            params["agency"] = agency
+        found = await self._json("GET", "/api/intake/indicators/by-agency", token=token, params=params)
+        return found["items"]
 
     async def directive15(self, token: str, *, start: Any, end: Any, csv: bool = False) -> Any:
         params: dict[str, Any] = {"from": str(start), "to": str(end)}
@@ -183,6 +224,19 @@ class Api:
             json={"active": active},
             headers={"If-Match": current.headers.get("etag", "")},
         )
+
+    async def colleagues(self, token: str, *, role: str) -> list[dict[str, Any]]:
+        """The active people of the caller's own agency who hold ``role`` (names, no secrets),
+        every page of them: an agency's people fit in one or two."""
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"role": role, "limit": 500}
+        for _ in range(20):
+            page = await self._json("GET", "/api/auth/colleagues", token=token, params=params)
+            found += page["items"]
+            if not page.get("next"):
+                break
+            params["cursor"] = page["next"]
+        return found
 
     # --- calendar ------------------------------------------------------------------------
 

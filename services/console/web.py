@@ -80,6 +80,7 @@ FIELD_LABELS = {
     "cutoff": N_("Cut-off time (HH:MM)"),
     "fee_vnd": N_("Fee (VND)"),
     "online_level": N_("Online level"),
+    "copies": N_("Number of copies"),
 }
 
 ROLE_HOMES = {

@@ -32,10 +32,17 @@ PDF_MAGIC = b"%PDF-"
 @router.get("/xu-ly")
 async def my_work(v: Visit = V) -> Response:
     user = require(v, "specialist", "leader", "clerk", "admin")
-    work_files = await v.api.work_files(user.token, status="open")
-    drafts = await v.api.documents(user.token, status="draft", direction="outgoing", limit=50)
-    assignments = await v.api.my_assignments(user.token)
-    processing = (await v.api.dossiers(user.token, status=4, limit=v.settings.page_size))["items"]
+    # five independent questions: asked at once, the page waits for the slowest, not the sum
+    work_files, drafts, assignments, processing, incoming = await asyncio.gather(
+        v.api.work_files(user.token, status="open"),
+        v.api.documents(user.token, status="draft", direction="outgoing", limit=50),
+        v.api.my_assignments(user.token),
+        v.api.dossiers(user.token, status=4, limit=v.settings.page_size),
+        v.api.documents(user.token, direction="incoming", limit=100),
+    )
+    processing = processing["items"]
+    # an assignment names its document by id; a person reads it by what it is about
+    subjects = {d["id"]: d for d in incoming}
     # due soonest first; a work dossier opened earlier is due earlier
     processing.sort(key=lambda d: d.get("due_at") or "9999")
     assignments.sort(key=lambda a: a.get("due_date") or "9999")
@@ -45,6 +52,7 @@ async def my_work(v: Visit = V) -> Response:
         work_files=work_files[: v.settings.page_size * 5],
         drafts=drafts,
         assignments=assignments,
+        assigned_documents=subjects,
         processing=processing,
     )
 
@@ -130,6 +138,10 @@ async def _waiting_for_assignment(v: Visit, token: str) -> list[dict[str, Any]]:
     return [d for d in arrived if d.get("status") in WAITING_ASSIGNMENT]
 
 
+# who may be handed an incoming document to process: the agency's specialists
+HANDLER_ROLE = "specialist"
+
+
 async def _leader_page(
     v: Visit,
     token: str,
@@ -138,9 +150,14 @@ async def _leader_page(
     error: str | None = None,
     chosen: set[int] | None = None,
     assign_error: tuple[int, str] | None = None,
-    values: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
 ) -> Response:
-    signing, incoming = await asyncio.gather(_waiting_for_signature(v, token), _waiting_for_assignment(v, token))
+    signing, incoming, handlers = await asyncio.gather(
+        _waiting_for_signature(v, token),
+        _waiting_for_assignment(v, token),
+        v.api.colleagues(token, role=HANDLER_ROLE),
+    )
+    handlers.sort(key=lambda p: (p["full_name"], p["username"]))
     return v.render(
         "sign.html",
         status=status,
@@ -148,6 +165,7 @@ async def _leader_page(
         error=error,
         chosen=chosen or set(),
         incoming=incoming,
+        handlers=handlers,
         assign_error=assign_error,
         values=values or {},
     )
@@ -161,19 +179,39 @@ async def to_sign(v: Visit = V) -> Response:
 
 @router.post("/ky-duyet/giao/{document_id}")
 async def assign_incoming(document_id: int, request: Request, v: Visit = V) -> Response:
-    """Giao xử lý: an incoming document to one person, with a due date (or the urgency's)."""
+    """Giao xử lý: an incoming document to one of the agency's specialists, chosen by name, with
+    co-handlers (phối hợp) if wanted, and a due date (or the urgency's)."""
     user = require(v, "leader")
     form = await request.form()
-    values = {k: str(form.get(k) or "").strip() for k in ("assignee", "due_date")}
+    values: dict[str, Any] = {k: str(form.get(k) or "").strip() for k in ("assignee", "due_date")}
+    values["support"] = [str(x) for x in form.getlist("support") if isinstance(x, str) and x != values["assignee"]]
     due = _day(values["due_date"]) if values["due_date"] else None
-    if not values["assignee"] or (values["due_date"] and due is None):
-        error = v._("Enter who processes it, and the due date as dd/mm/yyyy (or leave it empty).")
+    handlers = {p["username"]: p for p in await v.api.colleagues(user.token, role=HANDLER_ROLE)}
+    error = None
+    if values["assignee"] not in handlers or any(s not in handlers for s in values["support"]):
+        error = v._("Choose who processes it from the list of your agency's specialists.")
+    elif values["due_date"] and due is None:
+        error = v._("Enter the due date as dd/mm/yyyy, or leave it empty to follow its urgency.")
+    if error:
         return await _leader_page(v, user.token, status=400, assign_error=(document_id, error), values=values)
-    assignment: dict[str, Any] = {"assignee": values["assignee"], "role": "main"}
+    main = handlers[values["assignee"]]
+    assignment: dict[str, Any] = {"assignee": main["username"], "assignee_name": main["full_name"], "role": "main"}
     if due:
         assignment["due_date"] = due.isoformat()
     try:
         done = await v.api.assign_document(user.token, document_id, assignment)
+        for username in values["support"]:
+            # co-handlers work to the main handler's due date, whichever way it was set
+            await v.api.assign_document(
+                user.token,
+                document_id,
+                {
+                    "assignee": username,
+                    "assignee_name": handlers[username]["full_name"],
+                    "role": "support",
+                    "due_date": str(done["due_date"]),
+                },
+            )
     except ApiError as exc:
         if not exc.is_client_error:
             raise
@@ -181,8 +219,12 @@ async def assign_incoming(document_id: int, request: Request, v: Visit = V) -> R
             v, user.token, status=exc.status, assign_error=(document_id, v.problem(exc)), values=values
         )
     notice = v._("Assigned to {name}, due {day}.").format(
-        name=done.get("assignee_name") or values["assignee"], day=v.fmt.day(date.fromisoformat(str(done["due_date"])))
+        name=done.get("assignee_name") or main["full_name"], day=v.fmt.day(date.fromisoformat(str(done["due_date"])))
     )
+    if values["support"]:
+        notice += " " + v._("With: {names}.").format(
+            names=", ".join(handlers[s]["full_name"] for s in values["support"])
+        )
     return v.redirect("/ky-duyet", notice=notice)
 
 

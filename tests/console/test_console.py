@@ -4,6 +4,7 @@ readable errors that keep what was typed, no stack trace ever, the public look-u
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -440,7 +441,57 @@ async def test_admin_adds_a_procedure_version_and_a_refusal_keeps_the_form(runni
     async with running.client() as api:
         versions = (await api.get("/api/intake/procedures/1.001193")).json()["versions"]
     newest = max(versions, key=lambda x: x["version"])
+    # a form without component rows keeps the components of the version in force
     assert newest["effective_from"] == "2030-01-01" and newest["components"], newest
+    assert newest["components"] == versions[-2]["components"]
+
+
+async def test_admin_edits_a_procedures_components_and_a_refusal_keeps_them(running: suites.Running) -> None:
+    async with running.client() as api:
+        before = (await api.get("/api/intake/procedures/1.001193")).json()
+    first = before["current"]["components"][0]
+    async with browser(running) as client:
+        await log_in(client, "admin")
+        page = await client.get("/quan-tri/thu-tuc/1.001193")
+        assert f'value="{first["name"]}"' in page.text
+        fields = dict(re.findall(r'<input id="([a-z_]+)" name="[a-z_]+" value="([^"]*)"', page.text))
+        rows = len(before["current"]["components"])
+        form: dict[str, Any] = {
+            **{k: html.unescape(v) for k, v in fields.items()},
+            "csrf_token": csrf_of(page),
+            "effective_from": "01/06/2032",
+            "online_level": before["current"]["online_level"],
+            "component-1-name": "Tờ khai đăng ký khai sinh (mẫu mới)",
+            "component-1-kind": "copy",
+            "component-1-copies": "abc",
+            "component-1-required": "1",
+        }
+        for i in range(2, rows + 3):
+            form[f"component-{i}-name"] = ""  # every other component dropped
+        form[f"component-{rows + 1}-name"] = "Giấy xác nhận cư trú"
+        form[f"component-{rows + 1}-copies"] = "2"
+        refused = await client.post("/quan-tri/thu-tuc/1.001193", data=form)
+        assert refused.status_code == 422, refused.text[:2000]
+        said = re.search(r'id="form-error">([^<]*)<', refused.text)
+        assert said and T("Number of copies") in said.group(1), refused.text[:3000]
+        assert 'value="Tờ khai đăng ký khai sinh (mẫu mới)"' in refused.text and 'value="abc"' in refused.text
+        assert 'value="Giấy xác nhận cư trú"' in refused.text
+        added = await client.post("/quan-tri/thu-tuc/1.001193", data={**form, "component-1-copies": "3"})
+        assert added.status_code == 303, added.text[:2000]
+    async with running.client() as api:
+        versions = (await api.get("/api/intake/procedures/1.001193")).json()["versions"]
+    newest = max(versions, key=lambda x: x["version"])
+    assert newest["effective_from"] == "2032-06-01"
+    assert newest["components"] == [
+        {
+            "no": 1,
+            "name": "Tờ khai đăng ký khai sinh (mẫu mới)",
+            "copies": 3,
+            "original_required": False,
+            "required": True,
+        },
+        {"no": 2, "name": "Giấy xác nhận cư trú", "copies": 2, "original_required": True, "required": False},
+    ]
 
 
 async def test_leader_assigns_an_incoming_document_and_a_refusal_keeps_the_form(running: suites.Running) -> None:
@@ -463,14 +514,30 @@ async def test_leader_assigns_an_incoming_document_and_a_refusal_keeps_the_form(
         page = await client.get("/ky-duyet")
         assert T("Incoming documents waiting for assignment") in page.text
         assert "Đề nghị phối hợp rà soát hộ tịch" in page.text
+        # the picker offers the ward's specialist by name, and nobody from another agency
+        assert "Nguyễn Văn Hộ (specialist.41)" in page.text
+        assert "specialist.11" not in page.text and "Trần Thị Chuyên" not in page.text
+        # someone not on the list (another agency's specialist) is refused before the API is asked
+        stranger = {"csrf_token": csrf_of(page), "assignee": "specialist.11", "due_date": ""}
+        refused = await client.post(f"/ky-duyet/giao/{doc_id}", data=stranger)
+        assert refused.status_code == 400
+        assert T("Choose who processes it from the list of your agency's specialists.") in refused.text
         form = {"csrf_token": csrf_of(page), "assignee": "specialist.41", "due_date": "01/01/2020"}
         refused = await client.post(f"/ky-duyet/giao/{doc_id}", data=form)
         assert 400 <= refused.status_code < 500
         said = re.search(r'id="form-error">([^<]*)<', refused.text)
         assert said and "past" in said.group(1), refused.text[:3000]
-        assert 'value="specialist.41"' in refused.text and 'value="01/01/2020"' in refused.text
+        assert '<option value="specialist.41" selected>' in refused.text and 'value="01/01/2020"' in refused.text
         done = await client.post(f"/ky-duyet/giao/{doc_id}", data={**form, "due_date": "31/12/2099"})
         assert done.status_code == 303, done.text[:2000]
         after = await client.get("/ky-duyet")
-        assert "31/12/2099" in after.text and "specialist.41" in after.text
+        assert T("Assigned to {name}, due {day}.").format(name="Nguyễn Văn Hộ", day="31/12/2099") in after.text
         assert "Đề nghị phối hợp rà soát hộ tịch" not in after.text
+    async with running.client() as api:
+        found = await api.get(f"/api/document/documents/{doc_id}/assignments", headers=await running.auth("leader.41"))
+    [assignment] = found.json()["items"]
+    assert (assignment["assignee"], assignment["assignee_name"], assignment["role"]) == (
+        "specialist.41",
+        "Nguyễn Văn Hộ",
+        "main",
+    )
