@@ -106,7 +106,9 @@ async def main() -> None:
                         await log_in(client, who)
                     for path in paths:
                         figures = await time_page(client, path, n)
-                        name = f"{who or 'anonymous'} {path.split('?')[0]}"
+                        # the query names the page's variant, except the look-up's secret
+                        shown = path.split("?")[0] + (" ?procedure" if "procedure=" in path else "")
+                        name = f"{who or 'anonymous'} {shown}"
                         results[name] = figures
                         mark = "" if figures["p50_ms"] < TARGET_P50_MS else "  OVER TARGET"
                         print(f"  {name:<50} p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms{mark}")

@@ -32,16 +32,17 @@ PDF_MAGIC = b"%PDF-"
 @router.get("/xu-ly")
 async def my_work(v: Visit = V) -> Response:
     user = require(v, "specialist", "leader", "clerk", "admin")
-    # five independent questions: asked at once, the page waits for the slowest, not the sum
-    work_files, drafts, assignments, processing, incoming = await asyncio.gather(
+    # four independent questions: asked at once, the page waits for the slowest, not the sum
+    work_files, drafts, assignments, processing = await asyncio.gather(
         v.api.work_files(user.token, status="open"),
         v.api.documents(user.token, status="draft", direction="outgoing", limit=50),
         v.api.my_assignments(user.token),
         v.api.dossiers(user.token, status=4, limit=v.settings.page_size),
-        v.api.documents(user.token, direction="incoming", limit=100),
     )
     processing = processing["items"]
-    # an assignment names its document by id; a person reads it by what it is about
+    # an assignment names its document by id; a person reads it by what it is about (asked only
+    # when there is one: in the embedded mode every call costs the one process its time)
+    incoming = await v.api.documents(user.token, direction="incoming", limit=100) if assignments else []
     subjects = {d["id"]: d for d in incoming}
     # due soonest first; a work dossier opened earlier is due earlier
     processing.sort(key=lambda d: d.get("due_at") or "9999")
@@ -152,11 +153,9 @@ async def _leader_page(
     assign_error: tuple[int, str] | None = None,
     values: dict[str, Any] | None = None,
 ) -> Response:
-    signing, incoming, handlers = await asyncio.gather(
-        _waiting_for_signature(v, token),
-        _waiting_for_assignment(v, token),
-        v.api.colleagues(token, role=HANDLER_ROLE),
-    )
+    signing, incoming = await asyncio.gather(_waiting_for_signature(v, token), _waiting_for_assignment(v, token))
+    # the picker's people only when there is something to assign
+    handlers = await v.api.colleagues(token, role=HANDLER_ROLE) if incoming else []
     handlers.sort(key=lambda p: (p["full_name"], p["username"]))
     return v.render(
         "sign.html",
@@ -270,9 +269,17 @@ def _signing_message(v: Visit, exc: ApiError) -> str:
 @router.get("/van-thu")
 async def clerk_home(v: Visit = V) -> Response:
     user = require(v, "clerk")
-    documents = await v.api.documents(user.token, status="signed_by_leader", direction="outgoing", limit=100)
-    issued = await v.api.documents(user.token, status="issued", direction="outgoing", limit=10)
+    documents, issued = await _clerk_lists(v, user.token)
     return v.render("clerk.html", documents=documents, issued=issued, error=None, failed=None)
+
+
+async def _clerk_lists(v: Visit, token: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What waits for the clerk and what was issued last, asked at once."""
+    waiting, issued = await asyncio.gather(
+        v.api.documents(token, status="signed_by_leader", direction="outgoing", limit=100),
+        v.api.documents(token, status="issued", direction="outgoing", limit=10),
+    )
+    return waiting, issued
 
 
 @router.post("/van-thu/{document_id}/ban-hanh")
@@ -294,8 +301,7 @@ async def publish(document_id: int, request: Request, v: Visit = V) -> Response:
             error = _signing_message(v, exc)
         else:
             return v.redirect("/van-thu", notice=v._("Issued as number {number}.").format(number=number["code"]))
-    documents = await v.api.documents(user.token, status="signed_by_leader", direction="outgoing", limit=100)
-    issued = await v.api.documents(user.token, status="issued", direction="outgoing", limit=10)
+    documents, issued = await _clerk_lists(v, user.token)
     return v.render("clerk.html", status=400, documents=documents, issued=issued, error=error, failed=document_id)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import clock
 from tests import suites
 from tests.console.browser import VN_DATETIME, Browser, chromium, require_chromium, run_as_person
 from tests.e2e.test_main_flow import DEMO_PIN, pdf
@@ -250,34 +251,61 @@ def desk_leader_admin_by_clicking(b: Browser, tmp_path: Path) -> None:
     code = CODE.search(b.heading()).group(0)  # type: ignore[union-attr]
     b.sees(T("Dossier {code} received.").format(code=code), "giay-chung-sinh.pdf")
 
-    # the leader assigns the incoming document; a due date in the past is refused on its form
+    # the leader assigns the incoming document by picking the ward's specialist by name; a due
+    # date in the past is refused on its form, the choice kept
     b.log_in("leader.41")
     b.sees(T("Incoming documents waiting for assignment"), "Đề nghị phối hợp rà soát hộ tịch")
-    b.fill(T("Processed by (user name)"), "specialist.41")
+    b.choose(T("Processed by"), "Nguyễn Văn Hộ (specialist.41)")
     b.fill(T("Due date (empty: by its urgency)"), "01/01/2020")
     b.submit(T("Assign"))
-    assert b.field(T("Processed by (user name)")).get_attribute("value") == "specialist.41"
+    from selenium.webdriver.support.ui import Select
+
+    assert Select(b.field(T("Processed by"))).first_selected_option.text == "Nguyễn Văn Hộ (specialist.41)"
     b.fill(T("Due date (empty: by its urgency)"), "31/12/2099")
     b.shot("21-leader-assign")
     b.submit(T("Assign"))
-    b.sees(T("Assigned to {name}, due {day}.").format(name="specialist.41", day="31/12/2099"))
+    b.sees(T("Assigned to {name}, due {day}.").format(name="Nguyễn Văn Hộ", day="31/12/2099"))
 
-    # the administrator adds a version of a procedure; an unknown agency is refused on the form
+    # the specialist finds it in "my work", by what it is about
+    b.log_in("specialist.41")
+    assert b.heading() == T("My work")
+    b.sees(T("Assigned to me"), "Đề nghị phối hợp rà soát hộ tịch", "31/12/2099")
+
+    # the administrator changes the procedure's first component in a version in force today; an
+    # unknown agency is refused on the form, with everything typed kept
+    today = clock.vn_today().strftime("%d/%m/%Y")
     b.log_in("admin")
     b.go("/quan-tri/thu-tuc/1.001193")
-    b.fill(T("In force from"), "01/01/2031")
-    b.fill(T("Processing time (working hours)"), "6")
+    b.fill(T("In force from"), today)
+    b.fill("1. " + T("Component name"), "Tờ khai đăng ký khai sinh (mẫu 2026)")
+    b.choose(T("Original or copy"), T("copy accepted"))
+    b.fill(T("Number of copies"), "2")
     b.fill(T("Receiving agencies (codes, comma-separated)"), "999.99.99.H56")
     b.submit(T("Add the version"))
     b.sees("999.99.99.H56")
-    assert b.field(T("In force from")).get_attribute("value") == "01/01/2031"
+    assert b.field("1. " + T("Component name")).get_attribute("value") == "Tờ khai đăng ký khai sinh (mẫu 2026)"
+    assert b.field(T("In force from")).get_attribute("value") == today
     b.fill(T("Receiving agencies (codes, comma-separated)"), "000.00.41.H56")
+    b.submit(T("Add the version"))
+    b.sees(today, "Tờ khai đăng ký khai sinh (mẫu 2026)")
+    b.shot("22-procedure-components")
+    # … and a later version, from the form as it now starts
+    b.fill(T("In force from"), "01/01/2031")
+    b.fill(T("Processing time (working hours)"), "6")
     b.submit(T("Add the version"))
     b.sees("01/01/2031", "6 giờ làm việc")
     b.shot("22-procedure-version")
 
+    # the desk's checklist for that procedure shows the component as changed
+    b.log_in("desk_officer.41")
+    b.click(T("Receive a dossier"))
+    b.fill(T("Procedure: name or code"), "1.001193")
+    b.submit(T("Search"))
+    b.click_starting("1.001193")
+    b.sees("1. Tờ khai đăng ký khai sinh (mẫu 2026)", T("copy accepted"), T("{n} copies").format(n=2))
 
-async def test_drop_a_scan_assign_a_document_add_a_procedure_version(tmp_path: Path) -> None:
+
+async def test_drop_a_scan_assign_a_document_edit_a_procedure(tmp_path: Path) -> None:
     require_chromium()
     async with suites.embedded(tmp_path / "suite") as running:
         async with running.client() as api:
