@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import structlog
 
+log = structlog.get_logger("console.api")
 SIGN_TIMEOUT = 120.0
 # the catalogue and the agencies are public and change a few times a year: every page that lists
 # them asked the API again, so each console process keeps them this long (its own edits drop them)
@@ -116,10 +118,19 @@ class Api:
             # believed only when the gateway lists the console among its trusted_proxies
             sent["X-Forwarded-For"] = client_ip
         try:
-            response = await self.client.request(method, path, headers=sent, **kwargs)
+            try:
+                response = await self.client.request(method, path, headers=sent, **kwargs)
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                # a kept-alive connection the gateway closed just as it was reused: a read is
+                # asked again once on a fresh one (a write is not: it may have been done)
+                if method != "GET":
+                    raise
+                log.info("api_retried", path=path, error=type(exc).__name__)
+                response = await self.client.request(method, path, headers=sent, **kwargs)
         except httpx.TimeoutException as exc:
             raise ApiError(504, "timeout", "The system took too long to answer.") from exc
         except httpx.HTTPError as exc:
+            log.warning("api_unreachable", path=path, error=type(exc).__name__)
             raise ApiError(503, "unavailable", "The system is not answering.") from exc
         if response.status_code >= 400:
             raise _problem(response)
