@@ -15,9 +15,9 @@ shifted calendar must still be valid to a verifier outside the test. A test make
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-import time
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
