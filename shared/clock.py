@@ -90,7 +90,8 @@ def shifted(to: datetime) -> Iterator[timedelta]:
 def advanced(seconds: float) -> Iterator[None]:
     """Inside the block, ``seconds`` have passed for every reading of this module: tokens expire,
     buckets refill, backoffs and caches run out without a test sleeping. Blocks nest and add up;
-    asyncio's own timers (``asyncio.sleep``, timeouts) still run in real time."""
+    asyncio's own timers (``asyncio.sleep``, timeouts) still run in real time. On leaving, time
+    is the machine's again, so whatever was stamped inside the block looks that much younger."""
     if seconds < 0:
         raise ValueError("time does not go back; advance by a positive number of seconds")
     global _ahead
