@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +113,7 @@ def definition(settings: GatewaySettings | None = None, *, own_openapi: Any = No
 
             async def own_keys() -> dict[str, Any]:
                 # a kid this replica has not seen may come from another replica's rotation
-                if not ring.from_file and time.monotonic() - ring.loaded_at > 1.0:
+                if not ring.from_file and not ring.loaded_within(1.0):
                     async with session_scope(runtime.db) as session:
                         await ring.load(session)
                 return ring.jwks()

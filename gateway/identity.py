@@ -16,7 +16,6 @@ import binascii
 import hashlib
 import json
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -213,7 +212,11 @@ class KeyRing:
         self._jwks = {
             "keys": [{**_public_jwk(k.private, k.alg), "kid": k.kid, "alg": k.alg, "use": "sig"} for k in keys]
         }
-        self.loaded_at = time.monotonic()
+        self.loaded_at = clock.monotonic()
+
+    def loaded_within(self, seconds: float) -> bool:
+        """Whether the keys were read less than ``seconds`` ago (the suite's clock, so a test moves it)."""
+        return clock.monotonic() - self.loaded_at <= seconds
 
     @property
     def active(self) -> _Key:
@@ -225,7 +228,7 @@ class KeyRing:
 
     def issue(self, claims: dict[str, Any]) -> str:
         key = self.active
-        now = int(time.time())
+        now = int(clock.epoch())
         payload = {
             **claims,
             "iss": self.settings.token_issuer,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ import structlog
 from yarl import URL
 
 from gateway.config import CONSOLE, SERVICES, GatewaySettings
+from shared.clock import monotonic
 from shared.errors import ProblemError
 from shared.logging import current_traceparent
 
@@ -97,13 +97,13 @@ class Breaker:
 
     The first trial comes ``first_probe`` seconds after the circuit opens, then the waits double
     up to ``max_open``: a part back after a short outage gets traffic again within about the
-    outage's length, while a part that stays down is tried ever more rarely. ``clock`` is
-    injectable so the schedule can be tested without sleeping."""
+    outage's length, while a part that stays down is tried ever more rarely. ``clock`` is the
+    suite's (``clock.advanced`` moves it) or one given, so the schedule is tested without sleeping."""
 
     failures: int
     max_open: float
     first_probe: float = 0.5
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = monotonic
     consecutive: int = 0
     opened_at: float | None = None
     open_for: float = 0.0

@@ -13,7 +13,6 @@ Headers follow draft-ietf-httpapi-ratelimit-headers: ``RateLimit-Limit`` (the bu
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,6 +20,7 @@ from typing import Protocol
 from sqlalchemy import text
 
 from gateway.config import RateRule
+from shared import clock
 from shared.db import Database
 
 
@@ -77,7 +77,7 @@ class MemoryLimiter:
         self._tat: dict[str, float] = {}
 
     async def take(self, checks: Sequence[tuple[str, RateRule]]) -> list[Decision]:
-        now = time.time()
+        now = clock.epoch()
         outcomes = [_decide(rule, self._tat.get(key, 0.0), now) for key, rule in checks]
         # take from every bucket only when every bucket admits the request
         if all(allowed for allowed, _, _ in outcomes):
@@ -86,7 +86,7 @@ class MemoryLimiter:
         return [d for _, _, d in outcomes]
 
     async def prune(self) -> None:
-        now = time.time()
+        now = clock.epoch()
         for key in [k for k, tat in self._tat.items() if tat < now]:
             del self._tat[key]
 
@@ -125,7 +125,7 @@ class DatabaseLimiter:
         decisions: list[Decision] = []
         async with self.db.engine.begin() as conn:
             for key, rule in checks:
-                now = time.time()
+                now = clock.epoch()
                 interval = 1.0 / rule.rate
                 window = rule.burst * interval
                 row = (
@@ -149,4 +149,4 @@ class DatabaseLimiter:
     async def prune(self) -> None:
         """A bucket whose TAT has passed is full, the same as no row."""
         async with self.db.engine.begin() as conn:
-            await conn.execute(text("DELETE FROM rate_bucket WHERE tat < :now"), {"now": time.time()})
+            await conn.execute(text("DELETE FROM rate_bucket WHERE tat < :now"), {"now": clock.epoch()})

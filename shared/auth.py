@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +21,7 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared import organ_id
+from shared import clock, organ_id
 from shared.errors import Forbidden, NotFound, Unauthorized
 
 ROLES = (
@@ -72,6 +72,9 @@ class Caller:
         return self.clearance >= level
 
 
+# the time claims in the order PyJWT checks them, with the names its messages give them
+_TIME_CLAIMS = {"iat": "Issued At", "nbf": "Not Before", "exp": "Expiration Time"}
+
 KeySource = Callable[[], Awaitable[dict[str, Any]]]
 
 
@@ -99,7 +102,7 @@ class VerifiedTokens:
         entry = self._entries.get(token)
         if entry is None:
             return None
-        if entry[1] <= time.time():
+        if entry[1] <= clock.epoch():
             del self._entries[token]
             return None
         return entry[0]
@@ -155,7 +158,7 @@ class TokenVerifier:
         if keys.keys() != self._keys.keys():
             self.verified.clear()
         self._keys = keys
-        self._fetched_at = time.monotonic()
+        self._fetched_at = clock.monotonic()
 
     async def _ensure_key(self, kid: str) -> None:
         """Fetch the JWKS for a key id we do not know: a rotated key reaches us this way.
@@ -168,7 +171,7 @@ class TokenVerifier:
                 return
             if self._keys and self._missed.get(kid, -1.0) >= self._fetched_at:
                 return
-            wait = self.refetch_interval - (time.monotonic() - self._fetched_at)
+            wait = self.refetch_interval - (clock.monotonic() - self._fetched_at)
             if self._keys and wait > 0:
                 await asyncio.sleep(wait)
             await self._fetch()
@@ -202,18 +205,36 @@ class TokenVerifier:
                 algorithms=[key_alg],
                 audience=self.audience,
                 issuer=self.issuer,
-                leeway=self.leeway,
-                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+                # PyJWT reads the machine's clock; the times are checked below against ours
+                options={
+                    "require": ["exp", "iat", "sub", "iss", "aud"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise Unauthorized("token expired") from exc
-        except jwt.ImmatureSignatureError as exc:
-            raise Unauthorized("token not yet valid") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"token refused: {exc}") from exc
+        self._check_times(claims)
         caller = self.caller_from_claims(claims, token)
         self.verified.put(token, caller)
         return caller
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """``iat`` and ``nbf`` not in the future, ``exp`` not past, each give or take ``leeway``
+        (PyJWT's rules, read against :func:`shared.clock.epoch` so a test can let a token expire)."""
+        now = clock.epoch()
+        times: dict[str, int] = {}
+        for name, title in _TIME_CLAIMS.items():
+            if name in claims:
+                try:
+                    times[name] = int(claims[name])
+                except (ValueError, TypeError, OverflowError) as exc:
+                    raise Unauthorized(f"token refused: {title} claim ({name}) must be an integer.") from exc
+        if any(times.get(name, -math.inf) > now + self.leeway for name in ("iat", "nbf")):
+            raise Unauthorized("token not yet valid")
+        if times["exp"] <= now - self.leeway:
+            raise Unauthorized("token expired")
 
     def _claim(self, claims: dict[str, Any], name: str) -> Any:
         path = self.claim_map.get(name, name)

@@ -8,7 +8,6 @@ record cannot survive an error.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -45,6 +44,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.sql.dml import Insert, UpdateBase
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+
+from shared import clock
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -115,12 +116,12 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
-        record.info["returned_at"] = time.monotonic()
+        record.info["returned_at"] = clock.monotonic()
 
     @event.listens_for(engine.sync_engine, "checkout")
     def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         returned_at = record.info.get("returned_at")
-        if returned_at is None or time.monotonic() - returned_at < PING_AFTER_IDLE_SECONDS:
+        if returned_at is None or clock.monotonic() - returned_at < PING_AFTER_IDLE_SECONDS:
             return  # new, or in use a moment ago
         try:
             dbapi_connection.ping()

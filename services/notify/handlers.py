@@ -17,7 +17,6 @@ transaction that owes the event, so it is never owed an event it no longer wants
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -66,7 +65,7 @@ class SubscriptionCache:
 
     async def refresh(self, db: Database) -> None:
         self._watch(db)
-        if time.monotonic() - self._checked < self.seconds:
+        if clock.monotonic() - self._checked < self.seconds:
             return
         async with db.sessionmaker() as session:
             # the version first: a change committed between the two reads is then seen as a
@@ -77,7 +76,7 @@ class SubscriptionCache:
                 self.subscriptions = [Cached(s.id, s.agency, tuple(s.event_types)) for s in rows]
                 self.loads += 1
             await session.rollback()
-        self._version, self._checked = version, time.monotonic()
+        self._version, self._checked = version, clock.monotonic()
 
     def _watch(self, db: Database) -> None:
         # this process's own changes: reload right after their commit, not a few seconds later
@@ -124,9 +123,7 @@ def pending_delivery(subscription_id: int, event: CloudEvent, now: datetime) -> 
 
 async def owe(session: AsyncSession, subscription: Subscription, event: CloudEvent, now: datetime) -> None:
     await session.execute(
-        insert_ignoring_duplicates(session, Delivery.__table__).values(
-            **pending_delivery(subscription.id, event, now)
-        )
+        insert_ignoring_duplicates(session, Delivery.__table__).values(**pending_delivery(subscription.id, event, now))
     )
     session.info[WAKE] = True
 

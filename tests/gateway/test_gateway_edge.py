@@ -20,6 +20,7 @@ from gateway.config import RateRule
 from gateway.events import AccessRecorded
 from gateway.models import Base  # noqa: F401 - the tables the migrations build
 from gateway.ratelimit import DatabaseLimiter, MemoryLimiter
+from shared import clock
 from shared.bus import Delivery
 from shared.bus.memory import InProcessBroker
 from shared.db import Database, new_metadata
@@ -99,6 +100,13 @@ async def _limiter_behaves(limiters: list[Any]) -> None:
     # other keys are other buckets
     (other,) = await limiters[-1].take([("c:someone-else", rule)])
     assert other.allowed and other.remaining == 2
+    # the bucket refills at the rule's rate: one token per 1/rate seconds, up to the burst
+    with clock.advanced(1 / SLOW):
+        (refilled,) = await limiters[-1].take([("c:someone", rule)])
+        assert refilled.allowed and refilled.remaining == 0
+    with clock.advanced(rule.burst / SLOW + 1 / SLOW):
+        full = [(await limiters[0].take([("c:someone", rule)]))[0].allowed for _ in range(4)]
+        assert full == [True, True, True, False]
 
 
 async def test_the_memory_limiter() -> None:

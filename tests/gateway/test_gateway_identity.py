@@ -4,7 +4,6 @@ refusal to start in production with a default key or a demo account."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -24,6 +23,7 @@ from pydantic import ValidationError
 
 from gateway.app import RefusedToStart, create_app
 from gateway.config import RateRule, get_settings
+from shared import clock
 from tests.gateway.gateway_support import (
     assert_problem,
     bearer,
@@ -318,9 +318,9 @@ async def test_an_external_oidc_provider_by_configuration(tmp_path: Path) -> Non
                 assert_problem(await client.get("/api/auth/jwks"), 404, "external_identity_provider")
                 # the provider rotates its key: a token with the new kid is accepted after a refetch
                 keycloak.rotate()
-                await asyncio.sleep(1.1)  # the gateway asks the provider at most once a second
                 fetches = keycloak.fetches
-                me = await client.get("/api/auth/me", headers=bearer(keycloak.token(kid="k2", roles=["auditor"])))
+                with clock.advanced(1.1):  # the gateway asks the provider at most once a second
+                    me = await client.get("/api/auth/me", headers=bearer(keycloak.token(kid="k2", roles=["auditor"])))
                 assert me.status_code == 200 and me.json()["roles"] == ["auditor"]
                 assert keycloak.fetches == fetches + 1
                 # and still refuses what it must

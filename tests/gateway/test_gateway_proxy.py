@@ -15,6 +15,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from shared import clock
 from tests.gateway.gateway_support import assert_problem, free_port, running_gateway, serve
 
 MiB = 1024 * 1024
@@ -378,6 +379,6 @@ async def test_the_circuit_opens_answers_503_fast_and_closes_after_a_good_trial(
             async with serve(FakePart(), port, lifespan="off"):
                 # still open: answered without trying the (now healthy) part
                 assert_problem(await client.get("/api/audit/echo"), 503, "circuit_open")
-                await asyncio.sleep(0.6)
-                assert (await client.get("/api/audit/echo")).status_code == 200
-                assert (await client.get("/api/audit/echo")).status_code == 200
+                with clock.advanced(0.6):  # past the first trial's wait
+                    assert (await client.get("/api/audit/echo")).status_code == 200
+                    assert (await client.get("/api/audit/echo")).status_code == 200

@@ -23,6 +23,7 @@ from shared.db import Database
 from shared.outbox import OutboxRelay
 from tests import harness
 from tests.servers import rabbitmqctl, temporary_databases, temporary_vhost, wait_rabbitmq
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.pg, pytest.mark.amqp]
 
@@ -209,12 +210,15 @@ async def test_checker_reports_double_effect_without_the_inbox(setup) -> None:  
         await s.execute(harness.outbox.table.update().values(sent_at=None))
         await s.commit()
     await relay.relay_once()
-    await asyncio.sleep(1.5)
-    report = await harness.check(producer, consumer_db)
+
+    async def all_applied_twice() -> harness.Report | None:
+        report = await harness.check(producer, consumer_db)
+        return report if len(report.applied_twice) == 40 else None
+
+    report = await eventually(all_applied_twice, within=30, what="every event applied twice")
     await publisher.close()
     await consumer_broker.close()
     assert not report.ok
-    assert len(report.applied_twice) == 40
 
 
 async def test_a_retired_binding_is_removed_from_a_durable_queue(setup) -> None:  # type: ignore[no-untyped-def]

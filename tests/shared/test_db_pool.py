@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
+from shared import clock
 from shared import db as shared_db
 from shared.db import Database
 from tests.servers import psql, temporary_databases
@@ -47,8 +48,8 @@ async def test_connections_killed_while_idle_are_replaced_before_a_request_gets_
         try:
             before = set(await asyncio.gather(*(_backend(database, hold=0.05) for _ in range(3))))
             psql(f"select pg_terminate_backend(pid) from pg_stat_activity where datname = '{name}'")
-            await asyncio.sleep(shared_db.PING_AFTER_IDLE_SECONDS + 0.2)
-            after = await asyncio.gather(*(_backend(database) for _ in range(6)))
+            with clock.advanced(shared_db.PING_AFTER_IDLE_SECONDS + 0.2):
+                after = await asyncio.gather(*(_backend(database) for _ in range(6)))
         finally:
             await database.dispose()
     assert not set(after) & before
@@ -76,8 +77,8 @@ async def test_a_connection_in_steady_use_is_not_pinged(monkeypatch: pytest.Monk
             for _ in range(5):
                 await _backend(database)
             assert pings == 0
-            await asyncio.sleep(shared_db.PING_AFTER_IDLE_SECONDS + 0.1)
-            await _backend(database)
+            with clock.advanced(shared_db.PING_AFTER_IDLE_SECONDS + 0.1):
+                await _backend(database)
             assert pings == 1
         finally:
             await database.dispose()

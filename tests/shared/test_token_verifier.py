@@ -3,14 +3,13 @@ longer, and a key withdrawn from the JWKS stops its tokens even when they were r
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from shared import clock
 from shared.auth import TokenVerifier
 from shared.errors import Unauthorized
 
@@ -24,7 +23,7 @@ def _key(kid: str) -> tuple[Any, dict[str, Any]]:
 
 
 def _token(key: Any, kid: str, *, lifetime: int = 600, sub: str = "chuyen.vien") -> str:
-    now = int(time.time())
+    now = int(clock.epoch())
     claims = {"sub": sub, "roles": ["specialist"], "agency": "000.00.00.H56", "iss": ISSUER, "aud": AUDIENCE}
     claims |= {"iat": now, "exp": now + lifetime}
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
@@ -59,11 +58,31 @@ async def test_a_remembered_token_is_not_accepted_past_its_expiry() -> None:
         return {"keys": [jwk]}
 
     verifier = TokenVerifier(jwks, issuer=ISSUER, audience=AUDIENCE, leeway=0)
-    token = _token(key, "k1", lifetime=1)
+    token = _token(key, "k1", lifetime=60)
     await verifier.verify(token)
-    await asyncio.sleep(2.1)
-    with pytest.raises(Unauthorized, match="expired"):
+    with clock.advanced(58):  # exp counts whole seconds: 58 is before it, whatever the fraction
+        assert (await verifier.verify(token)).sub == "chuyen.vien"
+    with clock.advanced(61), pytest.raises(Unauthorized, match="expired"):
         await verifier.verify(token)
+
+
+async def test_a_fresh_token_is_refused_by_its_expiry_and_leeway_read_on_the_suites_clock() -> None:
+    """Not only the remembered ones: a token never seen before is judged by the same clock."""
+    key, jwk = _key("k1")
+
+    async def jwks() -> dict[str, Any]:
+        return {"keys": [jwk]}
+
+    verifier = TokenVerifier(jwks, issuer=ISSUER, audience=AUDIENCE, leeway=30)
+    first, second = _token(key, "k1", lifetime=600), _token(key, "k1", lifetime=600, sub="other")
+    with clock.advanced(600 + 28):  # past exp, within the leeway
+        assert (await verifier.verify(first)).sub == "chuyen.vien"
+    with clock.advanced(600 + 31), pytest.raises(Unauthorized, match="expired"):
+        await verifier.verify(second)
+    with clock.advanced(120):  # issued by a provider whose clock runs two minutes ahead
+        early = _token(key, "k1", sub="early")
+    with pytest.raises(Unauthorized, match="not yet valid"):
+        await verifier.verify(early)
 
 
 async def test_a_forged_token_is_never_remembered() -> None:

@@ -4,7 +4,6 @@ seconds are over, one made here at once; one deleted elsewhere is never owed an 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from services.notify import handlers
 from services.notify.app import MIGRATIONS
 from services.notify.config import get_settings
 from services.notify.models import Delivery, Subscription, inbox
+from shared import clock
 from shared.bus import Delivery as BusDelivery
 from shared.db import Database, session_scope
 from shared.events import CloudEvent, event_type
@@ -26,7 +26,7 @@ from tests.servers import temporary_databases
 pytestmark = pytest.mark.pg
 
 AGENCY = "000.00.00.H56"
-SECONDS = 0.5
+SECONDS = 5.0
 
 
 class FakeDelivery(BusDelivery):
@@ -66,8 +66,16 @@ async def subscribe(db: Database) -> int:
     now = datetime.now(UTC)
     async with session_scope(db) as session:
         subscription = Subscription(
-            owner="client:x", callback_url="https://example.vn/hook", event_types=["dossier.#"], agency=AGENCY,
-            description="", secret="whsec_AAAA", active=True, version=1, created_at=now, updated_at=now,
+            owner="client:x",
+            callback_url="https://example.vn/hook",
+            event_types=["dossier.#"],
+            agency=AGENCY,
+            description="",
+            secret="whsec_AAAA",
+            active=True,
+            version=1,
+            created_at=now,
+            updated_at=now,
         )
         session.add(subscription)
         await session.flush()
@@ -107,9 +115,9 @@ async def test_the_cache_follows_changes_made_by_either_worker(workers: tuple[Da
 
     # the other worker subscribes: owed from at most the cache's seconds later
     await subscribe(there)
-    await asyncio.sleep(SECONDS + 0.1)
     later = dossier_event()
-    await consume(consumer, here, later)
+    with clock.advanced(SECONDS + 0.1):
+        await consume(consumer, here, later)
     assert await owed(here, later) == 1 and await taken_in(here) == 1
 
     # the other worker deletes it: the cache does not know yet, the database decides

@@ -5,7 +5,6 @@ input and a batch of 100."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import os
@@ -30,6 +29,7 @@ from services.signing.config import get_settings
 from services.signing.drafts import fill_number_field
 from services.signing.models import Signature, outbox
 from services.signing.schemas import BatchItemOut, BatchOut
+from shared import clock
 from shared.bus.memory import InProcessBroker
 from shared.events import CloudEvent
 
@@ -311,26 +311,26 @@ async def test_revoked_certificate_cannot_sign_but_its_earlier_signature_stays_v
     headers = api.signing("se-bi-thu-hoi", "leader", "246810")
     before = await api.client.post("/sign", content=draft, headers=headers)
     assert before.status_code == 200
-    await asyncio.sleep(1.1)  # the revocation is after the time-stamp, to the second
-    r = await api.client.post(
-        f"/certificates/{leader['serial']}/revoke",
-        json={"reason": "keyCompromise"},
-        headers=api.auth("quan-tri", "admin"),
-    )
-    assert r.status_code == 200
-    signatures = await api.signatures()
-    refused = await api.client.post("/sign", content=draft, headers=headers)
-    assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
-    assert refused.json()["code"] == "certificate_revoked"
-    assert await api.signatures() == signatures
-    failed = (await api.events("signature.failed"))[-1].data
-    assert failed["certificate_serial"] == leader["serial"] and failed["code"] == "certificate_revoked"
-    report = (
-        await api.client.post("/verify", content=before.content, headers={**api.auth("x", "auditor"), **PDF})
-    ).json()
-    sig = report["signatures"][0]
-    assert sig["trusted"] and sig["intact"] and sig["revocation"]["status"] == "good"
-    assert sig["revocation"]["checked_at"] == sig["timestamp"]["time"]
+    with clock.advanced(1.1):  # the revocation is after the time-stamp, to the second
+        r = await api.client.post(
+            f"/certificates/{leader['serial']}/revoke",
+            json={"reason": "keyCompromise"},
+            headers=api.auth("quan-tri", "admin"),
+        )
+        assert r.status_code == 200
+        signatures = await api.signatures()
+        refused = await api.client.post("/sign", content=draft, headers=headers)
+        assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == "certificate_revoked"
+        assert await api.signatures() == signatures
+        failed = (await api.events("signature.failed"))[-1].data
+        assert failed["certificate_serial"] == leader["serial"] and failed["code"] == "certificate_revoked"
+        report = (
+            await api.client.post("/verify", content=before.content, headers={**api.auth("x", "auditor"), **PDF})
+        ).json()
+        sig = report["signatures"][0]
+        assert sig["trusted"] and sig["intact"] and sig["revocation"]["status"] == "good"
+        assert sig["revocation"]["checked_at"] == sig["timestamp"]["time"]
 
 
 async def test_wrong_pins_are_limited_and_an_admin_unlocks(api: Api, draft: bytes) -> None:
