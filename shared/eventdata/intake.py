@@ -12,12 +12,38 @@ after, when, and the due date as it stands after the change.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
+from typing import NamedTuple
 
 from pydantic import AwareDatetime, BaseModel
 
 from shared.events import Actor, EventData, register
+
+
+class DossierCode(NamedTuple):
+    """Mã hồ sơ, the ``code`` of every dossier event: ``<agency identifier>-<yyMMdd>-<sequence>``
+    (four digits or more), e.g. ``000.17.22.H56-210531-0001``. A national format, printed on the
+    receipt: intake writes codes with :meth:`prefix`, a consumer reads them with :meth:`parse`."""
+
+    agency: str
+    day: str  # yyMMdd, the receiving agency's day (Vietnamese time)
+    sequence: str  # as written, zero-padded
+
+    @staticmethod
+    def prefix(agency: str, day: date) -> str:
+        """What precedes the sequence in the codes of ``agency``'s dossiers received on ``day``."""
+        return f"{agency}-{day:%y%m%d}-"
+
+    @classmethod
+    def parse(cls, code: str) -> DossierCode | None:
+        """The parts of ``code``; None for a code not in the format."""
+        found = _DOSSIER_CODE.fullmatch(code)
+        return cls(*found.groups()) if found else None
+
+
+_DOSSIER_CODE = re.compile(r"(.+)-(\d{6})-(\d{4,})")
 
 
 class IntakeEvent(EventData):
