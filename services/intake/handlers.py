@@ -43,13 +43,13 @@ class DocumentIssuedHandler:
         self.settings, self.blobs, self.labels = settings, blobs, labels
 
     async def __call__(self, session: AsyncSession, event: CloudEvent) -> None:
-        if self.settings is None or self.blobs is None or self.labels is None:
-            raise RuntimeError("intake's document.issued handler is not bound yet")
-        ctx = Context(settings=self.settings, blobs=self.blobs, labels=self.labels)
         issued = eventdata.read(event, DocumentIssued)
         # longer than intake's columns keep is no sha256 nor a path of the gateway's
         if len(issued.content_sha256) > SHA256_HEX or len(issued.download_path) > DOWNLOAD_PATH_MAX:
             raise PoisonEvent("document.issued with a content_sha256 or download_path longer than they can be")
+        if self.settings is None or self.blobs is None or self.labels is None:
+            raise RuntimeError("intake's document.issued handler is not bound yet")
+        ctx = Context(settings=self.settings, blobs=self.blobs, labels=self.labels)
         outcome = await results.finish_from_document(session, ctx, issued)
         self.outcomes.append(outcome)
         if len(self.outcomes) > 1000:

@@ -162,7 +162,8 @@ def make_exchange_consumer(settings: DocumentSettings) -> Consumer:
     from services.document.models import inbox
 
     async def on_issued(session: AsyncSession, event: CloudEvent) -> None:
-        doc = await session.get(Document, eventdata.read(event, DocumentIssued).id)
+        issued = eventdata.read(event, DocumentIssued)
+        doc = await session.get(Document, issued.id)
         if doc is None:
             raise PoisonEvent("document.issued for an unknown document")
         exchange_id = exchange_id_for(doc)
