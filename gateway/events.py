@@ -1,25 +1,13 @@
-"""Events the gateway emits: one access record per request, for the audit log."""
+"""What the gateway emits. The models live in ``shared.eventdata.gateway``, where the parts that
+consume them read them too (parts never import each other); this module names them for the gateway's
+own code."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from shared.eventdata.gateway import (
+    AccessRecorded,
+)
 
-from pydantic import Field
-
-from shared.events import EventData, register
-
-
-@register("access.recorded", service="gateway")
-class AccessRecorded(EventData):
-    """Who called what, with which result: never a token, a body or a query string."""
-
-    actor: str | None = Field(description="token subject (user name or client:<id>); absent when anonymous")
-    roles: list[str] = Field(default_factory=list)
-    agency: str | None = Field(default=None, description="the caller's agency (OrganId)")
-    client_ip: str | None = None
-    method: str
-    route: str = Field(description="route template, e.g. /api/intake/dossiers/{code}")
-    status: int
-    duration_ms: float
-    request_id: str | None = None
-    at: datetime
+__all__ = [
+    "AccessRecorded",
+]

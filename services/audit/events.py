@@ -1,17 +1,13 @@
-"""The events audit emits: an alert when the self-check finds the stored log altered."""
+"""What audit emits. The models live in ``shared.eventdata.audit``, where the parts that
+consume them read them too (parts never import each other); this module names them for audit's
+own code."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from shared.eventdata.audit import (
+    AuditTampered,
+)
 
-from shared.events import EventData, register
-
-
-@register("audit.tampered", service="audit")
-class AuditTampered(EventData):
-    """The periodic self-check found a stored entry or tree node that no longer matches."""
-
-    finding: str
-    entry_index: int | None
-    detail: str
-    detected_at: datetime
+__all__ = [
+    "AuditTampered",
+]

@@ -6,7 +6,6 @@ with the event it applied as the reason."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +15,16 @@ from services.document import service as svc
 from services.document.config import DocumentSettings
 from services.document.lifecycle import Status, Step, WorkFileStatus
 from services.document.models import ContentVersion, Document, DossierEnding, WorkFile, inbox
+from shared import eventdata
+from shared.eventdata.document import DocumentIssued, DocumentRecalled
+from shared.eventdata.intake import (
+    DossierAccepted,
+    DossierCode,
+    DossierReceived,
+    DossierRefused,
+    DossierStep,
+    IntakeEvent,
+)
 from shared.events import Actor, CloudEvent
 from shared.inbox import Consumer, Handler, PoisonEvent
 
@@ -27,26 +36,10 @@ ACCEPTED = 2
 SUBMITTED = 1
 
 
-def _dossier_of(event: CloudEvent) -> tuple[str, str]:
-    code = event.data.get("code")
-    agency = event.data.get("agency")
-    if not isinstance(code, str) or not isinstance(agency, str):
-        raise PoisonEvent(f"{event.routing_key} without code or agency")
-    return code, agency
-
-
-def _moment(event: CloudEvent, *fields: str) -> datetime:
-    """When the fact happened by intake's clock (the event's time if the data does not say)."""
-    for name in fields:
-        value = event.data.get(name)
-        if isinstance(value, str):
-            try:
-                moment = datetime.fromisoformat(value)
-            except ValueError:
-                continue
-            if moment.tzinfo is not None:
-                return moment
-    return event.time
+def _notation(code: str) -> str:
+    """The work dossier's notation (ký hiệu): the dossier code without its agency identifier."""
+    parts = DossierCode.parse(code)
+    return f"TTHC-{parts.day}-{parts.sequence}" if parts else f"TTHC-{code}"
 
 
 async def _work_file_of(session: AsyncSession, code: str) -> WorkFile | None:
@@ -57,18 +50,22 @@ async def open_work_file_for_dossier(session: AsyncSession, event: CloudEvent) -
     """An accepted dossier is processed inside a work dossier opened for it: at a desk
     submission (received in status 2) or when the desk accepts an online one. A dossier whose end
     arrived first (out of order) gets its work dossier opened and closed at once."""
-    code, agency = _dossier_of(event)
-    if event.routing_key == "dossier.received" and event.data.get("status") != ACCEPTED:
-        return  # submitted online: the matter starts when the desk accepts it
+    data = eventdata.read(event, IntakeEvent)
+    if isinstance(data, DossierReceived):
+        if data.status != ACCEPTED:
+            return  # submitted online: the matter starts when the desk accepts it
+        opened_at = data.received_at
+    elif isinstance(data, DossierAccepted):
+        opened_at = data.accepted_at
+    else:
+        raise TypeError(f"{event.routing_key} opens no work dossier")
+    code, agency = data.code, data.agency
     if await _work_file_of(session, code) is not None:
         return
-    opened_at = _moment(event, "accepted_at", "received_at", "at")
     work_file = WorkFile(
         organ_id=agency,
         file_catalog=svc.vietnam_today(opened_at).year,
-        file_notation=f"TTHC-{code.rsplit('-', 2)[-2]}-{code.rsplit('-', 1)[-1]}"
-        if code.count("-") >= 2
-        else f"TTHC-{code}",
+        file_notation=_notation(code),
         title=f"Hồ sơ TTHC {code}",
         dossier_code=code,
         status=WorkFileStatus.OPEN,
@@ -88,15 +85,15 @@ async def open_work_file_for_dossier(session: AsyncSession, event: CloudEvent) -
 async def close_work_file_for_dossier(session: AsyncSession, event: CloudEvent) -> None:
     """The matter is over: the dossier's work dossier closes. If the end arrives before the
     opening (redelivery reorders), it is remembered so that the late opening closes at once."""
-    code, agency = _dossier_of(event)
-    at = _moment(event, "at")
+    step = eventdata.read(event, DossierStep)
+    code, agency, at = step.code, step.agency, step.at
     work_file = await _work_file_of(session, code)
     if work_file is not None:
         if lifecycle.allows(Step.CLOSE_WORK_FILE, work_file.status):
             actor = Actor.system(f"{event.routing_key} {code}")
             await workfiles.close_work_file(session, work_file, at=at, actor=actor)
         return
-    if event.routing_key == "dossier.refuse" or event.data.get("from_status") == SUBMITTED:
+    if isinstance(step, DossierRefused) or step.from_status == SUBMITTED:
         return  # never accepted: no work dossier was or will be opened for it
     if await session.get(DossierEnding, code) is None:
         session.add(DossierEnding(dossier_code=code, agency=agency, action=event.routing_key, ended_at=at))
@@ -107,9 +104,7 @@ def deliver_issued(settings: DocumentSettings) -> Handler:
     async def handle(session: AsyncSession, event: CloudEvent) -> None:
         """Recipients served by this deployment get the issued document as an incoming one,
         registered with their arrival number; outside agencies are reached by exchange."""
-        source_id = event.data.get("id")
-        if not isinstance(source_id, int):
-            raise PoisonEvent("document.issued without id")
+        source_id = eventdata.read(event, DocumentIssued).id
         source = await session.get(Document, source_id)
         if source is None:
             raise PoisonEvent(f"document.issued for unknown document {source_id}")
@@ -182,9 +177,7 @@ def deliver_issued(settings: DocumentSettings) -> Handler:
 async def recall_copies(session: AsyncSession, event: CloudEvent) -> None:
     """A recalled document is withdrawn by its receivers (Decree 30): the copies become
     ``recalled`` and their content is no longer served."""
-    source_id = event.data.get("id")
-    if not isinstance(source_id, int):
-        raise PoisonEvent("document.recalled without id")
+    source_id = eventdata.read(event, DocumentRecalled).id
     rows = await session.execute(select(Document).where(Document.source_document == f"document:{source_id}"))
     for copy in rows.scalars():
         if lifecycle.allows(Step.WITHDRAW, copy.status, copy.direction):

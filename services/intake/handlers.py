@@ -4,14 +4,14 @@ finishes it at once when its status allows, otherwise when it later does (never 
 The handler runs in the inbox's transaction (one row per event: redelivery is a no-op); the
 same document issued again is recognised by its id. A document for a dossier intake does not
 know is logged and acknowledged: it will never apply, and it is not the document's fault either.
-An event without what the producer's contract names (a number in ``code``, the document's
-``id``…) is refused: dead-lettered, never guessed at.
+The event is read as document's own model (``shared.eventdata``): without what its contract
+names (a number in ``code``, the document's ``id``…) it is refused, dead-lettered, never guessed
+at; fields intake does not know are a newer producer's and are passed over.
 """
 
 from __future__ import annotations
 
 import structlog
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake import catalogue, results
@@ -19,10 +19,15 @@ from services.intake.blobs import BlobStore
 from services.intake.config import IntakeSettings
 from services.intake.context import Context
 from services.intake.models import inbox
+from shared import eventdata
+from shared.eventdata.document import DocumentIssued
 from shared.events import CloudEvent
 from shared.inbox import Consumer, PoisonEvent
 
 log = structlog.get_logger("intake")
+
+SHA256_HEX = 64
+DOWNLOAD_PATH_MAX = 300  # IssuedResult.download_path
 
 
 class DocumentIssuedHandler:
@@ -38,14 +43,13 @@ class DocumentIssuedHandler:
         self.settings, self.blobs, self.labels = settings, blobs, labels
 
     async def __call__(self, session: AsyncSession, event: CloudEvent) -> None:
+        issued = eventdata.read(event, DocumentIssued)
+        # longer than intake's columns keep is no sha256 nor a path of the gateway's
+        if len(issued.content_sha256) > SHA256_HEX or len(issued.download_path) > DOWNLOAD_PATH_MAX:
+            raise PoisonEvent("document.issued with a content_sha256 or download_path longer than they can be")
         if self.settings is None or self.blobs is None or self.labels is None:
             raise RuntimeError("intake's document.issued handler is not bound yet")
         ctx = Context(settings=self.settings, blobs=self.blobs, labels=self.labels)
-        try:
-            issued = results.IssuedDocument.model_validate(event.data)
-        except ValidationError as exc:
-            wrong = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
-            raise PoisonEvent(f"document.issued without what its contract names: {', '.join(wrong)}") from exc
         outcome = await results.finish_from_document(session, ctx, issued)
         self.outcomes.append(outcome)
         if len(self.outcomes) > 1000:

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import structlog
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +18,7 @@ from services.intake.transition import transition
 from services.intake.workflow import FINISHABLE, Action, allowed_actions, next_status
 from shared import clock
 from shared.errors import Conflict, Unprocessable
+from shared.eventdata.document import DocumentIssued
 from shared.events import Actor
 
 log = structlog.get_logger("intake")
@@ -68,24 +68,7 @@ def result_of(issued: IssuedResult) -> DossierResult:
     )
 
 
-class IssuedDocument(BaseModel):
-    """What intake reads of ``document.issued``, named as the producer's contract names it
-    (``contracts/events/document.issued.schema.json``, all required there). The event carries
-    more (recipients, signer…): what intake does not read is not intake's to check."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    id: StrictInt
-    code: StrictStr = Field(description="the number as written on the document, e.g. 05/QĐ-UBND")
-    dossier_code: StrictStr | None
-    subject: StrictStr | None
-    # as long as intake stores them: longer is no sha256 nor a path of the gateway's
-    content_sha256: StrictStr = Field(max_length=64)
-    download_path: StrictStr = Field(max_length=300)
-    issued_at: AwareDatetime
-
-
-async def finish_from_document(session: AsyncSession, ctx: Context, issued: IssuedDocument) -> str:
+async def finish_from_document(session: AsyncSession, ctx: Context, issued: DocumentIssued) -> str:
     """``document.issued`` naming a dossier: the result is never dropped. It is attached to the
     dossier, and applied at once when the status allows (``FINISHABLE``), otherwise kept
     pending until it does. Returns what happened (for logs and tests): finished, pending,

@@ -21,7 +21,7 @@ from services.intake.components import INSERT_COMPONENTS, checked_components, co
 from services.intake.config import IntakeSettings
 from services.intake.context import Context
 from services.intake.deadlines import due_on_acceptance
-from services.intake.events import DossierReceived
+from services.intake.events import DossierCode, DossierReceived
 from services.intake.models import Agency, Dossier, DossierEvent, DueDateChange, IdempotencyRecord, counters, outbox
 from services.intake.schemas import DossierOut, DossierSubmission
 from services.intake.views import component_data, view_data
@@ -245,7 +245,7 @@ async def submit(
     code = await DOSSIER_CODES.take(
         session,
         key=_sequence_key(ctx.settings, body.agency, local),
-        prefix=f"{body.agency}-{local:%y%m%d}-",
+        prefix=DossierCode.prefix(body.agency, local.date()),
         dossier_id=dossier["id"],
         stand_in=stand_in,
         event_ids=[received.id],

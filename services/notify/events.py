@@ -1,16 +1,13 @@
-"""What notify sends of its own: only webhooks carry it, never the bus."""
+"""What notify emits. The models live in ``shared.eventdata.notify``, where the parts that
+consume them read them too (parts never import each other); this module names them for notify's
+own code."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from shared.eventdata.notify import (
+    WebhookTest,
+)
 
-from shared.events import EventData, register
-
-
-@register("webhook.test", service="notify", bus=False)
-class WebhookTest(EventData):
-    """Sent once to every new subscription, whatever its event types: the callback is reachable
-    and checks the signature. Acknowledge it like any other delivery; it changes nothing."""
-
-    subscription_id: int = Field(description="the subscription it was sent to")
-    message: str
+__all__ = [
+    "WebhookTest",
+]

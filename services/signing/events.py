@@ -1,68 +1,19 @@
-"""The events signing emits: their ``data`` schemas are the contract (contracts/events/).
-
-No document content ever travels in them: a document is named by its SHA-256 digest, a
-certificate by its serial number (hex), a signer by their user id.
-"""
+"""What signing emits. The models live in ``shared.eventdata.signing``, where the parts that
+consume them read them too (parts never import each other); this module names them for signing's
+own code."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from shared.eventdata.signing import (
+    CertificateIssued,
+    CertificateRevoked,
+    SignatureCompleted,
+    SignatureFailed,
+)
 
-from shared.events import EventData, register
-
-
-@register("certificate.issued", service="signing")
-class CertificateIssued(EventData):
-    """The local CA issued a certificate for a person (leader) or an organisation (seal)."""
-
-    serial: str
-    kind: str
-    agency: str
-    owner: str | None
-    subject: str
-    not_before: datetime
-    not_after: datetime
-    issued_by: str
-
-
-@register("certificate.revoked", service="signing")
-class CertificateRevoked(EventData):
-    """A certificate was revoked: OCSP says so at once, the next CRL lists it."""
-
-    serial: str
-    kind: str
-    agency: str
-    owner: str | None
-    reason: str
-    revoked_at: datetime
-    revoked_by: str
-
-
-@register("signature.completed", service="signing")
-class SignatureCompleted(EventData):
-    """A document was signed (person, organisation or attachment)."""
-
-    kind: str
-    level: str
-    signer: str
-    agency: str
-    certificate_serial: str
-    input_sha256: str
-    output_sha256: str
-    signed_at: datetime
-    batch_id: str | None
-
-
-@register("signature.failed", service="signing")
-class SignatureFailed(EventData):
-    """A signing request was refused (wrong PIN, revoked certificate, bad PDF, …)."""
-
-    kind: str
-    signer: str
-    agency: str | None
-    certificate_serial: str | None
-    input_sha256: str | None
-    code: str
-    status: int
-    at: datetime
-    batch_id: str | None
+__all__ = [
+    "CertificateIssued",
+    "CertificateRevoked",
+    "SignatureCompleted",
+    "SignatureFailed",
+]

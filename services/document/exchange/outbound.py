@@ -24,7 +24,8 @@ from services.document.models import (
     ExchangeMessage,
     ExchangeStatus,
 )
-from shared import clock
+from shared import clock, eventdata
+from shared.eventdata.document import DocumentIssued, DocumentRecalled
 from shared.events import CloudEvent
 from shared.inbox import Consumer, PoisonEvent
 
@@ -161,7 +162,8 @@ def make_exchange_consumer(settings: DocumentSettings) -> Consumer:
     from services.document.models import inbox
 
     async def on_issued(session: AsyncSession, event: CloudEvent) -> None:
-        doc = await session.get(Document, event.data.get("id"))
+        issued = eventdata.read(event, DocumentIssued)
+        doc = await session.get(Document, issued.id)
         if doc is None:
             raise PoisonEvent("document.issued for an unknown document")
         exchange_id = exchange_id_for(doc)
@@ -184,7 +186,8 @@ def make_exchange_consumer(settings: DocumentSettings) -> Consumer:
             queue(session, doc=doc, kind="envelope", partner=organ, exchange_id=exchange_id)
 
     async def on_recalled(session: AsyncSession, event: CloudEvent) -> None:
-        doc = await session.get(Document, event.data.get("id"))
+        recalled = eventdata.read(event, DocumentRecalled)
+        doc = await session.get(Document, recalled.id)
         if doc is None:
             raise PoisonEvent("document.recalled for an unknown document")
         rows = await session.execute(
@@ -201,7 +204,7 @@ def make_exchange_consumer(settings: DocumentSettings) -> Consumer:
                     partner=sent.partner,
                     exchange_id=sent.exchange_id,
                     status_code=edxml.StatusCode.RECALL_REQUESTED,
-                    description=event.data.get("reason"),
+                    description=recalled.reason,
                 )
 
     return Consumer(

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,11 +22,24 @@ from services.document.app import create_app
 from services.document.config import AgencyProfile, get_settings
 from services.document.models import outbox
 from shared.bus.memory import InProcessBroker
-from shared.events import CloudEvent
+from shared.eventdata.intake import DossierReceived
+from shared.events import Actor, CloudEvent
 
 PROVINCE = "000.00.00.H56"
 DEPARTMENT = "000.00.17.H56"  # Sở Tư pháp, inside the province's subtree
 OTHER = "000.00.00.H26"  # another province: outside
+DESK = Actor(kind="user", sub="mot-cua", name="Cán bộ một cửa", roles=["desk_officer"], agency=PROVINCE)
+
+
+def dossier_received(
+    code: str, status: int, received_at: datetime = datetime(2026, 12, 3, 2, tzinfo=UTC)
+) -> dict[str, Any]:
+    """``dossier.received`` as intake sends it: built with intake's own model, never short of a
+    field (document reads it as that model and refuses what lacks one)."""
+    return DossierReceived(
+        actor=DESK, code=code, agency=PROVINCE, procedure_code="1.001193", procedure_version=1, status=status,
+        channel="online" if status == 1 else "desk", received_at=received_at, due_at=None, owner=None,
+    ).model_dump(mode="json")
 
 
 @dataclass

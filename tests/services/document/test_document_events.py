@@ -4,14 +4,21 @@ did, the system with the event it applied for what the part did by itself."""
 from __future__ import annotations
 
 from shared.events import Actor
-from tests.services.document.conftest import DEPARTMENT, PROVINCE, DocumentApi, eventually, signed_draft
+from tests.services.document.conftest import (
+    DEPARTMENT,
+    PROVINCE,
+    DocumentApi,
+    dossier_received,
+    eventually,
+    signed_draft,
+)
 
 PDF = {"Content-Type": "application/pdf"}
 
 
 async def test_no_document_event_has_a_null_actor(api: DocumentApi, pdfs: dict[str, bytes]) -> None:
     clerk = api.token("clerk", clearance=3, sub="thu-ky")
-    await api.publish("dossier.received", {"code": "000.00.00.H56-261203-0001", "agency": PROVINCE, "status": 2})
+    await api.publish("dossier.received", dossier_received("000.00.00.H56-261203-0001", status=2))
     r = await api.client.post(
         "/workfiles", headers=api.token("specialist"), json={"organ_id": PROVINCE, "file_notation": "KH-01",
                                                             "title": "Kế hoạch năm"}

@@ -3,7 +3,7 @@ leader's signature, number, organisation's signature, issue, delivery inside the
 
 from __future__ import annotations
 
-from tests.services.document.conftest import DEPARTMENT, PROVINCE, DocumentApi, eventually
+from tests.services.document.conftest import DEPARTMENT, PROVINCE, DocumentApi, dossier_received, eventually
 
 PDF = {"Content-Type": "application/pdf"}
 
@@ -20,9 +20,7 @@ async def _upload(api: DocumentApi, doc_id: int, data: bytes, etag: str, role: s
 
 async def test_result_document_issued_in_the_dossier_work_file(api: DocumentApi, pdfs: dict[str, bytes]) -> None:
     specialist, clerk = api.token("specialist"), api.token("clerk", clearance=3)
-    await api.publish(
-        "dossier.received", {"code": "000.00.00.H56-260105-0007", "agency": PROVINCE, "status": 2, "channel": "desk"}
-    )
+    await api.publish("dossier.received", dossier_received("000.00.00.H56-260105-0007", status=2))
 
     async def work_file():
         r = await api.client.get("/workfiles", params={"dossier_code": "000.00.00.H56-260105-0007"}, headers=specialist)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.services.document.conftest import PROVINCE, DocumentApi
+from tests.services.document.conftest import DESK, PROVINCE, DocumentApi, dossier_received
 
 CODE = "000.00.00.H56-261203-0042"
 SUBMITTED_AT = "2026-12-03T02:00:00+00:00"
@@ -17,15 +17,12 @@ ENDED_AT = "2026-12-04T08:00:00+00:00"
 
 
 def received(status: int) -> dict[str, Any]:
-    return {
-        "code": CODE, "agency": PROVINCE, "procedure_code": "1.001193", "procedure_version": 1,
-        "status": status, "channel": "online" if status == 1 else "desk", "received_at": SUBMITTED_AT,
-        "due_at": None, "owner": None,
-    }
+    return dossier_received(CODE, status, received_at=datetime.fromisoformat(SUBMITTED_AT))
 
 
 def step(action: str, from_status: int, status: int, **extra: Any) -> dict[str, Any]:
     return {
+        "actor": DESK.model_dump(mode="json"),
         "code": CODE, "agency": PROVINCE, "procedure_code": "1.001193", "procedure_version": 1,
         "channel": "online", "owner": None, "action": action, "from_status": from_status, "status": status,
         "at": ENDED_AT if action != "accept" else ACCEPTED_AT, "due_at": None, **extra,
@@ -103,3 +100,17 @@ async def test_an_end_that_arrives_before_the_opening_closes_it_at_once(api: Doc
     assert [e.data["id"] for e in await api.events("workfile.closed")] == [wf["id"]]
     await publish(api, "dossier.received", received(status=2), "e-0")  # a late duplicate opening
     assert [w["status"] for w in await work_files(api)] == ["closed"]
+
+
+async def test_a_newer_intakes_extra_field_is_passed_over_and_a_missing_one_refused(api: DocumentApi) -> None:
+    """Document reads intake's model: a field it does not know yet (a newer intake's) changes
+    nothing; a field the contract requires and the event lacks is refused at once, for good."""
+    await publish(api, "dossier.received", {**received(status=2), "priority": "cao"}, "e-1")
+    [wf] = await work_files(api)
+    assert wf["status"] == "open"
+    without_at = {k: v for k, v in step("withdraw", 2, 7, reason=None).items() if k != "at"}
+    await publish(api, "dossier.withdraw", without_at, "e-2")
+    [dead] = await api.broker.dead_letters("document")
+    assert (dead.message_id, dead.deliveries) == ("e-2", 1)  # dead-lettered at its first delivery
+    assert [w["status"] for w in await work_files(api)] == ["open"]  # and nothing closed
+    assert await api.events("workfile.closed") == []
