@@ -115,6 +115,8 @@ def _banner(suite: EmbeddedSuite, password: str) -> str:
 
 def _signing_lines(suite: EmbeddedSuite) -> list[str]:
     """The demo signing PIN, and a loud word when keys are not in a token."""
+    from services.signing.state import SigningState  # only when the banner is shown: parts load lazily
+
     app = suite.apps.get("signing")
     runtime = getattr(getattr(app, "state", None), "runtime", None)
     if runtime is None:
@@ -122,7 +124,8 @@ def _signing_lines(suite: EmbeddedSuite) -> list[str]:
     lines = [
         f"Signing PIN of every demo certificate (header X-Signing-PIN): {runtime.settings.demo_pin_secret}",
     ]
-    keystore = runtime.extras.get("keystore")
+    state = runtime.state
+    keystore = state.keystore if isinstance(state, SigningState) else None
     if keystore is not None and keystore.token.description != "pkcs11":
         lines.append(
             f"WARNING: signing keys are in the software keystore, {keystore.token.description}: no "

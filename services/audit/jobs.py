@@ -23,6 +23,7 @@ from services.audit.checkpoint import CheckpointError, NoteSigner, parse_and_ver
 from services.audit.config import AuditSettings
 from services.audit.merkle import CorruptLogError
 from services.audit.models import AuditCheckpoint, AuditEntry, TamperAlert, merkle_node, outbox
+from services.audit.state import AuditState
 from services.audit.store import columns_of, latest_checkpoint, make_checkpoint, tree
 from shared import clock
 from shared.app import ServiceRuntime
@@ -46,10 +47,6 @@ SELF_CHECK = Actor.system("the audit log's periodic integrity self-check").model
 SELFCHECK_CHUNK = 1024  # a power of two: interior nodes inside a chunk are checked from it alone
 
 
-def signer_of(runtime: ServiceRuntime) -> NoteSigner:
-    return runtime.extras["signer"]
-
-
 # --- Checkpoints ----------------------------------------------------------------------------------
 
 
@@ -63,9 +60,7 @@ async def checkpoint_once(db: Database, signer: NoteSigner, settings: AuditSetti
             return None
         if size - signed < settings.checkpoint_every_entries:
             # the first unsigned entry's arrival is what the time limit is measured from
-            waiting_since = await session.scalar(
-                select(AuditEntry.recorded_at).where(AuditEntry.index == signed)
-            )
+            waiting_since = await session.scalar(select(AuditEntry.recorded_at).where(AuditEntry.index == signed))
             waited = (clock.now() - waiting_since).total_seconds() if waiting_since else 0.0
             if waited < settings.checkpoint_every_seconds:
                 return None
@@ -76,7 +71,7 @@ async def checkpointer(runtime: ServiceRuntime) -> None:
     settings: AuditSettings = runtime.settings  # type: ignore[assignment]
     pause = min(1.0, settings.checkpoint_every_seconds / 4)
     while True:
-        made = await checkpoint_once(runtime.db, signer_of(runtime), settings)
+        made = await checkpoint_once(runtime.db, AuditState.of(runtime).signer, settings)
         if made:
             log.info("checkpoint_signed", size=made.size)
         await asyncio.sleep(pause)
@@ -101,8 +96,10 @@ async def check_range(db: Database, start: int, end: int) -> list[Finding]:
     findings: list[Finding] = []
     async with db.sessionmaker() as session:
         entries = (
-            await session.execute(select(AuditEntry).where(AuditEntry.index >= start, AuditEntry.index < end))
-        ).scalars().all()
+            (await session.execute(select(AuditEntry).where(AuditEntry.index >= start, AuditEntry.index < end)))
+            .scalars()
+            .all()
+        )
         nodes: dict[tuple[int, int], bytes] = {}
         for level in range(SELFCHECK_CHUNK.bit_length()):
             lo, hi = start >> level, end >> level
@@ -142,9 +139,12 @@ async def check_range(db: Database, start: int, end: int) -> list[Finding]:
         left, right = nodes.get((level - 1, 2 * idx)), nodes.get((level - 1, 2 * idx + 1))
         if left is None or right is None or node_hash(left, right) != value:
             findings.append(
-                Finding(f"node:{level}:{idx}", idx << level,
-                        f"tree node ({level}, {idx}) over entries {idx << level}…{((idx + 1) << level) - 1} "
-                        "does not match its children")
+                Finding(
+                    f"node:{level}:{idx}",
+                    idx << level,
+                    f"tree node ({level}, {idx}) over entries {idx << level}…{((idx + 1) << level) - 1} "
+                    "does not match its children",
+                )
             )
     return findings
 
@@ -161,9 +161,14 @@ async def check_checkpoint(db: Database, signer: NoteSigner) -> list[Finding]:
         except (CheckpointError, CorruptLogError, ValueError) as exc:
             return [Finding(f"checkpoint:{latest.size}", None, f"checkpoint {latest.size}: {exc}"[:500])]
     if checkpoint.size != latest.size or checkpoint.root != bytes(latest.root) or root != checkpoint.root:
-        return [Finding(f"checkpoint:{latest.size}", None,
-                        f"checkpoint {latest.size} (root {base64.b64encode(checkpoint.root).decode()}) "
-                        "does not match the stored tree")]
+        return [
+            Finding(
+                f"checkpoint:{latest.size}",
+                None,
+                f"checkpoint {latest.size} (root {base64.b64encode(checkpoint.root).decode()}) "
+                "does not match the stored tree",
+            )
+        ]
     return []
 
 
@@ -234,7 +239,7 @@ class SelfCheck:
 
 async def selfcheck_loop(runtime: ServiceRuntime) -> None:
     settings: AuditSettings = runtime.settings  # type: ignore[assignment]
-    check: SelfCheck = runtime.extras["selfcheck"]
+    check = AuditState.of(runtime).selfcheck
     while True:
         await check.run()
         await asyncio.sleep(settings.selfcheck_seconds)
@@ -280,7 +285,7 @@ async def monitor(runtime: ServiceRuntime) -> None:
 
 
 async def integrity_detail(runtime: ServiceRuntime) -> object:
-    check: SelfCheck = runtime.extras["selfcheck"]
+    check = AuditState.of(runtime).selfcheck
     if check.last_run is None:
         return "not yet checked"
     if not check.last_findings:
@@ -290,4 +295,3 @@ async def integrity_detail(runtime: ServiceRuntime) -> object:
         "checked_at": check.last_run.isoformat(),
         "findings": [{"finding": f.key, "entry": f.entry_index, "detail": f.detail} for f in check.last_findings[:20]],
     }
-

@@ -14,6 +14,7 @@ from services.document.config import get_settings
 from services.document.models import Document
 from services.document.outgoing import assign_number
 from services.document.service import new_document
+from services.document.state import DocumentState
 from services.document.workdays import WorkingCalendar
 from tests.services.document.conftest import PROVINCE, DocumentApi
 
@@ -60,7 +61,7 @@ def test_working_days_skip_weekends_and_tet() -> None:
 
 
 async def test_numbers_restart_at_01_on_the_first_of_january(api: DocumentApi) -> None:
-    settings = api.runtime.extras["toolkit"].settings
+    settings = DocumentState.of(api.runtime).toolkit.settings
     codes = []
     async with api.runtime.db.sessionmaker() as session:
         for day, type_key, secrecy in [
@@ -70,9 +71,16 @@ async def test_numbers_restart_at_01_on_the_first_of_january(api: DocumentApi) -
             (date(2026, 1, 1), "QĐ", "none"),
             (date(2026, 1, 1), "QPPL.QĐ", "none"),  # each legal type its own series, year in the number
         ]:
-            doc: Document = new_document(direction="outgoing", agency=PROVINCE, status="signed_by_leader",
-                                         type_key=type_key, type_name=type_key, subject="s", secrecy=secrecy,
-                                         created_by="t")
+            doc: Document = new_document(
+                direction="outgoing",
+                agency=PROVINCE,
+                status="signed_by_leader",
+                type_key=type_key,
+                type_name=type_key,
+                subject="s",
+                secrecy=secrecy,
+                created_by="t",
+            )
             session.add(doc)
             await session.flush()
             codes.append(await assign_number(session, doc, settings=settings, today=day))

@@ -12,6 +12,7 @@ import pytest
 from services.document import edxml
 from services.document.exchange import outbound
 from services.document.models import Document, ExchangeMessage
+from services.document.state import DocumentState
 from shared import clock
 from tests.services.document.conftest import DEPARTMENT, PROVINCE, DocumentApi, signed_draft
 
@@ -25,8 +26,12 @@ async def issue(api: DocumentApi, pdfs: dict[str, bytes], subject: str) -> dict[
     number = await api.client.post(f"/documents/{doc['id']}/number", headers=clerk)
     assert number.status_code == 200, number.text
     etag = (await api.client.get(f"/documents/{doc['id']}", headers=clerk)).headers["ETag"]
-    r = await api.client.post(f"/documents/{doc['id']}/content", params={"stage": "sealed"}, content=pdfs["sealed"],
-                              headers={**clerk, **PDF, "If-Match": etag})
+    r = await api.client.post(
+        f"/documents/{doc['id']}/content",
+        params={"stage": "sealed"},
+        content=pdfs["sealed"],
+        headers={**clerk, **PDF, "If-Match": etag},
+    )
     assert r.status_code == 201, r.text
     r = await api.client.post(f"/documents/{doc['id']}/issue", headers=clerk)
     assert r.status_code == 200, r.text
@@ -37,8 +42,13 @@ async def register(api: DocumentApi, subject: str) -> dict[str, Any]:
     r = await api.client.post(
         "/documents/incoming",
         headers=api.token("clerk"),
-        json={"agency": PROVINCE, "type_key": "CV", "subject": subject, "code": "15/STP-VP",
-              "issuing_organ": {"organ_id": DEPARTMENT}},
+        json={
+            "agency": PROVINCE,
+            "type_key": "CV",
+            "subject": subject,
+            "code": "15/STP-VP",
+            "issuing_organ": {"organ_id": DEPARTMENT},
+        },
     )
     assert r.status_code == 201, r.text
     return r.json()
@@ -94,7 +104,7 @@ async def test_the_year_turns_on_vietnams_new_year(
         assert province["measures"]["signed"]["total"] == (1 if new_year else 2)
 
         # edXML: the promulgation date and the exchange id carry Vietnam's date
-        kit, blobs = api.runtime.extras["exchange"], api.runtime.extras["toolkit"]
+        kit, blobs = DocumentState.of(api.runtime).exchange, DocumentState.of(api.runtime).toolkit
         async with api.runtime.db.sessionmaker() as session:
             row = await session.get(Document, doc["id"])
             assert row is not None
