@@ -67,37 +67,24 @@ def agency_pattern(agency: str) -> str:
     groups = agency.split(".")
     return ".".join("_" * len(g) if set(g) == {"0"} else g for g in groups[:3]) + "." + groups[3]
 
-
 # --- Entries --------------------------------------------------------------------------------------
 
 
 def entry_out(row: AuditEntry) -> EntryOut:
     return EntryOut(
-        index=row.index,
-        source=row.source,
-        event_id=row.event_id,
-        type=row.type,
-        subject=row.subject,
-        agency=row.agency,
-        actor=row.actor,
-        time=row.time,
-        recorded_at=row.recorded_at,
-        leaf_hash=b64(leaf_hash(bytes(row.leaf))),
-        record=json.loads(row.leaf),
+        index=row.index, source=row.source, event_id=row.event_id, type=row.type, subject=row.subject,
+        agency=row.agency, actor=row.actor, time=row.time, recorded_at=row.recorded_at,
+        leaf_hash=b64(leaf_hash(bytes(row.leaf))), record=json.loads(row.leaf),
     )
 
 
-@router.get(
-    "/entries", response_model=EntryPage, responses=problem_responses(400, 401, 403), **allow("auditor", "admin")
-)
+@router.get("/entries", response_model=EntryPage, responses=problem_responses(400, 401, 403),
+            **allow("auditor", "admin"))
 async def list_entries(
     actor: str | None = Query(default=None, max_length=200, description="who acted (user id)"),
     subject: str | None = Query(default=None, max_length=200, description="dossier code, document id…"),
-    type: str | None = Query(
-        default=None,
-        max_length=200,  # noqa: A002 - the CloudEvents name
-        description="event type, full or as routing key (dossier.received)",
-    ),
+    type: str | None = Query(default=None, max_length=200,  # noqa: A002 - the CloudEvents name
+                             description="event type, full or as routing key (dossier.received)"),
     agency: str | None = Query(default=None, description="agency code: entries of it and its subtree"),
     since: Annotated[datetime | None, Query(description="event time ≥ this")] = None,
     until: Annotated[datetime | None, Query(description="event time < this")] = None,
@@ -136,7 +123,6 @@ async def list_entries(
     return EntryPage(
         items=[entry_out(r) for r in rows[:limit]], next=str(rows[limit].index) if len(rows) > limit else None
     )
-
 
 # --- Checkpoints and key --------------------------------------------------------------------------
 
@@ -184,16 +170,17 @@ async def checkpoint_of_size(session: AsyncSession, size: int) -> AuditCheckpoin
     return row
 
 
-@router.get("/checkpoints/{size}", response_model=CheckpointOut, responses=problem_responses(404, 422), **public())
+@router.get("/checkpoints/{size}", response_model=CheckpointOut, responses=problem_responses(404, 422),
+            **public())
 async def one_checkpoint(size: int, session: AsyncSession = Session) -> CheckpointOut:
     """The checkpoint of tree size ``size``."""
     return checkpoint_out(await checkpoint_of_size(session, size))
 
-
 # --- Proofs ---------------------------------------------------------------------------------------
 
 
-@router.get("/proofs/inclusion", response_model=InclusionProofOut, responses=problem_responses(400, 404), **public())
+@router.get("/proofs/inclusion", response_model=InclusionProofOut, responses=problem_responses(400, 404),
+            **public())
 async def inclusion_proof(
     index: int | None = Query(default=None, description="the entry's index; or give event_id"),
     event_id: str | None = Query(default=None, max_length=100),
@@ -219,27 +206,20 @@ async def inclusion_proof(
     if checkpoint is None:
         raise NotCheckpointed("no checkpoint has been signed yet")
     if not 0 <= index < checkpoint.size:
-        raise OutOfRange(
-            f"entry {index} is not in the tree of checkpoint {checkpoint.size}", index=index, size=checkpoint.size
-        )
+        raise OutOfRange(f"entry {index} is not in the tree of checkpoint {checkpoint.size}",
+                         index=index, size=checkpoint.size)
     log = tree(session)
     try:
         proof = await log.inclusion_proof(index, checkpoint.size)
         leaf = (await SqlNodeStore(session).get_many([(0, index)]))[(0, index)]
     except ProofRangeError as exc:
         raise OutOfRange(str(exc)) from exc
-    return InclusionProofOut(
-        index=index,
-        size=checkpoint.size,
-        leaf_hash=b64(leaf),
-        proof=[b64(h) for h in proof],
-        checkpoint=checkpoint.note,
-    )
+    return InclusionProofOut(index=index, size=checkpoint.size, leaf_hash=b64(leaf),
+                             proof=[b64(h) for h in proof], checkpoint=checkpoint.note)
 
 
-@router.get(
-    "/proofs/consistency", response_model=ConsistencyProofOut, responses=problem_responses(400, 404), **public()
-)
+@router.get("/proofs/consistency", response_model=ConsistencyProofOut, responses=problem_responses(400, 404),
+            **public())
 async def consistency_proof(
     old: int = Query(description="the earlier checkpoint's size"),
     new: int | None = Query(default=None, description="the later checkpoint's size; default the newest"),
@@ -256,14 +236,8 @@ async def consistency_proof(
         proof = await tree(session).consistency_proof(old, new_row.size)
     except ProofRangeError as exc:
         raise OutOfRange(str(exc)) from exc
-    return ConsistencyProofOut(
-        old_size=old,
-        new_size=new_row.size,
-        proof=[b64(h) for h in proof],
-        old_checkpoint=old_row.note,
-        new_checkpoint=new_row.note,
-    )
-
+    return ConsistencyProofOut(old_size=old, new_size=new_row.size, proof=[b64(h) for h in proof],
+                               old_checkpoint=old_row.note, new_checkpoint=new_row.note)
 
 # --- Export and alerts ----------------------------------------------------------------------------
 
@@ -271,18 +245,13 @@ async def consistency_proof(
 EXPORT_CHUNK = 1000
 
 
-@router.get(
-    "/export",
-    responses={200: {"content": {"application/jsonl": {}}}, **problem_responses(400, 401, 403, 409)},
-    response_class=StreamingResponse,
-    **allow("auditor"),
-)
+@router.get("/export", responses={200: {"content": {"application/jsonl": {}}}, **problem_responses(400, 401, 403, 409)},
+            response_class=StreamingResponse, **allow("auditor"))
 async def export(
     request: Request,
     start: int = Query(default=0, ge=0, alias="from", description="first index"),
-    end: int | None = Query(
-        default=None, ge=0, alias="to", description="index after the last; default the newest checkpoint's size"
-    ),
+    end: int | None = Query(default=None, ge=0, alias="to",
+                            description="index after the last; default the newest checkpoint's size"),
     session: AsyncSession = Session,
 ) -> StreamingResponse:
     """Entries ``from``…``to``-1 as JSON lines with inclusion proofs against the first checkpoint
@@ -308,7 +277,6 @@ async def export(
     async def lines() -> AsyncIterator[bytes]:
         # The request's session is closed once the endpoint returns; the stream reads with its own.
         async with db.sessionmaker() as reader:
-
             async def entries() -> AsyncIterator[tuple[int, bytes]]:
                 for lo in range(start, end, EXPORT_CHUNK):
                     rows = await reader.execute(
@@ -319,15 +287,13 @@ async def export(
                     for index, leaf in rows:
                         yield index, bytes(leaf)
 
-            async for line in export_lines(
-                log=tree(reader), checkpoint=note, entries=entries(), complete_range=(start, end), chunk=EXPORT_CHUNK
-            ):
+            async for line in export_lines(log=tree(reader), checkpoint=note, entries=entries(),
+                                           complete_range=(start, end), chunk=EXPORT_CHUNK):
                 yield line.encode()
             await reader.rollback()
 
     return StreamingResponse(
-        lines(),
-        media_type="application/jsonl",
+        lines(), media_type="application/jsonl",
         headers={"Content-Disposition": f'attachment; filename="audit-{start}-{end}.jsonl"'},
     )
 

@@ -71,16 +71,9 @@ async def test_numbers_restart_at_01_on_the_first_of_january(api: DocumentApi) -
             (date(2026, 1, 1), "QĐ", "none"),
             (date(2026, 1, 1), "QPPL.QĐ", "none"),  # each legal type its own series, year in the number
         ]:
-            doc: Document = new_document(
-                direction="outgoing",
-                agency=PROVINCE,
-                status="signed_by_leader",
-                type_key=type_key,
-                type_name=type_key,
-                subject="s",
-                secrecy=secrecy,
-                created_by="t",
-            )
+            doc: Document = new_document(direction="outgoing", agency=PROVINCE, status="signed_by_leader",
+                                         type_key=type_key, type_name=type_key, subject="s", secrecy=secrecy,
+                                         created_by="t")
             session.add(doc)
             await session.flush()
             codes.append(await assign_number(session, doc, settings=settings, today=day))

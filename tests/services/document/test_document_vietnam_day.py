@@ -26,12 +26,8 @@ async def issue(api: DocumentApi, pdfs: dict[str, bytes], subject: str) -> dict[
     number = await api.client.post(f"/documents/{doc['id']}/number", headers=clerk)
     assert number.status_code == 200, number.text
     etag = (await api.client.get(f"/documents/{doc['id']}", headers=clerk)).headers["ETag"]
-    r = await api.client.post(
-        f"/documents/{doc['id']}/content",
-        params={"stage": "sealed"},
-        content=pdfs["sealed"],
-        headers={**clerk, **PDF, "If-Match": etag},
-    )
+    r = await api.client.post(f"/documents/{doc['id']}/content", params={"stage": "sealed"}, content=pdfs["sealed"],
+                              headers={**clerk, **PDF, "If-Match": etag})
     assert r.status_code == 201, r.text
     r = await api.client.post(f"/documents/{doc['id']}/issue", headers=clerk)
     assert r.status_code == 200, r.text
@@ -42,13 +38,8 @@ async def register(api: DocumentApi, subject: str) -> dict[str, Any]:
     r = await api.client.post(
         "/documents/incoming",
         headers=api.token("clerk"),
-        json={
-            "agency": PROVINCE,
-            "type_key": "CV",
-            "subject": subject,
-            "code": "15/STP-VP",
-            "issuing_organ": {"organ_id": DEPARTMENT},
-        },
+        json={"agency": PROVINCE, "type_key": "CV", "subject": subject, "code": "15/STP-VP",
+              "issuing_organ": {"organ_id": DEPARTMENT}},
     )
     assert r.status_code == 201, r.text
     return r.json()
