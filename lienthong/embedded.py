@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +133,7 @@ def _signing_lines(suite: EmbeddedSuite) -> list[str]:
     return lines
 
 
-async def run(argv: Sequence[str] = ()) -> None:
+async def run() -> None:
     var_dir = Path(os.environ.get("LIENTHONG_VAR_DIR", "var"))
     var_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything serves
     os.environ.setdefault("LIENTHONG_DEMO", "true")

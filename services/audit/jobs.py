@@ -60,7 +60,9 @@ async def checkpoint_once(db: Database, signer: NoteSigner, settings: AuditSetti
             return None
         if size - signed < settings.checkpoint_every_entries:
             # the first unsigned entry's arrival is what the time limit is measured from
-            waiting_since = await session.scalar(select(AuditEntry.recorded_at).where(AuditEntry.index == signed))
+            waiting_since = await session.scalar(
+                select(AuditEntry.recorded_at).where(AuditEntry.index == signed)
+            )
             waited = (clock.now() - waiting_since).total_seconds() if waiting_since else 0.0
             if waited < settings.checkpoint_every_seconds:
                 return None
@@ -96,10 +98,8 @@ async def check_range(db: Database, start: int, end: int) -> list[Finding]:
     findings: list[Finding] = []
     async with db.sessionmaker() as session:
         entries = (
-            (await session.execute(select(AuditEntry).where(AuditEntry.index >= start, AuditEntry.index < end)))
-            .scalars()
-            .all()
-        )
+            await session.execute(select(AuditEntry).where(AuditEntry.index >= start, AuditEntry.index < end))
+        ).scalars().all()
         nodes: dict[tuple[int, int], bytes] = {}
         for level in range(SELFCHECK_CHUNK.bit_length()):
             lo, hi = start >> level, end >> level
@@ -139,12 +139,9 @@ async def check_range(db: Database, start: int, end: int) -> list[Finding]:
         left, right = nodes.get((level - 1, 2 * idx)), nodes.get((level - 1, 2 * idx + 1))
         if left is None or right is None or node_hash(left, right) != value:
             findings.append(
-                Finding(
-                    f"node:{level}:{idx}",
-                    idx << level,
-                    f"tree node ({level}, {idx}) over entries {idx << level}…{((idx + 1) << level) - 1} "
-                    "does not match its children",
-                )
+                Finding(f"node:{level}:{idx}", idx << level,
+                        f"tree node ({level}, {idx}) over entries {idx << level}…{((idx + 1) << level) - 1} "
+                        "does not match its children")
             )
     return findings
 
@@ -161,14 +158,9 @@ async def check_checkpoint(db: Database, signer: NoteSigner) -> list[Finding]:
         except (CheckpointError, CorruptLogError, ValueError) as exc:
             return [Finding(f"checkpoint:{latest.size}", None, f"checkpoint {latest.size}: {exc}"[:500])]
     if checkpoint.size != latest.size or checkpoint.root != bytes(latest.root) or root != checkpoint.root:
-        return [
-            Finding(
-                f"checkpoint:{latest.size}",
-                None,
-                f"checkpoint {latest.size} (root {base64.b64encode(checkpoint.root).decode()}) "
-                "does not match the stored tree",
-            )
-        ]
+        return [Finding(f"checkpoint:{latest.size}", None,
+                        f"checkpoint {latest.size} (root {base64.b64encode(checkpoint.root).decode()}) "
+                        "does not match the stored tree")]
     return []
 
 
@@ -216,7 +208,7 @@ class SelfCheck:
         async with session_scope(self.db) as session:
             for f in findings:
                 result = await session.execute(
-                    insert_ignoring_duplicates(session, TamperAlert.__table__).values(
+                    insert_ignoring_duplicates(TamperAlert.__table__).values(
                         finding=f.key, entry_index=f.entry_index, detail=f.detail[:500], detected_at=now
                     )
                 )
@@ -295,3 +287,4 @@ async def integrity_detail(runtime: ServiceRuntime) -> object:
         "checked_at": check.last_run.isoformat(),
         "findings": [{"finding": f.key, "entry": f.entry_index, "detail": f.detail} for f in check.last_findings[:20]],
     }
+

@@ -198,7 +198,7 @@ async def test_confirmed_mandatory_publishing_keeps_events_until_a_queue_exists(
 
 async def test_checker_reports_double_effect_without_the_inbox(setup) -> None:  # type: ignore[no-untyped-def]
     producer, consumer_db, amqp_url, _ = setup
-    consumer_broker, _ = await _attach(amqp_url, consumer_db, dedupe=False)
+    consumer_broker, _ = await _attach(amqp_url, consumer_db, with_inbox=False)
     publisher = AmqpBroker(amqp_url)
     await publisher.connect()
     await harness.produce(producer, count=40)
