@@ -161,7 +161,7 @@ class CommitSignal:
     """Something a transaction asks for once it has committed: wake the outbox relay, the
     delivery worker, reload a cache. ``signal.mark(session)`` inside the transaction; the hooks
     given to :meth:`Database.on_commit` for that signal run after the session's next commit.
-    The signal itself is the key in ``session.info``, so a misspelt one fails at import instead
+    The signal itself is the key in ``session.info``, so a misspelt one is a NameError instead
     of never firing."""
 
     def __init__(self, name: str) -> None:
