@@ -23,7 +23,7 @@ from shared import clock
 from shared.aio import wait_event
 from shared.db import Database, next_values, session_scope
 from shared.events import event_type, format_sequence
-from shared.outbox import SEQUENCE_KEY, Outbox
+from shared.outbox import EVENTS_WRITTEN, SEQUENCE_KEY, Outbox
 
 log = structlog.get_logger("access")
 
@@ -156,7 +156,7 @@ class AccessLog:
                         }
                     )
                 await session.execute(self.outbox.table.insert(), rows)
-                session.info["outbox_pending"] = True
+                EVENTS_WRITTEN.mark(session)
         except BaseException:
             self._queue.extendleft(reversed(records))
             raise

@@ -29,6 +29,7 @@ from gateway.schemas import (
     UserPage,
     UserPatch,
 )
+from gateway.state import GatewayState
 from shared import clock, organ_id
 from shared.auth import Caller, allow, current_caller
 from shared.db import request_session
@@ -115,7 +116,7 @@ async def _client(session: AsyncSession, caller: Caller, client_id: str) -> Serv
 
 def _passwords(request: Request) -> Passwords:
     _builtin(request)
-    return request.app.state.runtime.extras["passwords"]
+    return GatewayState.of(request).passwords
 
 
 # --- users --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from gateway.models import Base, User, outbox
 from gateway.openapi import ApiDocuments
 from gateway.proxy import Upstreams
 from gateway.ratelimit import DatabaseLimiter, MemoryLimiter
+from gateway.state import GatewayState
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 from shared.auth import TokenVerifier, jwks_from_url
 from shared.db import session_scope
@@ -55,9 +56,8 @@ class RefusedToStart(RuntimeError):
     pass
 
 
-async def seed_demo_users(runtime: ServiceRuntime) -> None:
+async def seed_demo_users(runtime: ServiceRuntime, passwords: identity.Passwords) -> None:
     settings = runtime.settings
-    passwords: identity.Passwords = runtime.extras["passwords"]
     async with session_scope(runtime.db) as session:
         existing = set((await session.execute(select(User.username))).scalars())
         if existing.issuperset(ALL_DEMO_USERS):
@@ -81,10 +81,9 @@ async def seed_demo_users(runtime: ServiceRuntime) -> None:
                 )
 
 
-async def refuse_demo_accounts(runtime: ServiceRuntime) -> None:
+async def refuse_demo_accounts(runtime: ServiceRuntime, passwords: identity.Passwords) -> None:
     """In production no demo account may still open with the demo password."""
     settings = runtime.settings
-    passwords: identity.Passwords = runtime.extras["passwords"]
     async with session_scope(runtime.db) as session:
         users = (
             (await session.execute(select(User).where(User.username.in_(ALL_DEMO_USERS), User.active.is_(True))))
@@ -102,26 +101,15 @@ async def refuse_demo_accounts(runtime: ServiceRuntime) -> None:
 def definition(settings: GatewaySettings | None = None, *, own_openapi: Any = None) -> ServiceDefinition:
     settings = settings or get_settings()
 
-    async def on_start(runtime: ServiceRuntime) -> None:
+    async def on_start(runtime: ServiceRuntime) -> GatewayState:
         s: GatewaySettings = runtime.settings  # type: ignore[assignment]
-        runtime.extras["passwords"] = identity.Passwords(s)
+        passwords = identity.Passwords(s)
+        ring: identity.KeyRing | None = None
         if s.identity_provider == "builtin":
             ring = identity.KeyRing(s)
             async with session_scope(runtime.db) as session:
                 await ring.load(session)
-            runtime.extras["keyring"] = ring
-
-            async def own_keys() -> dict[str, Any]:
-                # a kid this replica has not seen may come from another replica's rotation
-                if not ring.from_file and not ring.loaded_within(1.0):
-                    async with session_scope(runtime.db) as session:
-                        await ring.load(session)
-                return ring.jwks()
-
-            # the keys are at hand, so an unknown kid is looked up at once (no refetch pause)
-            runtime.verifier = TokenVerifier(
-                own_keys, issuer=s.token_issuer, audience=s.token_audience, refetch_interval=0.0
-            )
+            runtime.verifier = _own_keys_verifier(runtime, ring)
         else:
             runtime.verifier = TokenVerifier(
                 jwks_from_url(s.jwks_url),
@@ -131,30 +119,29 @@ def definition(settings: GatewaySettings | None = None, *, own_openapi: Any = No
                 refetch_interval=1.0,
             )
         if s.environment == "production":
-            await refuse_demo_accounts(runtime)
+            await refuse_demo_accounts(runtime, passwords)
         upstreams = Upstreams(s)
         await upstreams.start()
-        runtime.extras["upstreams"] = upstreams
-        runtime.extras["api"] = ApiDocuments(s, own_openapi)
-        if s.rate_limit_store == "database":
-            runtime.extras["limiter"] = DatabaseLimiter(runtime.db)
-        else:
-            runtime.extras["limiter"] = MemoryLimiter()
-        runtime.extras["access"] = AccessLog(
-            outbox, batch=s.access_batch, flush_seconds=s.access_flush_seconds, queue_limit=s.access_queue_limit
+        state = GatewayState(
+            passwords=passwords,
+            keyring=ring,
+            upstreams=upstreams,
+            api=ApiDocuments(s, own_openapi),
+            limiter=DatabaseLimiter(runtime.db) if s.rate_limit_store == "database" else MemoryLimiter(),
+            access=AccessLog(
+                outbox, batch=s.access_batch, flush_seconds=s.access_flush_seconds, queue_limit=s.access_queue_limit
+            ),
         )
         if s.demo:
-            await seed_demo_users(runtime)
+            await seed_demo_users(runtime, passwords)
+        return state
 
     async def on_stop(runtime: ServiceRuntime) -> None:
-        access: AccessLog | None = runtime.extras.get("access")
-        if access is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await access.drain(runtime.db)
-        upstreams: Upstreams | None = runtime.extras.get("upstreams")
-        if upstreams is not None:
-            await upstreams.close()
+        state = GatewayState.of(runtime)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await state.access.drain(runtime.db)
+        await state.upstreams.close()
 
     return ServiceDefinition(
         name="gateway",
@@ -173,27 +160,42 @@ def definition(settings: GatewaySettings | None = None, *, own_openapi: Any = No
     )
 
 
+def _own_keys_verifier(runtime: ServiceRuntime, ring: identity.KeyRing) -> TokenVerifier:
+    s: GatewaySettings = runtime.settings  # type: ignore[assignment]
+
+    async def own_keys() -> dict[str, Any]:
+        # a kid this replica has not seen may come from another replica's rotation
+        if not ring.from_file and not ring.loaded_within(1.0):
+            async with session_scope(runtime.db) as session:
+                await ring.load(session)
+        return ring.jwks()
+
+    # the keys are at hand, so an unknown kid is looked up at once (no refetch pause)
+    return TokenVerifier(own_keys, issuer=s.token_issuer, audience=s.token_audience, refetch_interval=0.0)
+
+
 async def keep_api_documents(runtime: ServiceRuntime) -> None:
-    await runtime.extras["api"].run(runtime.extras["upstreams"])
+    state = GatewayState.of(runtime)
+    await state.api.run(state.upstreams)
 
 
 async def write_access_records(runtime: ServiceRuntime) -> None:
-    await runtime.extras["access"].run(runtime.db)
+    await GatewayState.of(runtime).access.run(runtime.db)
 
 
 async def housekeeping(runtime: ServiceRuntime) -> None:
     """Drop full rate buckets; pick up signing keys another replica rotated in."""
+    state = GatewayState.of(runtime)
     while True:
         await asyncio.sleep(KEYRING_RELOAD_SECONDS)
-        await runtime.extras["limiter"].prune()
-        ring = runtime.extras.get("keyring")
-        if ring is not None:
+        await state.limiter.prune()
+        if state.keyring is not None:
             async with session_scope(runtime.db) as session:
-                await ring.load(session)
+                await state.keyring.load(session)
 
 
 async def _documented(runtime: ServiceRuntime) -> Any:
-    missing = runtime.extras["api"].missing
+    missing = GatewayState.of(runtime).api.missing
     return "ok" if not missing else {"not_yet": missing}
 
 
@@ -209,7 +211,7 @@ def create_app(settings: GatewaySettings | None = None, **kwargs: Any) -> FastAP
 
 def _serve_assembled_openapi(app: FastAPI) -> None:
     async def assembled(request: Request) -> JSONResponse:
-        return JSONResponse(request.app.state.runtime.extras["api"].assembled)
+        return JSONResponse(GatewayState.of(request).api.assembled)
 
     for i, route in enumerate(app.router.routes):
         if getattr(route, "path", None) == app.openapi_url:

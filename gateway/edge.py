@@ -21,6 +21,7 @@ from gateway.config import CONSOLE, SERVICES, GatewaySettings, RateRule
 from gateway.openapi import RouteInfo
 from gateway.proxy import ClientGone, forward
 from gateway.ratelimit import Decision, tightest
+from gateway.state import GatewayState
 from shared.auth import Caller, TokenVerifier
 from shared.errors import ProblemError, Unauthorized, problem_response
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -111,7 +112,7 @@ class Edge:
         try:
             _check_declared_length(scope, self.settings.max_upload_bytes)
             await forward(
-                runtime.extras["upstreams"],
+                GatewayState.of(runtime).upstreams,
                 CONSOLE,
                 scope,
                 receive,
@@ -143,6 +144,7 @@ class Edge:
     async def _api(self, scope: dict[str, Any], receive: Any, send: Any, path: str) -> None:
         started = time.perf_counter()
         runtime = scope["app"].state.runtime
+        state = GatewayState.of(runtime)
         part = path[5:].split("/", 1)[0]
         method: str = scope["method"]
         client_ip = self._client_ip(scope)
@@ -163,7 +165,7 @@ class Edge:
         try:
             if part not in self.parts:
                 raise _NoSuchRoute()
-            api = runtime.extras["api"]
+            api = state.api
             route = api.routes.match(part, method, path)
             if route is None and part != OWN_PREFIX:
                 # not in the route table: the part answers 404/405 itself, or it has new routes
@@ -187,9 +189,7 @@ class Edge:
             if part == OWN_PREFIX:
                 await self.app(scope, receive, send_out)
             else:
-                await forward(
-                    runtime.extras["upstreams"], part, scope, receive, send_out, body_limit=limit, client_ip=client_ip
-                )
+                await forward(state.upstreams, part, scope, receive, send_out, body_limit=limit, client_ip=client_ip)
         except ClientGone:
             status = 499  # nginx's "client closed request": the caller left before an answer
         except _NoSuchRoute:
@@ -239,19 +239,17 @@ class Edge:
             if part != OWN_PREFIX:  # the gateway's own routes are counted by its metrics middleware
                 HTTP_REQUESTS.labels("gateway", method, template, str(status)).inc()
                 HTTP_LATENCY.labels("gateway", template).observe(elapsed)
-            access = runtime.extras.get("access")
-            if access is not None:
-                access.record(
-                    actor=caller.sub if caller else None,
-                    roles=caller.roles if caller else [],
-                    agency=caller.agency if caller else None,
-                    client_ip=client_ip,
-                    method=method,
-                    route=template,
-                    status=status,
-                    duration_ms=elapsed * 1000,
-                    request_id=scope.get("state", {}).get("request_id"),
-                )
+            state.access.record(
+                actor=caller.sub if caller else None,
+                roles=caller.roles if caller else [],
+                agency=caller.agency if caller else None,
+                client_ip=client_ip,
+                method=method,
+                route=template,
+                status=status,
+                duration_ms=elapsed * 1000,
+                request_id=scope.get("state", {}).get("request_id"),
+            )
 
     async def _authenticate(
         self, scope: dict[str, Any], verifier: TokenVerifier
@@ -292,7 +290,7 @@ class Edge:
             if rule is not None:
                 checks.append((f"r:{client}|{method} {route.template}", rule))
         try:
-            decisions = await runtime.extras["limiter"].take(checks)
+            decisions = await GatewayState.of(runtime).limiter.take(checks)
         except Exception as exc:  # a store that is away must not take the API down with it
             log.warning("rate_limit_store_failed", error=repr(exc))
             return None

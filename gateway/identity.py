@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import GatewaySettings
 from gateway.models import ServiceClient, SigningKey, User
+from gateway.state import GatewayState
 from shared import clock
 from shared.auth import ROLES, Caller, allow, current_caller
 from shared.db import Database, request_session, session_scope
@@ -266,7 +267,9 @@ def _builtin(request: Request) -> KeyRing:
             f"sign in at {settings.token_issuer}; its keys are at {settings.jwks_url}",
             issuer=settings.token_issuer,
         )
-    return request.app.state.runtime.extras["keyring"]
+    ring = GatewayState.of(request).keyring
+    assert ring is not None  # a built-in provider loads its keys at start
+    return ring
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -313,7 +316,7 @@ async def token(
     ring = _builtin(request)
     settings = _settings(request)
     runtime = request.app.state.runtime
-    passwords: Passwords = runtime.extras["passwords"]
+    passwords = GatewayState.of(runtime).passwords
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     if grant_type == "password":

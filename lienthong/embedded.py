@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +114,8 @@ def _banner(suite: EmbeddedSuite, password: str) -> str:
 
 def _signing_lines(suite: EmbeddedSuite) -> list[str]:
     """The demo signing PIN, and a loud word when keys are not in a token."""
+    from services.signing.state import SigningState  # only when the banner is shown: parts load lazily
+
     app = suite.apps.get("signing")
     runtime = getattr(getattr(app, "state", None), "runtime", None)
     if runtime is None:
@@ -122,7 +123,8 @@ def _signing_lines(suite: EmbeddedSuite) -> list[str]:
     lines = [
         f"Signing PIN of every demo certificate (header X-Signing-PIN): {runtime.settings.demo_pin_secret}",
     ]
-    keystore = runtime.extras.get("keystore")
+    state = runtime.state
+    keystore = state.keystore if isinstance(state, SigningState) else None
     if keystore is not None and keystore.token.description != "pkcs11":
         lines.append(
             f"WARNING: signing keys are in the software keystore, {keystore.token.description}: no "
@@ -131,7 +133,7 @@ def _signing_lines(suite: EmbeddedSuite) -> list[str]:
     return lines
 
 
-async def run(argv: Sequence[str] = ()) -> None:
+async def run() -> None:
     var_dir = Path(os.environ.get("LIENTHONG_VAR_DIR", "var"))
     var_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything serves
     os.environ.setdefault("LIENTHONG_DEMO", "true")

@@ -16,13 +16,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import structlog
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import MetaData
+from starlette.requests import HTTPConnection
 
 from shared.aio import stop_tasks
 from shared.auth import KeySource, TokenVerifier, allow, jwks_from_url
@@ -42,8 +43,26 @@ from shared.settings import Settings
 log = structlog.get_logger("app")
 
 
+class PartState:
+    """What a part keeps for its lifetime beside the database and the bus: its stores, clients,
+    caches. Each part declares one dataclass subclass (``IntakeState``, ``GatewayState``…) in its
+    ``state.py``; its ``on_start`` returns it and the runtime carries it. Read it back typed with
+    ``IntakeState.of(request)`` (or ``.of(runtime)``), never through a string key."""
+
+    @classmethod
+    def of(cls, source: HTTPConnection | ServiceRuntime) -> Self:
+        runtime = source.app.state.runtime if isinstance(source, HTTPConnection) else source
+        state = runtime.state
+        if not isinstance(state, cls):
+            raise RuntimeError(f"the part holds {type(state).__name__}, not {cls.__name__}: not started?")
+        return state
+
+
 @dataclass
 class ServiceDefinition:
+    """What a part is. ``on_start`` opens what the part keeps for its lifetime and returns it as
+    the part's :class:`PartState` (seeding demo data too, where it does); ``on_stop`` closes it."""
+
     name: str
     title: str
     description: str
@@ -53,7 +72,7 @@ class ServiceDefinition:
     routers: Sequence[APIRouter] = ()
     outbox: Outbox | None = None
     consumers: Sequence[Consumer] = ()
-    on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    on_start: Callable[[ServiceRuntime], Awaitable[PartState]] | None = None
     on_stop: Callable[[ServiceRuntime], Awaitable[None]] | None = None
     background: Sequence[Callable[[ServiceRuntime], Awaitable[None]]] = ()
     max_body_bytes: int = 1 * 1024 * 1024
@@ -74,7 +93,7 @@ class ServiceRuntime:
     relay: OutboxRelay | None
     consumers: Sequence[Consumer]
     owns_broker: bool
-    extras: dict[str, Any] = field(default_factory=dict)
+    state: PartState | None = None  # the part's own, typed: ``<Part>State.of(runtime)``
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     consumers_started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -137,7 +156,7 @@ def create_service_app(
         )
         app.state.runtime = runtime
         if definition.on_start:
-            await definition.on_start(runtime)
+            runtime.state = await definition.on_start(runtime)
         runtime.tasks.append(asyncio.create_task(_connect_bus(runtime), name=f"bus:{definition.name}"))
         for job in definition.background:
             runtime.tasks.append(asyncio.create_task(_forever(job, runtime), name=f"job:{definition.name}"))

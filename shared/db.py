@@ -158,6 +158,23 @@ def _make_sqlite_serialisable(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN" if options.get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
+class CommitSignal:
+    """Something a transaction asks for once it has committed: wake the outbox relay, the
+    delivery worker, reload a cache. ``signal.mark(session)`` inside the transaction; the hooks
+    given to :meth:`Database.on_commit` for that signal run after the session's next commit.
+    The signal itself is the key in ``session.info``, so a misspelt one is a NameError instead
+    of never firing."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"CommitSignal({self.name!r})"
+
+    def mark(self, session: AsyncSession | Session) -> None:
+        session.info[self] = True
+
+
 class Database:
     """One part's engine and session factory."""
 
@@ -176,21 +193,22 @@ class Database:
             expire_on_commit=False,
             sync_session_class=sync_session_class,
         )
-        self._after_commit_hooks: list[Callable[[], None]] = []
+        self._after_commit_hooks: dict[CommitSignal, list[Callable[[], None]]] = {}
         event.listen(sync_session_class, "after_commit", self._after_commit)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def on_commit_with_events(self, hook: Callable[[], None]) -> None:
-        """Call ``hook`` after any commit that wrote outbox rows (wakes the relay at once)."""
-        self._after_commit_hooks.append(hook)
+    def on_commit(self, signal: CommitSignal, hook: Callable[[], None]) -> None:
+        """Call ``hook`` after every commit of this part's sessions that marked ``signal``."""
+        self._after_commit_hooks.setdefault(signal, []).append(hook)
 
-    def _after_commit(self, session: Any) -> None:
-        if session.info.pop("outbox_pending", False):
-            for hook in self._after_commit_hooks:
-                hook()
+    def _after_commit(self, session: Session) -> None:
+        for signal, hooks in self._after_commit_hooks.items():
+            if session.info.pop(signal, False):
+                for hook in hooks:
+                    hook()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -234,9 +252,8 @@ class _InsertIgnoringDuplicates(Insert):
     _post_values_clause = text("ON CONFLICT DO NOTHING")
 
 
-def insert_ignoring_duplicates(session: AsyncSession, table: Table) -> Any:
-    """``INSERT … ON CONFLICT DO NOTHING``, the same in PostgreSQL and SQLite (so ``session``,
-    which used to pick the dialect, is no longer needed), compiled once per shape."""
+def insert_ignoring_duplicates(table: Table) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING``, the same in PostgreSQL and SQLite, compiled once per shape."""
     return _InsertIgnoringDuplicates(table)
 
 
@@ -362,6 +379,7 @@ async def peek_value(session: AsyncSession, counters: Table, key: str) -> int:
 
 __all__ = [
     "CodeCounter",
+    "CommitSignal",
     "Database",
     "ServiceBase",
     "UtcDateTime",

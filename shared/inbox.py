@@ -95,7 +95,6 @@ class Consumer:
     # None: the handlers apply an event at most once by a unique key of their own effects (audit's
     # log), so an inbox row would check the same thing a second time
     inbox: Table | None
-    dedupe: bool = True  # False exists only so a test can show the double effect without it
     # routing-key patterns acknowledged unread: bound by "#" but of no interest to this part,
     # they cost no transaction and leave no inbox row
     ignore: tuple[str, ...] = ()
@@ -107,10 +106,6 @@ class Consumer:
     before_batch: Callable[[Database], Awaitable[None]] | None = None
     applied: int = field(default=0, init=False)
     duplicates: int = field(default=0, init=False)
-
-    def __post_init__(self) -> None:
-        if self.inbox is None:
-            self.dedupe = False
 
     @property
     def bindings(self) -> list[str]:
@@ -126,20 +121,15 @@ class Consumer:
         async def on_batch(deliveries: list[Delivery]) -> None:
             await self.handle_batch(db, deliveries)
 
-        await broker.consume(
-            self.name, self.bindings, on_batch, batch=batch, prefetch=prefetch, retired=self.retired
-        )
+        await broker.consume(self.name, self.bindings, on_batch, batch=batch, prefetch=prefetch, retired=self.retired)
 
     async def handle_batch(self, db: Database, deliveries: Sequence[Delivery]) -> None:
-        """Apply a batch in one transaction; settle each delivery after the commit.
-
-        Fast path: claim every new event in the inbox with one multi-row insert and run the
-        handlers without savepoints. If any handler fails, that transaction is rolled back and
-        the batch is replayed message by message, each in its own savepoint.
-        """
+        """Apply a batch in one transaction (:meth:`apply_batch`); settle each delivery after the
+        commit. If that fails, the batch is replayed message by message, each in its own
+        savepoint, so only the culprit is retried and finally dead-lettered."""
         if self.before_batch is not None:
             await self.before_batch(db)
-        outcomes = await self._fast_path(db, deliveries)
+        outcomes = await self.apply_batch(db, deliveries)
         if outcomes is None:
             outcomes = await self._careful_path(db, deliveries)
             if outcomes is None:
@@ -180,7 +170,14 @@ class Consumer:
             return event, None, "ignored"
         return event, handler, None
 
-    async def _fast_path(self, db: Database, deliveries: Sequence[Delivery]) -> list[str] | None:
+    async def apply_batch(self, db: Database, deliveries: Sequence[Delivery]) -> list[str] | None:
+        """The whole batch in one transaction: each delivery's outcome (``applied``,
+        ``duplicate``, ``ignored``, ``poison``), or None when it failed and was rolled back.
+
+        Here: claim every new event in the inbox with one multi-row insert and run the handlers
+        without savepoints. A consumer that can apply a batch in a cheaper way of its own (audit
+        appends it to its log at once) overrides this; settling and the fall-back stay here.
+        """
         parsed = [self._parse(d) for d in deliveries]
         outcomes: list[str] = [verdict or "" for _, _, verdict in parsed]
         keys = {(e.source, e.id) for e, h, v in parsed if v is None and e is not None}
@@ -188,12 +185,12 @@ class Consumer:
             return outcomes
         try:
             async with db.sessionmaker() as session:
-                if self.dedupe and keys and self.inbox is not None:
+                if self.inbox is not None:
                     now = clock.now()
                     claimed = set(
                         (
                             await session.execute(
-                                insert_ignoring_duplicates(session, self.inbox)
+                                insert_ignoring_duplicates(self.inbox)
                                 .values(
                                     [
                                         {"consumer": self.name, "source": s, "event_id": i, "received_at": now}
@@ -211,7 +208,7 @@ class Consumer:
                     if verdict is not None or event is None or handler is None:
                         continue
                     key = (event.source, event.id)
-                    if key not in claimed or (self.dedupe and key in done):
+                    if key not in claimed or (self.inbox is not None and key in done):
                         self.duplicates += 1
                         outcomes[index] = "duplicate"
                         continue
@@ -247,9 +244,9 @@ class Consumer:
         set_request_context(getattr(event, "requestid", None), event.traceparent)
         try:
             async with session.begin_nested():
-                if self.dedupe and self.inbox is not None:
+                if self.inbox is not None:
                     result = await session.execute(
-                        insert_ignoring_duplicates(session, self.inbox).values(
+                        insert_ignoring_duplicates(self.inbox).values(
                             consumer=self.name,
                             source=event.source,
                             event_id=event.id,

@@ -42,7 +42,7 @@ from sqlalchemy.sql.expression import ColumnElement
 from shared import clock
 from shared.aio import stop_tasks, wait_event
 from shared.bus import Broker, OutgoingMessage, PublishError
-from shared.db import Database, UtcDateTime, counter_table, next_values, replace_in
+from shared.db import CommitSignal, Database, UtcDateTime, counter_table, next_values, replace_in
 from shared.events import REGISTRY, CloudEvent, EventData, event_type, format_sequence
 from shared.failpoints import failpoint
 from shared.logging import current_request_id, current_traceparent
@@ -52,6 +52,8 @@ log = structlog.get_logger("outbox")
 
 # an aggregate's events are numbered by the counter row of this key and its name (the subject)
 SEQUENCE_KEY = "event-seq:"
+# marked by a transaction that wrote outbox rows: the relay wakes after its commit, not a poll later
+EVENTS_WRITTEN = CommitSignal("events written to the outbox")
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -81,9 +83,7 @@ class Outbox:
         self.service = service
         self.source = f"urn:lienthong:{service}"
         self.table = outbox_table(metadata)
-        self.counters = (
-            metadata.tables["counter"] if "counter" in metadata.tables else counter_table(metadata)
-        )
+        self.counters = metadata.tables["counter"] if "counter" in metadata.tables else counter_table(metadata)
         self._insert = self.table.insert()  # built once: its cache key is then computed once
 
     async def emit(
@@ -132,7 +132,7 @@ class Outbox:
             for event in events
         ]
         await session.execute(self._insert, rows if len(rows) > 1 else rows[0])
-        session.info["outbox_pending"] = True
+        EVENTS_WRITTEN.mark(session)
         return events
 
     @staticmethod
@@ -228,7 +228,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._lock_conn: AsyncConnection | None = None
         self.published = 0
-        db.on_commit_with_events(self.wake)
+        db.on_commit(EVENTS_WRITTEN, self.wake)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -291,9 +291,7 @@ class OutboxRelay:
             OUTBOX_PENDING.labels(self.outbox.service).set(0)
             return 0
         failpoint("relay.after_read")  # committed, about to be published
-        messages = [
-            OutgoingMessage(routing_key=r.routing_key, body=r.body, message_id=r.event_id) for r in rows
-        ]
+        messages = [OutgoingMessage(routing_key=r.routing_key, body=r.body, message_id=r.event_id) for r in rows]
         error: PublishError | None = None
         try:
             confirmed = await self.broker.publish(messages)
@@ -302,9 +300,7 @@ class OutboxRelay:
         if confirmed:
             ids = [r.id for r in rows[:confirmed]]
             async with self.db.sessionmaker() as session:
-                await session.execute(
-                    update(table).where(table.c.id.in_(ids)).values(sent_at=clock.now())
-                )
+                await session.execute(update(table).where(table.c.id.in_(ids)).values(sent_at=clock.now()))
                 await session.commit()
             self.published += confirmed
             OUTBOX_PUBLISHED.labels(self.outbox.service).inc(confirmed)
@@ -315,9 +311,7 @@ class OutboxRelay:
     async def pending(self) -> int:
         table = self.outbox.table
         async with self.db.sessionmaker() as session:
-            count = (
-                await session.execute(select(func.count()).where(table.c.sent_at.is_(None)))
-            ).scalar_one()
+            count = (await session.execute(select(func.count()).where(table.c.sent_at.is_(None)))).scalar_one()
             await session.rollback()
         OUTBOX_PENDING.labels(self.outbox.service).set(count)
         return int(count)

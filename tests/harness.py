@@ -64,8 +64,9 @@ async def reject_poison(session: AsyncSession, event: CloudEvent) -> None:
     await apply_change(session, event)
 
 
-def ledger_consumer(*, dedupe: bool = True, name: str = "ledger") -> Consumer:
-    return Consumer(name=name, handlers={"ledger.*": apply_change}, inbox=inbox, dedupe=dedupe)
+def ledger_consumer(*, with_inbox: bool = True, name: str = "ledger") -> Consumer:
+    """The ledger's consumer; ``with_inbox=False`` takes its inbox away, to show what the inbox prevents."""
+    return Consumer(name=name, handlers={"ledger.*": apply_change}, inbox=inbox if with_inbox else None)
 
 
 @dataclass

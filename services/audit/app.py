@@ -18,17 +18,17 @@ from services.audit.jobs import (
     selfcheck_loop,
 )
 from services.audit.models import Base, outbox
+from services.audit.state import AuditState
 from services.audit.store import load_signer
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-async def on_start(runtime: ServiceRuntime) -> None:
+async def on_start(runtime: ServiceRuntime) -> AuditState:
     settings: AuditSettings = runtime.settings  # type: ignore[assignment]
     signer = load_signer(settings)
-    runtime.extras["signer"] = signer
-    runtime.extras["selfcheck"] = SelfCheck(runtime.db, signer, window=settings.selfcheck_window)
+    return AuditState(signer=signer, selfcheck=SelfCheck(runtime.db, signer, window=settings.selfcheck_window))
 
 
 def definition(settings: AuditSettings | None = None) -> ServiceDefinition:

@@ -33,6 +33,7 @@ from services.audit.schemas import (
     InclusionProofOut,
     KeyOut,
 )
+from services.audit.state import AuditState
 from services.audit.store import SqlNodeStore, latest_checkpoint, tree
 from shared import organ_id
 from shared.auth import Caller, allow, current_caller, public
@@ -133,7 +134,7 @@ def checkpoint_out(row: AuditCheckpoint) -> CheckpointOut:
 @router.get("/key", response_model=KeyOut, **public())
 async def public_key(request: Request) -> KeyOut:
     """The verifier key that checks every checkpoint (give it to the standalone verifier)."""
-    signer = request.app.state.runtime.extras["signer"]
+    signer = AuditState.of(request).signer
     return KeyOut(origin=signer.name, verifier_key=signer.verifier_key)
 
 

@@ -38,7 +38,7 @@ async def record_event(session: AsyncSession, event: CloudEvent) -> None:
 class AuditConsumer(Consumer):
     """The consumer, with the batch appended to the log at once."""
 
-    async def handle_batch(self, db: Database, deliveries: Sequence[Delivery]) -> None:
+    async def apply_batch(self, db: Database, deliveries: Sequence[Delivery]) -> list[str] | None:
         outcomes: list[str] = ["poison"] * len(deliveries)
         read: list[tuple[int, Record]] = []
         for position, delivery in enumerate(deliveries):
@@ -55,16 +55,15 @@ class AuditConsumer(Consumer):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # One bad message must not sink the others: redo the batch the base way, each
+            # One bad message must not sink the others: the base class redoes the batch each
             # message in its own savepoint, so only the culprit is retried and dead-lettered.
             log.warning("audit_batch_failed", consumer=self.name, size=len(deliveries), error=repr(exc)[:300])
-            await super().handle_batch(db, deliveries)
-            return
+            return None
         for position, record in read:
             outcomes[position] = "applied" if id(record) in appended else "duplicate"
         self.applied += len(appended)
         self.duplicates += outcomes.count("duplicate")
-        await self._settle(deliveries, outcomes)  # one multiple-ack for a batch without poison
+        return outcomes  # settled by the base: one multiple-ack for a batch without poison
 
 
 # no inbox: the log's unique key is the deduplication (see append_new)

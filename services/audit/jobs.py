@@ -23,6 +23,7 @@ from services.audit.checkpoint import CheckpointError, NoteSigner, parse_and_ver
 from services.audit.config import AuditSettings
 from services.audit.merkle import CorruptLogError
 from services.audit.models import AuditCheckpoint, AuditEntry, TamperAlert, merkle_node, outbox
+from services.audit.state import AuditState
 from services.audit.store import columns_of, latest_checkpoint, make_checkpoint, tree
 from shared import clock
 from shared.app import ServiceRuntime
@@ -44,10 +45,6 @@ SELFCHECK_RUNS = Counter("lienthong_audit_selfcheck_runs_total", "integrity self
 
 SELF_CHECK = Actor.system("the audit log's periodic integrity self-check").model_dump(exclude_none=True)
 SELFCHECK_CHUNK = 1024  # a power of two: interior nodes inside a chunk are checked from it alone
-
-
-def signer_of(runtime: ServiceRuntime) -> NoteSigner:
-    return runtime.extras["signer"]
 
 
 # --- Checkpoints ----------------------------------------------------------------------------------
@@ -76,7 +73,7 @@ async def checkpointer(runtime: ServiceRuntime) -> None:
     settings: AuditSettings = runtime.settings  # type: ignore[assignment]
     pause = min(1.0, settings.checkpoint_every_seconds / 4)
     while True:
-        made = await checkpoint_once(runtime.db, signer_of(runtime), settings)
+        made = await checkpoint_once(runtime.db, AuditState.of(runtime).signer, settings)
         if made:
             log.info("checkpoint_signed", size=made.size)
         await asyncio.sleep(pause)
@@ -211,7 +208,7 @@ class SelfCheck:
         async with session_scope(self.db) as session:
             for f in findings:
                 result = await session.execute(
-                    insert_ignoring_duplicates(session, TamperAlert.__table__).values(
+                    insert_ignoring_duplicates(TamperAlert.__table__).values(
                         finding=f.key, entry_index=f.entry_index, detail=f.detail[:500], detected_at=now
                     )
                 )
@@ -234,7 +231,7 @@ class SelfCheck:
 
 async def selfcheck_loop(runtime: ServiceRuntime) -> None:
     settings: AuditSettings = runtime.settings  # type: ignore[assignment]
-    check: SelfCheck = runtime.extras["selfcheck"]
+    check = AuditState.of(runtime).selfcheck
     while True:
         await check.run()
         await asyncio.sleep(settings.selfcheck_seconds)
@@ -280,7 +277,7 @@ async def monitor(runtime: ServiceRuntime) -> None:
 
 
 async def integrity_detail(runtime: ServiceRuntime) -> object:
-    check: SelfCheck = runtime.extras["selfcheck"]
+    check = AuditState.of(runtime).selfcheck
     if check.last_run is None:
         return "not yet checked"
     if not check.last_findings:

@@ -9,36 +9,10 @@ visits for any earlier tree size is either such a node or the right fold of at m
 so ``root``, ``inclusion_proof`` and ``consistency_proof`` for *any* size up to the current one
 read O(log n) nodes and never scan the log.
 
-SQL implementation the service must provide (PostgreSQL)::
-
-    CREATE TABLE audit_merkle_node (
-        level smallint NOT NULL CHECK (level BETWEEN 0 AND 63),
-        idx   bigint   NOT NULL CHECK (idx >= 0),
-        hash  bytea    NOT NULL CHECK (octet_length(hash) = 32),
-        PRIMARY KEY (level, idx)
-    );
-    -- rows are immutable: grant the service role INSERT and SELECT only (no UPDATE/DELETE).
-
-- ``get_many(keys)``: one round trip, e.g. ``SELECT level, idx, hash FROM audit_merkle_node
-  WHERE (level, idx) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))``; return only the
-  rows found (the log raises ``CorruptLogError`` for a missing one).
-- ``put_many(items)``: one plain ``INSERT ... SELECT * FROM unnest($1::smallint[],
-  $2::bigint[], $3::bytea[])`` — **no** ``ON CONFLICT``: a unique violation means two writers
-  appended from the same size; map it to ``NodeConflictError`` and roll the transaction back.
-- ``size()``: ``SELECT coalesce(max(idx) + 1, 0) FROM audit_merkle_node WHERE level = 0``
-  (a backward scan of the primary key, not a count).
-- With SQLAlchemy Core the portable forms (PostgreSQL and SQLite ≥ 3.15) are
-  ``select(t).where(tuple_(t.c.level, t.c.idx).in_(keys))`` and one ``insert(t)`` executed
-  with the list of row dicts.
-- Run each ``append_many`` inside the transaction that also inserts the audit entries (so leaves
-  and records commit together) and serialise appenders first, e.g. ``SELECT
-  pg_advisory_xact_lock(<audit log id>)``; the primary key on ``(0, n)`` is the backstop.
-- The records themselves live in the service's own table keyed by the same index, stored as the
-  exact canonical bytes (``bytea`` or ``text``, never ``jsonb``, which re-orders keys).
-An append of a batch of b leaves writes about 2b rows (b leaves + at most b-1 new interior nodes,
-amortised) in one statement and reads at most log n frontier nodes. Batch: on PostgreSQL the
-commit dominates, so one leaf per transaction manages under a thousand appends a second while
-batches of a hundred reach tens of thousands.
+The log reads and writes nodes through a ``NodeStore``: ``MemoryNodeStore`` here, the
+service's table in ``store.SqlNodeStore`` (which also says how appenders are serialised). An
+append of b leaves writes about 2b nodes and reads at most log n frontier nodes; batch appends,
+since on PostgreSQL the commit, not the nodes, is what an append costs.
 """
 
 from __future__ import annotations

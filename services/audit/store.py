@@ -237,7 +237,7 @@ async def make_checkpoint(session: AsyncSession, signer: NoteSigner) -> AuditChe
     created = clock.now()
     note = sign_checkpoint(signer=signer, origin=signer.name, size=size, root=root)
     await session.execute(
-        insert_ignoring_duplicates(session, AuditCheckpoint.__table__).values(
+        insert_ignoring_duplicates(AuditCheckpoint.__table__).values(
             size=size, root=root, note=note, created_at=created
         )
     )

@@ -22,6 +22,7 @@ from services.console.api import Api, ApiError
 from services.console.config import ConsoleSettings, get_settings
 from services.console.i18n import LOCALES, N_, Formats, catalogue
 from services.console.models import Base
+from services.console.state import ConsoleState
 from services.console.web import (
     CSP,
     LANG_COOKIE,
@@ -40,16 +41,14 @@ SWEEP_SECONDS = 300.0
 log = structlog.get_logger("console")
 
 
-async def on_start(runtime: ServiceRuntime) -> None:
+async def on_start(runtime: ServiceRuntime) -> ConsoleState:
     settings: ConsoleSettings = runtime.settings  # type: ignore[assignment]
     catalogue()  # a broken catalogue stops the start, not the first page
-    runtime.extras["api"] = Api(settings.api_base, timeout=settings.api_timeout_seconds)
+    return ConsoleState(api=Api(settings.api_base, timeout=settings.api_timeout_seconds))
 
 
 async def on_stop(runtime: ServiceRuntime) -> None:
-    api: Api | None = runtime.extras.get("api")
-    if api is not None:
-        await api.close()
+    await ConsoleState.of(runtime).api.close()
 
 
 async def sweep(runtime: ServiceRuntime) -> None:

@@ -26,6 +26,7 @@ from services.console.api import CLIENT_IP, Api, ApiError
 from services.console.config import ConsoleSettings
 from services.console.i18n import LOCALES, N_, Formats
 from services.console.models import ConsoleSession
+from services.console.state import ConsoleState
 from shared import clock
 from shared.db import session_scope
 
@@ -216,7 +217,7 @@ async def visit(request: Request) -> Visit:
         anonymous_csrf = secrets.token_urlsafe(32)
         set_cookies.append((CSRF_COOKIE, anonymous_csrf, None))
     user, expired = await _load_user(request, settings)
-    v = Visit(request, settings, runtime.extras["api"], fmt, user, anonymous_csrf, set_cookies)
+    v = Visit(request, settings, ConsoleState.of(runtime).api, fmt, user, anonymous_csrf, set_cookies)
     CLIENT_IP.set(v.client_ip)
     if request.cookies.get(NOTICE_COOKIE) and request.method == "GET":
         v.notice = unquote(request.cookies[NOTICE_COOKIE])[:500]

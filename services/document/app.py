@@ -12,6 +12,7 @@ from services.document.exchange import identity, outbound, worker
 from services.document.handlers import make_consumer
 from services.document.models import Base, outbox
 from services.document.service import build_toolkit
+from services.document.state import DocumentState
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -23,9 +24,11 @@ def definition(
     """``exchange_client`` makes the HTTP clients that reach partner agencies (tests inject one)."""
     settings = settings or get_settings()
 
-    async def on_start(runtime: ServiceRuntime) -> None:
-        runtime.extras["toolkit"] = build_toolkit(settings)
-        runtime.extras["exchange"] = identity.build_kit(settings, client_factory=exchange_client)
+    async def on_start(runtime: ServiceRuntime) -> DocumentState:
+        return DocumentState(
+            toolkit=build_toolkit(settings),
+            exchange=identity.build_kit(settings, client_factory=exchange_client),
+        )
 
     # Uploads stream to disk; only the document routes take large bodies.
     upload_limit = settings.max_file_bytes + 64 * 1024

@@ -214,7 +214,7 @@ async def _remember(session: AsyncSession, req: Request, answer: dict[str, Any] 
     if req.idempotency_key is None:
         return
     await session.execute(
-        insert_ignoring_duplicates(session, PublishRequest.__table__),
+        insert_ignoring_duplicates(PublishRequest.__table__),
         {
             "caller": req.caller.sub,
             "key": req.idempotency_key,

@@ -15,6 +15,7 @@ from services.document.blobs import FileCipher, LocalBlobStore
 from services.document.config import DocumentSettings
 from services.document.doctypes import DEFAULT_DOC_TYPES, DocType, Secrecy, Urgency
 from services.document.models import Document
+from services.document.state import DocumentState
 from services.document.workdays import WorkingCalendar
 from shared import clock, organ_id
 from shared.auth import Caller
@@ -47,7 +48,7 @@ def build_toolkit(settings: DocumentSettings) -> Toolkit:
 
 
 def toolkit(request: Request) -> Toolkit:
-    return request.app.state.runtime.extras["toolkit"]
+    return DocumentState.of(request).toolkit
 
 
 def now_utc() -> datetime:

@@ -12,22 +12,22 @@ from services.intake.config import IntakeSettings, get_settings
 from services.intake.endpoints import routers
 from services.intake.endpoints.submission import files_body_limit, submission_schemas
 from services.intake.models import Base, outbox
+from services.intake.state import IntakeState
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 from shared.db import session_scope
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-async def on_start(runtime: ServiceRuntime) -> None:
+async def on_start(runtime: ServiceRuntime) -> IntakeState:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
-    blobs = BlobStore(settings.var_dir / "intake-blobs")
-    blobs.root.mkdir(parents=True, exist_ok=True)
-    runtime.extras["blobs"] = blobs
-    runtime.extras["version_labels"] = labels = catalogue.VersionLabels()
-    handlers.document_issued.bind(settings, blobs, labels)
+    state = IntakeState(blobs=BlobStore(settings.var_dir / "intake-blobs"), labels=catalogue.VersionLabels())
+    state.blobs.root.mkdir(parents=True, exist_ok=True)
+    handlers.document_issued.bind(settings, state.blobs, state.labels)
     if settings.demo:
         async with session_scope(runtime.db) as session:
             await catalogue.seed_demo(session)
+    return state
 
 
 def definition(settings: IntakeSettings | None = None) -> ServiceDefinition:

@@ -315,7 +315,7 @@ async def seed_demo(session: AsyncSession) -> int:
     now = clock.now()
     for seed in catalogue_seed.AGENCIES:
         result = await session.execute(
-            insert_ignoring_duplicates(session, Agency.__table__).values(
+            insert_ignoring_duplicates(Agency.__table__).values(
                 code=seed.code,
                 name=seed.name,
                 parent_code=organ_id.parent(seed.code),
@@ -331,7 +331,7 @@ async def seed_demo(session: AsyncSession) -> int:
             await _emit_agency(session, await get_agency(session, seed.code), SEED_ACTOR)
     for proc in catalogue_seed.PROCEDURES:
         result = await session.execute(
-            insert_ignoring_duplicates(session, ProcedureVersion.__table__).values(
+            insert_ignoring_duplicates(ProcedureVersion.__table__).values(
                 code=proc.code,
                 version=1,
                 effective_from=proc.effective_from,

@@ -107,7 +107,7 @@ async def submit(
     digest = request_hash(body, uploads) if idempotency_key else ""
     if idempotency_key:
         inserted = await session.execute(
-            insert_ignoring_duplicates(session, IdempotencyRecord.__table__),
+            insert_ignoring_duplicates(IdempotencyRecord.__table__),
             {"caller": caller.sub, "key": idempotency_key, "request_hash": digest, "created_at": clock.now()},
         )
         if not inserted.rowcount:

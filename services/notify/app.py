@@ -10,26 +10,25 @@ from services.notify import endpoints, handlers
 from services.notify.config import NotifySettings, get_settings
 from services.notify.delivery import Deliverer
 from services.notify.models import Base
+from services.notify.state import NotifyState
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-async def on_start(runtime: ServiceRuntime) -> None:
+async def on_start(runtime: ServiceRuntime) -> NotifyState:
     deliverer = Deliverer(runtime.settings, runtime.db)  # type: ignore[arg-type]
     await deliverer.start()
-    runtime.extras["deliverer"] = deliverer
+    return NotifyState(deliverer=deliverer)
 
 
 async def on_stop(runtime: ServiceRuntime) -> None:
-    deliverer: Deliverer | None = runtime.extras.get("deliverer")
-    if deliverer is not None:
-        await deliverer.close()
+    await NotifyState.of(runtime).deliverer.close()
 
 
 async def deliver(runtime: ServiceRuntime) -> None:
     """Background job: the delivery worker."""
-    await runtime.extras["deliverer"].run()
+    await NotifyState.of(runtime).deliverer.run()
 
 
 def definition(settings: NotifySettings | None = None) -> ServiceDefinition:

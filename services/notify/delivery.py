@@ -22,11 +22,11 @@ from datetime import datetime, timedelta
 
 import aiohttp
 import structlog
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.config import NotifySettings
-from services.notify.handlers import WAKE, subscriptions_changed
+from services.notify.handlers import DELIVERIES_OWED, subscriptions_changed
 from services.notify.models import Attempt, Delivery, Subscription
 from services.notify.signatures import webhook_headers
 from services.notify.targets import GuardedResolver, TargetRefused, check_url, describe
@@ -82,12 +82,8 @@ class Deliverer:
         self._wakeup = asyncio.Event()
         self._client: aiohttp.ClientSession | None = None
         self.sent = 0
-        # wake up as soon as a handler's transaction that owes deliveries commits
-        event.listen(db.sessionmaker.kw["sync_session_class"], "after_commit", self._after_commit)
-
-    def _after_commit(self, session: object) -> None:
-        if session.info.pop(WAKE, False):  # type: ignore[attr-defined]
-            self.wake()
+        # wake up as soon as a transaction that owes deliveries commits
+        db.on_commit(DELIVERIES_OWED, self.wake)
 
     def wake(self) -> None:
         self._wakeup.set()

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.config import NotifySettings
 from services.notify.events import WebhookTest
-from services.notify.handlers import WAKE, pending_delivery, subscriptions_changed
+from services.notify.handlers import DELIVERIES_OWED, pending_delivery, subscriptions_changed
 from services.notify.models import Attempt, Delivery, Subscription
 from services.notify.schemas import (
     AttemptOut,
@@ -149,7 +149,7 @@ async def _owe_test_event(
     delivery = Delivery(**pending_delivery(subscription.id, event, now))
     session.add(delivery)
     await session.flush()
-    session.info[WAKE] = True
+    DELIVERIES_OWED.mark(session)
     return delivery
 
 
@@ -439,7 +439,7 @@ async def replay_delivery(
     now = clock.now()
     delivery.status, delivery.next_attempt_at, delivery.retry_from, delivery.delivered_at = "pending", now, now, None
     await session.flush()
-    session.info[WAKE] = True
+    DELIVERIES_OWED.mark(session)
     return _delivery_out(delivery)
 
 
@@ -485,5 +485,5 @@ async def replay_range(
             .where(Delivery.id.in_(ids))
             .values(status="pending", next_attempt_at=now, retry_from=now, delivered_at=None)
         )
-        session.info[WAKE] = True
+        DELIVERIES_OWED.mark(session)
     return Replayed(replayed=len(ids))

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event as orm_event
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,20 +28,21 @@ from services.notify.config import NotifySettings
 from services.notify.models import Delivery, Subscription, counters, inbox
 from shared import clock, organ_id
 from shared.bus import topic_matches
-from shared.db import Database, insert_ignoring_duplicates, next_value, peek_value
+from shared.db import CommitSignal, Database, insert_ignoring_duplicates, next_value, peek_value
 from shared.events import FAMILIES, CloudEvent
 from shared.inbox import Consumer
 
-WAKE = "notify_wake"
+# marked by a transaction that owes deliveries: the delivery worker wakes after its commit
+DELIVERIES_OWED = CommitSignal("deliveries owed")
 VERSION_KEY = "subscriptions-version"
-CHANGED = "notify_subscriptions_changed"
+SUBSCRIPTIONS_CHANGED = CommitSignal("subscriptions changed")
 
 
 async def subscriptions_changed(session: AsyncSession) -> None:
     """Call in the transaction that creates, changes or deletes a subscription: every process's
     cache reloads (this one right after the commit, the others within the cache's seconds)."""
     await next_value(session, counters, VERSION_KEY)
-    session.info[CHANGED] = True
+    SUBSCRIPTIONS_CHANGED.mark(session)
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class SubscriptionCache:
         self.loads = 0
         self._version: int | None = None
         self._checked = float("-inf")
-        self._watched: set[int] = set()
+        self._watched: set[int] = set()  # the databases whose commits reload this cache
 
     async def refresh(self, db: Database) -> None:
         self._watch(db)
@@ -80,16 +80,13 @@ class SubscriptionCache:
 
     def _watch(self, db: Database) -> None:
         # this process's own changes: reload right after their commit, not a few seconds later
-        session_class = db.sessionmaker.kw["sync_session_class"]
-        if id(session_class) in self._watched:
+        if id(db) in self._watched:
             return
-        self._watched.add(id(session_class))
+        self._watched.add(id(db))
+        db.on_commit(SUBSCRIPTIONS_CHANGED, self._recheck)
 
-        def after_commit(session: Any) -> None:
-            if session.info.pop(CHANGED, False):
-                self._checked = float("-inf")
-
-        orm_event.listen(session_class, "after_commit", after_commit)
+    def _recheck(self) -> None:
+        self._checked = float("-inf")
 
     def wanting(self, routing_key: str, agency: str | None) -> list[int]:
         return [s.id for s in self.subscriptions if _wants(s.agency, s.event_types, routing_key, agency)]
@@ -123,9 +120,9 @@ def pending_delivery(subscription_id: int, event: CloudEvent, now: datetime) -> 
 
 async def owe(session: AsyncSession, subscription: Subscription, event: CloudEvent, now: datetime) -> None:
     await session.execute(
-        insert_ignoring_duplicates(session, Delivery.__table__).values(**pending_delivery(subscription.id, event, now))
+        insert_ignoring_duplicates(Delivery.__table__).values(**pending_delivery(subscription.id, event, now))
     )
-    session.info[WAKE] = True
+    DELIVERIES_OWED.mark(session)
 
 
 def consumer(settings: NotifySettings) -> Consumer:

@@ -13,9 +13,10 @@ from sqlalchemy import select
 from services.signing import endpoints, events  # noqa: F401 - events registers the event types
 from services.signing.config import SigningSettings, get_settings
 from services.signing.documents import DocumentsClient
-from services.signing.keystore import check_can_start, close_keystore, open_keystore
+from services.signing.keystore import Keystore, check_can_start, close_keystore, open_keystore
 from services.signing.models import Base, Certificate, outbox
 from services.signing.service import PinCache, issue_certificate
+from services.signing.state import SigningState
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 from shared.db import session_scope
 from shared.demo import DEMO_AGENCIES
@@ -25,31 +26,29 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 log = structlog.get_logger("signing")
 
 
-async def on_start(runtime: ServiceRuntime) -> None:
+async def on_start(runtime: ServiceRuntime) -> SigningState:
     settings: SigningSettings = runtime.settings  # type: ignore[assignment]
     # creating a CA (RSA key generation) and a token takes seconds: not on the event loop
     keystore = await asyncio.to_thread(open_keystore, settings)
-    runtime.extras["keystore"] = keystore
-    runtime.extras["pins"] = PinCache(settings.pin_cache_seconds)
-    runtime.extras["documents"] = DocumentsClient(settings.resolved_document_api_url)
     if settings.demo:
-        await seed_demo(runtime)
+        await seed_demo(runtime, keystore)
+    return SigningState(
+        keystore=keystore,
+        pins=PinCache(settings.pin_cache_seconds),
+        documents=DocumentsClient(settings.resolved_document_api_url),
+    )
 
 
 async def on_stop(runtime: ServiceRuntime) -> None:
-    documents = runtime.extras.pop("documents", None)
-    if documents is not None:
-        await documents.close()
-    keystore = runtime.extras.pop("keystore", None)
-    if keystore is not None:
-        await asyncio.to_thread(close_keystore, keystore)
+    state = SigningState.of(runtime)
+    await state.documents.close()
+    await asyncio.to_thread(close_keystore, state.keystore)
 
 
-async def seed_demo(runtime: ServiceRuntime) -> None:
+async def seed_demo(runtime: ServiceRuntime, keystore: Keystore) -> None:
     """Every demo agency's seal and its leader's certificate (PIN ``demo_pin_secret``), once:
     whatever the demo deployment asks an agency to sign, it can."""
     settings: SigningSettings = runtime.settings  # type: ignore[assignment]
-    keystore = runtime.extras["keystore"]
     actor = Actor.system("demo seed: every demo agency's seal and leader")
     async with session_scope(runtime.db) as session:
         rows = (await session.execute(select(Certificate).where(Certificate.revoked_at.is_(None)))).scalars().all()
@@ -76,8 +75,8 @@ async def seed_demo(runtime: ServiceRuntime) -> None:
 async def keystore_readiness(runtime: ServiceRuntime) -> str:
     """Where the signing keys live: ``pkcs11``, or ``software (development only)`` — ready,
     but flagged for whoever looks."""
-    keystore = runtime.extras.get("keystore")
-    return keystore.token.description if keystore is not None else "not open"
+    state = runtime.state
+    return state.keystore.token.description if isinstance(state, SigningState) else "not open"
 
 
 def definition(settings: SigningSettings | None = None) -> ServiceDefinition:

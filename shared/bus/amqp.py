@@ -80,14 +80,11 @@ class AmqpBroker(Broker):
         *,
         delivery_limit: int = 5,
         publish_timeout: float = 15.0,
-        confirms: bool = True,
         in_flight: int = 500,
     ) -> None:
         self.url = url
         self.delivery_limit = delivery_limit
         self.publish_timeout = publish_timeout
-        # confirms=False exists only so a test can show what is lost without them.
-        self.confirms = confirms
         self.in_flight = in_flight
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
@@ -103,9 +100,7 @@ class AmqpBroker(Broker):
         self._connection = await aio_pika.connect_robust(
             self.url, client_properties={"connection_name": "lienthong"}, reconnect_interval=1
         )
-        self._publish_channel = await self._connection.channel(
-            publisher_confirms=self.confirms, on_return_raises=self.confirms
-        )
+        self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         self._exchange = await self._declare_topology(self._publish_channel)
 
     async def _declare_topology(self, channel: AbstractRobustChannel) -> aio_pika.abc.AbstractExchange:
@@ -164,7 +159,7 @@ class AmqpBroker(Broker):
                 headers=message.headers or None,
             ),
             routing_key=message.routing_key,
-            mandatory=self.confirms,
+            mandatory=True,
             timeout=self.publish_timeout,
         )
 

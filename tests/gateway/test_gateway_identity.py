@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from gateway.app import RefusedToStart, create_app
 from gateway.config import RateRule, get_settings
+from gateway.state import GatewayState
 from shared import clock
 from tests.gateway.gateway_support import (
     assert_problem,
@@ -87,7 +88,7 @@ async def _bad_tokens(client: httpx.AsyncClient, app: Any) -> dict[str, str]:
     def forged(**changes: Any) -> str:
         return jwt.encode({**claims, **changes}, other_key, algorithm="RS256", headers={"kid": kid})
 
-    real_key = app.state.runtime.extras["keyring"].active.private
+    real_key = GatewayState.of(app.state.runtime).keyring.active.private
 
     def signed(**changes: Any) -> str:
         return jwt.encode({**claims, **changes}, real_key, algorithm="RS256", headers={"kid": kid})
@@ -125,9 +126,9 @@ async def test_every_kind_of_bad_token_is_401_before_any_part_sees_it(gw: dict[s
     # a signature by the real key with the same claims passes: the refusals above are about the token
     ok = jwt.encode(
         jwt.decode(await token_for(client, "admin"), options={"verify_signature": False}),
-        gw["app"].state.runtime.extras["keyring"].active.private,
+        GatewayState.of(gw["app"].state.runtime).keyring.active.private,
         algorithm="RS256",
-        headers={"kid": gw["app"].state.runtime.extras["keyring"].active.kid},
+        headers={"kid": GatewayState.of(gw["app"].state.runtime).keyring.active.kid},
     )
     assert (await client.get("/api/auth/me", headers=bearer(ok))).status_code == 200
 
@@ -395,7 +396,7 @@ async def test_production_signs_with_the_configured_key_file(tmp_path: Path) -> 
                 User(
                     username="quan.tri",
                     full_name="Quản Trị",
-                    password_hash=app.state.runtime.extras["passwords"].hash("mot-mat-khau-rat-dai"),
+                    password_hash=GatewayState.of(app.state.runtime).passwords.hash("mot-mat-khau-rat-dai"),
                     roles=["admin"],
                     agency="000.00.00.H56",
                     clearance=0,

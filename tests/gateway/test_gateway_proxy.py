@@ -15,6 +15,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from gateway.state import GatewayState
 from shared import clock
 from tests.gateway.gateway_support import assert_problem, free_port, running_gateway, serve
 
@@ -183,7 +184,7 @@ async def setup(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
                 # wait for the gateway to have read the part's document
                 for _ in range(100):
-                    if app.state.runtime.extras["api"].documents.get("intake"):
+                    if GatewayState.of(app.state.runtime).api.documents.get("intake"):
                         break
                     await asyncio.sleep(0.05)
                 yield {"client": client, "part": part, "app": app, "url": url}

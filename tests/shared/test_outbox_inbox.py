@@ -79,7 +79,7 @@ async def test_without_the_inbox_the_checker_sees_the_double_effect(dbs) -> None
     producer, consumer_db = dbs
     broker = InProcessBroker()
     await broker.connect()
-    await harness.ledger_consumer(dedupe=False).attach(broker, consumer_db, batch=50, prefetch=50)
+    await harness.ledger_consumer(with_inbox=False).attach(broker, consumer_db, batch=50, prefetch=50)
     await harness.produce(producer, count=20)
     relay = OutboxRelay(producer, harness.outbox, broker)
     await relay.relay_once()

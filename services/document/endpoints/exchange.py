@@ -20,6 +20,7 @@ from services.document import service as svc
 from services.document.endpoints.common import STAFF, Session
 from services.document.exchange import identity, inbound, outbound
 from services.document.schemas import ExchangeMessageOut, ExchangeOut, RefuseIn, StatusRecorded
+from services.document.state import DocumentState
 from shared.auth import Caller, allow, current_caller, public
 from shared.errors import Conflict, problem_responses
 from shared.http import StrictRoute
@@ -29,7 +30,7 @@ documents = APIRouter(prefix="/documents", tags=["exchange"], route_class=Strict
 
 
 def kit_of(request: Request) -> identity.ExchangeKit:
-    return request.app.state.runtime.extras["exchange"]
+    return DocumentState.of(request).exchange
 
 
 def _xml_body() -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import structlog
@@ -26,7 +25,9 @@ from services.document.exchange.identity import EDXML_MEDIA_TYPE, ExchangeKit
 from services.document.exchange.inbound import record_status
 from services.document.exchange.outbound import build_document_envelope, build_status_message, queue_progress
 from services.document.models import Document, ExchangeMessage
+from services.document.state import DocumentState
 from shared import clock, delivery
+from shared.app import ServiceRuntime
 from shared.db import Database
 from shared.errors import ProblemError
 
@@ -191,8 +192,8 @@ class ExchangeWorker:
             log.warning("exchange_answer_unreadable", error=str(exc)[:300])
 
 
-async def exchange_worker(runtime: Any) -> None:
+async def exchange_worker(runtime: ServiceRuntime) -> None:
     """The background job: sends as messages come due, woken when new ones are queued."""
-    kit: ExchangeKit = runtime.extras["exchange"]
-    async with kit.client_factory() as client:
-        await ExchangeWorker(runtime.db, kit, runtime.extras["toolkit"], client).loop.run()
+    state = DocumentState.of(runtime)
+    async with state.exchange.client_factory() as client:
+        await ExchangeWorker(runtime.db, state.exchange, state.toolkit, client).loop.run()

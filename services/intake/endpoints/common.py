@@ -11,6 +11,7 @@ from fastapi import Depends, Request, Response
 from services.intake.calendar import VN_TZ
 from services.intake.config import IntakeSettings
 from services.intake.context import Context
+from services.intake.state import IntakeState
 from shared.auth import current_caller
 from shared.db import request_session
 
@@ -27,8 +28,8 @@ def settings_of(request: Request) -> IntakeSettings:
 
 async def context(request: Request) -> Context:
     # async, though it awaits nothing: FastAPI runs a plain function dependency in a worker thread
-    extras = request.app.state.runtime.extras
-    return Context(settings=settings_of(request), blobs=extras["blobs"], labels=extras["version_labels"])
+    state = IntakeState.of(request)
+    return Context(settings=settings_of(request), blobs=state.blobs, labels=state.labels)
 
 
 Ctx = Depends(context)

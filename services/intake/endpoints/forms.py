@@ -14,6 +14,7 @@ from services.intake.context import Context
 from services.intake.dossiers import visible_dossier
 from services.intake.endpoints.common import DOSSIER_READERS, PDF, Ctx, Me, Session, pdf_response, settings_of
 from services.intake.models import DossierComponent
+from services.intake.state import IntakeState
 from shared.auth import Caller, allow
 from shared.errors import NotFound, problem_responses
 from shared.http import StrictRoute
@@ -102,5 +103,5 @@ async def get_file(
     )
     if component is None:
         raise NotFound("no such file in this dossier")
-    content = request.app.state.runtime.extras["blobs"].get(sha256)
+    content = IntakeState.of(request).blobs.get(sha256)
     return Response(content, media_type=component.content_type or "application/octet-stream")

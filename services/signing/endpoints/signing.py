@@ -20,7 +20,6 @@ from shared.errors import ProblemError, Unprocessable, UnsupportedMediaType, pro
 from shared.http import StrictRoute, raw_body_route
 
 from .. import pades, service
-from ..documents import DocumentsClient
 from ..drafts import fill_number_field
 from ..models import Certificate
 from ..policy import SigningRefused, open_pdf
@@ -32,7 +31,7 @@ from ..schemas import (
 )
 from ..service import SigningProblem, sha256_hex
 from ..verification import verify_pdf
-from .context import Session, keystore_of, pins_of
+from .context import Session, documents_of, keystore_of, pins_of
 
 PIN_HEADER = "X-Signing-PIN"
 PIN_DESCRIPTION = (
@@ -290,7 +289,7 @@ async def fill_number(
     document not numbered yet is 409 ``document_not_numbered``, a ``number`` that is not its
     assignment 409 ``number_not_assigned``."""
     keystore = keystore_of(request)
-    documents: DocumentsClient = request.app.state.runtime.extras["documents"]
+    documents = documents_of(request)
     code = await documents.assigned_code(
         document, authorization=request.headers.get("authorization", ""), claimed=number
     )

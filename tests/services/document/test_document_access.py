@@ -11,6 +11,7 @@ from sqlalchemy import update
 
 from services.document.models import Assignment
 from services.document.service import vietnam_today
+from services.document.state import DocumentState
 from tests.services.document.conftest import PROVINCE, DocumentApi
 
 PDF = {"Content-Type": "application/pdf"}
@@ -55,7 +56,7 @@ async def test_secret_documents_are_invisible_below_clearance(api: DocumentApi, 
     assert r.status_code == 403
 
     # encrypted at rest, decrypted for the cleared reader
-    blobs = api.runtime.extras["toolkit"].blobs.root
+    blobs = DocumentState.of(api.runtime).toolkit.blobs.root
     [stored] = [p for p in blobs.rglob("*.enc")]
     raw = stored.read_bytes()
     assert stored.name.startswith(sha) and b"%PDF-" not in raw and pdfs["draft"][:200] not in raw
@@ -176,7 +177,7 @@ async def test_assignment_due_dates_comments_and_overdue(api: DocumentApi) -> No
     )
     assert r.status_code == 201, r.text
     assignment = r.json()
-    calendar = api.runtime.extras["toolkit"].calendar
+    calendar = DocumentState.of(api.runtime).toolkit.calendar
     assert assignment["due_date"] == calendar.add_working_days(vietnam_today(), 3).isoformat()
     assert (
         await api.client.post(f"/documents/{doc['id']}/assignments", headers=worker, json={"assignee": "x"})

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from services.document.config import AgencyProfile
+from services.document.state import DocumentState
 from shared import clock
 from tests.services.document.conftest import DEPARTMENT, OTHER, PROVINCE, DocumentApi, eventually
 
@@ -67,7 +68,7 @@ async def _paper_incoming(api: DocumentApi, subject: str, *, secrecy: str = "non
 
 async def test_directive15_shares_by_agency_and_level(api: DocumentApi, pdfs: dict[str, bytes]) -> None:
     # the department is set up as a district-level agency for this report
-    settings = api.runtime.extras["toolkit"].settings
+    settings = DocumentState.of(api.runtime).toolkit.settings
     settings.agencies[DEPARTMENT] = AgencyProfile(abbreviation="STP", name="Sở Tư pháp", tier="district")
 
     await _issue_to_department(api, pdfs)

@@ -3,6 +3,7 @@ leader's signature, number, organisation's signature, issue, delivery inside the
 
 from __future__ import annotations
 
+from services.document.state import DocumentState
 from tests.services.document.conftest import DEPARTMENT, PROVINCE, DocumentApi, dossier_received, eventually
 
 PDF = {"Content-Type": "application/pdf"}
@@ -138,7 +139,7 @@ async def test_bad_uploads_store_nothing(api: DocumentApi, pdfs: dict[str, bytes
     r = await api.client.get(f"/documents/{doc['id']}", headers=specialist)
     assert r.json()["content_version"] == 0 and r.headers["ETag"] == etag
     assert (await api.client.get(f"/documents/{doc['id']}/versions", headers=specialist)).json()["items"] == []
-    blobs = api.runtime.extras["toolkit"].blobs.root
+    blobs = DocumentState.of(api.runtime).toolkit.blobs.root
     assert [p for p in blobs.rglob("*") if p.is_file()] == []
 
     # the công văn's symbol is issuer-unit

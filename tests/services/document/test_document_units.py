@@ -14,6 +14,7 @@ from services.document.config import get_settings
 from services.document.models import Document
 from services.document.outgoing import assign_number
 from services.document.service import new_document
+from services.document.state import DocumentState
 from services.document.workdays import WorkingCalendar
 from tests.services.document.conftest import PROVINCE, DocumentApi
 
@@ -60,7 +61,7 @@ def test_working_days_skip_weekends_and_tet() -> None:
 
 
 async def test_numbers_restart_at_01_on_the_first_of_january(api: DocumentApi) -> None:
-    settings = api.runtime.extras["toolkit"].settings
+    settings = DocumentState.of(api.runtime).toolkit.settings
     codes = []
     async with api.runtime.db.sessionmaker() as session:
         for day, type_key, secrecy in [

@@ -12,6 +12,7 @@ import pytest
 from services.document import edxml
 from services.document.exchange import outbound
 from services.document.models import Document, ExchangeMessage
+from services.document.state import DocumentState
 from shared import clock
 from tests.services.document.conftest import DEPARTMENT, PROVINCE, DocumentApi, signed_draft
 
@@ -94,7 +95,7 @@ async def test_the_year_turns_on_vietnams_new_year(
         assert province["measures"]["signed"]["total"] == (1 if new_year else 2)
 
         # edXML: the promulgation date and the exchange id carry Vietnam's date
-        kit, blobs = api.runtime.extras["exchange"], api.runtime.extras["toolkit"]
+        kit, blobs = DocumentState.of(api.runtime).exchange, DocumentState.of(api.runtime).toolkit
         async with api.runtime.db.sessionmaker() as session:
             row = await session.get(Document, doc["id"])
             assert row is not None

@@ -9,15 +9,16 @@ from types import SimpleNamespace
 from lienthong.embedded import _signing_lines
 from services.signing.config import DEV_DEMO_PIN, get_settings
 from services.signing.softkeys import SOFTWARE_KEYSTORE
+from services.signing.state import SigningState
 from shared.demo import DEMO_AGENCIES, agency_slug, demo_people, username
 
 README = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
 
 
 def _suite(description: str) -> SimpleNamespace:
-    runtime = SimpleNamespace(
-        settings=get_settings(), extras={"keystore": SimpleNamespace(token=SimpleNamespace(description=description))}
-    )
+    keystore = SimpleNamespace(token=SimpleNamespace(description=description))
+    state = SigningState(keystore=keystore, pins=None, documents=None)  # type: ignore[arg-type]
+    runtime = SimpleNamespace(settings=get_settings(), state=state)
     return SimpleNamespace(apps={"signing": SimpleNamespace(state=SimpleNamespace(runtime=runtime))})
 
 

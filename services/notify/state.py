@@ -1,0 +1,13 @@
+"""What notify keeps while it runs: read with ``NotifyState.of(request)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.notify.delivery import Deliverer
+from shared.app import PartState
+
+
+@dataclass
+class NotifyState(PartState):
+    deliverer: Deliverer  # sends the deliveries owed, retries them on their schedule
