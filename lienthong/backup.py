@@ -8,6 +8,11 @@ sums, refuses any database that is not empty, restores, and checks that the rest
 still has the root recorded at backup time. Database URLs and ``var_dir`` come from the same
 settings the parts read (``LIENTHONG_<PART>_DATABASE_URL``, ``LIENTHONG_DATABASE_URL``…).
 
+The suite keeps running while it is backed up: databases are copied consumers first
+(``SNAPSHOT_ORDER``), and on PostgreSQL every snapshot is taken before the first dump. The broker
+is not backed up, so a restore has the parts send the events of the last minutes before the backup
+again (``REPLAY_MARGIN``); it also points signing's SoftHSM configuration at the restored token.
+
 A suite concern, not audit's (it backs up every part): ``python -m services.audit.backup`` is
 kept as an alias of the same commands.
 """
@@ -37,6 +42,7 @@ from sqlalchemy.pool import NullPool
 
 from services.audit.store import tree
 from shared import clock
+from shared.db import UtcDateTime
 from shared.settings import PARTS, Settings, load_settings
 
 FORMAT = "lienthong-backup/1"
@@ -456,7 +462,7 @@ async def _send_again(url: str, since: datetime) -> int | None:
             names = await conn.run_sync(lambda c: inspect(c).get_table_names())
             if "outbox" not in names:
                 return None
-            outbox = table("outbox", column("sent_at"))
+            outbox = table("outbox", column("sent_at", UtcDateTime()))
             done = await conn.execute(update(outbox).where(outbox.c.sent_at >= since).values(sent_at=None))
             return int(done.rowcount)
     finally:

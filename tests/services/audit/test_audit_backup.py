@@ -21,6 +21,7 @@ from lienthong.backup import BackupError, audit_head, backup, part_settings, pru
 from services.audit.app import MIGRATIONS
 from services.audit.canonical import canonical_bytes
 from services.audit.store import Record, append_records, columns_of
+from shared import clock
 from shared.db import Database, session_scope
 from shared.demo import AGENCY_ROLES, username
 from shared.migrations import upgrade_async
@@ -32,6 +33,7 @@ from tests.services.audit.running import event, running_audit
 
 ROOT = Path(__file__).resolve().parents[3]
 SQLITE = "sqlite+aiosqlite:///{var_dir}/{service}.sqlite"
+LONG_AGO = "2020-01-01 00:00:00.000000"
 
 
 def settings_for(var_dir: Path, **urls: str) -> dict:
@@ -49,9 +51,22 @@ def add_other_parts(var_dir: Path) -> None:
             "INSERT INTO dossier VALUES (?, ?)",
             [(f"000.00.12.H56-260101-{i:04d}", "Nguyễn Thị Hồng Nhung") for i in range(17)],
         )
+        # its outbox: an event sent long ago, one sent just now (maybe still in a queue), one unsent
+        db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, event_id TEXT, sent_at DATETIME)")
+        just_now = clock.now().strftime("%Y-%m-%d %H:%M:%S.%f")
+        db.executemany(
+            "INSERT INTO outbox VALUES (?, ?, ?)", [(1, "e-1", LONG_AGO), (2, "e-2", just_now), (3, "e-3", None)]
+        )
     blob = var_dir / "blobs" / "document" / "ab" / "quyet-dinh-12.pdf"
     blob.parent.mkdir(parents=True)
     blob.write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 40)
+    # signing's SoftHSM token, whose configuration names its folder by absolute path
+    token = var_dir / "signing" / "token"
+    (token / "tokens" / "3f1c").mkdir(parents=True)
+    (token / "tokens" / "3f1c" / "token.object").write_bytes(b"token")
+    (token / "softhsm2.conf").write_text(
+        f"directories.tokendir = {token.resolve() / 'tokens'}\nobjectstore.backend = file\n", encoding="utf-8"
+    )
 
 
 async def test_restore_drill_embedded(tmp_path: Path) -> None:
@@ -91,6 +106,15 @@ async def test_restore_drill_embedded(tmp_path: Path) -> None:
     assert (target / "blobs/document/ab/quyet-dinh-12.pdf").read_bytes() == (
         source / "blobs/document/ab/quyet-dinh-12.pdf"
     ).read_bytes()
+    # the restored token is the one signing opens, not the old machine's
+    conf = (target / "signing/token/softhsm2.conf").read_text(encoding="utf-8")
+    assert f"directories.tokendir = {target.resolve() / 'signing/token/tokens'}\n" in conf
+    assert (target / "signing/token/tokens/3f1c/token.object").read_bytes() == b"token"
+    # what may have been in a queue when the backup was taken is sent again; older events are not
+    with sqlite3.connect(target / "intake.sqlite") as db:
+        sent = dict(db.execute("SELECT event_id, sent_at FROM outbox").fetchall())
+    assert sent == {"e-1": LONG_AGO, "e-2": None, "e-3": None}
+    assert report["databases"]["intake"]["events_sent_again"] == 1
 
     # the restored part runs on: same key, same checkpoints, and the log keeps growing consistently
     async with running_audit(target) as audit:
