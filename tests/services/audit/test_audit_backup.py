@@ -1,4 +1,5 @@
-"""Backups restore: the restore drill compares row counts and the audit root, embedded and on PostgreSQL."""
+"""Backups restore: the restore drill compares row counts and the audit root, embedded and on PostgreSQL;
+in distributed mode, under load, the restored suite walks a dossier received before the backup to the end."""
 
 from __future__ import annotations
 
