@@ -8,6 +8,11 @@ sums, refuses any database that is not empty, restores, and checks that the rest
 still has the root recorded at backup time. Database URLs and ``var_dir`` come from the same
 settings the parts read (``LIENTHONG_<PART>_DATABASE_URL``, ``LIENTHONG_DATABASE_URL``…).
 
+The suite keeps running while it is backed up: databases are copied consumers first
+(``SNAPSHOT_ORDER``), and on PostgreSQL every snapshot is taken before the first dump. The broker
+is not backed up, so a restore has the parts send the events of the last minutes before the backup
+again (``REPLAY_MARGIN``); it also points signing's SoftHSM configuration at the restored token.
+
 A suite concern, not audit's (it backs up every part): ``python -m services.audit.backup`` is
 kept as an alias of the same commands.
 """
@@ -26,17 +31,18 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, inspect, select, table, text
+from sqlalchemy import column, func, inspect, select, table, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from services.audit.store import tree
 from shared import clock
+from shared.db import UtcDateTime
 from shared.settings import PARTS, Settings, load_settings
 
 FORMAT = "lienthong-backup/1"
@@ -44,6 +50,10 @@ FOLDER_PREFIX = "lienthong-"
 SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
 _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+SOFTHSM_CONF = "softhsm2.conf"
+# How long before the backup started an event may have waited in a queue and still be sent again
+# after a restore (see _send_again); far inside the consumers' inbox retention (7 days).
+REPLAY_MARGIN = timedelta(minutes=10)
 
 
 class BackupError(RuntimeError):
@@ -68,6 +78,20 @@ class Target:
     @property
     def file_name(self) -> str:
         return f"{'+'.join(self.parts)}.{'sqlite' if self.kind == 'sqlite' else 'pgdump'}"
+
+
+# Consumers' databases are copied as of a moment no later than their producers': then a consumer
+# never holds the effect of an event its producer's copy lacks (audit would keep an entry for a
+# dossier code the restored intake hands out again). The other way round — an event in the
+# producer's copy, marked sent, not yet applied in the consumer's — is mended at restore by
+# sending recent events again (``REPLAY_MARGIN``). Intake and document consume each other's
+# events; intake goes first, so what document may hold ahead of intake is a work dossier opened
+# for an acceptance (opening one again is a no-op), never a document number intake already shows.
+SNAPSHOT_ORDER = ("audit", "notify", "console", "intake", "document", "signing", "gateway")
+
+
+def _snapshot_rank(target: Target) -> int:
+    return min(SNAPSHOT_ORDER.index(p) if p in SNAPSHOT_ORDER else len(SNAPSHOT_ORDER) for p in target.parts)
 
 
 def part_settings(**overrides: Any) -> dict[str, Settings]:
@@ -125,8 +149,10 @@ async def row_counts(url: str) -> dict[str, int]:
     try:
         async with engine.connect() as conn:
             names = await conn.run_sync(lambda c: inspect(c).get_table_names())
-            return {name: int((await conn.execute(select(func.count()).select_from(table(name)))).scalar_one())
-                    for name in sorted(names)}
+            return {
+                name: int((await conn.execute(select(func.count()).select_from(table(name)))).scalar_one())
+                for name in sorted(names)
+            }
     finally:
         await engine.dispose()
 
@@ -146,18 +172,34 @@ async def audit_head(url: str, size: int | None = None) -> tuple[int, str] | Non
         await engine.dispose()
 
 
-async def _dump_postgresql(url: str, out: Path) -> tuple[dict[str, int], tuple[int, str] | None]:
-    """``pg_dump`` of one database, and its row counts and audit head read in the dump's own
+async def _dump_postgresql(jobs: list[tuple[str, Path]]) -> list[tuple[dict[str, int], tuple[int, str] | None]]:
+    """``pg_dump`` of each database, and its row counts and audit head read in the dump's own
     snapshot: a backup taken under load describes exactly what it holds, so a restore can be
-    checked against it row for row."""
-    engine = _reader(url)
+    checked against it row for row.
+
+    Every snapshot is taken before the first dump starts, in ``jobs``' order (consumers first, see
+    ``SNAPSHOT_ORDER``), so the databases are copied as of nearly one moment instead of one after
+    the other while the suite keeps writing."""
+    engines = [_reader(url) for url, _ in jobs]
+    sessions = [AsyncSession(engine) for engine in engines]
     try:
-        async with AsyncSession(engine) as session:
+        snapshots = []
+        for session in sessions:
             await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            snapshot = (await session.execute(text("SELECT pg_export_snapshot()"))).scalar_one()
+            snapshots.append((await session.execute(text("SELECT pg_export_snapshot()"))).scalar_one())
+        done = []
+        for (url, out), session, snapshot in zip(jobs, sessions, snapshots, strict=True):
             libpq, env = _libpq(url)
-            args = ["pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--snapshot={snapshot}",
-                    "--file", str(out), libpq]
+            args = [
+                "pg_dump",
+                "--format=custom",
+                "--no-owner",
+                "--no-privileges",
+                f"--snapshot={snapshot}",
+                "--file",
+                str(out),
+                libpq,
+            ]
             try:
                 dump = await asyncio.create_subprocess_exec(
                     *args, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
@@ -166,8 +208,10 @@ async def _dump_postgresql(url: str, out: Path) -> tuple[dict[str, int], tuple[i
                 raise BackupError("pg_dump is not installed") from exc
             try:
                 names = await session.run_sync(lambda s: inspect(s.connection()).get_table_names())
-                rows = {name: int((await session.execute(select(func.count()).select_from(table(name)))).scalar_one())
-                        for name in sorted(names)}
+                rows = {
+                    name: int((await session.execute(select(func.count()).select_from(table(name)))).scalar_one())
+                    for name in sorted(names)
+                }
                 head = None
                 if "audit_merkle_node" in names:
                     log = tree(session)
@@ -178,9 +222,13 @@ async def _dump_postgresql(url: str, out: Path) -> tuple[dict[str, int], tuple[i
                 _, errors = await dump.communicate()
             if dump.returncode:
                 raise BackupError(f"pg_dump failed: {errors.decode(errors='replace').strip()[:500]}")
-            return rows, head
+            done.append((rows, head))
+        return done
     finally:
-        await engine.dispose()
+        for session in sessions:
+            await session.close()
+        for engine in engines:
+            await engine.dispose()
 
 
 def _async_url(target: Target, path: Path | None = None) -> str:
@@ -215,8 +263,9 @@ def _files_to_copy(var_dir: Path, skip: set[Path]) -> Iterable[Path]:
             yield path
 
 
-def backup(root: Path, *, settings: Mapping[str, Settings] | None = None, keep: int | None = None,
-           now: datetime | None = None) -> Path:
+def backup(
+    root: Path, *, settings: Mapping[str, Settings] | None = None, keep: int | None = None, now: datetime | None = None
+) -> Path:
     """Write a dated backup folder under ``root``; return it."""
     settings = settings or part_settings()
     var_dir = Path(next(iter(settings.values())).var_dir).resolve()
@@ -228,14 +277,18 @@ def backup(root: Path, *, settings: Mapping[str, Settings] | None = None, keep: 
         raise BackupError(f"{final} already exists")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    manifest: dict[str, Any] = {"format": FORMAT, "created_at": clock.now().isoformat(),
-                                "databases": [], "files": []}
+    manifest: dict[str, Any] = {"format": FORMAT, "created_at": clock.now().isoformat(), "databases": [], "files": []}
     skip = {root.resolve(), work.resolve()}
     try:
-        for target in targets(settings):
+        dumps: list[tuple[dict[str, Any], Target]] = []
+        for target in sorted(targets(settings), key=_snapshot_rank):
             out = work / target.file_name
-            entry: dict[str, Any] = {"parts": list(target.parts), "kind": target.kind, "file": target.file_name,
-                                     "database": make_url(target.url).render_as_string(hide_password=True)}
+            entry: dict[str, Any] = {
+                "parts": list(target.parts),
+                "kind": target.kind,
+                "file": target.file_name,
+                "database": make_url(target.url).render_as_string(hide_password=True),
+            }
             if target.kind == "sqlite":
                 source = target.sqlite_path
                 skip.update(Path(str(source.resolve()) + side) for side in ("", *_SQLITE_SIDE_FILES))
@@ -246,11 +299,14 @@ def backup(root: Path, *, settings: Mapping[str, Settings] | None = None, keep: 
                 entry["rows"] = asyncio.run(row_counts(counted))
                 entry["audit"] = _head_entry(asyncio.run(audit_head(counted)))
             else:
-                rows, head = asyncio.run(_dump_postgresql(target.url, out))
-                entry["rows"], entry["audit"] = rows, _head_entry(head)
+                dumps.append((entry, target))
+            manifest["databases"].append(entry)
+        dumped = asyncio.run(_dump_postgresql([(t.url, work / t.file_name) for _, t in dumps])) if dumps else []
+        for (entry, _), (rows, head) in zip(dumps, dumped, strict=True):
+            entry["rows"], entry["audit"] = rows, _head_entry(head)
+        for entry in manifest["databases"]:
             if entry["audit"] is None:
                 del entry["audit"]
-            manifest["databases"].append(entry)
         for path in _files_to_copy(var_dir, skip):
             relative = path.relative_to(var_dir)
             copy = work / "files" / relative
@@ -261,8 +317,9 @@ def backup(root: Path, *, settings: Mapping[str, Settings] | None = None, keep: 
         manifest["sha256"] = sums
         (work / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         sums[MANIFEST] = sha256_of(work / MANIFEST)
-        (work / SUMS).write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items())),
-                                 encoding="utf-8")
+        (work / SUMS).write_text(
+            "".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items())), encoding="utf-8"
+        )
         work.rename(final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -322,8 +379,9 @@ def _sqlite_is_empty(path: Path) -> bool:
         return conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 0
 
 
-def restore(folder: Path, *, settings: Mapping[str, Settings] | None = None,
-            parts: Iterable[str] | None = None) -> dict[str, Any]:
+def restore(
+    folder: Path, *, settings: Mapping[str, Settings] | None = None, parts: Iterable[str] | None = None
+) -> dict[str, Any]:
     """Restore a verified backup into empty databases and ``var_dir``; return what was restored."""
     manifest = verify(folder)
     settings = settings or part_settings()
@@ -360,13 +418,18 @@ def restore(folder: Path, *, settings: Mapping[str, Settings] | None = None,
             _sqlite_backup(source, target.sqlite_path)
         else:
             libpq, env = _libpq(target.url)
-            _run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--dbname", libpq, str(source)],
-                 env)
+            _run(
+                ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--dbname", libpq, str(source)], env
+            )
         counts = asyncio.run(row_counts(target.url))
         if "rows" in entry and counts != entry["rows"]:
             differ = sorted(t for t in {*counts, *entry["rows"]} if counts.get(t) != entry["rows"].get(t))
             raise BackupError(f"the restored {', '.join(target.parts)} rows differ from the backup's in {differ}")
         result: dict[str, Any] = {"rows": counts}
+        since = datetime.fromisoformat(manifest["created_at"]) - REPLAY_MARGIN
+        replayed = asyncio.run(_send_again(target.url, since))
+        if replayed is not None:
+            result["events_sent_again"] = replayed
         if "audit" in entry:
             size, root = entry["audit"]["size"], entry["audit"]["root"]
             head = asyncio.run(audit_head(target.url, size))
@@ -379,8 +442,45 @@ def restore(folder: Path, *, settings: Mapping[str, Settings] | None = None,
         if not destination.exists():
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(folder / "files" / name, destination)
+            if destination.name == SOFTHSM_CONF:
+                _point_token_here(destination)
         report["files"] += 1
     return report
+
+
+async def _send_again(url: str, since: datetime) -> int | None:
+    """Mark the outbox's events sent from ``since`` on as unsent, so that the part's relay
+    publishes them again on the restored broker; None when the database has no outbox.
+
+    The broker is not in the backup: an event sent shortly before the copy and still in a queue
+    then, or applied by its consumer after the consumer's copy was taken, would be lost. Every
+    consumer drops what it has applied already (inbox, audit's unique key), so sending again is
+    safe."""
+    engine = _reader(url)
+    try:
+        async with engine.begin() as conn:
+            names = await conn.run_sync(lambda c: inspect(c).get_table_names())
+            if "outbox" not in names:
+                return None
+            outbox = table("outbox", column("sent_at", UtcDateTime()))
+            done = await conn.execute(update(outbox).where(outbox.c.sent_at >= since).values(sent_at=None))
+            return int(done.rowcount)
+    finally:
+        await engine.dispose()
+
+
+def _point_token_here(conf: Path) -> None:
+    """SoftHSM's configuration names its token folder by absolute path, the one it had where the
+    backup was taken: point it at the restored ``tokens/`` beside it, or signing would open the
+    old machine's token (or none)."""
+    lines = conf.read_text(encoding="utf-8").splitlines()
+    fixed = [
+        f"directories.tokendir = {(conf.parent / 'tokens').resolve()}"
+        if line.strip().startswith("directories.tokendir")
+        else line
+        for line in lines
+    ]
+    conf.write_text("\n".join(fixed) + "\n", encoding="utf-8")
 
 
 # --- Command line ---------------------------------------------------------------------------------
