@@ -119,6 +119,52 @@ def index_parts(shares: dict[str, float]) -> frozenset[str]:
     return frozenset(chosen)
 
 
+def _recent(after: ColumnElement[bool] | None) -> Select[Any]:
+    """The newest ``WINDOW`` dossiers after the cursor, whatever the list's scope and filters (so
+    the walk stays bounded also in an agency that has few of them)."""
+    return select(Dossier).where(*([] if after is None else [after])).order_by(*NEWEST_FIRST).limit(WINDOW)
+
+
+def window_page(
+    query: Select[Any], search: ApplicantQuery, *, after: ColumnElement[bool] | None, limit: int
+) -> Select[Any]:
+    """Step 1: the page among the newest ``WINDOW`` dossiers only. They are a subquery the planner
+    cannot see through; the list's conditions and the name parts are checked on its rows."""
+    window = _recent(after).subquery("recent")
+    on_window = ClauseAdapter(window).traverse
+    conditions = [*([] if query.whereclause is None else [query.whereclause]), *search.conditions()]
+    return (
+        select(*(window.c[column.key] for column in query.selected_columns))
+        .where(*(on_window(c) for c in conditions))
+        .order_by(window.c.received_at.desc(), window.c.id.desc())
+        .limit(limit + 1)
+    )
+
+
+def shares_in_window(search: ApplicantQuery, *, after: ColumnElement[bool] | None) -> Select[Any]:
+    """Step 2: how many dossiers the window holds, and how many of them have each name part."""
+    names = _recent(after).with_only_columns(Dossier.applicant_search).subquery("names")
+    return select(
+        func.count(),
+        *(func.count().filter(names.c.applicant_search.contains(p, autoescape=True)) for p in search.name_parts),
+    )
+
+
+def candidates_page(query: Select[Any], search: ApplicantQuery, *, indexed: frozenset[str], limit: int) -> Select[Any]:
+    """Step 3: the page among the candidates the trigram index gives for the ``indexed`` parts
+    (narrowed by the list's own conditions, the desk's subtree among them), the other parts
+    checked on each. MATERIALIZED keeps the planner from turning the candidates back into a
+    newest-first walk."""
+    candidates = (
+        query.with_only_columns(Dossier.id, Dossier.received_at)
+        .where(*search.conditions(indexed=indexed))
+        .cte("candidates")
+        .prefix_with("MATERIALIZED")
+    )
+    newest = select(candidates.c.id).order_by(candidates.c.received_at.desc(), candidates.c.id.desc())
+    return newest_page(views.dossier_query().where(Dossier.id.in_(newest.limit(limit + 1))), limit)
+
+
 async def read_page(
     session: AsyncSession,
     query: Select[Any],
@@ -129,46 +175,20 @@ async def read_page(
 ) -> list[dict[str, Any]]:
     """A page (``limit`` + 1 rows, newest first) of ``query`` (the list's columns with its scope
     and filters) after the cursor condition ``after``, whose applicant matches ``search``; see
-    the module's doc for the steps."""
-    if after is not None:
-        query = query.where(after)
-    plain = newest_page(query.where(*search.conditions()), limit)
+    the module's doc for the steps. An ID number, or SQLite (embedded mode, small tables): one
+    plain query."""
+    plain = newest_page(query.where(*([] if after is None else [after]), *search.conditions()), limit)
     if search.id_number or not search.name_parts or session.get_bind().dialect.name != "postgresql":
         return await views.read_rows(session, plain)
-    # the newest WINDOW rows after the cursor whatever the scope (so the walk is bounded also in
-    # an agency that has few of them), in a subquery the planner cannot see through; the list's
-    # conditions and the name parts are checked on its rows
-    recent = select(Dossier).where(*([] if after is None else [after])).order_by(*NEWEST_FIRST).limit(WINDOW)
-    window = recent.subquery("recent")
-    on_window = ClauseAdapter(window).traverse
-    conditions = [*([] if query.whereclause is None else [query.whereclause]), *search.conditions()]
-    in_window = (
-        select(*(window.c[column.key] for column in query.selected_columns))
-        .where(*(on_window(c) for c in conditions))
-        .order_by(window.c.received_at.desc(), window.c.id.desc())
-        .limit(limit + 1)
-    )
-    rows = await views.read_rows(session, in_window)
+    rows = await views.read_rows(session, window_page(query, search, after=after, limit=limit))
     if len(rows) > limit:
         return rows
-    names = recent.with_only_columns(Dossier.applicant_search).subquery("names")
-    shares_of = select(
-        func.count(),
-        *(func.count().filter(names.c.applicant_search.contains(p, autoescape=True)) for p in search.name_parts),
-    )
-    size, *by_part = (await session.execute(shares_of)).one()
+    size, *by_part = (await session.execute(shares_in_window(search, after=after))).one()
     if size < WINDOW:  # the window was every row: its page is the answer
         return rows
     indexed = index_parts({p: n / size for p, n in zip(search.name_parts, by_part, strict=True)})
     if not indexed:  # every part common (or too short to index): the newest-first walk stops early
         return await views.read_rows(session, plain)
-    # MATERIALIZED keeps the planner from turning the candidates back into a newest-first walk
-    candidates = (
-        query.with_only_columns(Dossier.id, Dossier.received_at)
-        .where(*search.conditions(indexed=indexed))
-        .cte("candidates")
-        .prefix_with("MATERIALIZED")
-    )
-    newest = select(candidates.c.id).order_by(candidates.c.received_at.desc(), candidates.c.id.desc())
-    page = views.dossier_query().where(Dossier.id.in_(newest.limit(limit + 1)))
-    return await views.read_rows(session, newest_page(page, limit))
+    if after is not None:
+        query = query.where(after)
+    return await views.read_rows(session, candidates_page(query, search, indexed=indexed, limit=limit))

@@ -102,7 +102,15 @@ class Dossier(Base):
 
     __tablename__ = "dossier"
     __table_args__ = (
-        Index("ix_dossier_path_received", "agency_path", "received_at", "id"),
+        # an agency's subtree is a prefix of agency_path: pattern ops let PostgreSQL range-scan it
+        # whatever the database's collation (and AND it with the applicant's trigram candidates)
+        Index(
+            "ix_dossier_path_received",
+            "agency_path",
+            "received_at",
+            "id",
+            postgresql_ops={"agency_path": "varchar_pattern_ops"},
+        ),
         # the lists' order (newest first, keyset cursor on received_at, id), read backwards
         Index("ix_dossier_received", "received_at", "id"),
         Index("ix_dossier_owner_received", "owner", "received_at", "id"),
