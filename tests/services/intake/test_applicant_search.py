@@ -7,21 +7,27 @@ trigram and ID indexes, so a later change cannot drop them silently."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import Select
+from alembic import command
+from sqlalchemy import Select, text
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.intake import applicant_search, catalogue, views
 from services.intake.app import MIGRATIONS
 from services.intake.applicant_search import ApplicantQuery, candidates_page, index_parts, newest_page
 from services.intake.models import Dossier
-from shared.migrations import upgrade
+from shared.migrations import alembic_config, upgrade
+from shared.text import fold
 from tests.servers import temporary_databases
 from tests.services.intake.harness import WARD, Intake, birth_registration, running_intake
 
@@ -195,3 +201,61 @@ async def test_postgresql_plans_use_the_trigram_and_id_number_indexes(tmp_path: 
             assert [r["code"] for r in rows] == [f"X-{i}" for i in expected]
         finally:
             await connection.close()
+
+
+OLD_HEAD = "0082dff8332d"  # the revision before the ID number had its own key
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
+async def test_the_migration_gives_existing_dossiers_their_keys(backend: str, tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path}/intake.sqlite"
+        else:
+            url = stack.enter_context(temporary_databases(["intake"]))["intake"]
+        await asyncio.to_thread(upgrade, MIGRATIONS, url, service="intake", revision=OLD_HEAD)
+        engine = create_async_engine(url)
+        now = datetime.now(UTC)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text(
+                        "INSERT INTO procedure_version (code, version, effective_from, name, name_search, sector, "
+                        "receiving_agencies, deciding_agency, processing_hours, fee_vnd, components, online_level, "
+                        "created_at, created_by) VALUES ('1.001193', 1, :day, 'x', 'x', 'x', '[]', :ward, 8, 0, "
+                        "'[]', 'full', :now, 'test')"
+                    ),
+                    {"day": now.date(), "ward": WARD, "now": now},
+                )
+                for code, applicant in (
+                    ("A", {"full_name": NHUNG, "id_number": "038 090-001234"}),
+                    ("B", {"full_name": "Đặng Văn Đức"}),
+                ):
+                    # as the service wrote them before: name and ID number in one folded key
+                    key = fold(" ".join(filter(None, [applicant["full_name"], applicant.get("id_number")])))
+                    await connection.execute(
+                        text(
+                            "INSERT INTO dossier (code, agency, agency_path, procedure_code, procedure_version_id, "
+                            "channel, status, applicant, applicant_search, received_at, processing_hours, "
+                            "extension_hours, version, updated_at) VALUES (:code, :ward, '/H56/41/', '1.001193', "
+                            "(SELECT min(id) FROM procedure_version), 'desk', 1, :applicant, :key, :now, 8, 0, 1, :now)"
+                        ),
+                        {"code": code, "ward": WARD, "applicant": json.dumps(applicant), "key": key, "now": now},
+                    )
+            await asyncio.to_thread(upgrade, MIGRATIONS, url, service="intake")
+
+            async def keys() -> list[tuple[str, str, str | None]]:
+                async with engine.connect() as connection:
+                    result = await connection.execute(
+                        text("SELECT code, applicant_search, applicant_id_number FROM dossier ORDER BY code")
+                    )
+                    return [tuple(r) for r in result]
+
+            assert await keys() == [("A", "nguyen thi hong nhung", "038090001234"), ("B", "dang van duc", None)]
+            config = alembic_config(MIGRATIONS, url, service="intake")
+            await asyncio.to_thread(command.downgrade, config, OLD_HEAD)
+            async with engine.connect() as connection:
+                result = await connection.execute(text("SELECT applicant_search FROM dossier ORDER BY code"))
+                assert [r[0] for r in result] == ["nguyen thi hong nhung 038 090-001234", "dang van duc"]
+        finally:
+            await engine.dispose()
