@@ -18,6 +18,7 @@ BENCHMARKS = [
     "bench.audit",
     "bench.signing",
     "bench.intake",
+    "bench.search",
     "bench.document",
     "bench.mixed",
     "bench.console",

@@ -48,9 +48,9 @@ from bench.load import (
     settle,
 )
 from services.intake import catalogue, views
+from services.intake.applicant_search import ApplicantQuery, id_number_key, name_key
 from services.intake.models import Dossier
 from services.intake.workflow import DossierStatus
-from shared.text import fold, tokens
 
 FONT = Path(__file__).resolve().parent.parent / "shared" / "fonts" / "DejaVuSans.ttf"
 FILE_BYTES = 100 * 1024
@@ -133,7 +133,8 @@ DAYS_BACK = 3 * 365
 
 COLUMNS = [
     "code", "agency", "agency_path", "procedure_code", "procedure_version_id", "channel", "status", "paused_from",
-    "applicant", "applicant_search", "owner", "received_by", "received_at", "accepted_at", "processing_hours",
+    "applicant", "applicant_search", "applicant_id_number", "owner", "received_by", "received_at", "accepted_at",
+    "processing_hours",
     "extension_hours", "cutoff", "due_at", "finished_at", "finished_on_time", "hours_used", "returned_at", "result",
     "lookup_hash", "version", "updated_at",
 ]
@@ -189,7 +190,7 @@ def dossier_rows(
         rows.append((
             f"{agency}-{day}-{number:04d}", agency, paths[agency], version["code"], version["id"],
             "online" if online else "desk", status, 4 if status == 5 else None,
-            json.dumps(applicant, ensure_ascii=False), fold(f"{name} {id_number}"),
+            json.dumps(applicant, ensure_ascii=False), name_key(name), id_number_key(id_number),
             f"citizen-{rng.randint(1, 200_000)}" if online else None, None if online else "Lê Văn Tiếp",
             received, accepted, hours, Decimal(0), version["cutoff"], due, finished, on_time, used, returned,
             json.dumps({"summary": "Bản sao trích lục"}) if status in (9, 10) else None,
@@ -229,8 +230,7 @@ def list_sql(params: dict[str, Any]) -> str:
     if params.get("overdue") == "true":
         running = (int(DossierStatus.ACCEPTED), int(DossierStatus.PROCESSING))
         query = query.where(Dossier.status.in_(running), Dossier.due_at < datetime.now(UTC))
-    for word in tokens(params.get("applicant", "")):
-        query = query.where(Dossier.applicant_search.contains(word, autoescape=True))
+    query = query.where(*ApplicantQuery.parse(params.get("applicant", "")).conditions())
     if "cursor_at" in params:
         at, id_ = params["cursor_at"], params["cursor_id"]
         query = query.where(or_(Dossier.received_at < at, and_(Dossier.received_at == at, Dossier.id < id_)))

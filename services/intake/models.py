@@ -102,11 +102,22 @@ class Dossier(Base):
 
     __tablename__ = "dossier"
     __table_args__ = (
-        Index("ix_dossier_path_received", "agency_path", "received_at", "id"),
+        # an agency's subtree is a prefix of agency_path: pattern ops let PostgreSQL range-scan it
+        # whatever the database's collation (and AND it with the applicant's trigram candidates)
+        Index(
+            "ix_dossier_path_received",
+            "agency_path",
+            "received_at",
+            "id",
+            postgresql_ops={"agency_path": "varchar_pattern_ops"},
+        ),
         # the lists' order (newest first, keyset cursor on received_at, id), read backwards
         Index("ix_dossier_received", "received_at", "id"),
         Index("ix_dossier_owner_received", "owner", "received_at", "id"),
         Index("ix_dossier_status_due", "status", "due_at"),
+        # finding a dossier by its applicant's ID number: an exact look-up (see applicant_search);
+        # the name's trigram index is PostgreSQL's own, made in migration 15092952390a
+        Index("ix_dossier_applicant_id_number", "applicant_id_number"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -119,7 +130,8 @@ class Dossier(Base):
     status: Mapped[int] = mapped_column(Integer)
     paused_from: Mapped[int | None] = mapped_column(Integer)
     applicant: Mapped[dict[str, Any]] = mapped_column(JSON)
-    applicant_search: Mapped[str] = mapped_column(String(500))
+    applicant_search: Mapped[str] = mapped_column(String(500))  # the folded name (applicant_search.py)
+    applicant_id_number: Mapped[str | None] = mapped_column(String(20))  # its key: folded letters and digits
     owner: Mapped[str | None] = mapped_column(String(200))  # citizen's token sub (online)
     received_by: Mapped[str | None] = mapped_column(String(200))  # desk officer's name
     received_at: Mapped[datetime] = mapped_column()  # submitted (online) or received (desk)

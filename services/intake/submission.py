@@ -15,6 +15,7 @@ from sqlalchemy import JSON, ColumnElement, String, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake import catalogue
+from services.intake.applicant_search import id_number_key, name_key
 from services.intake.blobs import CheckedFile
 from services.intake.calendar import VN_TZ
 from services.intake.components import INSERT_COMPONENTS, checked_components, component_rows, store_files
@@ -31,7 +32,6 @@ from shared.auth import Caller
 from shared.db import CodeCounter, insert_ignoring_duplicates, replace_in
 from shared.errors import Conflict, Unprocessable
 from shared.events import Actor
-from shared.text import fold
 
 _FILE_CONTENTS = {"components": {"__all__": {"file": {"content_base64"}}}}
 
@@ -174,7 +174,8 @@ async def submit(
         "status": int(status),
         "paused_from": None,
         "applicant": body.applicant.model_dump(),
-        "applicant_search": fold(" ".join(filter(None, [body.applicant.full_name, body.applicant.id_number])))[:500],
+        "applicant_search": name_key(body.applicant.full_name),
+        "applicant_id_number": id_number_key(body.applicant.id_number),
         "owner": None if desk else caller.sub,
         "received_by": caller.name if desk else None,
         "received_at": now,

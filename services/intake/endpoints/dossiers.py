@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 from sqlalchemy import Select, Table, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake import actions, catalogue, deadlines, handoffs, views
+from services.intake import actions, applicant_search, catalogue, deadlines, handoffs, views
+from services.intake.applicant_search import ApplicantQuery
 from services.intake.context import Context
 from services.intake.endpoints.common import DOSSIER_READERS, Ctx, Me, Session, period_start
 from services.intake.models import Dossier, DossierEvent, DueDateChange, Handoff
@@ -33,7 +34,6 @@ from shared import clock, organ_id
 from shared.auth import Caller, allow
 from shared.errors import BadRequest, Forbidden, problem_responses
 from shared.http import StrictRoute
-from shared.text import tokens
 
 router = APIRouter(prefix="/dossiers", tags=["dossiers"], route_class=StrictRoute)
 
@@ -47,7 +47,14 @@ async def list_dossiers(
     received_to: Annotated[IsoDate | None, Query(description="Vietnam date, inclusive")] = None,
     due_before: Annotated[datetime | None, Query()] = None,
     overdue: Annotated[bool | None, Query(description="being handled and past its due date now")] = None,
-    applicant: Annotated[str | None, Query(max_length=200, description="name or ID number; accents optional")] = None,
+    applicant: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="any part of the applicant's name, accents and case optional (every word typed must be "
+            "found), and/or a whole ID number (CCCD, CMND, passport), matched exactly",
+        ),
+    ] = None,
     has_pending_result: Annotated[
         bool | None,
         Query(description="true: only dossiers with an issued result waiting for a status that takes it"),
@@ -102,13 +109,12 @@ async def list_dossiers(
         query = query.where(Dossier.id.in_(views.PENDING_DOSSIERS))
     elif has_pending_result is False:
         query = query.where(Dossier.id.not_in(views.PENDING_DOSSIERS))
-    for word in tokens(applicant or ""):
-        query = query.where(Dossier.applicant_search.contains(word, autoescape=True))
+    after = None
     if cursor:
         at, id_ = views.parse_cursor(cursor)
-        query = query.where(or_(Dossier.received_at < at, and_(Dossier.received_at == at, Dossier.id < id_)))
-    query = query.order_by(Dossier.received_at.desc(), Dossier.id.desc()).limit(limit + 1)
-    rows = await views.read_rows(session, query)
+        after = or_(Dossier.received_at < at, and_(Dossier.received_at == at, Dossier.id < id_))
+    search = ApplicantQuery.parse(applicant or "")
+    rows = await applicant_search.read_page(session, query, search, after=after, limit=limit)
     more = len(rows) > limit
     rows = rows[:limit]
     return DossierPage.model_validate(

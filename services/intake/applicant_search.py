@@ -1,0 +1,194 @@
+"""Finding a dossier by its applicant, as a desk officer types it: any part of the name, with or
+without diacritics, or a whole ID number (CCCD, CMND, passport).
+
+Two keys are stored beside the applicant: the folded name (``applicant_search``, served on
+PostgreSQL by a trigram index, so a fragment anywhere in the name is found: "nhung" finds
+"Nguyễn Thị Hồng Nhung") and the ID number's key (``applicant_id_number``, a btree: an ID is
+looked up exactly, never as a fragment, since nine digits of one CCCD are inside many others).
+
+Why the name search on PostgreSQL is not one query left to the planner (measured at 10^6 rows,
+bench/search.py): name parts are very unevenly common — a third of the province is Nguyễn, half
+has Văn or Thị — and the planner errs both ways. Walking the newest-first index is cheap for a
+common part and ruinous for a rare one (hundreds of thousands of rows when it misjudges, as it
+does for "Cầm … Yến": "yen" is inside every "nguyen"); the trigram index is cheap for a rare part
+and slow for a common one (every trigram of "nguyen" lists 40 % of the table, and all of them are
+read). So a page is read in up to three steps, each bounded:
+
+1. the newest ``WINDOW`` dossiers only, the name parts checked row by row: a common name fills
+   the page here (if the window holds a full page of matches, no older one can come before them);
+2. otherwise, how often each part occurs in that window (its share, the part's selectivity);
+3. the trigram index with only the rarest parts — as many as pay for themselves — for the
+   candidates, the other parts checked on them; or, when every part is common, the newest-first
+   walk, which then stops early.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.util import ClauseAdapter
+
+from services.intake import views
+from services.intake.models import Dossier
+from shared.text import fold, tokens
+
+NAME_KEY_LENGTH = 500  # the column's length
+WINDOW = 5000  # newest dossiers checked row by row first: a part in 1 % of names fills a page of 50
+TRIGRAM = 3  # a part shorter than this has no trigram: the index cannot narrow it
+# A part in fewer names than this is looked up in the trigram index: its candidates are fewer
+# than the rows a newest-first walk reads before it finds a page of them (WINDOW * RARE >= 50).
+RARE = 0.02
+# What one candidate's visit to the table costs against one entry of the trigram index read:
+# a further part goes into the index condition while reading its entries costs less than the
+# visits it saves (measured on the bench's table: a visit is a random heap page, an entry a few
+# bytes of a compressed posting list).
+VISIT_COST_IN_ENTRIES = 100
+NEWEST_FIRST = (Dossier.received_at.desc(), Dossier.id.desc())
+
+
+def name_key(full_name: str) -> str:
+    """The folded name a fragment is looked for in: lowercase, no diacritics, single spaces."""
+    return fold(full_name)[:NAME_KEY_LENGTH]
+
+
+def id_number_key(id_number: str | None) -> str | None:
+    """An ID number as it is compared: its letters and digits only, folded (``"C 123-4567"`` →
+    ``"c1234567"``); None when it has none."""
+    return "".join(tokens(id_number or "")) or None
+
+
+def _part(word: str, *, indexed: bool = True) -> ColumnElement[bool]:
+    """``applicant_search LIKE '%word%'``; not ``indexed``: the same test on an expression no index
+    covers, so that the planner checks it on the rows found and cannot build its bitmap from it."""
+    column = Dossier.applicant_search if indexed else Dossier.applicant_search.concat("")
+    return column.contains(word, autoescape=True)
+
+
+@dataclass(frozen=True)
+class ApplicantQuery:
+    """What a search box's text asks for: the words that carry a digit make the ID number (an
+    ID typed in groups, "038 190 001 234", is one number), the others are name parts."""
+
+    name_parts: tuple[str, ...]
+    id_number: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> ApplicantQuery:
+        words = tokens(text)
+        numbered = [w for w in words if any(ch.isdigit() for ch in w)]
+        return cls(
+            name_parts=tuple(dict.fromkeys(w for w in words if w not in numbered)),
+            id_number="".join(numbered) or None,
+        )
+
+    def conditions(self, *, indexed: frozenset[str] | None = None) -> list[ColumnElement[bool]]:
+        """Every condition must hold: each name part is a LIKE '%part%' on the folded name (the
+        form the trigram index serves, SQLite scans), the ID number an equality. With
+        ``indexed``, only those parts may use the trigram index."""
+        found = [_part(p, indexed=indexed is None or p in indexed) for p in self.name_parts]
+        if self.id_number:
+            found.append(Dossier.applicant_id_number == self.id_number)
+        return found
+
+
+def newest_page(query: Select[Any], limit: int) -> Select[Any]:
+    """``limit`` rows of ``query`` newest first, and one more to tell whether a next page exists."""
+    return query.order_by(*NEWEST_FIRST).limit(limit + 1)
+
+
+def index_parts(shares: dict[str, float]) -> frozenset[str]:
+    """The parts the trigram index looks up, given each part's share of recent names: none when
+    even the rarest is common (the newest-first walk finds a page sooner than the index lists its
+    candidates), else the rarest, then each next rarest while reading its index entries (its
+    share of rows) costs less than the visits it saves (the candidates it removes, estimated as
+    if parts were independent)."""
+    ordered = sorted((p for p in shares if len(p) >= TRIGRAM), key=shares.__getitem__)
+    if not ordered or shares[ordered[0]] >= RARE:
+        return frozenset()
+    chosen: list[str] = []
+    candidates = 1.0  # share of rows still candidates
+    for part in ordered:
+        share = shares[part]
+        if chosen and share >= VISIT_COST_IN_ENTRIES * candidates * (1 - share):
+            break
+        chosen.append(part)
+        candidates *= share
+    return frozenset(chosen)
+
+
+def _recent(after: ColumnElement[bool] | None) -> Select[Any]:
+    """The newest ``WINDOW`` dossiers after the cursor, whatever the list's scope and filters (so
+    the walk stays bounded also in an agency that has few of them)."""
+    return select(Dossier).where(*([] if after is None else [after])).order_by(*NEWEST_FIRST).limit(WINDOW)
+
+
+def window_page(
+    query: Select[Any], search: ApplicantQuery, *, after: ColumnElement[bool] | None, limit: int
+) -> Select[Any]:
+    """Step 1: the page among the newest ``WINDOW`` dossiers only. They are a subquery the planner
+    cannot see through; the list's conditions and the name parts are checked on its rows."""
+    window = _recent(after).subquery("recent")
+    on_window = ClauseAdapter(window).traverse
+    conditions = [*([] if query.whereclause is None else [query.whereclause]), *search.conditions()]
+    return (
+        select(*(window.c[column.key] for column in query.selected_columns))
+        .where(*(on_window(c) for c in conditions))
+        .order_by(window.c.received_at.desc(), window.c.id.desc())
+        .limit(limit + 1)
+    )
+
+
+def shares_in_window(search: ApplicantQuery, *, after: ColumnElement[bool] | None) -> Select[Any]:
+    """Step 2: how many dossiers the window holds, and how many of them have each name part."""
+    names = _recent(after).with_only_columns(Dossier.applicant_search).subquery("names")
+    return select(
+        func.count(),
+        *(func.count().filter(names.c.applicant_search.contains(p, autoescape=True)) for p in search.name_parts),
+    )
+
+
+def candidates_page(query: Select[Any], search: ApplicantQuery, *, indexed: frozenset[str], limit: int) -> Select[Any]:
+    """Step 3: the page among the candidates the trigram index gives for the ``indexed`` parts
+    (narrowed by the list's own conditions, the desk's subtree among them), the other parts
+    checked on each. MATERIALIZED keeps the planner from turning the candidates back into a
+    newest-first walk."""
+    candidates = (
+        query.with_only_columns(Dossier.id, Dossier.received_at)
+        .where(*search.conditions(indexed=indexed))
+        .cte("candidates")
+        .prefix_with("MATERIALIZED")
+    )
+    newest = select(candidates.c.id).order_by(candidates.c.received_at.desc(), candidates.c.id.desc())
+    return newest_page(views.dossier_query().where(Dossier.id.in_(newest.limit(limit + 1))), limit)
+
+
+async def read_page(
+    session: AsyncSession,
+    query: Select[Any],
+    search: ApplicantQuery,
+    *,
+    after: ColumnElement[bool] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A page (``limit`` + 1 rows, newest first) of ``query`` (the list's columns with its scope
+    and filters) after the cursor condition ``after``, whose applicant matches ``search``; see
+    the module's doc for the steps. An ID number, or SQLite (embedded mode, small tables): one
+    plain query."""
+    plain = newest_page(query.where(*([] if after is None else [after]), *search.conditions()), limit)
+    if search.id_number or not search.name_parts or session.get_bind().dialect.name != "postgresql":
+        return await views.read_rows(session, plain)
+    rows = await views.read_rows(session, window_page(query, search, after=after, limit=limit))
+    if len(rows) > limit:
+        return rows
+    size, *by_part = (await session.execute(shares_in_window(search, after=after))).one()
+    if size < WINDOW:  # the window was every row: its page is the answer
+        return rows
+    indexed = index_parts({p: n / size for p, n in zip(search.name_parts, by_part, strict=True)})
+    if not indexed:  # every part common (or too short to index): the newest-first walk stops early
+        return await views.read_rows(session, plain)
+    if after is not None:
+        query = query.where(after)
+    return await views.read_rows(session, candidates_page(query, search, indexed=indexed, limit=limit))
