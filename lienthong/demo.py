@@ -33,6 +33,12 @@ AGENCY = "000.00.41.H56"  # UBND phường Hạc Thành, which receives and deci
 CITIZEN = {"full_name": "Nguyễn Thị Hồng Nhung", "address": "Phường Hạc Thành, tỉnh Thanh Hóa"}
 WARD = next(a for a in DEMO_AGENCIES if a.code == AGENCY)
 SUBJECT = "Quyết định đăng ký khai sinh cho cháu Nguyễn Minh Khang"
+RETURNED = 10  # the dossier status once the result is handed back
+
+
+def ward_people() -> dict[str, str]:
+    """Who plays each role: the demo citizen, and the ward's own officers."""
+    return {"citizen": "citizen", **{role: username(role, AGENCY) for role in AGENCY_ROLES}}
 
 
 class DemoFailed(RuntimeError):
@@ -45,7 +51,7 @@ class Demo:
     password: str
     pin: str
     out: Path
-    people: dict[str, str]
+    people: dict[str, str] = field(default_factory=ward_people)
     timeout: float = 60.0
     tokens: dict[str, str] = field(default_factory=dict)
 
@@ -72,18 +78,13 @@ class Demo:
             await asyncio.sleep(0.3)
 
     async def run(self) -> dict[str, Any]:
-        self.out.mkdir(parents=True, exist_ok=True)
+        """The whole flow: a citizen submits online, then :meth:`walk` takes the dossier to the end."""
         async with httpx.AsyncClient(base_url=self.gateway, timeout=60) as api:
-            return await self._walk(api)
+            return await self.walk(api, await self.submit(api))
 
-    async def _walk(self, api: httpx.AsyncClient) -> dict[str, Any]:
+    async def submit(self, api: httpx.AsyncClient) -> str:
+        """Step 1: the citizen submits a birth registration online; the new dossier's code."""
         citizen = await self.login(api, "citizen")
-        desk = await self.login(api, "desk_officer")
-        specialist = await self.login(api, "specialist")
-        leader = await self.login(api, "leader")
-        clerk = await self.login(api, "clerk")
-
-        # 1. the citizen submits online, with a scan of the birth certificate
         scan = scanned_pdf(2 * 1024 * 1024)
         dossier = {"agency": AGENCY, "procedure_code": PROCEDURE, "applicant": CITIZEN}
         files = [
@@ -105,6 +106,17 @@ class Demo:
             f"1. citizen  submitted a birth registration ({PROCEDURE}) online at {AGENCY} with a "
             f"{len(scan) / 1e6:.1f} MB scan → dossier {code} (status {submitted['status']})"
         )
+        return code
+
+    async def walk(self, api: httpx.AsyncClient, code: str) -> dict[str, Any]:
+        """Steps 2 to 8 for a birth registration received at the ward, however it came in: accepted,
+        decided, signed, issued, finished, returned, and the look-up says so. DemoFailed where the
+        suite answers otherwise."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        desk = await self.login(api, "desk_officer")
+        specialist = await self.login(api, "specialist")
+        leader = await self.login(api, "leader")
+        clerk = await self.login(api, "clerk")
 
         # 2. the desk accepts it and prints the receipt (form 01) with the look-up QR code
         accepted = expect(
@@ -122,6 +134,8 @@ class Demo:
             r = await api.get("/api/document/workfiles", params={"dossier_code": code}, headers=specialist)
             items = expect(r, 200, "list work dossiers")
             items = items["items"] if isinstance(items, dict) else items
+            if len(items) > 1:
+                raise DemoFailed(f"document opened {len(items)} work dossiers for {code}, not one")
             return items[0] if items else None
 
         wf = await self.eventually("document to open the work dossier", work_file)
@@ -191,7 +205,11 @@ class Demo:
             d = expect(await api.get(f"/api/intake/dossiers/{code}", headers=desk), 200, "read the dossier")
             return d if d["status"] == 9 else None
 
-        await self.eventually("intake to finish the dossier", finished)
+        dossier = await self.eventually("intake to finish the dossier", finished)
+        if (dossier.get("result") or {}).get("number") != issued["code"]:
+            raise DemoFailed(
+                f"intake finished {code} without the issued result Số {issued['code']}: {dossier['result']}"
+            )
         result = await api.get(f"/api/document/documents/{doc['id']}/content", headers=desk)
         expect(result, 200, "download the result")
         result_path = self.out / f"result-{code}.pdf"
@@ -207,11 +225,11 @@ class Demo:
         self.say("7. desk     returned the result to the citizen")
 
         # 8. the public look-up (what the receipt's QR code opens) shows it returned
-        looked = expect(
-            await api.get("/api/intake/lookup", params={"code": code, "secret": secret}), 200, "look it up"
-        )
+        looked = expect(await api.get("/api/intake/lookup", params={"code": code, "secret": secret}), 200, "look it up")
         url = httpx.URL(self.gateway).join("/tra-cuu").copy_with(params={"code": code, "secret": secret})
         self.say(f"8. look-up  status {looked['status']} ({looked['status_label']}): {url}")
+        if looked["status"] != RETURNED:
+            raise DemoFailed(f"the look-up shows status {looked['status']}, not {RETURNED} (returned)")
         return {
             "code": code,
             "secret": secret,
@@ -221,6 +239,7 @@ class Demo:
             "result": str(result_path),
             "lookup_url": str(url),
             "status": looked["status"],
+            "status_label": looked["status_label"],
         }
 
 
@@ -240,8 +259,10 @@ def expect(response: httpx.Response, status: int, what: str) -> Any:
             detail = problem.get("detail") or problem.get("title")
         except ValueError:
             detail = response.text[:300]
-        raise DemoFailed(f"could not {what}: {response.request.method} {response.request.url.path} answered "
-                         f"{response.status_code}: {detail}")
+        raise DemoFailed(
+            f"could not {what}: {response.request.method} {response.request.url.path} answered "
+            f"{response.status_code}: {detail}"
+        )
     if response.headers.get("content-type", "").startswith("application/json"):
         return response.json()
     return response
@@ -312,14 +333,7 @@ def main(args: Any) -> int:
         for path in write_samples(Path(args.write_samples)):
             print(path)
         return 0
-    people = {"citizen": "citizen", **{role: username(role, AGENCY) for role in AGENCY_ROLES}}
-    demo = Demo(
-        gateway=args.gateway,
-        password=args.password,
-        pin=args.pin,
-        out=Path(args.out),
-        people=people,
-    )
+    demo = Demo(gateway=args.gateway, password=args.password, pin=args.pin, out=Path(args.out))
     try:
         asyncio.run(demo.run())
     except DemoFailed as exc:

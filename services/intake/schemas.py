@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from shared import organ_id
+from shared.eventdata.intake import AgencyRecord
 
 ORGAN_PATTERN = r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$"
 PROCEDURE_PATTERN = r"^\d\.\d{6}$"
@@ -50,13 +51,7 @@ class AgencyIn(Strict):
     active: StrictBool = True
 
 
-class AgencyOut(BaseModel):
-    code: str
-    name: str
-    parent_code: str | None
-    level: int
-    active: bool
-    version: int
+class AgencyOut(AgencyRecord):
     updated_at: datetime
 
 

@@ -125,9 +125,10 @@ async def owe(session: AsyncSession, subscription: Subscription, event: CloudEve
     DELIVERIES_OWED.mark(session)
 
 
-def consumer(settings: NotifySettings) -> Consumer:
+def consumer(settings: NotifySettings, cache: SubscriptionCache) -> Consumer:
+    """Notify's consumer: an event is owed to the subscriptions that want it, found through
+    ``cache`` (the process's one, which the part makes) and confirmed in the database."""
     withheld = tuple(settings.withheld_events)
-    cache = SubscriptionCache(settings.subscription_cache_seconds)
 
     def routing_key_of(event: CloudEvent) -> str | None:
         try:
@@ -162,7 +163,7 @@ def consumer(settings: NotifySettings) -> Consumer:
     # broker never routes it here; other withheld patterns are acknowledged without a
     # transaction. Releases before this one bound "#": that binding is retired.
     families = [f for f in FAMILIES if f"{f}.#" not in withheld and "#" not in withheld]
-    notify = Consumer(
+    return Consumer(
         name="notify",
         handlers={f"{family}.#": on_event for family in families},
         inbox=inbox,
@@ -171,5 +172,3 @@ def consumer(settings: NotifySettings) -> Consumer:
         accepts=accepts,
         before_batch=cache.refresh,
     )
-    notify.subscriptions = cache  # type: ignore[attr-defined]  # for tests and metrics
-    return notify

@@ -216,9 +216,9 @@ class DossierHandedOff(IntakeEvent):
     previous_step_timeliness: str | None
 
 
-@register("agency.changed", service="intake")
-class AgencyChanged(IntakeEvent):
-    """An agency was created or changed: how every part learns of the agency tree."""
+class AgencyRecord(BaseModel):
+    """An agency of the tree as intake keeps it: what ``agency.changed`` carries, and what intake's
+    API shows of it (the two say the same thing on purpose)."""
 
     code: str
     name: str
@@ -226,6 +226,11 @@ class AgencyChanged(IntakeEvent):
     level: int
     active: bool
     version: int
+
+
+@register("agency.changed", service="intake")
+class AgencyChanged(AgencyRecord, IntakeEvent):
+    """An agency was created or changed: how every part learns of the agency tree."""
 
 
 @register("procedure.changed", service="intake")

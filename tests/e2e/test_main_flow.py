@@ -7,13 +7,11 @@ the standalone verifier; the signed result validates with pdfsig and pyHanko."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from reportlab.pdfgen import canvas
 
 from tests import suites
 from tests.e2e.peers import PikaConsumer, WebhookReceiver
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENCY = "000.00.00.H56"
@@ -50,17 +49,6 @@ def pdf(lines: list[str]) -> bytes:
     page.showPage()
     page.save()
     return out.getvalue()
-
-
-async def eventually(fetch, *, timeout: float = 60, what: str = "") -> Any:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await fetch()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.25)
 
 
 def ok(response: Any, status: int = 200) -> Any:
@@ -151,7 +139,7 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
                     await api.get("/api/document/workfiles", params={"dossier_code": code}, headers=who["specialist"])
                 ).json()["items"]
 
-            work_files = await eventually(work_file, what="the work dossier")
+            work_files = await eventually(work_file, within=60, what="the work dossier")
             assert len(work_files) == 1
 
             # 4. a specialist drafts the result inside it
@@ -242,7 +230,7 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
                 d = ok(await api.get(f"/api/intake/dossiers/{code}", headers=who["desk_officer"])).json()
                 return d if d["status"] == 9 else None
 
-            dossier = await eventually(finished, what="intake to finish the dossier from document.issued")
+            dossier = await eventually(finished, within=60, what="intake to finish the dossier from document.issued")
             assert number["code"] in json.dumps(dossier, ensure_ascii=False)
 
             # 8. the desk returns it; 9. the citizen's public look-up shows it
@@ -269,7 +257,7 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
                 }
                 return entries if needed <= types else []
 
-            entries = await eventually(audited, what="audit to hold every step")
+            entries = await eventually(audited, within=60, what="audit to hold every step")
             issued_events = ok(
                 await api.get(
                     "/api/audit/entries", params={"type": "vn.lienthong.document.issued.v1"}, headers=who["auditor"]
@@ -283,7 +271,7 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
                 r = await api.get("/api/audit/checkpoints/latest")
                 return r.json() if r.status_code == 200 and r.json()["size"] > last_index else None
 
-            await eventually(checkpoint, what="a checkpoint covering the flow")
+            await eventually(checkpoint, within=60, what="a checkpoint covering the flow")
             export = ok(await api.get("/api/audit/export", params={"from": 0}, headers=who["auditor"])).content
             (tmp_path / "export.jsonl").write_bytes(export)
             verified = subprocess.run(
@@ -337,7 +325,7 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
             async def webhooks_in() -> bool:
                 return flow_ids <= set(receiver.ids)
 
-            await eventually(webhooks_in, timeout=60, what="webhook deliveries")
+            await eventually(webhooks_in, within=60, what="webhook deliveries")
             assert receiver.bad_signatures == 0
             assert all(receiver.ids[i] == 1 for i in flow_ids)
             for event in receiver.received:
@@ -349,7 +337,7 @@ async def main_flow(running: suites.Running, tmp_path: Path, *, amqp_url: str | 
                 async def amqp_in() -> bool:
                     return flow_ids <= {e["id"] for e in pika_consumer.events}
 
-                await eventually(amqp_in, timeout=60, what="AMQP consumer")
+                await eventually(amqp_in, within=60, what="AMQP consumer")
                 assert all(e["content_type"].startswith("application/cloudevents+json") for e in pika_consumer.events)
     finally:
         if pika_consumer:

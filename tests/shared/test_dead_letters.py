@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from shared.inbox import Consumer, PoisonEvent
 from shared.settings import Settings, load_settings
 from tests import harness
 from tests.servers import temporary_vhost
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 KID = "dlq-test"
@@ -47,17 +48,22 @@ class Ledger:
     async def apply(self, session: AsyncSession, event: CloudEvent) -> None:
         if event.data.get("poison") and not self.mended:
             raise PoisonEvent("not yet")
-        await session.execute(
-            harness.applied.insert().values(event_id=event.id, aggregate=event.subject, sequence="0")
-        )
+        await session.execute(harness.applied.insert().values(event_id=event.id, aggregate=event.subject, sequence="0"))
 
     def consumer(self, name: str = "ledger") -> Consumer:
         return Consumer(name=name, handlers={"ledger.*": self.apply}, inbox=harness.inbox)
 
     def token(self, role: str) -> dict[str, str]:
         now = int(time.time())
-        claims = {"sub": role, "iss": "urn:lienthong:identity", "aud": "lienthong", "iat": now, "exp": now + 600,
-                  "roles": [role], "name": role}
+        claims = {
+            "sub": role,
+            "iss": "urn:lienthong:identity",
+            "aud": "lienthong",
+            "iat": now,
+            "exp": now + 600,
+            "roles": [role],
+            "name": role,
+        }
         return {"Authorization": "Bearer " + jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": KID})}
 
 
@@ -70,12 +76,15 @@ async def ledger_part(
     async def keys() -> dict[str, Any]:
         return {"keys": [{**jwk, "kid": KID, "alg": "RS256", "use": "sig"}]}
 
-    settings = load_settings(
-        Settings, "ledger", var_dir=tmp_path, auto_migrate=False, log_json=False, amqp_url=None
-    )
+    settings = load_settings(Settings, "ledger", var_dir=tmp_path, auto_migrate=False, log_json=False, amqp_url=None)
     definition = ServiceDefinition(
-        name="ledger", title="ledger", description="a test part", settings=settings,
-        metadata=harness.metadata, migrations=tmp_path, consumers=[ledger.consumer(name)],
+        name="ledger",
+        title="ledger",
+        description="a test part",
+        settings=settings,
+        metadata=harness.metadata,
+        migrations=tmp_path,
+        consumers=[ledger.consumer(name)],
     )
     app = create_service_app(definition, broker=broker, key_source=keys)
     async with app.router.lifespan_context(app):
@@ -96,13 +105,6 @@ async def publish(broker: Broker, batch: list[CloudEvent]) -> None:
     await broker.publish(
         [OutgoingMessage(routing_key=e.routing_key, body=e.to_bytes(), message_id=e.id) for e in batch]
     )
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
 
 
 async def applied_count(runtime: Any) -> int:
@@ -143,12 +145,12 @@ async def walk_through(client: httpx.AsyncClient, runtime: Any, ledger: Ledger, 
     async def all_applied() -> bool:
         return await applied_count(runtime) == 3
 
-    await eventually(all_applied)
+    await eventually(all_applied, within=30, what="the three events applied")
 
     async def ready_again() -> bool:
         return (await client.get("/readyz")).json()["status"] == "ok"
 
-    await eventually(ready_again)
+    await eventually(ready_again, within=30, what="readiness ok again")
     assert 'lienthong_bus_dead_letters{queue="ledger.dlq"} 0.0' in (await client.get("/metrics")).text
 
 
@@ -185,7 +187,7 @@ async def test_dead_letters_on_rabbitmq_and_the_command(tmp_path: Path) -> None:
                 async def dead() -> bool:
                     return (await broker.queue_depths(["ledger"]))["ledger.dlq"] == 1
 
-                await eventually(dead)
+                await eventually(dead, within=30, what="the poison event dead-lettered")
                 await walk_through(client, runtime, ledger, batch[1].id)
                 again = await watcher.declare_queue("integrator.watcher", passive=True)
                 assert again.declaration_result.message_count == 3
@@ -210,7 +212,7 @@ async def test_the_dlq_command_lists_and_replays_a_parts_dead_letters(tmp_path: 
                 async def dead() -> bool:
                     return (await broker.queue_depths(["intake"]))["intake.dlq"] == 1
 
-                await eventually(dead)
+                await eventually(dead, within=30, what="the poison event dead-lettered")
                 env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
                 listed = await asyncio.to_thread(_command, {**env, "LIENTHONG_AMQP_URL": url}, "list", "intake")
                 assert listed.returncode == 0, listed.stderr
@@ -232,7 +234,7 @@ async def test_the_dlq_command_lists_and_replays_a_parts_dead_letters(tmp_path: 
                 async def both_applied() -> bool:
                     return await applied_count(runtime) == 2
 
-                await eventually(both_applied)
+                await eventually(both_applied, within=30, what="the replayed events applied")
                 assert (await broker.queue_depths(["intake"]))["intake.dlq"] == 0
         finally:
             await broker.close()
@@ -240,6 +242,10 @@ async def test_the_dlq_command_lists_and_replays_a_parts_dead_letters(tmp_path: 
 
 def _command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lienthong", "dlq", *args], env=env, cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "lienthong", "dlq", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         timeout=120,
     )

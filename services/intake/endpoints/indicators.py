@@ -91,6 +91,28 @@ async def compute_indicators(
 
 MOST_UNITS = 200
 
+# the query both endpoints take: whose indicators, over which days
+AgencyQuery = Annotated[str | None, Query(pattern=ORGAN_PATTERN, description="default: yours")]
+FromQuery = Annotated[IsoDate | None, Query(alias="from", description="Vietnam date; default: first of this month")]
+ToQuery = Annotated[IsoDate | None, Query(alias="to", description="Vietnam date, inclusive; default: today")]
+
+
+def scope(
+    caller: Caller, agency: str | None, period_from: date | None, period_to: date | None
+) -> tuple[str, date, date]:
+    """The agency and period asked for, defaults filled in: the caller's own agency, from the
+    first of the month to today. 400 when neither names an agency or the period runs backwards;
+    403 for an agency outside the caller's subtree."""
+    agency = agency or caller.agency
+    if agency is None:
+        raise BadRequest("agency: yours is not known, name one", field="agency")
+    caller.require_agency(agency)
+    period_to = period_to or catalogue.today_in_vietnam()
+    period_from = period_from or period_to.replace(day=1)
+    if period_from > period_to:
+        raise BadRequest("from is after to", field="from")
+    return agency, period_from, period_to
+
 
 @router.get(
     "/by-agency",
@@ -100,27 +122,15 @@ MOST_UNITS = 200
 )
 async def get_indicators_by_agency(
     request: Request,
-    agency: Annotated[str | None, Query(pattern=ORGAN_PATTERN, description="default: yours")] = None,
-    period_from: Annotated[
-        IsoDate | None, Query(alias="from", description="Vietnam date; default: first of this month")
-    ] = None,
-    period_to: Annotated[
-        IsoDate | None, Query(alias="to", description="Vietnam date, inclusive; default: today")
-    ] = None,
+    agency: AgencyQuery = None,
+    period_from: FromQuery = None,
+    period_to: ToQuery = None,
     caller: Caller = Me,
     session: AsyncSession = Session,
 ) -> IndicatorsByAgencyOut:
     """The indicators of an agency subtree and of each active direct unit's subtree (at most
     200 units), as ``GET /indicators`` gives them one by one."""
-    agency = agency or caller.agency
-    if agency is None:
-        raise BadRequest("agency: yours is not known, name one", field="agency")
-    caller.require_agency(agency)
-    today = catalogue.today_in_vietnam()
-    period_to = period_to or today
-    period_from = period_from or period_to.replace(day=1)
-    if period_from > period_to:
-        raise BadRequest("from is after to", field="from")
+    agency, period_from, period_to = scope(caller, agency, period_from, period_to)
     units = (
         (
             await session.execute(
@@ -147,27 +157,15 @@ async def get_indicators_by_agency(
 )
 async def get_indicators(
     request: Request,
-    agency: Annotated[str | None, Query(pattern=ORGAN_PATTERN, description="default: yours")] = None,
-    period_from: Annotated[
-        IsoDate | None, Query(alias="from", description="Vietnam date; default: first of this month")
-    ] = None,
-    period_to: Annotated[
-        IsoDate | None, Query(alias="to", description="Vietnam date, inclusive; default: today")
-    ] = None,
+    agency: AgencyQuery = None,
+    period_from: FromQuery = None,
+    period_to: ToQuery = None,
     format: Annotated[str, Query(pattern=r"^(json|csv)$")] = "json",
     caller: Caller = Me,
     session: AsyncSession = Session,
 ) -> Any:
     """Decision 766 raw rates of an agency subtree over a period, with the configured weights."""
-    agency = agency or caller.agency
-    if agency is None:
-        raise BadRequest("agency: yours is not known, name one", field="agency")
-    caller.require_agency(agency)
-    today = catalogue.today_in_vietnam()
-    period_to = period_to or today
-    period_from = period_from or period_to.replace(day=1)
-    if period_from > period_to:
-        raise BadRequest("from is after to", field="from")
+    agency, period_from, period_to = scope(caller, agency, period_from, period_to)
     result = await compute_indicators(session, settings_of(request), agency, period_from, period_to)
     if format == "json":
         return result

@@ -19,18 +19,19 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from lienthong.backup import BackupError, audit_head, backup, part_settings, prune, restore, row_counts, verify
+from lienthong.demo import Demo
 from services.audit.app import MIGRATIONS
 from services.audit.canonical import canonical_bytes
 from services.audit.store import Record, append_records, columns_of
 from shared import clock
 from shared.db import Database, session_scope
-from shared.demo import AGENCY_ROLES, username
 from shared.migrations import upgrade_async
 from shared.settings import PARTS
 from tests import suites
-from tests.e2e.test_main_flow import DEMO_PIN, WARD, eventually, ok, pdf
+from tests.e2e.test_main_flow import DEMO_PIN, WARD, ok, pdf
 from tests.servers import temporary_databases, temporary_vhost
 from tests.services.audit.running import event, running_audit
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
 SQLITE = "sqlite+aiosqlite:///{var_dir}/{service}.sqlite"
@@ -217,89 +218,15 @@ def _submission(n: int) -> dict:
     }
 
 
-async def _ward(running: suites.Running) -> dict[str, dict[str, str]]:
-    """The ward's people, who receive and decide khai sinh, and the citizen."""
-    people = {role: await running.auth(username(role, WARD)) for role in AGENCY_ROLES}
-    return {**people, "citizen": await running.auth("citizen")}
-
-
-async def walk_to_the_end(api: httpx.AsyncClient, who: dict[str, dict[str, str]], code: str) -> dict[str, Any]:
-    """The main flow from a received dossier on, with the calls ``python -m lienthong demo`` makes:
-    accept, start processing, the result drafted in the work dossier, signed by the leader,
-    published by the clerk; intake finishes the dossier, the desk returns it, the look-up says so."""
-    ok(await api.post(f"/api/intake/dossiers/{code}/actions/accept", headers=who["desk_officer"], json={}))
-    secret = ok(await api.post(f"/api/intake/dossiers/{code}/receipt", headers=who["desk_officer"])).headers[
-        "lookup-secret"
-    ]
-    ok(await api.post(f"/api/intake/dossiers/{code}/actions/start_processing", headers=who["desk_officer"], json={}))
-
-    async def work_file() -> list[dict[str, Any]]:
-        listed = await api.get("/api/document/workfiles", params={"dossier_code": code}, headers=who["specialist"])
-        return ok(listed).json()["items"]
-
-    [folder] = await eventually(work_file, what=f"the work dossier of {code}")
-    draft = ok(
-        await api.post(
-            "/api/document/documents",
-            headers=who["specialist"],
-            json={
-                "agency": WARD,
-                "type_key": "QĐ",
-                "subject": f"Quyết định đăng ký khai sinh, hồ sơ {code}",
-                "work_file_id": folder["id"],
-                "signer": {"position": "Chủ tịch", "full_name": "Trần Văn Thành"},
-            },
-        ),
-        201,
-    )
-    doc_id, content = draft.json()["id"], pdf(["QUYẾT ĐỊNH", "Về việc đăng ký khai sinh", f"Hồ sơ {code}"])
-    uploaded = ok(
-        await api.post(
-            f"/api/document/documents/{doc_id}/content",
-            params={"stage": "draft"},
-            content=content,
-            headers={**who["specialist"], "If-Match": draft.headers["etag"], "Content-Type": "application/pdf"},
-        ),
-        201,
-    )
-    leader = username("leader", WARD)
-    certificates = ok(await api.get("/api/signing/certificates", params={"owner": leader}, headers=who["leader"]))
-    person = next(c for c in certificates.json() if c["kind"] == "person")
-    signed = ok(
-        await api.post(
-            "/api/signing/sign",
-            params={"kind": "person", "certificate": person["serial"]},
-            content=content,
-            headers={**who["leader"], "X-Signing-PIN": DEMO_PIN, "Content-Type": "application/pdf"},
-        )
-    ).content
-    ok(
-        await api.post(
-            f"/api/document/documents/{doc_id}/content",
-            params={"stage": "signed_by_leader"},
-            content=signed,
-            headers={**who["leader"], "If-Match": uploaded.headers["etag"], "Content-Type": "application/pdf"},
-        ),
-        201,
-    )
-    issued = ok(
-        await api.post(
-            f"/api/document/documents/{doc_id}/publish",
-            headers={**who["clerk"], "X-Signing-PIN": DEMO_PIN, "Idempotency-Key": f"publish-{doc_id}"},
-            json={},
-        )
-    ).json()
-
-    async def finished() -> dict[str, Any] | None:
-        dossier = ok(await api.get(f"/api/intake/dossiers/{code}", headers=who["desk_officer"])).json()
-        return dossier if dossier["status"] == 9 else None
-
-    dossier = await eventually(finished, what=f"intake to finish {code} with its issued result")
-    assert issued["code"] in json.dumps(dossier, ensure_ascii=False)
-    ok(await api.post(f"/api/intake/dossiers/{code}/actions/return_result", headers=who["desk_officer"], json={}))
-    looked = ok(await api.get("/api/intake/lookup", params={"code": code, "secret": secret})).json()
-    assert (looked["status"], looked["status_label"]) == (10, "Đã trả kết quả"), looked
-    return {"number": issued["code"], "document": doc_id}
+async def walk_to_the_end(running: suites.Running, api: httpx.AsyncClient, code: str, out: Path) -> dict[str, Any]:
+    """The main flow from a received dossier on, as ``python -m lienthong demo`` walks it with the
+    ward's people: accepted, decided in its one work dossier, signed, published, finished by intake
+    with the issued number, returned; the look-up says so (the walk fails the test otherwise)."""
+    walker = Demo(gateway=running.gateway_url, password="demo", pin=DEMO_PIN, out=out)
+    walker.say = lambda text: None  # type: ignore[method-assign]
+    walked = await walker.walk(api, code)
+    assert (walked["status"], walked["status_label"]) == (10, "Đã trả kết quả"), walked
+    return walked
 
 
 async def _dossier_codes(url: str) -> set[str]:
@@ -324,7 +251,7 @@ async def _verified_export(api: httpx.AsyncClient, auditor: dict[str, str], size
         r = await api.get("/api/audit/checkpoints/latest")
         return r.status_code == 200 and r.json()["size"] >= size
 
-    await eventually(covered, what=f"a checkpoint over {size} entries")
+    await eventually(covered, within=60, what=f"a checkpoint over {size} entries")
     export = ok(await api.get("/api/audit/export", params={"from": 0}, headers=auditor)).content
     (tmp_path / "export.jsonl").write_bytes(export)
     key = ok(await api.get("/api/audit/key")).json()["verifier_key"]
@@ -349,12 +276,12 @@ async def test_restore_drill_distributed_under_load(tmp_path: Path) -> None:
     for name in ("before", "after"):
         (tmp_path / name).mkdir()
     async with suites.distributed(tmp_path / "before", extra_env=DRILL_ENV) as running:
-        who = await _ward(running)
+        citizen = await running.auth("citizen")
         async with running.client() as api:
             # one dossier all the way before the backup: a document number is in use
-            first = ok(await api.post("/api/intake/dossiers", headers=who["citizen"], json=_submission(0)), 201)
-            issued_before = await walk_to_the_end(api, who, first.json()["code"])
-            early = ok(await api.post("/api/intake/dossiers", headers=who["citizen"], json=_submission(1)), 201)
+            first = ok(await api.post("/api/intake/dossiers", headers=citizen, json=_submission(0)), 201)
+            issued_before = await walk_to_the_end(running, api, first.json()["code"], tmp_path / "walk-before")
+            early = ok(await api.post("/api/intake/dossiers", headers=citizen, json=_submission(1)), 201)
             code = early.json()["code"]
             stop = asyncio.Event()
             submitted = []
@@ -362,7 +289,7 @@ async def test_restore_drill_distributed_under_load(tmp_path: Path) -> None:
             async def load() -> None:
                 n = 2
                 while not stop.is_set():
-                    r = await api.post("/api/intake/dossiers", headers=who["citizen"], json=_submission(n))
+                    r = await api.post("/api/intake/dossiers", headers=citizen, json=_submission(n))
                     assert r.status_code == 201, r.text
                     submitted.append(r.json()["code"])
                     n += 1
@@ -415,11 +342,11 @@ async def test_restore_drill_distributed_under_load(tmp_path: Path) -> None:
             for part in PARTS:
                 await suites.wait_ready(f"http://127.0.0.1:{ports[part]}", processes[part])
             after = suites.Running(f"http://127.0.0.1:{ports['gateway']}", ports, "distributed")
-            who = await _ward(after)
+            citizen = await after.auth("citizen")
             auditor = await after.auth("auditor")
             async with after.client() as api:
-                issued_after = await walk_to_the_end(api, who, code)
-                late = ok(await api.post("/api/intake/dossiers", headers=who["citizen"], json=_submission(-1)), 201)
+                issued_after = await walk_to_the_end(after, api, code, tmp_path / "walk-after")
+                late = ok(await api.post("/api/intake/dossiers", headers=citizen, json=_submission(-1)), 201)
                 new_code = late.json()["code"]
                 assert ok(await api.get("/api/audit/key")).json()["verifier_key"] == key_before
 
@@ -430,7 +357,12 @@ async def test_restore_drill_distributed_under_load(tmp_path: Path) -> None:
                     returned = [e["index"] for e in found if e["type"] == "vn.lienthong.dossier.return_result.v1"]
                     return returned[0] + 1 if returned else 0
 
-                export = await _verified_export(api, auditor, await eventually(whole_walk_logged), tmp_path)
+                export = await _verified_export(
+                    api,
+                    auditor,
+                    await eventually(whole_walk_logged, within=60, what="the walk in the audit log"),
+                    tmp_path,
+                )
         finally:
             for process in processes.values():
                 process.terminate()

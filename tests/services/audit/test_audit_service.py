@@ -22,6 +22,7 @@ import pytest
 from services.audit.canonical import canonical_bytes
 from tests.services.audit.running import RunningAudit, event, running_audit
 from tests.services.audit.test_audit_merkle import ref_leaf, verify_consistency, verify_inclusion
+from tests.waiting import eventually
 
 TOOL = Path(__file__).resolve().parents[3] / "tools" / "verify_audit_log.py"
 _spec = importlib.util.spec_from_file_location("verify_audit_log", TOOL)
@@ -39,15 +40,6 @@ async def audit(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Runni
         yield running
 
 
-async def wait_for(predicate, within: float = 10.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = await predicate()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.1)
-
-
 async def log_size(audit: RunningAudit) -> int:
     from services.audit.store import tree
 
@@ -60,9 +52,7 @@ async def checkpoint_at_least(audit: RunningAudit, size: int) -> dict:
         r = await audit.client.get("/checkpoints/latest")
         return r.json() if r.status_code == 200 and r.json()["size"] >= size else None
 
-    found = await wait_for(newest)
-    assert found, f"no checkpoint of size ≥ {size} was signed"
-    return found
+    return await eventually(newest, what=f"a checkpoint of size ≥ {size}")
 
 
 async def verifier_key(audit: RunningAudit) -> tuple[str, tuple]:
@@ -316,7 +306,7 @@ async def test_a_row_changed_in_the_database_is_named_by_the_verifier_and_the_se
         r = await audit.client.get("/alerts", headers=audit.token("auditor"))
         return [a for a in r.json()["items"] if a["entry_index"] == index]
 
-    [alert] = await wait_for(alerted)
+    [alert] = await eventually(alerted)
     assert alert["finding"] == f"entry:{index}"
     ready = (await audit.client.get("/readyz")).json()["checks"]["integrity"]
     assert ready["status"] == "tampered" and ready["findings"][0]["entry"] == index
@@ -328,7 +318,7 @@ async def test_a_row_changed_in_the_database_is_named_by_the_verifier_and_the_se
         r = await audit.client.get("/entries", headers=audit.token("auditor"), params={"type": "audit.tampered"})
         return r.json()["items"]
 
-    [tampered] = await wait_for(logged)
+    [tampered] = await eventually(logged)
     assert tampered["record"]["data"]["entry_index"] == index
     # raised once, not on every run of the self-check
     await asyncio.sleep(0.8)
@@ -336,7 +326,7 @@ async def test_a_row_changed_in_the_database_is_named_by_the_verifier_and_the_se
 
     # editing a query column (not the leaf) is noticed as well
     await tamper(audit, "UPDATE audit_entry SET actor = 'someone-else' WHERE \"index\" = ?", (index + 1,))
-    [column_alert] = await wait_for(lambda: _alerts_for(audit, index + 1))
+    [column_alert] = await eventually(lambda: _alerts_for(audit, index + 1))
     assert "actor" in column_alert["detail"]
     # alerts come a page at a time, newest first, and the pages add up to all of them
     everything = (await audit.client.get("/alerts", headers=audit.token("auditor"), params={"limit": 500})).json()

@@ -37,8 +37,16 @@ def dossier_received(
     """``dossier.received`` as intake sends it: built with intake's own model, never short of a
     field (document reads it as that model and refuses what lacks one)."""
     return DossierReceived(
-        actor=DESK, code=code, agency=PROVINCE, procedure_code="1.001193", procedure_version=1, status=status,
-        channel="online" if status == 1 else "desk", received_at=received_at, due_at=None, owner=None,
+        actor=DESK,
+        code=code,
+        agency=PROVINCE,
+        procedure_code="1.001193",
+        procedure_version=1,
+        status=status,
+        channel="online" if status == 1 else "desk",
+        received_at=received_at,
+        due_at=None,
+        owner=None,
     ).model_dump(mode="json")
 
 
@@ -82,23 +90,15 @@ class DocumentApi:
         from shared.events import event_type
 
         event = CloudEvent(
-            source="urn:lienthong:test", type=event_type(routing_key), subject="t", data=data,
+            source="urn:lienthong:test",
+            type=event_type(routing_key),
+            subject="t",
+            data=data,
             **({"id": event_id} if event_id else {}),
         )
         await self.broker.publish(
             [OutgoingMessage(routing_key=routing_key, body=event.to_bytes(), message_id=event.id)]
         )
-
-
-async def eventually(check: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager
@@ -176,8 +176,11 @@ async def signed_draft(
         f"/documents/{doc['id']}/content",
         content=pdfs["leader"],
         params={"stage": "signed_by_leader"},
-        headers={**api.token("leader", agency=agency, clearance=3), "Content-Type": "application/pdf",
-                 "If-Match": r.headers["ETag"]},
+        headers={
+            **api.token("leader", agency=agency, clearance=3),
+            "Content-Type": "application/pdf",
+            "If-Match": r.headers["ETag"],
+        },
     )
     assert r.status_code == 201, r.text
     return (await api.client.get(f"/documents/{doc['id']}", headers=specialist)).json()

@@ -11,7 +11,8 @@ from typing import Any
 from services.document.config import AgencyProfile
 from services.document.state import DocumentState
 from shared import clock
-from tests.services.document.conftest import DEPARTMENT, OTHER, PROVINCE, DocumentApi, eventually
+from tests.services.document.conftest import DEPARTMENT, OTHER, PROVINCE, DocumentApi
+from tests.waiting import eventually
 
 PDF = {"Content-Type": "application/pdf"}
 

@@ -4,14 +4,8 @@ did, the system with the event it applied for what the part did by itself."""
 from __future__ import annotations
 
 from shared.events import Actor
-from tests.services.document.conftest import (
-    DEPARTMENT,
-    PROVINCE,
-    DocumentApi,
-    dossier_received,
-    eventually,
-    signed_draft,
-)
+from tests.services.document.conftest import DEPARTMENT, PROVINCE, DocumentApi, dossier_received, signed_draft
+from tests.waiting import eventually
 
 PDF = {"Content-Type": "application/pdf"}
 

@@ -24,7 +24,8 @@ from services.document.exchange.identity import create_development_identity, loa
 from services.document.models import Document, ExchangeMessage
 from shared import clock
 from shared.bus.memory import InProcessBroker
-from tests.services.document.conftest import DocumentApi, eventually
+from tests.services.document.conftest import DocumentApi
+from tests.waiting import eventually
 
 A_ORG = "000.00.00.H56"  # UBND tỉnh Thanh Hóa, in deployment A
 B_ORG = "000.00.00.H26"  # UBND tỉnh Hà Nam (stand-in), in deployment B
@@ -452,7 +453,7 @@ async def test_a_hanging_partner_does_not_hold_up_another(pair: Pair, pdfs: dict
     async def arrived() -> list[dict[str, Any]]:
         return (await b.client.get("/documents", params={"direction": "incoming"}, headers=b_clerk)).json()["items"]
 
-    [got] = await eventually(arrived, timeout=A_TIMEOUT * 0.75)
+    [got] = await eventually(arrived, within=A_TIMEOUT * 0.75)
     assert got["subject"] == "Công văn gửi Nghệ An và Hà Nam"
 
     # A records B's answer just after B stored the document: wait for that record, not past it
@@ -460,7 +461,7 @@ async def test_a_hanging_partner_does_not_hold_up_another(pair: Pair, pdfs: dict
         messages = await _messages(a, both["id"])
         return messages if messages[B_ORG]["state"] == "delivered" else None
 
-    delivered = await eventually(b_delivered, timeout=A_TIMEOUT * 0.75)
+    delivered = await eventually(b_delivered, within=A_TIMEOUT * 0.75)
     # ...and H is still being waited for: its requests are open, nothing recorded yet
     assert pair.hanging.open >= 1
     assert delivered[H_ORG]["state"] == "pending" and delivered[H_ORG]["attempts"] == 0
@@ -469,7 +470,7 @@ async def test_a_hanging_partner_does_not_hold_up_another(pair: Pair, pdfs: dict
         m = (await _messages(a, other["id"]))[H_ORG]
         return m if m["attempts"] >= 1 else None
 
-    waited = await eventually(timed_out, timeout=A_TIMEOUT * 3)
+    waited = await eventually(timed_out, within=A_TIMEOUT * 3)
     assert waited["state"] == "pending" and waited["last_error"] == f"no answer within {A_TIMEOUT} s"
     assert pair.hanging.received >= 2  # both documents were tried at H, neither lost
 

@@ -4,7 +4,8 @@ leader's signature, number, organisation's signature, issue, delivery inside the
 from __future__ import annotations
 
 from services.document.state import DocumentState
-from tests.services.document.conftest import DEPARTMENT, PROVINCE, DocumentApi, dossier_received, eventually
+from tests.services.document.conftest import DEPARTMENT, PROVINCE, DocumentApi, dossier_received
+from tests.waiting import eventually
 
 PDF = {"Content-Type": "application/pdf"}
 

@@ -11,6 +11,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.notify.app import create_app
 from services.notify.config import get_settings
+from services.notify.models import Subscription
 from shared.bus import OutgoingMessage
 from shared.bus.memory import InProcessBroker
 from shared.events import CloudEvent, event_type
@@ -177,17 +179,20 @@ async def running_notify(tmp_path: Path, **overrides: Any) -> AsyncIterator[Noti
         await broker.close()
 
 
-async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+def stored_subscription(event_types: list[str], now: datetime, agency: str = AGENCY) -> Subscription:
+    """An active subscription row as the API would store it, for tests that fill the table directly."""
+    return Subscription(
+        owner="client:x",
+        callback_url="https://example.vn/hook",
+        event_types=event_types,
+        agency=agency,
+        description="",
+        secret="whsec_AAAA",
+        active=True,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def cloud_event(body: bytes) -> dict[str, Any]:

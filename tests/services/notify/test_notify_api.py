@@ -11,7 +11,8 @@ import pytest_asyncio
 
 from services.notify.targets import GuardedResolver, address_allowed
 from tests.gateway.gateway_support import assert_problem, serve
-from tests.services.notify.notify_support import INTEGRATOR, Notify, Receiver, eventually, running_notify, token
+from tests.services.notify.notify_support import INTEGRATOR, Notify, Receiver, running_notify, token
+from tests.waiting import eventually
 
 OTHER_INTEGRATOR = token("client:bao-dien-tu", ["integrator"])
 DISTRICT_INTEGRATOR = token("client:huyen-17", ["integrator"], "000.00.17.H56")

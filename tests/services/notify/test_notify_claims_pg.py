@@ -10,10 +10,11 @@ import pytest
 from services.notify.app import MIGRATIONS
 from services.notify.config import get_settings
 from services.notify.delivery import Deliverer
-from services.notify.models import Delivery, Subscription
+from services.notify.models import Delivery
 from shared.db import Database, session_scope
 from shared.migrations import upgrade_async
 from tests.servers import temporary_databases
+from tests.services.notify.notify_support import stored_subscription
 
 pytestmark = pytest.mark.pg
 
@@ -25,18 +26,7 @@ async def test_replicas_claim_disjoint_deliveries() -> None:
         try:
             now = datetime.now(UTC)
             async with session_scope(databases[0]) as session:
-                subscription = Subscription(
-                    owner="client:x",
-                    callback_url="https://example.vn/hook",
-                    event_types=["#"],
-                    agency="000.00.00.H56",
-                    description="",
-                    secret="whsec_AAAA",
-                    active=True,
-                    version=1,
-                    created_at=now,
-                    updated_at=now,
-                )
+                subscription = stored_subscription(["#"], now)
                 session.add(subscription)
                 await session.flush()
                 for i in range(60):

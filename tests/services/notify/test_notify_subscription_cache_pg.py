@@ -22,10 +22,10 @@ from shared.events import CloudEvent, event_type
 from shared.inbox import Consumer
 from shared.migrations import upgrade_async
 from tests.servers import temporary_databases
+from tests.services.notify.notify_support import AGENCY, stored_subscription
 
 pytestmark = pytest.mark.pg
 
-AGENCY = "000.00.00.H56"
 SECONDS = 5.0
 
 
@@ -62,21 +62,20 @@ async def workers() -> AsyncIterator[tuple[Database, Database]]:
         await there.dispose()
 
 
+@pytest.fixture
+def cache() -> handlers.SubscriptionCache:
+    return handlers.SubscriptionCache(SECONDS)
+
+
+@pytest.fixture
+def consumer(cache: handlers.SubscriptionCache) -> Consumer:
+    return handlers.consumer(get_settings(), cache)
+
+
 async def subscribe(db: Database) -> int:
     now = datetime.now(UTC)
     async with session_scope(db) as session:
-        subscription = Subscription(
-            owner="client:x",
-            callback_url="https://example.vn/hook",
-            event_types=["dossier.#"],
-            agency=AGENCY,
-            description="",
-            secret="whsec_AAAA",
-            active=True,
-            version=1,
-            created_at=now,
-            updated_at=now,
-        )
+        subscription = stored_subscription(["dossier.#"], now)
         session.add(subscription)
         await session.flush()
         await handlers.subscriptions_changed(session)
@@ -99,10 +98,10 @@ async def consume(consumer: Consumer, db: Database, event: CloudEvent) -> None:
     assert delivery.outcome == "ack"
 
 
-async def test_the_cache_follows_changes_made_by_either_worker(workers: tuple[Database, Database]) -> None:
+async def test_the_cache_follows_changes_made_by_either_worker(
+    workers: tuple[Database, Database], cache: handlers.SubscriptionCache, consumer: Consumer
+) -> None:
     here, there = workers
-    consumer = handlers.consumer(get_settings(subscription_cache_seconds=SECONDS))
-    cache = consumer.subscriptions  # type: ignore[attr-defined]
 
     # nobody subscribed: acknowledged without an inbox row (no transaction)
     nobody = dossier_event()

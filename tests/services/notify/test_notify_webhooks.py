@@ -22,9 +22,9 @@ from tests.services.notify.notify_support import (
     AGENCY,
     INTEGRATOR,
     Receiver,
-    eventually,
     running_notify,
 )
+from tests.waiting import eventually
 
 
 async def test_each_event_once_by_webhook_id_through_500_then_timeout_then_200(tmp_path: Path) -> None:
