@@ -143,7 +143,7 @@ async def test_the_migration_computes_the_head_of_an_existing_log(url: str) -> N
     try:
         async with db.sessionmaker() as session:
             await session.execute(
-                insert(merkle_node), [{"level": l, "idx": i, "hash": h} for (l, i), h in nodes.items()]
+                insert(merkle_node), [{"level": lvl, "idx": i, "hash": h} for (lvl, i), h in nodes.items()]
             )
             await session.execute(
                 insert(AuditEntry.__table__),
