@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import structlog
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.store import Record, UnknownEventError, append_new, record_of
@@ -48,10 +49,14 @@ class AuditConsumer(Consumer):
                 log.warning("poison_event", consumer=self.name, reason=str(exc)[:200])
                 continue
             read.append((position, record))
+        records = [record for _, record in read]
         try:
-            async with db.sessionmaker() as session:
-                appended = {id(r) for r in await append_new(session, [record for _, record in read])}
-                await session.commit()
+            try:
+                appended = await self._append(db, records, look_up_after_lock=False)
+            except IntegrityError:
+                # the look-up missed an entry the appender before us had just committed (a
+                # redelivery racing its first delivery): again, looking up after the lock
+                appended = await self._append(db, records, look_up_after_lock=True)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -64,6 +69,13 @@ class AuditConsumer(Consumer):
         self.applied += len(appended)
         self.duplicates += outcomes.count("duplicate")
         return outcomes  # settled by the base: one multiple-ack for a batch without poison
+
+    @staticmethod
+    async def _append(db: Database, records: list[Record], *, look_up_after_lock: bool) -> set[int]:
+        async with db.sessionmaker() as session:
+            appended = await append_new(session, records, look_up_after_lock=look_up_after_lock)
+            await session.commit()
+        return {id(r) for r in appended}
 
 
 # no inbox: the log's unique key is the deduplication (see append_new)

@@ -99,10 +99,10 @@ async def test_a_batch_that_fails_is_redone_message_by_message(db: Database, mon
 
     real = handlers.append_new
 
-    async def fragile(session, records):  # type: ignore[no-untyped-def]
+    async def fragile(session, records, **options):  # type: ignore[no-untyped-def]
         if any(r.columns["subject"] == "explodes" for r in records):
             raise RuntimeError("the database refused one row")
-        return await real(session, records)
+        return await real(session, records, **options)
 
     monkeypatch.setattr(handlers, "append_new", fragile)
     batch = [FakeDelivery(event("dossier.received", subject=s).to_bytes())
