@@ -180,6 +180,11 @@ async def test_the_self_check_names_a_head_that_does_not_match_the_tree(url: str
             await session.execute(update(log_head).values(size=9))  # as someone with database access
             await session.commit()
         [finding] = await check_head(db)
-        assert finding.key == "head" and "size 9" in finding.detail
+        assert finding.key == "head" and "size 9" in finding.detail  # ahead: the next append would leave a gap
+        async with db.sessionmaker() as session:
+            await session.execute(update(log_head).values(size=4))
+            await session.commit()
+        [finding] = await check_head(db)
+        assert finding.key == "head" and "size 4" in finding.detail  # behind: it would fork the tree
     finally:
         await db.dispose()
