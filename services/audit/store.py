@@ -33,7 +33,7 @@ from services.audit.config import AuditSettings
 from services.audit.merkle import CorruptLogError, MerkleLog, NodeConflictError, NodeKey, extend, frontier_keys
 from services.audit.models import AuditCheckpoint, AuditEntry, log_head, merkle_node
 from shared import clock
-from shared.db import insert_ignoring_duplicates
+from shared.db import Database, insert_ignoring_duplicates
 from shared.events import CloudEvent, routing_key_of
 from shared.organ_id import is_valid as is_organ_id
 
@@ -50,6 +50,8 @@ class UnknownEventError(ValueError):
 
 ENTRY_COLUMNS = ("index", "source", "event_id", "type", "subject", "agency", "actor", "time", "recorded_at", "leaf")
 _HEAD = select(log_head.c.size, log_head.c.frontier).where(log_head.c.id == 1).with_for_update()
+# PostgreSQL: the batch's keys as two arrays, so the statement (and its plan) is the same
+# prepared one for any batch size.
 # PostgreSQL: the batch's keys as two arrays, so the statement (and its plan) is the same
 # prepared one for any batch size.
 _PRESENT_PG = text(
@@ -73,6 +75,22 @@ _WRITE_PG = text(
     " CAST(:type AS varchar[]), CAST(:subject AS varchar[]), CAST(:agency AS varchar[]), CAST(:actor AS varchar[]),"
     " CAST(:time AS timestamptz[]), CAST(:recorded_at AS timestamptz[]), CAST(:leaf AS bytea[])))"
     " UPDATE audit_log_head SET size = :size, frontier = :frontier WHERE id = 1"
+)
+# One statement, run outside any transaction (autocommit: no BEGIN, no COMMIT), that appends a
+# batch computed from a head the appender remembers: it writes only if the head is still that
+# size and none of the batch's events is logged yet, and tells which, and what the head was.
+_APPEND_FROM_PG = text(
+    "WITH head AS (UPDATE audit_log_head SET size = :size, frontier = :frontier"
+    " WHERE id = 1 AND size = :old_size AND frontier = :old_frontier RETURNING size),"
+    " nodes AS (INSERT INTO audit_merkle_node (level, idx, hash)"
+    " SELECT * FROM unnest(CAST(:levels AS smallint[]), CAST(:idxs AS bigint[]), CAST(:hashes AS bytea[]))"
+    " WHERE EXISTS (SELECT 1 FROM head)),"
+    " entries AS (INSERT INTO audit_entry (" + ", ".join(f'"{c}"' for c in ENTRY_COLUMNS) + ")"
+    " SELECT * FROM unnest(CAST(:index AS bigint[]), CAST(:source AS varchar[]), CAST(:event_id AS varchar[]),"
+    " CAST(:type AS varchar[]), CAST(:subject AS varchar[]), CAST(:agency AS varchar[]), CAST(:actor AS varchar[]),"
+    " CAST(:time AS timestamptz[]), CAST(:recorded_at AS timestamptz[]), CAST(:leaf AS bytea[]))"
+    " WHERE EXISTS (SELECT 1 FROM head))"
+    " SELECT (SELECT count(*) FROM head) AS moved, h.size, h.frontier FROM audit_log_head h WHERE h.id = 1"
 )
 
 
@@ -123,15 +141,7 @@ async def _write(
     frontier = b"".join(head.frontier)
     try:
         if _is_postgresql(session):
-            params: dict[str, Any] = {
-                "levels": [level for (level, _), _ in nodes],
-                "idxs": [idx for (_, idx), _ in nodes],
-                "hashes": [value for _, value in nodes],
-                "size": head.size,
-                "frontier": frontier,
-            }
-            params.update({name: [row[name] for row in entries] for name in ENTRY_COLUMNS})
-            await session.execute(_WRITE_PG, params)
+            await session.execute(_WRITE_PG, _write_params(nodes, entries, head))
             return
         # SQLite runs in the process: executemany of one cached statement costs nothing to send
         if nodes:
@@ -145,6 +155,18 @@ async def _write(
         if any(row_key in str(exc.orig) for row_key in ("audit_merkle_node", "pk_audit_merkle_node")):
             raise NodeConflictError("another writer appended from the same tree size") from exc
         raise
+
+
+def _write_params(nodes: list[tuple[NodeKey, bytes]], entries: list[dict[str, Any]], head: Head) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "levels": [level for (level, _), _ in nodes],
+        "idxs": [idx for (_, idx), _ in nodes],
+        "hashes": [value for _, value in nodes],
+        "size": head.size,
+        "frontier": b"".join(head.frontier),
+    }
+    params.update({name: [row[name] for row in entries] for name in ENTRY_COLUMNS})
+    return params
 
 
 class SqlNodeStore:
@@ -255,7 +277,9 @@ async def append_records(session: AsyncSession, records: Sequence[Record]) -> in
     """Append records as consecutive leaves in the caller's transaction; return the first index."""
     if not records:
         return -1
-    return await _append_locked(session, await lock_head(session), records)
+    head = await lock_head(session)
+    await _append_locked(session, head, records)
+    return head.size
 
 
 async def append_new(
@@ -276,8 +300,15 @@ async def append_new(
     unique key, the transaction rolls back whole, and the caller redoes the batch with the
     look-up after the lock (``AuditConsumer.apply_batch``).
     """
+    return (await append_new_from_head(session, records, look_up_after_lock=look_up_after_lock))[0]
+
+
+async def append_new_from_head(
+    session: AsyncSession, records: Sequence[Record], *, look_up_after_lock: bool = True
+) -> tuple[list[Record], Head | None]:
+    """``append_new``, also returning the head it leaves (None when there were no records)."""
     if not records:
-        return []
+        return [], None
     keys = list(dict.fromkeys((r.columns["source"], r.columns["event_id"]) for r in records))
     if not look_up_after_lock and _is_postgresql(session):
         head, present = await _lock_and_look_up(session, keys)
@@ -291,8 +322,32 @@ async def append_new(
             present.add(key)  # the same event twice in one batch: the first one counts
             fresh.append(record)
     if fresh:
-        await _append_locked(session, head, fresh)
-    return fresh
+        head = await _append_locked(session, head, fresh)
+    return fresh, head
+
+
+async def append_from(db: Database, records: Sequence[Record], head: Head) -> tuple[bool, Head]:
+    """PostgreSQL: append all ``records`` after ``head``, a head this process remembers, in one
+    statement and one round trip, outside any transaction.
+
+    Returns (True, the new head) if they were appended; (False, the head the statement saw) if
+    the log had moved on (another appender), to try again from. An event the log holds already
+    fails the statement on ``UNIQUE(source, event_id)`` (``IntegrityError``), so a redelivery
+    costs a failed try before ``append_new`` looks the batch up — no look-up for every batch.
+    One statement is atomic: a crash leaves the log and its head before or after the batch.
+    """
+    nodes, frontier = extend(head.size, head.frontier, [leaf_hash(r.leaf) for r in records])
+    now = clock.now()
+    rows = [{"index": head.size + i, "leaf": r.leaf, "recorded_at": now, **r.columns} for i, r in enumerate(records)]
+    new = Head(head.size + len(records), frontier)
+    params = _write_params(nodes, rows, new)
+    params.update(old_size=head.size, old_frontier=b"".join(head.frontier))
+    async with db.engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        row = (await autocommit.execute(_APPEND_FROM_PG, params)).one()
+    if row.moved:
+        return True, new
+    return False, _head_of(int(row.size), bytes(row.frontier))
 
 
 async def _lock_and_look_up(session: AsyncSession, keys: list[tuple[str, str]]) -> tuple[Head, set[tuple[str, str]]]:
@@ -326,12 +381,13 @@ async def _present(session: AsyncSession, keys: list[tuple[str, str]]) -> set[tu
     return present
 
 
-async def _append_locked(session: AsyncSession, head: Head, records: Sequence[Record]) -> int:
+async def _append_locked(session: AsyncSession, head: Head, records: Sequence[Record]) -> Head:
     nodes, frontier = extend(head.size, head.frontier, [leaf_hash(r.leaf) for r in records])
     now = clock.now()
     rows = [{"index": head.size + i, "leaf": r.leaf, "recorded_at": now, **r.columns} for i, r in enumerate(records)]
-    await _write(session, nodes, rows, Head(head.size + len(records), frontier))
-    return head.size
+    new = Head(head.size + len(records), frontier)
+    await _write(session, nodes, rows, new)
+    return new
 
 
 # --- Checkpoints ----------------------------------------------------------------------------------
