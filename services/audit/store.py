@@ -7,10 +7,13 @@ transaction, so whoever holds the lock starts from the head the previous holder 
 rolled-back batch leaves the head as it was. The primary key on ``(level, idx)`` is the backstop
 (a second writer from the same size fails whole).
 
-On PostgreSQL a consumer's batch costs four round trips whatever its size — BEGIN, the head
-with the duplicate look-up, one statement writing nodes, entries and head (arrays unnested),
-COMMIT — because at the desk-day mix's rate a batch holds one or two events and the round trips
-are its cost.
+At the desk-day mix's rate a batch holds one or two events, and its round trips are its cost.
+On PostgreSQL the consumer appends a batch in one statement outside any transaction
+(``append_from``), from the head its previous append left: the statement writes only if the head
+row is still that head, so the row is the check, not a lock held across round trips. When the
+log has moved on (another replica) or holds one of the events, it falls back to the transaction
+(``append_new``: BEGIN, the head ``FOR UPDATE`` with the duplicate look-up, one statement writing
+nodes, entries and head from unnested arrays, COMMIT — four round trips).
 """
 
 from __future__ import annotations
