@@ -1,11 +1,13 @@
 """Audit consumes every event on the bus (its queue is bound to ``#``), access records included.
 
-A batch of deliveries is one transaction, as for every consumer, but the log needs no savepoint
-per message: an event either becomes a leaf or is refused before touching the database. So the
-batch is read first (poison refused), and its events not in the log yet are appended in one go.
-Deduplication is the log's own ``UNIQUE(source, event_id)``, checked once under the append lock
-(``store.append_new``): audit keeps no inbox table, and an event redelivered at any time — not
-only within an inbox's retention window — adds nothing.
+A batch of deliveries is appended whole, and the log needs no savepoint per message: an event
+either becomes a leaf or is refused before touching the database. So the batch is read first
+(poison refused), and its events not in the log yet are appended in one go: on PostgreSQL in one
+statement from the head this consumer remembers (``store.append_from``), else in a transaction
+(``store.append_new``). Deduplication is the log's own ``UNIQUE(source, event_id)``: the one
+statement fails on it, and the transaction looks the batch up under the append lock. Audit keeps
+no inbox table, and an event redelivered at any time — not only within an inbox's retention
+window — adds nothing.
 """
 
 from __future__ import annotations
