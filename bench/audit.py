@@ -5,6 +5,9 @@
 
 - appends/s through ``AuditConsumer.handle_batch`` (batches of 100 deliveries, one transaction
   each: duplicates looked up, leaves, tree nodes, entry rows), from one consumer and from two concurrent ones;
+- CPU per event in small batches (1 and 2 deliveries, what the consumer gets at the desk-day mix's
+  rate) and with events offered at a steady 500/s (the consumer takes whatever has arrived, as
+  from the broker): this process's CPU and the PostgreSQL backends' CPU, each per event;
 - median and p99 time to produce an inclusion proof and a consistency proof from the SQL node
   store at each tree size (one session, as an HTTP request uses).
 """
@@ -21,6 +24,8 @@ import subprocess
 import time
 import uuid
 
+from sqlalchemy import text
+
 from bench.common import percentile, write
 from services.audit.app import MIGRATIONS
 from services.audit.handlers import AuditConsumer
@@ -30,6 +35,8 @@ from shared.bus import Delivery
 from shared.db import Database, session_scope
 from shared.events import CloudEvent, event_type
 from shared.migrations import upgrade_async
+
+PHASES = ("appends", "small", "paced", "proofs")
 
 SERVER = os.environ.get("LIENTHONG_BENCH_PG", "postgres@127.0.0.1")
 
@@ -50,12 +57,22 @@ def psql(sql: str) -> None:
     subprocess.run(["psql", "-h", host, "-U", user, "-d", "postgres", "-q", "-c", sql], check=True)
 
 
-def events(n: int) -> list[bytes]:
+def events(n: int, tag: str = "") -> list[bytes]:
     return [
-        CloudEvent(source="urn:lienthong:intake", type=event_type("dossier.received"),
-                   subject=f"000.00.12.H56-260101-{i:06d}", agency="000.00.12.H56",
-                   data={"actor": "desk-officer-7", "procedure": "1.001234", "applicant": "Trần Văn Bình",
-                         "channel": "online", "n": i}).to_bytes()
+        CloudEvent(
+            source="urn:lienthong:intake",
+            type=event_type("dossier.received"),
+            subject=f"000.00.12.H56-260101-{i:06d}",
+            agency="000.00.12.H56",
+            data={
+                "actor": "desk-officer-7",
+                "procedure": "1.001234",
+                "applicant": "Trần Văn Bình",
+                "channel": "online",
+                "n": i,
+                "run": tag,
+            },
+        ).to_bytes()
         for i in range(n)
     ]
 
@@ -75,6 +92,98 @@ async def bench_appends(db: Database, n: int, replicas: int) -> tuple[float, flo
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert sum(c.applied for c in consumers) == n
     return n / elapsed, cpu * 1_000_000 / n
+
+
+def _backend_cpu_ms(pids: list[int]) -> float:
+    """CPU (user + system) the given PostgreSQL backends have used, in ms (0 for one not readable)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+async def _backends(db: Database, name: str) -> list[int]:
+    async with db.sessionmaker() as session:
+        rows = await session.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :name"), {"name": name})
+        return [pid for (pid,) in rows]
+
+
+async def bench_small_batches(db: Database, name: str, n: int, batch: int) -> dict[str, float]:
+    """CPU per event when every transaction carries ``batch`` events (one consumer)."""
+    bodies = events(n + 50, tag=f"small-{batch}")
+    consumer = AuditConsumer(name="audit", handlers=audit_consumer.handlers, inbox=None)
+    for i in range(0, 50, batch):  # warm-up: connection opened, statements prepared
+        await consumer.handle_batch(db, [BenchDelivery(b) for b in bodies[i : i + batch]])
+    pids = await _backends(db, name)
+    start, cpu, pg = time.perf_counter(), time.process_time(), _backend_cpu_ms(pids)
+    for i in range(50, n + 50, batch):
+        await consumer.handle_batch(db, [BenchDelivery(b) for b in bodies[i : i + batch]])
+    elapsed, cpu, pg = time.perf_counter() - start, time.process_time() - cpu, _backend_cpu_ms(pids) - pg
+    assert consumer.applied == n + 50
+    return {
+        "batch": batch,
+        "events": n,
+        "per_second": round(n / elapsed),
+        "consumer_cpu_ms_per_event": round(cpu * 1000 / n, 3),
+        "postgresql_cpu_ms_per_event": round(pg / n, 3),
+    }
+
+
+async def bench_paced(db: Database, name: str, rate: int, seconds: float, linger: float = 0.0) -> dict[str, float]:
+    """CPU per event with events offered at ``rate`` per second; the consumer takes what has
+    arrived (up to 100), as it would from the broker's prefetch, after waiting ``linger``
+    seconds from the first one for more (the bus does not linger today: 0 is what runs)."""
+    n = int(rate * seconds)
+    bodies = events(n, tag=f"paced-{rate}")
+    consumer = AuditConsumer(name="audit", handlers=audit_consumer.handlers, inbox=None)
+    await consumer.handle_batch(db, [BenchDelivery(b) for b in events(20, tag="paced-warm-up")])
+    pids = await _backends(db, name)
+    arrived: asyncio.Queue[bytes | None] = asyncio.Queue()
+    batches: list[int] = []
+
+    async def offer() -> None:
+        loop, begin = asyncio.get_running_loop(), asyncio.get_running_loop().time()
+        sent = 0
+        while sent < n:
+            due = min(n, int((loop.time() - begin) * rate) + 1)
+            for body in bodies[sent:due]:
+                arrived.put_nowait(body)
+            sent = due
+            await asyncio.sleep(0.002)
+        arrived.put_nowait(None)
+
+    async def take() -> None:
+        done = False
+        while not done:
+            batch = [await arrived.get()]
+            if linger and batch[0] is not None:
+                await asyncio.sleep(linger)
+            while not arrived.empty() and len(batch) < 100:
+                batch.append(arrived.get_nowait())
+            if batch[-1] is None:
+                batch.pop()
+                done = True
+            if batch:
+                batches.append(len(batch))
+                await consumer.handle_batch(db, [BenchDelivery(b) for b in batch if b is not None])
+
+    start, cpu, pg = time.perf_counter(), time.process_time(), _backend_cpu_ms(pids)
+    await asyncio.gather(offer(), take())
+    elapsed, cpu, pg = time.perf_counter() - start, time.process_time() - cpu, _backend_cpu_ms(pids) - pg
+    assert consumer.applied == n + 20
+    return {
+        "offered_per_s": rate,
+        "linger_ms": linger * 1000,
+        "events": n,
+        "achieved_per_s": round(n / elapsed),
+        "mean_batch": round(statistics.mean(batches), 2),
+        "consumer_cpu_ms_per_event": round(cpu * 1000 / n, 3),
+        "postgresql_cpu_ms_per_event": round(pg / n, 3),
+    }
 
 
 async def grow_to(db: Database, size: int) -> None:
@@ -110,52 +219,122 @@ def summary(ms: list[float]) -> str:
     return f"median {statistics.median(ms):.2f} ms, p99 {percentile(ms, 99):.2f} ms"
 
 
-async def main(n_events: int = 20_000, sizes: list[int] | None = None) -> None:
+async def main(
+    n_events: int = 20_000,
+    sizes: list[int] | None = None,
+    phases: tuple[str, ...] = PHASES,
+    small_events: int = 2_000,
+    paced_seconds: float = 10.0,
+) -> None:
     sizes = sizes or [10_000, 100_000, 1_000_000]
-    figures: dict[str, object] = {"load_average_before": os.getloadavg()[0], "appends": [], "proofs": []}
+    figures: dict[str, object] = {
+        "load_average_before": os.getloadavg()[0],
+        "appends": [],
+        "small_batches": [],
+        "paced": [],
+        "proofs": [],
+    }
     user, host = SERVER.split("@")
     name = f"lt_bench_audit_{uuid.uuid4().hex[:8]}"
-    psql(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+asyncpg://{user}@{host}/{name}"
+
+    async def fresh_database() -> Database:
+        psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        psql(f'CREATE DATABASE "{name}"')
+        await upgrade_async(MIGRATIONS, url, service="audit")
+        return Database(url)
+
     try:
-        for replicas in (1, 2):
-            url = f"postgresql+asyncpg://{user}@{host}/{name}"
-            if replicas == 2:
-                psql(f'DROP DATABASE "{name}" WITH (FORCE)')
-                psql(f'CREATE DATABASE "{name}"')
-            await upgrade_async(MIGRATIONS, url, service="audit")
-            db = Database(url)
-            rate, cpu_ms = await bench_appends(db, n_events, replicas)
-            print(f"appends through the consumer, {replicas} replica(s), batches of 100: {rate:,.0f}/s "
-                  f"({n_events:,} events; {cpu_ms:.0f} ms of this process's CPU per 1,000)",
-                  flush=True)
-            figures["appends"].append({"replicas": replicas, "events": n_events, "per_second": round(rate),  # type: ignore[union-attr]
-                                       "cpu_ms_per_1000": round(cpu_ms, 1)})
-            await db.dispose()
-        db = Database(url)
-        try:
-            for size in sizes:
-                t = time.perf_counter()
-                await grow_to(db, size)
-                grown = time.perf_counter() - t
-                inclusion, consistency = await time_proofs(db, size)
-                print(f"tree of {size:>9,}: inclusion proof {summary(inclusion)}; "
-                      f"consistency proof {summary(consistency)}  (grown in {grown:.0f}s)", flush=True)
-                figures["proofs"].append({  # type: ignore[union-attr]
-                    "size": size, "inclusion_ms_median": round(statistics.median(inclusion), 3),
-                    "inclusion_ms_p99": round(percentile(inclusion, 99), 3),
-                    "consistency_ms_median": round(statistics.median(consistency), 3),
-                    "consistency_ms_p99": round(percentile(consistency, 99), 3)})
-        finally:
-            await db.dispose()
+        if "appends" in phases:
+            for replicas in (1, 2):
+                db = await fresh_database()
+                rate, cpu_ms = await bench_appends(db, n_events, replicas)
+                print(
+                    f"appends through the consumer, {replicas} replica(s), batches of 100: {rate:,.0f}/s "
+                    f"({n_events:,} events; {cpu_ms:.0f} ms of this process's CPU per 1,000)",
+                    flush=True,
+                )
+                figures["appends"].append(
+                    {
+                        "replicas": replicas,
+                        "events": n_events,
+                        "per_second": round(rate),  # type: ignore[union-attr]
+                        "cpu_ms_per_1000": round(cpu_ms, 1),
+                    }
+                )
+                await db.dispose()
+        if "small" in phases or "paced" in phases:
+            # a log that already holds entries, as in service: the right edge is not trivially short
+            db = await fresh_database()
+            try:
+                await bench_appends(db, 10_000, 1)
+                runs = []
+                if "small" in phases:
+                    runs += [bench_small_batches(db, name, small_events, batch) for batch in (1, 2)]
+                for run in runs:
+                    result = await run
+                    print(
+                        f"batches of {result['batch']}: {result['per_second']:,}/s, CPU per event: consumer "
+                        f"{result['consumer_cpu_ms_per_event']:.3f} ms, PostgreSQL "
+                        f"{result['postgresql_cpu_ms_per_event']:.3f} ms",
+                        flush=True,
+                    )
+                    figures["small_batches"].append(result)  # type: ignore[union-attr]
+                for linger in (0.0, 0.005) if "paced" in phases else ():
+                    result = await bench_paced(db, name, 500, paced_seconds, linger)
+                    print(
+                        f"offered 500/s, linger {linger * 1000:.0f} ms: took {result['achieved_per_s']:,}/s in batches "
+                        f"of {result['mean_batch']} on average, CPU per event: consumer "
+                        f"{result['consumer_cpu_ms_per_event']:.3f} ms, "
+                        f"PostgreSQL {result['postgresql_cpu_ms_per_event']:.3f} ms",
+                        flush=True,
+                    )
+                    figures["paced"].append(result)  # type: ignore[union-attr]
+            finally:
+                await db.dispose()
+        if "proofs" in phases:
+            db = await fresh_database()
+            try:
+                for size in sizes:
+                    t = time.perf_counter()
+                    await grow_to(db, size)
+                    grown = time.perf_counter() - t
+                    inclusion, consistency = await time_proofs(db, size)
+                    print(
+                        f"tree of {size:>9,}: inclusion proof {summary(inclusion)}; "
+                        f"consistency proof {summary(consistency)}  (grown in {grown:.0f}s)",
+                        flush=True,
+                    )
+                    figures["proofs"].append(
+                        {  # type: ignore[union-attr]
+                            "size": size,
+                            "inclusion_ms_median": round(statistics.median(inclusion), 3),
+                            "inclusion_ms_p99": round(percentile(inclusion, 99), 3),
+                            "consistency_ms_median": round(statistics.median(consistency), 3),
+                            "consistency_ms_p99": round(percentile(consistency, 99), 3),
+                        }
+                    )
+            finally:
+                await db.dispose()
     finally:
         psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     figures["load_average_after"] = os.getloadavg()[0]
-    print(f"written to {write('audit', figures)}")
+    if set(phases) == set(PHASES):
+        print(f"written to {write('audit', figures)}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--phases", default=",".join(PHASES), help="which of " + ", ".join(PHASES))
+    parser.add_argument("--paced-seconds", type=float, default=10.0)
     args = parser.parse_args()
-    asyncio.run(main(args.events, [int(s) for s in args.sizes.split(",")]))
+    asyncio.run(
+        main(
+            args.events,
+            [int(s) for s in args.sizes.split(",")],
+            tuple(args.phases.split(",")),
+            paced_seconds=args.paced_seconds,
+        )
+    )

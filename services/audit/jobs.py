@@ -2,7 +2,8 @@
 
 The self-check recomputes what the log promises from what is stored: each entry's leaf hash
 against its level-0 node, the query columns against the leaf, every interior node against its
-two children, and the newest checkpoint's root against the stored tree. A finding is recorded
+two children, the head appenders start from against the stored nodes, and the newest
+checkpoint's root against the stored tree. A finding is recorded
 once, raised as an ``audit.tampered`` event and shown as a metric naming the entry.
 """
 
@@ -21,10 +22,10 @@ from sqlalchemy import select
 from services.audit.canonical import leaf_hash, node_hash
 from services.audit.checkpoint import CheckpointError, NoteSigner, parse_and_verify
 from services.audit.config import AuditSettings
-from services.audit.merkle import CorruptLogError
-from services.audit.models import AuditCheckpoint, AuditEntry, TamperAlert, merkle_node, outbox
+from services.audit.merkle import CorruptLogError, frontier_keys
+from services.audit.models import AuditCheckpoint, AuditEntry, TamperAlert, log_head, merkle_node, outbox
 from services.audit.state import AuditState
-from services.audit.store import columns_of, latest_checkpoint, make_checkpoint, tree
+from services.audit.store import SqlNodeStore, columns_of, latest_checkpoint, make_checkpoint, tree
 from shared import clock
 from shared.app import ServiceRuntime
 from shared.db import Database, insert_ignoring_duplicates, session_scope
@@ -60,9 +61,7 @@ async def checkpoint_once(db: Database, signer: NoteSigner, settings: AuditSetti
             return None
         if size - signed < settings.checkpoint_every_entries:
             # the first unsigned entry's arrival is what the time limit is measured from
-            waiting_since = await session.scalar(
-                select(AuditEntry.recorded_at).where(AuditEntry.index == signed)
-            )
+            waiting_since = await session.scalar(select(AuditEntry.recorded_at).where(AuditEntry.index == signed))
             waited = (clock.now() - waiting_since).total_seconds() if waiting_since else 0.0
             if waited < settings.checkpoint_every_seconds:
                 return None
@@ -98,8 +97,10 @@ async def check_range(db: Database, start: int, end: int) -> list[Finding]:
     findings: list[Finding] = []
     async with db.sessionmaker() as session:
         entries = (
-            await session.execute(select(AuditEntry).where(AuditEntry.index >= start, AuditEntry.index < end))
-        ).scalars().all()
+            (await session.execute(select(AuditEntry).where(AuditEntry.index >= start, AuditEntry.index < end)))
+            .scalars()
+            .all()
+        )
         nodes: dict[tuple[int, int], bytes] = {}
         for level in range(SELFCHECK_CHUNK.bit_length()):
             lo, hi = start >> level, end >> level
@@ -139,9 +140,12 @@ async def check_range(db: Database, start: int, end: int) -> list[Finding]:
         left, right = nodes.get((level - 1, 2 * idx)), nodes.get((level - 1, 2 * idx + 1))
         if left is None or right is None or node_hash(left, right) != value:
             findings.append(
-                Finding(f"node:{level}:{idx}", idx << level,
-                        f"tree node ({level}, {idx}) over entries {idx << level}…{((idx + 1) << level) - 1} "
-                        "does not match its children")
+                Finding(
+                    f"node:{level}:{idx}",
+                    idx << level,
+                    f"tree node ({level}, {idx}) over entries {idx << level}…{((idx + 1) << level) - 1} "
+                    "does not match its children",
+                )
             )
     return findings
 
@@ -158,9 +162,36 @@ async def check_checkpoint(db: Database, signer: NoteSigner) -> list[Finding]:
         except (CheckpointError, CorruptLogError, ValueError) as exc:
             return [Finding(f"checkpoint:{latest.size}", None, f"checkpoint {latest.size}: {exc}"[:500])]
     if checkpoint.size != latest.size or checkpoint.root != bytes(latest.root) or root != checkpoint.root:
-        return [Finding(f"checkpoint:{latest.size}", None,
-                        f"checkpoint {latest.size} (root {base64.b64encode(checkpoint.root).decode()}) "
-                        "does not match the stored tree")]
+        return [
+            Finding(
+                f"checkpoint:{latest.size}",
+                None,
+                f"checkpoint {latest.size} (root {base64.b64encode(checkpoint.root).decode()}) "
+                "does not match the stored tree",
+            )
+        ]
+    return []
+
+
+async def check_head(db: Database) -> list[Finding]:
+    """The head row (what the next append starts from) names the stored size and its frontier:
+    a wrong head would make the next batch fork the tree or leave a gap.
+
+    The stored size is read before the head, so appends committed meanwhile can only have moved
+    the head further (it is written with the nodes, in one transaction): a head behind that size
+    is wrong, and one ahead of it must have its frontier nodes stored, which never change.
+    """
+    async with db.sessionmaker() as session:
+        store = SqlNodeStore(session)
+        stored = await store.size()
+        row = (await session.execute(select(log_head.c.size, log_head.c.frontier).where(log_head.c.id == 1))).first()
+        if row is None:
+            return []  # made, from the nodes, by the next append
+        size = int(row.size)
+        found = await store.get_many(frontier_keys(size))
+    expected = b"".join(found.get(key, b"") for key in frontier_keys(size))
+    if size < stored or bytes(row.frontier) != expected:
+        return [Finding("head", None, f"the log's head (size {size}) does not match the stored tree (size {stored})")]
     return []
 
 
@@ -192,6 +223,7 @@ class SelfCheck:
         for lo, hi in self._ranges(size):
             for start in range(lo, hi, SELFCHECK_CHUNK):
                 findings += await check_range(self.db, start, min(start + SELFCHECK_CHUNK, hi))
+        findings += await check_head(self.db)
         findings += await check_checkpoint(self.db, self.signer)
         await self._raise(findings)
         self.last_findings, self.last_run = findings, clock.now()
@@ -287,4 +319,3 @@ async def integrity_detail(runtime: ServiceRuntime) -> object:
         "checked_at": check.last_run.isoformat(),
         "findings": [{"finding": f.key, "entry": f.entry_index, "detail": f.detail} for f in check.last_findings[:20]],
     }
-

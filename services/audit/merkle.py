@@ -11,8 +11,10 @@ read O(log n) nodes and never scan the log.
 
 The log reads and writes nodes through a ``NodeStore``: ``MemoryNodeStore`` here, the
 service's table in ``store.SqlNodeStore`` (which also says how appenders are serialised). An
-append of b leaves writes about 2b nodes and reads at most log n frontier nodes; batch appends,
-since on PostgreSQL the commit, not the nodes, is what an append costs.
+append of b leaves writes about 2b nodes and needs only the head: the size and the at most
+log n frontier hashes (``frontier_keys``), which the SQL store keeps in one row beside the nodes
+so an append reads no node at all; batch appends, since on PostgreSQL the round trips and the
+commit, not the hashing, are what an append costs.
 """
 
 from __future__ import annotations
@@ -46,12 +48,19 @@ class NodeStore(Protocol):
         """The hashes of those keys that exist (missing keys are simply absent)."""
         ...
 
-    async def put_many(self, items: list[tuple[NodeKey, bytes]]) -> None:
-        """Insert new nodes, all or none; raise ``NodeConflictError`` if any key exists."""
-        ...
-
     async def size(self) -> int:
         """Number of leaves stored (1 + highest level-0 index, 0 when empty)."""
+        ...
+
+    async def frontier(self) -> tuple[int, list[bytes]]:
+        """The head an appender starts from: the size, and the hashes of the complete subtrees
+        that make it up (``frontier_keys(size)``, left to right). A store shared by several
+        writers holds it for the caller until the caller's transaction ends."""
+        ...
+
+    async def extend(self, items: list[tuple[NodeKey, bytes]], size: int, frontier: list[bytes]) -> None:
+        """Insert new nodes, all or none, and make (size, frontier) the head; raise
+        ``NodeConflictError`` if any key exists."""
         ...
 
 
@@ -84,6 +93,14 @@ class MemoryNodeStore:
     async def size(self) -> int:
         return self._size
 
+    async def frontier(self) -> tuple[int, list[bytes]]:
+        size = self._size
+        found = await self.get_many(frontier_keys(size))
+        return size, [found[key] for key in frontier_keys(size)]
+
+    async def extend(self, items: list[tuple[NodeKey, bytes]], size: int, frontier: list[bytes]) -> None:
+        await self.put_many(items)
+
 
 def _split(size: int) -> int:
     """The largest power of two strictly smaller than ``size`` (RFC 9162 §2.1.1's k), size ≥ 2."""
@@ -104,6 +121,42 @@ def _subtree_keys(lo: int, hi: int) -> list[NodeKey]:
         keys.append((level, lo >> level))
         lo += 1 << level
     return keys
+
+
+def frontier_keys(size: int) -> list[NodeKey]:
+    """The complete subtrees a tree of ``size`` leaves is made of, left to right: one per set bit
+    of ``size``. Their right fold is the root, and an append needs no other node."""
+    return _subtree_keys(0, size)
+
+
+def extend(
+    start: int, frontier: Sequence[bytes], hashes: Sequence[bytes]
+) -> tuple[list[tuple[NodeKey, bytes]], list[bytes]]:
+    """Append leaf hashes to the tree whose head is (``start``, ``frontier``), in memory.
+
+    Returns the nodes to write (every complete subtree the new leaves complete) and the new
+    head's frontier; nothing else of the tree is needed, so the caller reads no node.
+    """
+    keys = frontier_keys(start)
+    if len(frontier) != len(keys):
+        raise CorruptLogError(f"a head of size {start} has {len(keys)} frontier hashes, not {len(frontier)}")
+    known = dict(zip(keys, frontier, strict=True))
+    items: list[tuple[NodeKey, bytes]] = [((0, start + i), h) for i, h in enumerate(hashes)]
+    level, row = 0, list(hashes)  # row = new nodes (level, start>>level …)
+    while True:
+        first = start >> level
+        if first & 1:
+            row = [known[(level, first - 1)], *row]
+        parents = [node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)]
+        if not parents:
+            break
+        level += 1
+        parent_first = first >> 1
+        items.extend(((level, parent_first + i), h) for i, h in enumerate(parents))
+        row = parents
+    # Each subtree of the new head either was in the old head or has just been completed.
+    known.update(items)
+    return items, [known[key] for key in frontier_keys(start + len(hashes))]
 
 
 def _inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
@@ -162,28 +215,11 @@ class MerkleLog:
         if any(len(h) != HASH_SIZE for h in hashes):
             raise ValueError("a leaf hash is 32 bytes")
         async with self._append_lock:
-            start = await self._store.size()
+            start, frontier = await self._store.frontier()
             if not hashes:
                 return start
-            # Left siblings still waiting for a right partner: one per set bit of the old size.
-            frontier_keys = [(lvl, (start >> lvl) - 1) for lvl in range(start.bit_length())
-                             if (start >> lvl) & 1]
-            frontier = await self._get_all(frontier_keys)
-
-            items: list[tuple[NodeKey, bytes]] = [((0, start + i), h) for i, h in enumerate(hashes)]
-            level, row = 0, list(hashes)  # row = new nodes (level, start>>level …)
-            while True:
-                first = start >> level
-                if first & 1:
-                    row = [frontier[(level, first - 1)], *row]
-                parents = [node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)]
-                if not parents:
-                    break
-                level += 1
-                parent_first = first >> 1
-                items.extend(((level, parent_first + i), h) for i, h in enumerate(parents))
-                row = parents
-            await self._store.put_many(items)
+            items, new_frontier = extend(start, frontier, hashes)
+            await self._store.extend(items, start + len(hashes), new_frontier)
             return start
 
     async def head(self) -> tuple[int, bytes]:

@@ -71,8 +71,11 @@ async def test_concurrent_batches_build_one_tree_and_redelivery_adds_nothing(db:
     async with db.sessionmaker() as session:
         assert await tree(session).size() == 600
         assert await session.scalar(select(func.count()).select_from(AuditEntry)) == 600
-        rows = (await session.execute(
-            select(AuditEntry.index, AuditEntry.event_id, AuditEntry.leaf).order_by(AuditEntry.index))).all()
+        rows = (
+            await session.execute(
+                select(AuditEntry.index, AuditEntry.event_id, AuditEntry.leaf).order_by(AuditEntry.index)
+            )
+        ).all()
         assert [r.index for r in rows] == list(range(600))
         assert {r.event_id for r in rows} == {e.id for e in events}
         reference = ReferenceTree([leaf_hash(bytes(r.leaf)) for r in rows])
@@ -83,10 +86,13 @@ async def test_concurrent_batches_build_one_tree_and_redelivery_adds_nothing(db:
 
 async def test_poison_in_a_batch_is_dead_lettered_alone(db: Database) -> None:
     good = [event("dossier.received", subject=f"g-{i}") for i in range(5)]
-    batch = [FakeDelivery(good[0].to_bytes()), FakeDelivery(b"\xff not json"),
-             FakeDelivery(good[1].to_bytes()),
-             FakeDelivery(event("dossier.received", subject="x", n=2**62).to_bytes()),
-             FakeDelivery(good[1].to_bytes())] + [FakeDelivery(g.to_bytes()) for g in good[2:]]
+    batch = [
+        FakeDelivery(good[0].to_bytes()),
+        FakeDelivery(b"\xff not json"),
+        FakeDelivery(good[1].to_bytes()),
+        FakeDelivery(event("dossier.received", subject="x", n=2**62).to_bytes()),
+        FakeDelivery(good[1].to_bytes()),
+    ] + [FakeDelivery(g.to_bytes()) for g in good[2:]]
     await audit_consumer.handle_batch(db, batch)
     assert [d.outcome for d in batch] == ["ack", "dead", "ack", "dead", "ack", "ack", "ack", "ack"]
     async with db.sessionmaker() as session:
@@ -97,16 +103,21 @@ async def test_poison_in_a_batch_is_dead_lettered_alone(db: Database) -> None:
 async def test_a_batch_that_fails_is_redone_message_by_message(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     from services.audit import handlers
 
-    real = handlers.append_new
+    def fragile(real):  # type: ignore[no-untyped-def]
+        async def append(target, records, *args, **options):  # type: ignore[no-untyped-def]
+            if any(r.columns["subject"] == "explodes" for r in records):
+                raise RuntimeError("the database refused one row")
+            return await real(target, records, *args, **options)
 
-    async def fragile(session, records):  # type: ignore[no-untyped-def]
-        if any(r.columns["subject"] == "explodes" for r in records):
-            raise RuntimeError("the database refused one row")
-        return await real(session, records)
+        return append
 
-    monkeypatch.setattr(handlers, "append_new", fragile)
-    batch = [FakeDelivery(event("dossier.received", subject=s).to_bytes())
-             for s in ("before", "explodes", "after", "nul\x00in subject")]
+    # every way the consumer appends: one statement, the batch's transaction, one event's
+    for name in ("append_from", "append_new_from_head", "append_new"):
+        monkeypatch.setattr(handlers, name, fragile(getattr(handlers, name)))
+    batch = [
+        FakeDelivery(event("dossier.received", subject=s).to_bytes())
+        for s in ("before", "explodes", "after", "nul\x00in subject")
+    ]
     await audit_consumer.handle_batch(db, batch)
     assert [d.outcome for d in batch] == ["ack", "requeue", "ack", "ack"]
     async with db.sessionmaker() as session:
