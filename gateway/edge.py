@@ -23,7 +23,7 @@ from gateway.proxy import ClientGone, forward
 from gateway.ratelimit import Decision, tightest
 from gateway.state import GatewayState
 from shared.auth import Caller, TokenVerifier
-from shared.errors import ProblemError, Unauthorized, problem_response
+from shared.errors import ProblemError, Unauthorized, error_response, problem_response
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = structlog.get_logger("edge")
@@ -124,9 +124,7 @@ class Edge:
         except ClientGone:
             status = 499
         except ProblemError as exc:
-            response = problem_response(
-                Request(scope, receive), status=exc.status, code=exc.code, title=exc.title, detail=exc.detail
-            )
+            response = error_response(Request(scope, receive), exc)
             await response(scope, receive, counting)
         except Exception:
             log.exception("edge_page_failed", path=path)
@@ -215,15 +213,7 @@ class Edge:
                 f"this needs one of the roles: {', '.join(sorted(exc.route.roles))}",
             )
         except ProblemError as exc:
-            response = problem_response(
-                Request(scope, receive),
-                status=exc.status,
-                code=exc.code,
-                title=exc.title,
-                detail=exc.detail,
-                headers=exc.headers,
-                extra=exc.extra,
-            )
+            response = error_response(Request(scope, receive), exc)
             await response(scope, receive, send_out)
         except Exception:
             # the edge sits outside the framework's error layer: a fault of ours is a 500
@@ -333,14 +323,7 @@ class Edge:
         if error is None and caller is None:
             error = Unauthorized("a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
         if error is not None:
-            response = problem_response(
-                Request(scope, receive),
-                status=error.status,
-                code=error.code,
-                title=error.title,
-                detail=error.detail,
-                headers=error.headers,
-            )
+            response = error_response(Request(scope, receive), error)
             await response(scope, receive, send)
             return False
         assert caller is not None

@@ -167,19 +167,25 @@ def _loc_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+def error_response(request: Request | None, exc: ProblemError) -> JSONResponse:
+    """The problem+json answer a raised ``ProblemError`` stands for (also where the framework's
+    handlers do not reach, e.g. the gateway's edge)."""
+    return problem_response(
+        request,
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        invalid_params=exc.invalid_params,
+        headers=exc.headers,
+        extra=exc.extra,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(
-            request,
-            status=exc.status,
-            code=exc.code,
-            title=exc.title,
-            detail=exc.detail,
-            invalid_params=exc.invalid_params,
-            headers=exc.headers,
-            extra=exc.extra,
-        )
+        return error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
