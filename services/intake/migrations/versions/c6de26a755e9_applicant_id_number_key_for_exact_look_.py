@@ -13,7 +13,7 @@ Create Date: 2026-12-04 02:01:57.936606
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -36,24 +36,25 @@ dossier = sa.table(
 )
 
 
-def _keys(applicant: dict | str) -> dict[str, str | None]:
-    if isinstance(applicant, str):
-        applicant = json.loads(applicant)
+def _applicant(stored: dict | str) -> dict:
+    return json.loads(stored) if isinstance(stored, str) else stored
+
+
+def _keys(stored: dict | str) -> dict[str, str | None]:
+    applicant = _applicant(stored)
     return {
         "name": fold(applicant.get("full_name") or "")[:500],
         "id_number": "".join(tokens(applicant.get("id_number") or "")) or None,
     }
 
 
-def upgrade() -> None:
-    with op.batch_alter_table("dossier", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("applicant_id_number", sa.String(length=20), nullable=True))
-    bind = op.get_bind()
-    update = (
-        dossier.update()
-        .where(dossier.c.id == sa.bindparam("row_id"))
-        .values(applicant_search=sa.bindparam("name"), applicant_id_number=sa.bindparam("id_number"))
-    )
+def _joined_key(stored: dict | str) -> dict[str, str]:
+    applicant = _applicant(stored)
+    return {"key": fold(" ".join(filter(None, [applicant.get("full_name"), applicant.get("id_number")])))[:500]}
+
+
+def _rewrite(bind: sa.Connection, update: sa.Update, values_of: Callable[[dict | str], dict]) -> None:
+    """Every dossier's search keys rewritten from its applicant, ``BATCH`` rows at a time."""
     last = 0
     while True:
         rows = bind.execute(
@@ -61,8 +62,21 @@ def upgrade() -> None:
         ).all()
         if not rows:
             break
-        bind.execute(update, [{"row_id": r.id, **_keys(r.applicant)} for r in rows])
+        bind.execute(update, [{"row_id": r.id, **values_of(r.applicant)} for r in rows])
         last = rows[-1].id
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("dossier", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("applicant_id_number", sa.String(length=20), nullable=True))
+    bind = op.get_bind()
+    _rewrite(
+        bind,
+        dossier.update()
+        .where(dossier.c.id == sa.bindparam("row_id"))
+        .values(applicant_search=sa.bindparam("name"), applicant_id_number=sa.bindparam("id_number")),
+        _keys,
+    )
     # created after the rewrite: one build instead of an index entry per rewritten row
     with op.batch_alter_table("dossier", schema=None) as batch_op:
         batch_op.create_index("ix_dossier_applicant_id_number", ["applicant_id_number"], unique=False)
@@ -89,17 +103,10 @@ def downgrade() -> None:
     with op.batch_alter_table("dossier", schema=None) as batch_op:
         batch_op.drop_index("ix_dossier_applicant_id_number")
     # the name and the ID number in one search key again, as before this revision
-    update = dossier.update().where(dossier.c.id == sa.bindparam("row_id")).values(applicant_search=sa.bindparam("key"))
-    last = 0
-    while True:
-        rows = bind.execute(
-            sa.select(dossier.c.id, dossier.c.applicant).where(dossier.c.id > last).order_by(dossier.c.id).limit(BATCH)
-        ).all()
-        if not rows:
-            break
-        applicants = [json.loads(r.applicant) if isinstance(r.applicant, str) else r.applicant for r in rows]
-        keys = [fold(" ".join(filter(None, [a.get("full_name"), a.get("id_number")])))[:500] for a in applicants]
-        bind.execute(update, [{"row_id": r.id, "key": k} for r, k in zip(rows, keys, strict=True)])
-        last = rows[-1].id
+    _rewrite(
+        bind,
+        dossier.update().where(dossier.c.id == sa.bindparam("row_id")).values(applicant_search=sa.bindparam("key")),
+        _joined_key,
+    )
     with op.batch_alter_table("dossier", schema=None) as batch_op:
         batch_op.drop_column("applicant_id_number")
