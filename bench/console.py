@@ -5,7 +5,8 @@ browser asks for it (session cookie, through the gateway), target p50 < 100 ms.
 ports, walks the main flow once through the API (``lienthong demo``) so the lists, the dossier,
 the registers and the dashboard have something in them, logs in to the console as each role
 (the form, with its CSRF token) and times ``BENCH_CONSOLE_REQUESTS`` (default 30) GETs of every
-page that role has. Writes bench/results/console.json.
+page that role has. Writes bench/results/console.json, with the load average before and after
+(the machine is shared: a figure means little without it).
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ async def time_page(client: httpx.AsyncClient, path: str, n: int) -> dict[str, A
 
 async def main() -> None:
     n = int(os.environ.get("BENCH_CONSOLE_REQUESTS", "30"))
+    load_before = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp:
         ports = dict(zip(PARTS, free_ports(len(PARTS)), strict=True))
         suite = EmbeddedSuite(var_dir=Path(tmp), ports=ports, extra={"log_json": False, "log_level": "WARNING"})
@@ -119,6 +121,8 @@ async def main() -> None:
         "console",
         {
             "requests_per_page": n,
+            "load_average_before": load_before,
+            "load_average_after": [round(v, 2) for v in os.getloadavg()],
             "target_p50_ms": TARGET_P50_MS,
             "pages": results,
             "slowest": {"page": slowest[0], **slowest[1]},

@@ -63,7 +63,7 @@ async def get_indicators_by_agency(
     session: AsyncSession = Session,
 ) -> IndicatorsByAgencyOut:
     """The indicators of an agency subtree and of each active direct unit's subtree (at most
-    200 units), as ``GET /indicators`` gives them one by one, from the same few queries."""
+    200 units), as ``GET /indicators`` gives them one by one."""
     agency, period_from, period_to = scope(caller, agency, period_from, period_to)
     units = (
         (

@@ -23,6 +23,7 @@ from services.intake.config import IntakeSettings, get_settings
 from shared.bus import OutgoingMessage
 from shared.bus.memory import InProcessBroker
 from shared.events import CloudEvent, event_type
+from tests.servers import temporary_databases
 
 PROVINCE = "000.00.00.H56"
 WARD = "000.00.41.H56"  # UBND phường Hạc Thành: receives 1.001193 (khai sinh)
@@ -196,3 +197,15 @@ async def running_intake(tmp_path: Path, **overrides: Any) -> AsyncIterator[Inta
                 yield Intake(app=app, client=client, broker=broker, settings=settings, published=seen)
     finally:
         await broker.close()
+
+
+@asynccontextmanager
+async def intake_on(backend: str, tmp_path: Path) -> AsyncIterator[Intake]:
+    """The intake app on ``backend``: "sqlite" (the embedded mode's) or "pg" (a fresh database)."""
+    if backend == "sqlite":
+        async with running_intake(tmp_path) as intake:
+            yield intake
+        return
+    with temporary_databases(["intake"]) as urls:
+        async with running_intake(tmp_path, database_url=urls["intake"]) as intake:
+            yield intake

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from services.intake.models import Dossier
 from shared.migrations import alembic_config, upgrade
 from shared.text import fold
 from tests.servers import temporary_databases
-from tests.services.intake.harness import WARD, Intake, birth_registration, running_intake
+from tests.services.intake.harness import WARD, birth_registration, intake_on, running_intake
 
 SAM_SON = "000.00.42.H56"  # another ward of the province
 
@@ -50,17 +49,6 @@ def at_ward(name: str, id_number: str | None) -> dict[str, Any]:
     body = birth_registration(name=name)
     body["applicant"]["id_number"] = id_number
     return body
-
-
-@asynccontextmanager
-async def intake_on(backend: str, tmp_path: Path) -> AsyncIterator[Intake]:
-    if backend == "sqlite":
-        async with running_intake(tmp_path) as intake:
-            yield intake
-        return
-    with temporary_databases(["intake"]) as urls:
-        async with running_intake(tmp_path, database_url=urls["intake"]) as intake:
-            yield intake
 
 
 BACKENDS = [

@@ -7,8 +7,6 @@ units the agency has."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,21 +29,17 @@ from services.intake.endpoints.common import period_start
 from services.intake.models import Dossier, DossierComponent
 from services.intake.workflow import RUNNING_STATUSES
 from shared import clock
-from tests.servers import temporary_databases
-from tests.services.intake.harness import PROVINCE, WARD, Intake, birth_registration, pdf_file, running_intake
+from tests.services.intake.harness import (
+    PROVINCE,
+    WARD,
+    Intake,
+    birth_registration,
+    intake_on,
+    pdf_file,
+    running_intake,
+)
 
 BACKENDS = [pytest.param("sqlite", id="sqlite"), pytest.param("pg", id="pg", marks=pytest.mark.pg)]
-
-
-@asynccontextmanager
-async def intake_on(backend: str, tmp_path: Path) -> AsyncIterator[Intake]:
-    if backend == "sqlite":
-        async with running_intake(tmp_path) as intake:
-            yield intake
-        return
-    with temporary_databases(["intake"]) as urls:
-        async with running_intake(tmp_path, database_url=urls["intake"]) as intake:
-            yield intake
 
 
 async def reference(
