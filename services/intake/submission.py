@@ -29,7 +29,7 @@ from services.intake.views import component_data, view_data
 from services.intake.workflow import Channel, clock_runs, initial_status
 from shared import clock
 from shared.auth import Caller
-from shared.db import CodeCounter, insert_ignoring_duplicates, replace_in
+from shared.db import CodeCounter, execute_rows, insert_ignoring_duplicates, replace_in
 from shared.errors import Conflict, Unprocessable
 from shared.events import Actor
 
@@ -192,11 +192,12 @@ async def submit(
         "version": 1,
         "updated_at": now,
     }
-    dossier["id"] = (await session.execute(_INSERT_DOSSIER, dossier)).scalar_one()
+    dossier["id"] = (await execute_rows(session, _INSERT_DOSSIER, dossier))[0]["id"]
     components = component_rows(dossier["id"], checked, now=now, supplement=False)
     if components:
-        await session.execute(INSERT_COMPONENTS, components)
-    await session.execute(
+        await execute_rows(session, INSERT_COMPONENTS, components)
+    await execute_rows(
+        session,
         _INSERT_EVENT,
         {
             "dossier_id": dossier["id"],
@@ -210,7 +211,8 @@ async def submit(
         },
     )
     if accepted:
-        await session.execute(
+        await execute_rows(
+            session,
             _INSERT_DUE_DATE_CHANGE,
             {
                 "dossier_id": dossier["id"],

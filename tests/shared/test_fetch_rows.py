@@ -15,7 +15,19 @@ import pytest
 from sqlalchemy import JSON, BigInteger, Float, Numeric, String, bindparam, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Database, ServiceBase, UtcDateTime, among, fetch_rows, new_metadata, session_scope
+from shared.db import (
+    Database,
+    ServiceBase,
+    UtcDateTime,
+    among,
+    counter_table,
+    execute_rows,
+    fetch_rows,
+    new_metadata,
+    next_value,
+    next_values,
+    session_scope,
+)
 from tests.servers import temporary_databases
 
 pytestmark = pytest.mark.pg
@@ -36,11 +48,13 @@ class Item(Base):
     ratio: Mapped[float] = mapped_column(Float)
 
 
+COUNTERS = counter_table(Base.metadata)
 T = Item.__table__.c
 BY_ID = select(T.id, T.name, T.at, T.data, T.amount, T.ratio, (T.ratio > 0.5).label("high")).where(
     T.id == bindparam("id")
 )
 AMONG = select(T.id).where(among(T.id, "ids")).order_by(T.id)
+AMONG_NAMES = select(T.name).where(among(T.id, "ids")).order_by(T.id)
 ICT = timezone(timedelta(hours=7))
 
 
@@ -160,3 +174,46 @@ async def test_a_rolled_back_write_is_not_read_after_it_in_the_same_session(data
         await session.commit()
         assert (await fetch_rows(session, BY_ID, {"id": 8}))[0]["name"] == "again"
         await session.commit()
+
+
+INSERT_RETURNING = Item.__table__.insert().returning(T.id, T.at)
+INSERT = Item.__table__.insert()
+RENAME = Item.__table__.update().where(T.id == bindparam("item_id")).values(name=bindparam("new_name"))
+
+
+def item_row(id_: int) -> dict[str, Any]:
+    return {"id": id_, "name": f"row {id_}", "at": datetime(2026, 12, 4, tzinfo=ICT), "data": None,
+            "amount": Decimal("1.00"), "ratio": 0.5}  # fmt: skip
+
+
+async def test_writes_are_part_of_the_session_transaction_whichever_statement_begins_it(database: Database) -> None:
+    """A write as the transaction's first statement, then writes on the asyncpg connection: a
+    rollback takes every one of them back, a commit keeps them all."""
+    for commit in (False, True):
+        async with database.sessionmaker() as session:
+            [first] = await execute_rows(session, INSERT_RETURNING, item_row(1))
+            assert first == {"id": 1, "at": datetime(2026, 12, 3, 17, tzinfo=UTC)}
+            assert await execute_rows(session, INSERT, [item_row(2), item_row(3)]) == []
+            assert await execute_rows(session, RENAME, {"item_id": 3, "new_name": "renamed"}) == []
+            assert [r["name"] for r in await fetch_rows(session, AMONG_NAMES, {"ids": [1, 2, 3]})] == [
+                "row 1",
+                "row 2",
+                "renamed",
+            ]
+            async with database.read_sessionmaker() as other:  # nothing is seen outside before the commit
+                assert await fetch_rows(other, AMONG, {"ids": [1, 2, 3]}) == []
+            await (session.commit() if commit else session.rollback())
+        async with session_scope(database, read_only=True) as session:
+            assert len(await fetch_rows(session, AMONG, {"ids": [1, 2, 3]})) == (3 if commit else 0)
+
+
+async def test_counters_stay_gap_free_when_a_transaction_rolls_back(database: Database) -> None:
+    counters = COUNTERS
+    async with database.sessionmaker() as session:
+        await execute_rows(session, INSERT, item_row(1))  # the transaction has begun
+        assert [await next_value(session, counters, "k") for _ in range(2)] == [1, 2]
+        assert list(await next_values(session, counters, "k", 3)) == [3, 4, 5]
+        await session.rollback()
+    async with session_scope(database) as session:
+        assert await next_value(session, counters, "k") == 1
+        assert list(await next_values(session, counters, "k", 2)) == [2, 3]
