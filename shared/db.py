@@ -8,15 +8,18 @@ record cannot survive an error.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
 from sqlalchemy import (
+    ARRAY,
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     LargeBinary,
@@ -24,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    any_,
     bindparam,
     cast,
     event,
@@ -42,6 +46,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.dml import Insert, UpdateBase
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
@@ -244,6 +249,225 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+@dataclass
+class _DriverStatement:
+    """A statement compiled for asyncpg: its SQL, its bind parameters in ``$n`` order with their
+    types' bind processors, and its result columns' keys with their types (whose result
+    processors need the column's type oid, known once the statement is prepared)."""
+
+    sql: str
+    compiled: Any
+    names: tuple[str, ...]
+    binds: tuple[Callable[[Any], Any] | None, ...]
+    keys: tuple[str, ...]
+    types: tuple[Any, ...]
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...] | None = None
+
+
+# compiled statements by the statement's cache key and the columns a write gives (bounded: a
+# dynamic filter makes a new shape); None for one that SQLAlchemy must run
+_DRIVER_STATEMENTS: dict[Any, _DriverStatement | None] = {}
+_DRIVER_STATEMENTS_MAX = 500
+
+
+def _driver_statement(
+    statement: Executable, cache_key: Any, dialect: Any, *, column_keys: list[str] | None, many: bool
+) -> _DriverStatement | None:
+    # compiled with its cache key, so that another statement of the same shape gives its own
+    # values (``construct_params(extracted_parameters=…)``), as SQLAlchemy's own cache does
+    compiled = statement.compile(dialect=dialect, cache_key=cache_key, column_keys=column_keys, for_executemany=many)
+    sql = compiled.string
+    result_columns = getattr(compiled, "_result_columns", None) or []
+    if (
+        "__[POSTCOMPILE_" in sql  # an expanding IN: use ``among``
+        or compiled.positiontup is None
+        or getattr(compiled, "insert_prefetch", None)  # defaults computed in Python at execution
+        or getattr(compiled, "update_prefetch", None)
+        or (many and result_columns)
+        or (not result_columns and not compiled.isinsert and not compiled.isupdate and not compiled.isdelete)
+    ):
+        return None
+    binds = tuple(compiled.binds[n].type._cached_bind_processor(dialect) for n in compiled.positiontup)
+    return _DriverStatement(
+        sql=sql,
+        compiled=compiled,
+        names=tuple(compiled.positiontup),
+        binds=binds,
+        keys=tuple(c.keyname for c in result_columns),
+        types=tuple(c.type for c in result_columns),
+    )
+
+
+def _compiled_for_driver(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+) -> tuple[_DriverStatement, Any] | None:
+    """The statement compiled for the session's asyncpg connection, and its cache key; None
+    where SQLAlchemy runs it (another database or driver, or a statement it must run itself)."""
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql" or dialect.driver != "asyncpg":
+        return None
+    cache_key = statement._generate_cache_key()  # type: ignore[attr-defined]
+    if cache_key is None:
+        return None
+    many = isinstance(params, Sequence)
+    writes = isinstance(statement, UpdateBase)
+    column_keys = sorted((params[0] if many else params) or {}) if writes and params else None  # type: ignore[index]
+    key = (cache_key.key, tuple(column_keys) if column_keys is not None else None, many)
+    if key not in _DRIVER_STATEMENTS:
+        if len(_DRIVER_STATEMENTS) >= _DRIVER_STATEMENTS_MAX:
+            _DRIVER_STATEMENTS.clear()
+        _DRIVER_STATEMENTS[key] = _driver_statement(statement, cache_key, dialect, column_keys=column_keys, many=many)
+    known = _DRIVER_STATEMENTS[key]
+    return None if known is None else (known, cache_key)
+
+
+def _driver_args(known: _DriverStatement, cache_key: Any, params: Mapping[str, Any] | None) -> list[Any]:
+    values = known.compiled.construct_params(params, extracted_parameters=cache_key.bindparams)
+    return [
+        value if process is None else process(value)
+        for value, process in zip((values[n] for n in known.names), known.binds, strict=True)
+    ]
+
+
+async def _driver_rows(
+    session: AsyncSession, connection: Any, known: _DriverStatement, args: list[Any]
+) -> list[dict[str, Any]]:
+    if known.processors is None:
+        # the result processors depend on the columns' type oids: ask PostgreSQL once
+        prepared = await connection.prepare(known.sql)
+        oids = [attribute.type.oid for attribute in prepared.get_attributes()]
+        dialect = session.get_bind().dialect
+        known.processors = tuple(
+            (i, process)
+            for i, (type_, oid) in enumerate(zip(known.types, oids, strict=True))
+            if (process := type_._cached_result_processor(dialect, oid)) is not None
+        )
+    keys, processors = known.keys, known.processors
+    records = await connection.fetch(known.sql, *args)
+    if not processors:
+        return [dict(zip(keys, record, strict=True)) for record in records]
+    rows = []
+    for record in records:
+        values = list(record)
+        for i, process in processors:
+            values[i] = process(values[i])
+        rows.append(dict(zip(keys, values, strict=True)))
+    return rows
+
+
+async def fetch_rows(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The rows of a SELECT as plain dicts keyed as ``result.keys()`` names them, with the same
+    values SQLAlchemy gives (its types' bind and result processors applied), in the session's
+    transaction; the session's pending changes flushed first where ``session.execute`` would
+    (a statement naming mapped classes' attributes, not one of tables' columns only).
+
+    On PostgreSQL the statement is compiled once and run on the session's asyncpg connection
+    itself: SQLAlchemy's execution layers (the ORM's compile state, the DBAPI adapter, a
+    greenlet switch, the result object) cost three times what asyncpg does for the same read,
+    more than anything else a small request does. A read made before the request's first write
+    runs outside a transaction, which at PostgreSQL's READ COMMITTED sees what a statement in
+    one would; so it must not lock rows (``FOR UPDATE`` goes through ``session.execute``).
+    Elsewhere (SQLite) it is ``session.execute``."""
+    found = _compiled_for_driver(session, statement, params)
+    if found is None:
+        return await _rows_by_sqlalchemy(session, statement, params)
+    known, cache_key = found
+    args = _driver_args(known, cache_key, params)
+    if (
+        statement._propagate_attrs.get("compile_state_plugin") == "orm"
+        and session.sync_session.autoflush
+        and (session.new or session.deleted or session.dirty)
+    ):
+        await session.flush()
+    return await _driver_rows(session, await _driver_connection(session), known, args)
+
+
+async def execute_rows(
+    session: AsyncSession,
+    statement: Executable,
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Run a statement that writes (an INSERT, UPDATE or DELETE of tables' columns, a text
+    statement, a SELECT whose CTEs write) in the session's transaction, and give the rows it
+    returns (``RETURNING``) as :func:`fetch_rows` does; a list of parameter sets runs it once
+    for each (returning nothing). Like ``session.execute`` with a Core statement, it does not
+    flush the session's pending ORM changes.
+
+    On PostgreSQL, once the transaction has begun (the request's first statement through
+    SQLAlchemy begins it), the statement runs on the session's asyncpg connection, compiled
+    once; before that, and for a statement whose column defaults SQLAlchemy computes as it
+    runs, and elsewhere (SQLite), it is ``session.execute``."""
+    found = _compiled_for_driver(session, statement, params)
+    connection = await _driver_connection(session) if found is not None else None
+    if found is None or not connection.is_in_transaction():
+        result = await session.execute(statement, params)
+        if not result.returns_rows:
+            return []
+        keys = list(result.keys())
+        return [dict(zip(keys, row, strict=True)) for row in result]
+    known, cache_key = found
+    if isinstance(params, Sequence):
+        await connection.executemany(known.sql, [_driver_args(known, cache_key, p) for p in params])
+        return []
+    args = _driver_args(known, cache_key, params)
+    if not known.keys:
+        await connection.execute(known.sql, *args)
+        return []
+    return await _driver_rows(session, connection, known, args)
+
+
+# where a session keeps its transaction's asyncpg connection (``session.info`` outlives transactions)
+_DRIVER_CONNECTION = "lienthong_driver_connection"
+
+
+async def _driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection of the session's transaction (begun if none is), asked of
+    SQLAlchemy once per transaction: each ask is two greenlet round trips."""
+    transaction = session.sync_session.get_transaction()
+    kept = session.info.get(_DRIVER_CONNECTION)
+    if transaction is not None and kept is not None and kept[0] is transaction:
+        return kept[1]
+    connection = (await (await session.connection()).get_raw_connection()).driver_connection
+    session.info[_DRIVER_CONNECTION] = (session.sync_session.get_transaction(), connection)
+    return connection
+
+
+async def _rows_by_sqlalchemy(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    result = await session.execute(statement, params)
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
+
+
+class among(FunctionElement[bool]):
+    """``column IN (the list given as parameter name)``: on PostgreSQL ``column = ANY($n)``
+    with the list as one array parameter, so that the statement's text does not change with the
+    list's length (asyncpg prepares it once; :func:`fetch_rows` runs it); elsewhere an
+    expanding ``IN``."""
+
+    inherit_cache = True
+    name = "among"
+    type = Boolean()
+
+    def __init__(self, column: ColumnElement[Any], name: str) -> None:
+        super().__init__(column, bindparam(name, type_=column.type))
+
+
+@compiles(among)
+def _among(element: among, compiler: Any, **kw: Any) -> str:
+    column, parameter = element.clauses
+    return compiler.process(column.in_(bindparam(parameter.key, expanding=True, type_=column.type)), **kw)
+
+
+@compiles(among, "postgresql")
+def _among_postgresql(element: among, compiler: Any, **kw: Any) -> str:
+    column, parameter = element.clauses
+    return compiler.process(column == any_(bindparam(parameter.key, type_=ARRAY(column.type))), **kw)
+
+
 class _InsertIgnoringDuplicates(Insert):
     # The dialects' own ``on_conflict_do_nothing()`` opts out of SQLAlchemy's statement cache, so
     # it was compiled anew on every execution (inboxes run it once per event). The same words
@@ -273,13 +497,15 @@ async def next_value(session: AsyncSession, counters: Table, key: str) -> int:
     The row lock taken by the upsert serialises concurrent takers of the same key until their
     transactions end, and a rolled-back transaction gives its value back: no gaps, no duplicates.
     """
-    return int((await session.execute(_bump(counters), {"counter_key": key})).scalar_one())
+    [row] = await execute_rows(session, _bump(counters), {"counter_key": key})
+    return int(row["value"])
 
 
 async def next_values(session: AsyncSession, counters: Table, key: str, count: int) -> range:
     """Take the next ``count`` values of ``key`` at once (one statement, the same lock and
     rollback rules as :func:`next_value`): for a batch of events of one aggregate."""
-    last = int((await session.execute(_bump_by(counters), {"counter_key": key, "count": count})).scalar_one())
+    [row] = await execute_rows(session, _bump_by(counters), {"counter_key": key, "count": count})
+    last = int(row["value"])
     return range(last - count + 1, last + 1)
 
 
@@ -364,8 +590,8 @@ class CodeCounter:
     async def take(self, session: AsyncSession, *, key: str, prefix: str, **params: Any) -> str:
         """The next code of counter ``key``, written where the fix-ups say (``params`` are theirs)."""
         if session.bind.dialect.name == "postgresql":
-            taken = await session.execute(self._in_one, {"counter_key": key, "prefix": prefix, **params})
-            return str(taken.scalar_one())
+            [taken] = await execute_rows(session, self._in_one, {"counter_key": key, "prefix": prefix, **params})
+            return str(taken["code"])
         code = f"{prefix}{await next_value(session, self.counters, key):04d}"
         for statement in self._one_by_one:
             await session.execute(statement, {"new_code": code, **params})
@@ -384,6 +610,9 @@ __all__ = [
     "ServiceBase",
     "UtcDateTime",
     "counter_table",
+    "among",
+    "execute_rows",
+    "fetch_rows",
     "insert",
     "insert_ignoring_duplicates",
     "new_metadata",

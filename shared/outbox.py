@@ -42,7 +42,16 @@ from sqlalchemy.sql.expression import ColumnElement
 from shared import clock
 from shared.aio import stop_tasks, wait_event
 from shared.bus import Broker, OutgoingMessage, PublishError
-from shared.db import CommitSignal, Database, UtcDateTime, counter_table, next_values, replace_in
+from shared.db import (
+    CommitSignal,
+    Database,
+    UtcDateTime,
+    among,
+    counter_table,
+    execute_rows,
+    next_values,
+    replace_in,
+)
 from shared.events import REGISTRY, CloudEvent, EventData, event_type, format_sequence
 from shared.failpoints import failpoint
 from shared.logging import current_request_id, current_traceparent
@@ -131,7 +140,7 @@ class Outbox:
             }
             for event in events
         ]
-        await session.execute(self._insert, rows if len(rows) > 1 else rows[0])
+        await execute_rows(session, self._insert, rows if len(rows) > 1 else rows[0])
         EVENTS_WRITTEN.mark(session)
         return events
 
@@ -169,7 +178,7 @@ class Outbox:
         stand_in = bindparam("stand_in", type_=String)
         return [
             update(table)
-            .where(table.c.event_id.in_(bindparam("event_ids", expanding=True)))
+            .where(among(table.c.event_id, "event_ids"))
             .values(aggregate=subject, body=replace_in(table.c.body, stand_in, subject)),
             update(counters)
             .where(counters.c.key == literal(SEQUENCE_KEY) + stand_in)

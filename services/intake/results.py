@@ -17,6 +17,7 @@ from services.intake.schemas import ActionRequest
 from services.intake.transition import transition
 from services.intake.workflow import FINISHABLE, Action, allowed_actions, next_status
 from shared import clock
+from shared.db import fetch_rows
 from shared.errors import Conflict, Unprocessable
 from shared.eventdata.document import DocumentIssued
 from shared.events import Actor
@@ -112,12 +113,21 @@ _FIRST_PENDING = (
     .order_by(IssuedResult.id)
     .limit(1)
 )
+# Most actions that land in a finishable status find nothing waiting: asking with a plain read
+# first spares them loading an ORM object, the costlier half of the question.
+_ANY_PENDING = (
+    select(IssuedResult.id)
+    .where(IssuedResult.dossier_id == bindparam("dossier_id"), IssuedResult.applied_at.is_(None))
+    .limit(1)
+)
 
 
 async def apply_pending_result(session: AsyncSession, ctx: Context, dossier: Dossier) -> bool:
     """Finish the dossier with its first pending result if its status now allows it: from 4,
     or from 2 through 4; the system acts, giving the issued document as its reason."""
     if dossier.status not in FINISHABLE:
+        return False
+    if not await fetch_rows(session, _ANY_PENDING, {"dossier_id": dossier.id}):
         return False
     issued = (await session.execute(_FIRST_PENDING, {"dossier_id": dossier.id})).scalars().first()
     if issued is None:
