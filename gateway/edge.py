@@ -155,6 +155,7 @@ class Edge:
         # the response's start, held back until its body is complete or streams: a 503 can
         # still take its place while nothing has been sent
         held_start: dict[str, Any] | None = None
+        held_chunk: dict[str, Any] | None = None  # a streamed answer's latest piece
         recorded = False
         elapsed = 0.0
 
@@ -175,9 +176,10 @@ class Edge:
             )
 
         async def send_out(message: dict[str, Any]) -> None:
-            """The response goes out, but for its last piece, which waits until the access
-            record is committed: a response received whole always has its record."""
-            nonlocal status, started_response, held_start
+            """The response goes out one piece behind, and its last piece only once the access
+            record is committed: a client never holds a whole answer that has no record (with a
+            Content-Length, the bytes held back are what keeps it from being whole)."""
+            nonlocal status, started_response, held_start, held_chunk
             if message["type"] == "http.response.start":
                 status, started_response = message["status"], True
                 message["headers"] = list(message.get("headers", ())) + extra_headers
@@ -186,25 +188,34 @@ class Edge:
             if message["type"] != "http.response.body":
                 await send(message)
                 return
-            if not message.get("more_body", False):
-                try:
-                    await access_record()
-                except AccessNotRecorded:
-                    # handled here, not raised through the proxy or the framework (whose error
-                    # layers would log it as a crash)
-                    status = 503
-                    if held_start is not None:
-                        held_start = None
-                        await self._unrecorded(scope, receive, send)
-                    else:
-                        # streamed: part of the answer is out; the app ends without its last
-                        # piece and the server cuts the connection, so the client never holds
-                        # a whole answer that has no record
-                        log.warning("access_record_not_written_stream_cut", method=method, path=path)
-                    return
-            if held_start is not None:
-                await send(held_start)
-                held_start = None
+            if message.get("more_body", False):
+                if not message.get("body"):
+                    return  # nothing to hold back
+                if held_start is not None:
+                    await send(held_start)
+                    held_start = None
+                if held_chunk is not None:
+                    await send(held_chunk)
+                held_chunk = message
+                return
+            try:
+                await access_record()
+            except AccessNotRecorded:
+                # handled here, not raised through the proxy or the framework (whose error
+                # layers would log it as a crash)
+                status = 503
+                if held_start is not None:
+                    held_start = None
+                    await self._unrecorded(scope, receive, send)
+                else:
+                    # streamed: the app ends without the last pieces and the server cuts the
+                    # connection, so the client is left with an answer it knows is incomplete
+                    log.warning("access_record_not_written_stream_cut", method=method, path=path)
+                return
+            for piece in (held_start, held_chunk):
+                if piece is not None:
+                    await send(piece)
+            held_start = held_chunk = None
             await send(message)
 
         try:
