@@ -173,6 +173,22 @@ async def _load(target: tuple[str, str], seconds: float, clients: int) -> LoadRe
 BARE_AS = "notify"
 
 
+async def _access_commits(gateway_url: str) -> dict[str, int]:
+    """The gateway's access-record counters, from its /metrics (open to 127.0.0.1)."""
+    names = {
+        "lienthong_access_records_written_total": "written",
+        "lienthong_access_commits_total": "commits",
+        "lienthong_access_records_failed_total": "failed",
+    }
+    found = dict.fromkeys(names.values(), 0)
+    async with aiohttp.ClientSession() as http, http.get(f"{gateway_url}/metrics") as response:
+        for line in (await response.text()).splitlines():
+            name, _, value = line.partition(" ")
+            if name in names:
+                found[names[name]] = int(float(value))
+    return found
+
+
 async def main() -> None:
     seconds = float(env_int("BENCH_GATEWAY_SECONDS", 8))
     rounds = env_int("BENCH_GATEWAY_ROUNDS", 3)
@@ -260,6 +276,7 @@ async def main() -> None:
                     measured[name].append(summary)
                 for name in alone:
                     alone[name].append((await _load(targets[name], seconds / 2, 1)).summary())
+            access = await _access_commits(gateway_url)
         finally:
             for process in reversed(processes):
                 process.terminate()
@@ -305,6 +322,14 @@ async def main() -> None:
         one["part via gateway"]["p50_ms"] - one["part direct"]["p50_ms"], 3
     )
     figures["gateway_added_p50_ms_at_clients"] = round(t["part via gateway"]["p50_ms"] - t["part direct"]["p50_ms"], 2)
+    gateway_cpu = t["bare via gateway"]["cpu_ms_per_request"]["answering process"]
+    minimal_cpu = t["bare via minimal proxy"]["cpu_ms_per_request"]["answering process"]
+    figures["gateway_cpu_over_minimal_proxy"] = round(gateway_cpu / minimal_cpu, 3) if minimal_cpu else None
+    # group commit: each answer waits for its access record's commit, shared with the others
+    figures["access_records"] = {
+        **access,
+        "per_commit": round(access["written"] / access["commits"], 2) if access["commits"] else None,
+    }
     figures["targets_met"] = {
         f"throughput >= {TARGET_RATIO} of direct to the part": figures["gateway_over_part"] >= TARGET_RATIO,
         f"adds <= {TARGET_ADDED_P50_MS} ms at p50": figures["gateway_added_p50_ms_one_client"] <= TARGET_ADDED_P50_MS,
@@ -326,6 +351,11 @@ async def main() -> None:
         f"(minimal aiohttp proxy/bare app {figures['minimal_proxy_over_bare']}); "
         f"added p50 {figures['gateway_added_p50_ms_one_client']} ms at 1 client, "
         f"{figures['gateway_added_p50_ms_at_clients']} ms at {clients}"
+    )
+    print(
+        f"gateway CPU per proxied request / minimal aiohttp proxy's: {figures['gateway_cpu_over_minimal_proxy']}; "
+        f"access records {access['written']} in {access['commits']} commits "
+        f"({figures['access_records']['per_commit']} per commit), {access['failed']} failed"
     )
     print(f"written to {write('gateway', figures)}")
 

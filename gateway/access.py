@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import asyncpg
 import structlog
+from prometheus_client import Counter
 from sqlalchemy.engine import make_url
 
 from shared import clock
@@ -42,6 +43,11 @@ ROUTING_KEY = "access.recorded"
 # One aggregate for all records: the access log of the gateway.
 SUBJECT = "gateway:access"
 TYPE = event_type(ROUTING_KEY)
+RECORDS_WRITTEN = Counter("lienthong_access_records_written_total", "Access records committed")
+COMMITS = Counter("lienthong_access_commits_total", "Commits of access records (records per commit: written / commits)")
+RECORDS_FAILED = Counter(
+    "lienthong_access_records_failed_total", "Access records not committed (their answer was a 503 or cut off)"
+)
 # after a failed connection attempt, batches fail at once for this long instead of each trying
 # again (a database that is away would otherwise be asked once per waiting request)
 RECONNECT_PAUSE_SECONDS = 0.5
@@ -267,6 +273,7 @@ class AccessLog:
                     await self.writer.write([record for record, _ in batch])
                 except Exception as exc:
                     log.warning("access_records_not_written", error=repr(exc)[:300], records=len(batch))
+                    RECORDS_FAILED.inc(len(batch))
                     failure = exc if isinstance(exc, AccessNotRecorded) else AccessNotRecorded(repr(exc))
                     for _, future in batch:
                         if not future.done():
@@ -283,6 +290,8 @@ class AccessLog:
                     raise
                 self.written += len(batch)
                 self.commits += 1
+                RECORDS_WRITTEN.inc(len(batch))
+                COMMITS.inc()
                 for _, future in batch:
                     if not future.done():
                         future.set_result(None)
