@@ -188,7 +188,9 @@ def _access_share(speedscope: Path) -> float:
     marked = {
         i
         for i, f in enumerate(frames)
-        if f.get("name") in ("access_record", "_commit_while_waiting") and "gateway/" in f.get("file", "")
+        # py-spy names a function by its qualified name: "AccessLog._commit_while_waiting"
+        if str(f.get("name", "")).rsplit(".", 1)[-1] in ("access_record", "_commit_while_waiting")
+        and "gateway/" in f.get("file", "")
     }
     total = hit = 0.0
     for profile_ in data.get("profiles", []):
