@@ -17,11 +17,14 @@ import pytest_asyncio
 from sqlalchemy.engine import make_url
 from structlog.testing import capture_logs
 
-from gateway.access import SUBJECT, AccessLog
+from gateway.access import SUBJECT, AccessLog, PostgresWriter, envelope
 from gateway.config import RateRule
+from gateway.events import AccessRecorded
+from gateway.models import outbox
 from gateway.state import GatewayState
 from shared.events import CloudEvent
 from tests.gateway.gateway_support import assert_problem, running_gateway, serve
+from tests.gateway.test_gateway_edge import _migrated
 from tests.gateway.test_gateway_proxy import BIG, FakePart
 from tests.servers import psql, temporary_databases
 
@@ -44,14 +47,14 @@ def dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(False)
 
 
-async def outbox_records(url: str) -> list[tuple[int, CloudEvent]]:
-    """(outbox id, event) of every access record in the gateway's outbox, in id order."""
+async def outbox_records(url: str) -> list[tuple[bytes, CloudEvent]]:
+    """(body, event) of every access record in the gateway's outbox, in id order."""
     connection = await asyncpg.connect(dsn(url))
     try:
         rows = await connection.fetch("SELECT id, body FROM outbox WHERE aggregate = $1 ORDER BY id", SUBJECT)
     finally:
         await connection.close()
-    return [(row["id"], CloudEvent.from_bytes(row["body"])) for row in rows]
+    return [(row["body"], CloudEvent.from_bytes(row["body"])) for row in rows]
 
 
 async def test_concurrent_requests_share_commits_and_each_answer_has_its_record(tmp_path: Path, part_url: str) -> None:
@@ -150,3 +153,43 @@ async def test_database_away_no_whole_answer_without_its_record(
             cuts = [e for e in events if e["event"] == "access_record_not_written_stream_cut"]
             assert len(cuts) == 2, events
             assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+
+
+async def test_two_gateway_processes_write_one_gap_free_sequence_in_id_order() -> None:
+    """Two access logs on one database (two gateway processes, each its own connection) commit
+    concurrently: the records form one sequence without gaps or repeats, numbered in the order
+    of the outbox (the relay's publishing order), and each envelope is byte for byte the one the
+    CloudEvent model would write."""
+    with temporary_databases(["gateway"]) as urls:
+        db = await _migrated(urls["gateway"])
+        try:
+            logs = [AccessLog(PostgresWriter.for_database(db, outbox, lambda: None), batch=50) for _ in range(2)]
+
+            async def calls(n: int) -> None:
+                log = logs[n % 2]
+                for i in range(40):
+                    await log.record(
+                        actor=f"nguoi-{n}",
+                        roles=["citizen"],
+                        agency=None if i % 3 else "000.00.00.H56",
+                        client_ip="127.0.0.1",
+                        method="GET",
+                        route="/api/intake/dossiers",
+                        status=200,
+                        duration_ms=1.5,
+                        request_id=f"r-{n}-{i}",
+                    )
+
+            await asyncio.gather(*(calls(n) for n in range(10)))
+            assert sum(log.written for log in logs) == 400
+            assert all(log.commits < log.written for log in logs)
+            for log in logs:
+                await log.drain()
+            records = await outbox_records(urls["gateway"])
+        finally:
+            await db.dispose()
+    assert [int(e.sequence or 0) for _, e in records] == list(range(1, 401))
+    assert len({e.requestid for _, e in records}) == 400
+    for body, event in records:
+        record = {**AccessRecorded.model_validate(event.data).model_dump(), "at": event.time}
+        assert body == envelope(outbox.source, event.id, record, event.sequence or "") == event.to_bytes()
