@@ -51,6 +51,8 @@ RECORDS_FAILED = Counter(
 # after a failed connection attempt, batches fail at once for this long instead of each trying
 # again (a database that is away would otherwise be asked once per waiting request)
 RECONNECT_PAUSE_SECONDS = 0.5
+# a batch not committed by then fails (its requests answer 503) rather than hold them for ever
+WRITE_TIMEOUT_SECONDS = 10.0
 # An envelope is built with this sequence and cut in two around it: the writer puts the number
 # in between once the database has handed it out. JSON escapes every quote inside a string, so
 # the text with bare quotes is the top-level member and nothing else.
@@ -193,7 +195,16 @@ class PostgresWriter:
             times.append(record["at"])
         try:
             await connection.execute(
-                self.statement, SEQUENCE_KEY + SUBJECT, len(records), SUBJECT, ROUTING_KEY, ids, heads, tails, times
+                self.statement,
+                SEQUENCE_KEY + SUBJECT,
+                len(records),
+                SUBJECT,
+                ROUTING_KEY,
+                ids,
+                heads,
+                tails,
+                times,
+                timeout=WRITE_TIMEOUT_SECONDS,
             )
         except BaseException:
             # the outcome of a statement cut off is unknown: the connection is not used again
@@ -260,10 +271,6 @@ class AccessLog:
             # finishes in this turn go into its first batch
             self._committer = asyncio.create_task(self._commit_while_waiting(), name="access-commit")
         return future
-
-    @property
-    def pending(self) -> int:
-        return len(self._waiting)
 
     async def _commit_while_waiting(self) -> None:
         try:
