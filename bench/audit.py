@@ -6,8 +6,9 @@
 - appends/s through ``AuditConsumer.handle_batch`` (batches of 100 deliveries, one transaction
   each: duplicates looked up, leaves, tree nodes, entry rows), from one consumer and from two concurrent ones;
 - CPU per event in small batches (1 and 2 deliveries, what the consumer gets at the desk-day mix's
-  rate) and with events offered at a steady 500/s (the consumer takes whatever has arrived, as
-  from the broker): this process's CPU and the PostgreSQL backends' CPU, each per event;
+  rate) and with events offered at a steady 500/s, batched by the bus's own ``Batching`` without
+  a linger and with audit's (alternated, twice each): this process's CPU and the PostgreSQL
+  backends' CPU, each per event, and how long an event waited to be handled;
 - median and p99 time to produce an inclusion proof and a consistency proof from the SQL node
   store at each tree size (one session, as an HTTP request uses).
 """
