@@ -6,8 +6,9 @@
 - appends/s through ``AuditConsumer.handle_batch`` (batches of 100 deliveries, one transaction
   each: duplicates looked up, leaves, tree nodes, entry rows), from one consumer and from two concurrent ones;
 - CPU per event in small batches (1 and 2 deliveries, what the consumer gets at the desk-day mix's
-  rate) and with events offered at a steady 500/s (the consumer takes whatever has arrived, as
-  from the broker): this process's CPU and the PostgreSQL backends' CPU, each per event;
+  rate) and with events offered at a steady 500/s, batched by the bus's own ``Batching`` without
+  a linger and with audit's (alternated, twice each): this process's CPU and the PostgreSQL
+  backends' CPU, each per event, and how long an event waited to be handled;
 - median and p99 time to produce an inclusion proof and a consistency proof from the SQL node
   store at each tree size (one session, as an HTTP request uses).
 """
@@ -28,10 +29,10 @@ from sqlalchemy import text
 
 from bench.common import percentile, write
 from services.audit.app import MIGRATIONS
-from services.audit.handlers import AuditConsumer
+from services.audit.handlers import LINGER_SECONDS, AuditConsumer
 from services.audit.handlers import consumer as audit_consumer
 from services.audit.store import tree
-from shared.bus import Delivery
+from shared.bus import Batching, Delivery
 from shared.db import Database, session_scope
 from shared.events import CloudEvent, event_type
 from shared.migrations import upgrade_async
@@ -134,40 +135,42 @@ async def bench_small_batches(db: Database, name: str, n: int, batch: int) -> di
 
 
 async def bench_paced(db: Database, name: str, rate: int, seconds: float, linger: float = 0.0) -> dict[str, float]:
-    """CPU per event with events offered at ``rate`` per second; the consumer takes what has
-    arrived (up to 100), as it would from the broker's prefetch, after waiting ``linger``
-    seconds from the first one for more (the bus does not linger today: 0 is what runs)."""
+    """CPU per event with events offered at ``rate`` per second; the consumer's batches are made
+    by the bus's own ``Batching`` (what has arrived, up to 100, as from the broker's prefetch),
+    with ``linger`` as the consumer is configured (0: no waiting, as before audit lingered)."""
     n = int(rate * seconds)
-    bodies = events(n, tag=f"paced-{rate}")
+    bodies = events(n, tag=f"paced-{rate}-{linger}")
     consumer = AuditConsumer(name="audit", handlers=audit_consumer.handlers, inbox=None)
-    await consumer.handle_batch(db, [BenchDelivery(b) for b in events(20, tag="paced-warm-up")])
+    await consumer.handle_batch(db, [BenchDelivery(b) for b in events(20, tag=f"paced-warm-up-{linger}")])
     pids = await _backends(db, name)
-    arrived: asyncio.Queue[bytes | None] = asyncio.Queue()
+    batching: Batching[bytes | None] = Batching(100, linger=linger)
     batches: list[int] = []
+    waits: list[float] = []  # from an event's arrival to its batch's handling
+    arrivals: dict[int, float] = {}
 
     async def offer() -> None:
         loop, begin = asyncio.get_running_loop(), asyncio.get_running_loop().time()
         sent = 0
         while sent < n:
             due = min(n, int((loop.time() - begin) * rate) + 1)
-            for body in bodies[sent:due]:
-                arrived.put_nowait(body)
+            for i in range(sent, due):
+                arrivals[i] = time.perf_counter()
+                batching.arrived(bodies[i])
             sent = due
             await asyncio.sleep(0.002)
-        arrived.put_nowait(None)
+        batching.arrived(None)
 
     async def take() -> None:
-        done = False
+        done, taken = False, 0
         while not done:
-            batch = [await arrived.get()]
-            if linger and batch[0] is not None:
-                await asyncio.sleep(linger)
-            while not arrived.empty() and len(batch) < 100:
-                batch.append(arrived.get_nowait())
+            batch = await batching.next()
             if batch[-1] is None:
                 batch.pop()
                 done = True
             if batch:
+                now = time.perf_counter()
+                waits.extend(now - arrivals[i] for i in range(taken, taken + len(batch)))
+                taken += len(batch)
                 batches.append(len(batch))
                 await consumer.handle_batch(db, [BenchDelivery(b) for b in batch if b is not None])
 
@@ -181,6 +184,8 @@ async def bench_paced(db: Database, name: str, rate: int, seconds: float, linger
         "events": n,
         "achieved_per_s": round(n / elapsed),
         "mean_batch": round(statistics.mean(batches), 2),
+        "wait_ms_p50": round(statistics.median(waits) * 1000, 2),
+        "wait_ms_p99": round(percentile([w * 1000 for w in waits], 99), 2),
         "consumer_cpu_ms_per_event": round(cpu * 1000 / n, 3),
         "postgresql_cpu_ms_per_event": round(pg / n, 3),
     }
@@ -280,13 +285,17 @@ async def main(
                         flush=True,
                     )
                     figures["small_batches"].append(result)  # type: ignore[union-attr]
-                for linger in (0.0, 0.005) if "paced" in phases else ():
+                # before (no linger) and after (audit's), alternated so the machine's drift hits both
+                lingers = (0.0, LINGER_SECONDS, 0.0, LINGER_SECONDS) if "paced" in phases else ()
+                for linger in lingers:
                     result = await bench_paced(db, name, 500, paced_seconds, linger)
                     print(
                         f"offered 500/s, linger {linger * 1000:.0f} ms: took {result['achieved_per_s']:,}/s in batches "
                         f"of {result['mean_batch']} on average, CPU per event: consumer "
                         f"{result['consumer_cpu_ms_per_event']:.3f} ms, "
-                        f"PostgreSQL {result['postgresql_cpu_ms_per_event']:.3f} ms",
+                        f"PostgreSQL {result['postgresql_cpu_ms_per_event']:.3f} ms; wait to be handled "
+                        f"p50 {result['wait_ms_p50']} ms, p99 {result['wait_ms_p99']} ms "
+                        f"(load {os.getloadavg()[0]:.2f})",
                         flush=True,
                     )
                     figures["paced"].append(result)  # type: ignore[union-attr]

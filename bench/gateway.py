@@ -22,6 +22,11 @@ shipped, access records and rate limiting on, limits raised so the bench measure
 the limiter; nginx: ``worker_processes 1`` with upstream keep-alive). Rounds alternate the
 targets so that the machine's drift hits each alike; medians are reported.
 
+Access records are committed before each answer is given (group commit, ``gateway.access``): the
+figures give records per commit, and ``PROFILE=gateway`` samples the gateway with py-spy in an
+extra load through it and reports the access record's share of its CPU (building the record,
+waiting for it, the commits), as ms per request.
+
 Scale knobs: BENCH_GATEWAY_SECONDS (per target and round, default 8), BENCH_GATEWAY_ROUNDS (3),
 BENCH_CLIENTS (50).
 """
@@ -45,6 +50,7 @@ from typing import Any
 import aiohttp
 from fastapi import FastAPI, Request, Response
 
+from bench import profile
 from bench.common import write
 from bench.load import BENCH_ENV, LoadResult, env_int, expect, named_cpu, only, process_cpu, run_load
 from tests.servers import temporary_databases
@@ -173,8 +179,48 @@ async def _load(target: tuple[str, str], seconds: float, clients: int) -> LoadRe
 BARE_AS = "notify"
 
 
+def _access_share(speedscope: Path) -> float:
+    """Percent of the gateway's samples spent on access records: building one and waiting for
+    it on the request's path (``access_record`` in the edge) and the commits themselves (the
+    committer task, ``_commit_while_waiting``), each with everything it called."""
+    data = json.loads(speedscope.read_text())
+    frames = data["shared"]["frames"]
+    marked = {
+        i
+        for i, f in enumerate(frames)
+        # py-spy names a function by its qualified name: "AccessLog._commit_while_waiting"
+        if str(f.get("name", "")).rsplit(".", 1)[-1] in ("access_record", "_commit_while_waiting")
+        and "gateway/" in f.get("file", "")
+    }
+    total = hit = 0.0
+    for profile_ in data.get("profiles", []):
+        for stack, weight in zip(profile_.get("samples", []), profile_.get("weights", []), strict=False):
+            total += weight
+            if marked.intersection(stack):
+                hit += weight
+    return round(100 * hit / total, 2) if total else 0.0
+
+
+async def _access_commits(gateway_url: str) -> dict[str, int]:
+    """The gateway's access-record counters, from its /metrics (open to 127.0.0.1)."""
+    names = {
+        "lienthong_access_records_written_total": "written",
+        "lienthong_access_commits_total": "commits",
+        "lienthong_access_records_failed_total": "failed",
+    }
+    found = dict.fromkeys(names.values(), 0)
+    async with aiohttp.ClientSession() as http, http.get(f"{gateway_url}/metrics") as response:
+        for line in (await response.text()).splitlines():
+            name, _, value = line.partition(" ")
+            if name in names:
+                found[names[name]] = int(float(value))
+    return found
+
+
 async def main() -> None:
     seconds = float(env_int("BENCH_GATEWAY_SECONDS", 8))
+    profiled = profile.requested(os.environ.get("PROFILE", ""), ["gateway"])
+    profiles: dict[str, Any] = {}
     rounds = env_int("BENCH_GATEWAY_ROUNDS", 3)
     clients = env_int("BENCH_CLIENTS", 50)
     bare_port, part_port, gateway_port, nginx_port, minimal_port = free_ports(5)
@@ -260,6 +306,15 @@ async def main() -> None:
                     measured[name].append(summary)
                 for name in alone:
                     alone[name].append((await _load(targets[name], seconds / 2, 1)).summary())
+            access = await _access_commits(gateway_url)
+            if "gateway" in profiled:
+                # an extra load, not counted above: py-spy's sampling costs the machine CPU
+                bare_via_gateway = targets["bare via gateway"]
+                profiler = profile.Profiler({"gateway": gateway.pid}, seconds)
+                profiler.start()
+                await _load(bare_via_gateway, seconds, clients)
+                profiles = await profiler.stop()
+                profiles["access_record_share_percent"] = _access_share(profiler.path("gateway"))
         finally:
             for process in reversed(processes):
                 process.terminate()
@@ -305,6 +360,19 @@ async def main() -> None:
         one["part via gateway"]["p50_ms"] - one["part direct"]["p50_ms"], 3
     )
     figures["gateway_added_p50_ms_at_clients"] = round(t["part via gateway"]["p50_ms"] - t["part direct"]["p50_ms"], 2)
+    gateway_cpu = t["bare via gateway"]["cpu_ms_per_request"]["answering process"]
+    minimal_cpu = t["bare via minimal proxy"]["cpu_ms_per_request"]["answering process"]
+    figures["gateway_cpu_over_minimal_proxy"] = round(gateway_cpu / minimal_cpu, 3) if minimal_cpu else None
+    # group commit: each answer waits for its access record's commit, shared with the others
+    figures["access_records"] = {
+        **access,
+        "per_commit": round(access["written"] / access["commits"], 2) if access["commits"] else None,
+    }
+    if profiles:
+        share = profiles["access_record_share_percent"]
+        figures["profile"] = profiles
+        # the access record's part of the gateway's CPU per request: its share of the samples
+        figures["access_record_cpu_ms_per_request"] = round(share / 100 * gateway_cpu, 3)
     figures["targets_met"] = {
         f"throughput >= {TARGET_RATIO} of direct to the part": figures["gateway_over_part"] >= TARGET_RATIO,
         f"adds <= {TARGET_ADDED_P50_MS} ms at p50": figures["gateway_added_p50_ms_one_client"] <= TARGET_ADDED_P50_MS,
@@ -327,6 +395,16 @@ async def main() -> None:
         f"added p50 {figures['gateway_added_p50_ms_one_client']} ms at 1 client, "
         f"{figures['gateway_added_p50_ms_at_clients']} ms at {clients}"
     )
+    print(
+        f"gateway CPU per proxied request / minimal aiohttp proxy's: {figures['gateway_cpu_over_minimal_proxy']}; "
+        f"access records {access['written']} in {access['commits']} commits "
+        f"({figures['access_records']['per_commit']} per commit), {access['failed']} failed"
+    )
+    if profiles:
+        print(
+            f"access record path: {profiles['access_record_share_percent']}% of the gateway's samples, "
+            f"{figures['access_record_cpu_ms_per_request']} ms CPU per request"
+        )
     print(f"written to {write('gateway', figures)}")
 
 

@@ -15,7 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from gateway import accounts, identity
-from gateway.access import AccessLog
+from gateway.access import AccessLog, BatchWriter, PostgresWriter, SessionWriter
 from gateway.config import GatewaySettings, get_settings
 from gateway.edge import Edge
 from gateway.models import Base, User, outbox
@@ -128,9 +128,7 @@ def definition(settings: GatewaySettings | None = None, *, own_openapi: Any = No
             upstreams=upstreams,
             api=ApiDocuments(s, own_openapi),
             limiter=DatabaseLimiter(runtime.db) if s.rate_limit_store == "database" else MemoryLimiter(),
-            access=AccessLog(
-                outbox, batch=s.access_batch, flush_seconds=s.access_flush_seconds, queue_limit=s.access_queue_limit
-            ),
+            access=AccessLog(_access_writer(runtime), batch=s.access_batch),
         )
         if s.demo:
             await seed_demo_users(runtime, passwords)
@@ -140,7 +138,7 @@ def definition(settings: GatewaySettings | None = None, *, own_openapi: Any = No
         state = GatewayState.of(runtime)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
-                await state.access.drain(runtime.db)
+                await state.access.drain()
         await state.upstreams.close()
 
     return ServiceDefinition(
@@ -154,7 +152,7 @@ def definition(settings: GatewaySettings | None = None, *, own_openapi: Any = No
         outbox=outbox,
         on_start=on_start,
         on_stop=on_stop,
-        background=[keep_api_documents, write_access_records, housekeeping],
+        background=[keep_api_documents, housekeeping],
         max_body_bytes=settings.max_json_body_bytes,
         readiness_checks={"parts_documented": _documented},
     )
@@ -179,8 +177,12 @@ async def keep_api_documents(runtime: ServiceRuntime) -> None:
     await state.api.run(state.upstreams)
 
 
-async def write_access_records(runtime: ServiceRuntime) -> None:
-    await GatewayState.of(runtime).access.run(runtime.db)
+def _access_writer(runtime: ServiceRuntime) -> BatchWriter:
+    """On PostgreSQL the access log's own connection (see ``gateway.access``); on SQLite a session."""
+    if runtime.db.dialect == "postgresql":
+        relay = runtime.relay
+        return PostgresWriter.for_database(runtime.db, outbox, relay.wake if relay else lambda: None)
+    return SessionWriter(runtime.db, outbox)
 
 
 async def housekeeping(runtime: ServiceRuntime) -> None:

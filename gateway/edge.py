@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from starlette.requests import Request
 
+from gateway.access import AccessNotRecorded
 from gateway.config import CONSOLE, SERVICES, GatewaySettings, RateRule
 from gateway.openapi import RouteInfo
 from gateway.proxy import ClientGone, forward
@@ -150,14 +151,71 @@ class Edge:
         route: RouteInfo | None = None
         status = 500
         extra_headers = list(self.api_headers)
-
         started_response = False
+        # the response's start, held back until its body is complete or streams: a 503 can
+        # still take its place while nothing has been sent
+        held_start: dict[str, Any] | None = None
+        held_chunk: dict[str, Any] | None = None  # a streamed answer's latest piece
+        recorded = False
+        elapsed = 0.0
+
+        def access_record() -> Any:
+            nonlocal recorded, elapsed
+            recorded = True
+            elapsed = time.perf_counter() - started
+            return state.access.record(
+                actor=caller.sub if caller else None,
+                roles=caller.roles if caller else [],
+                agency=caller.agency if caller else None,
+                client_ip=client_ip,
+                method=method,
+                route=_template(part, route, self.parts),
+                status=status,
+                duration_ms=elapsed * 1000,
+                request_id=scope.get("state", {}).get("request_id"),
+            )
 
         async def send_out(message: dict[str, Any]) -> None:
-            nonlocal status, started_response
+            """The response goes out one piece behind, and its last piece only once the access
+            record is committed: a client never holds a whole answer that has no record (with a
+            Content-Length, the bytes held back are what keeps it from being whole)."""
+            nonlocal status, started_response, held_start, held_chunk
             if message["type"] == "http.response.start":
                 status, started_response = message["status"], True
                 message["headers"] = list(message.get("headers", ())) + extra_headers
+                held_start = message
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            if message.get("more_body", False):
+                if not message.get("body"):
+                    return  # nothing to hold back
+                if held_start is not None:
+                    await send(held_start)
+                    held_start = None
+                if held_chunk is not None:
+                    await send(held_chunk)
+                held_chunk = message
+                return
+            try:
+                await access_record()
+            except AccessNotRecorded:
+                # handled here, not raised through the proxy or the framework (whose error
+                # layers would log it as a crash)
+                status = 503
+                if held_start is not None:
+                    held_start = None
+                    await self._unrecorded(scope, receive, send)
+                else:
+                    # streamed: the app ends without the last pieces and the server cuts the
+                    # connection, so the client is left with an answer it knows is incomplete
+                    log.warning("access_record_not_written_stream_cut", method=method, path=path)
+                return
+            for piece in (held_start, held_chunk):
+                if piece is not None:
+                    await send(piece)
+            held_start = held_chunk = None
             await send(message)
 
         try:
@@ -219,27 +277,19 @@ class Edge:
             # the edge sits outside the framework's error layer: a fault of ours is a 500
             # problem (logged with the request id), never a stack trace to the caller
             log.exception("edge_failed", method=method, path=path)
-            if started_response:
+            if started_response and held_start is None:  # a part of the answer is out
                 raise
             detail = "The error was logged with this request id."
             await self._problem(scope, receive, send_out, 500, "internal_error", "Internal error", detail)
         finally:
-            elapsed = time.perf_counter() - started
-            template = route.template if route else f"/api/{part}/*" if part in self.parts else "/api/*"
+            if not recorded:
+                # no complete answer went out (the client left, or a fault broke it off): the
+                # record is still written, but nobody waits for it
+                access_record()
+            template = _template(part, route, self.parts)
             if part != OWN_PREFIX:  # the gateway's own routes are counted by its metrics middleware
                 HTTP_REQUESTS.labels("gateway", method, template, str(status)).inc()
                 HTTP_LATENCY.labels("gateway", template).observe(elapsed)
-            state.access.record(
-                actor=caller.sub if caller else None,
-                roles=caller.roles if caller else [],
-                agency=caller.agency if caller else None,
-                client_ip=client_ip,
-                method=method,
-                route=template,
-                status=status,
-                duration_ms=elapsed * 1000,
-                request_id=scope.get("state", {}).get("request_id"),
-            )
 
     async def _authenticate(
         self, scope: dict[str, Any], verifier: TokenVerifier
@@ -336,6 +386,17 @@ class Edge:
     def _default_limit(self, part: str) -> int:
         return self.settings.max_json_body_bytes if part == OWN_PREFIX else self.settings.max_upload_bytes
 
+    async def _unrecorded(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The answer instead of one whose access record could not be written: nothing of it was
+        sent, so the client hears to try again (a request that changed something upstream is
+        safe to repeat with its Idempotency-Key)."""
+        problem = _NotRecorded(
+            "the gateway records every answer before giving it, and its database is not reachable",
+            headers={"Retry-After": "1"},
+        )
+        response = error_response(Request(scope, receive), problem)
+        await response(scope, receive, _adding(send, self.api_headers))
+
     async def _problem(
         self, scope: dict[str, Any], receive: Any, send: Any, status: int, code: str, title: str, detail: str
     ) -> None:
@@ -361,6 +422,10 @@ class _LengthError(ProblemError):
     status, code, title = 400, "bad_content_length", "Content-Length is not a number"
 
 
+class _NotRecorded(ProblemError):
+    status, code, title = 503, "access_not_recorded", "The request could not be recorded; try again shortly"
+
+
 class _TooLarge(ProblemError):
     status, code, title = 413, "payload_too_large", "Request body too large"
 
@@ -372,6 +437,10 @@ def _check_declared_length(scope: dict[str, Any], limit: int) -> None:
                 raise _LengthError()
             if int(value) > limit:
                 raise _TooLarge(f"the limit here is {limit} bytes")
+
+
+def _template(part: str, route: RouteInfo | None, parts: frozenset[str]) -> str:
+    return route.template if route else f"/api/{part}/*" if part in parts else "/api/*"
 
 
 def _adding(send: Any, extra: list[tuple[bytes, bytes]]) -> Callable[[dict[str, Any]], Awaitable[None]]:

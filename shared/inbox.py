@@ -104,6 +104,9 @@ class Consumer:
     # inbox row (notify: no subscription wants it); ``before_batch`` refreshes what it relies on
     accepts: Callable[[CloudEvent], bool] | None = None
     before_batch: Callable[[Database], Awaitable[None]] | None = None
+    # seconds a batch that is not full may wait for more while events arrive fast (see
+    # ``shared.bus.Batching``): for a consumer whose cost is mostly per batch
+    linger: float = 0.0
     applied: int = field(default=0, init=False)
     duplicates: int = field(default=0, init=False)
 
@@ -121,7 +124,15 @@ class Consumer:
         async def on_batch(deliveries: list[Delivery]) -> None:
             await self.handle_batch(db, deliveries)
 
-        await broker.consume(self.name, self.bindings, on_batch, batch=batch, prefetch=prefetch, retired=self.retired)
+        await broker.consume(
+            self.name,
+            self.bindings,
+            on_batch,
+            batch=batch,
+            prefetch=prefetch,
+            retired=self.retired,
+            linger=self.linger,
+        )
 
     async def handle_batch(self, db: Database, deliveries: Sequence[Delivery]) -> None:
         """Apply a batch in one transaction (:meth:`apply_batch`); settle each delivery after the

@@ -22,6 +22,7 @@ from shared.aio import stop_tasks
 from shared.bus import (
     ORIGINAL_ROUTING_KEY,
     BatchHandler,
+    Batching,
     Broker,
     DeadLetter,
     Delivery,
@@ -90,9 +91,9 @@ class AmqpBroker(Broker):
         self._publish_channel: AbstractRobustChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._consumers: dict[str, tuple[AbstractRobustChannel, asyncio.Task[None]]] = {}
-        # queue → (bindings, retired bindings, handler, batch, prefetch): what _attach needs again
-        # after a reconnect
-        self._specs: dict[str, tuple[list[str], list[str], BatchHandler, int, int]] = {}
+        # queue → (bindings, retired bindings, handler, batch, prefetch, linger): what _attach
+        # needs again after a reconnect
+        self._specs: dict[str, tuple[list[str], list[str], BatchHandler, int, int, float]] = {}
         self._watchdog: asyncio.Task[None] | None = None
         self._publish_lock = asyncio.Lock()
 
@@ -172,15 +173,23 @@ class AmqpBroker(Broker):
         batch: int,
         prefetch: int,
         retired: Sequence[str] = (),
+        linger: float = 0.0,
     ) -> None:
-        self._specs[queue] = (list(bindings), [r for r in retired if r not in bindings], handler, batch, prefetch)
+        self._specs[queue] = (
+            list(bindings),
+            [r for r in retired if r not in bindings],
+            handler,
+            batch,
+            prefetch,
+            linger,
+        )
         await self._attach(queue)
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._watch(), name="amqp-consumer-watchdog")
 
     async def _attach(self, queue: str) -> None:
         assert self._connection is not None
-        bindings, retired, handler, batch, prefetch = self._specs[queue]
+        bindings, retired, handler, batch, prefetch, linger = self._specs[queue]
         old = self._consumers.pop(queue, None)
         if old is not None:
             old[1].cancel()
@@ -198,9 +207,13 @@ class AmqpBroker(Broker):
             await q.bind(exchange, routing_key=binding)
         for binding in retired:
             await q.unbind(exchange, routing_key=binding)  # RabbitMQ: a no-op when not bound
-        buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        await q.consume(buffer.put, no_ack=False, consumer_tag=f"lienthong.{queue}")
-        task = asyncio.create_task(self._work(buffer, handler, batch), name=f"consume:{queue}")
+        batching: Batching[AbstractIncomingMessage] = Batching(batch, linger=linger)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            batching.arrived(message)
+
+        await q.consume(on_message, no_ack=False, consumer_tag=f"lienthong.{queue}")
+        task = asyncio.create_task(self._work(batching, handler), name=f"consume:{queue}")
         self._consumers[queue] = (channel, task)
 
     async def _watch(self, every: float = 5.0) -> None:
@@ -235,13 +248,9 @@ class AmqpBroker(Broker):
                 with contextlib.suppress(Exception):
                     await probe.close()
 
-    async def _work(self, buffer: asyncio.Queue[AbstractIncomingMessage], handler: BatchHandler, batch: int) -> None:
+    async def _work(self, batching: Batching[AbstractIncomingMessage], handler: BatchHandler) -> None:
         while True:
-            first = await buffer.get()
-            messages = [first]
-            while len(messages) < batch and not buffer.empty():
-                messages.append(buffer.get_nowait())
-            deliveries: list[Delivery] = [_AmqpDelivery(m) for m in messages]
+            deliveries: list[Delivery] = [_AmqpDelivery(m) for m in await batching.next()]
             await hand_over(handler, deliveries, pause=0.2)
 
     def consumers_attached(self) -> dict[str, bool]:

@@ -146,7 +146,10 @@ class InProcessBroker(Broker):
         batch: int,
         prefetch: int,
         retired: Sequence[str] = (),
+        linger: float = 0.0,
     ) -> None:
+        # ``linger`` is not needed here: the embedded suite's events arrive a few at a time, and
+        # a batch that waits would only add latency
         q = self._queues.setdefault(queue, _Queue(name=queue, bindings=list(bindings)))
         q.bindings = list(bindings)
         if q.worker is None or q.worker.done():

@@ -226,7 +226,7 @@ async def test_every_request_leaves_an_access_record_without_secrets(tmp_path: P
             await delivery.ack()
 
     await broker.consume("test-access", ["access.recorded"], collect, batch=50, prefetch=50)
-    settings = gateway_settings(tmp_path, {"intake": part_url}, access_flush_seconds=0.05)
+    settings = gateway_settings(tmp_path, {"intake": part_url})
     app = create_app(settings, broker=broker)
     try:
         async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:

@@ -91,13 +91,14 @@ class FakePart:
                 size += len(chunk)
                 more = message.get("more_body", False)
             await _json(send, 200, {"bytes": size, "sha256": digest.hexdigest(), "headers": headers})
-        elif path == "/download":
+        elif path in ("/download", "/download-sized"):
             chunk = _chunk()
+            sized = [(b"content-length", str(BIG).encode())] if path == "/download-sized" else []
             await send(
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": [(b"content-type", b"application/octet-stream")],
+                    "headers": [(b"content-type", b"application/octet-stream"), *sized],
                 }
             )
             for _ in range(BIG // MiB):

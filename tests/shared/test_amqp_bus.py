@@ -273,3 +273,62 @@ async def test_a_retired_binding_is_removed_from_a_durable_queue(setup) -> None:
     await asyncio.sleep(0.3)
     await broker.close()
     assert heard == ["dossier.received"]
+
+
+async def _paced(broker: AmqpBroker, count: int, rate: float, tag: str) -> None:
+    """``count`` events published one by one at ``rate`` per second, as a busy producer's relay does."""
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+    for i in range(count):
+        await broker.publish([OutgoingMessage("dossier.received", b"{}", f"{tag}-{i}")])
+        await asyncio.sleep(max(0.0, begin + (i + 1) / rate - loop.time()))
+
+
+async def test_a_lingering_consumer_batches_a_steady_flow_and_hands_a_lone_event_over_at_once(setup) -> None:  # type: ignore[no-untyped-def]
+    """With a linger (audit's option), events arriving at a few hundred a second are handled in
+    batches of several; without it, one or two at a time. A lone event after a quiet spell is not
+    held back for followers that are not coming."""
+    _, _, amqp_url, _ = setup
+    batches: dict[str, list[int]] = {"lingering": [], "eager": []}
+    handled_at: dict[str, float] = {}
+
+    def hearing(name: str):  # type: ignore[no-untyped-def]
+        async def hear(deliveries) -> None:  # type: ignore[no-untyped-def]
+            batches[name].append(len(deliveries))
+            for delivery in deliveries:
+                handled_at[delivery.message_id] = time.perf_counter()
+            await deliveries[-1].ack(multiple=True)
+
+        return hear
+
+    broker = AmqpBroker(amqp_url)
+    await broker.connect()
+    linger = 0.05
+    await broker.consume("lingering", ["dossier.#"], hearing("lingering"), batch=100, prefetch=200, linger=linger)
+    await broker.consume("eager", ["dossier.#"], hearing("eager"), batch=100, prefetch=200)
+    try:
+        # a lone event, the consumer idle: handed over without waiting out the linger
+        sent = time.perf_counter()
+        await broker.publish([OutgoingMessage("dossier.received", b"{}", "lone-1")])
+        await eventually(lambda: "lone-1" in handled_at, within=5)
+        assert handled_at["lone-1"] - sent < linger / 2, handled_at["lone-1"] - sent
+
+        # a steady 250 events/s for 1.2 s
+        for name in batches:
+            batches[name].clear()
+        await _paced(broker, 300, 250, "steady")
+        await eventually(lambda: sum(batches["lingering"]) == 300 and sum(batches["eager"]) == 300, within=10)
+        lingering = sum(batches["lingering"]) / len(batches["lingering"])
+        eager = sum(batches["eager"]) / len(batches["eager"])
+        print(f"mean batch at 250/s: {lingering:.1f} lingering, {eager:.1f} eager")
+        assert lingering >= 5, batches["lingering"]
+        assert lingering >= 3 * eager
+
+        # quiet, then a lone event again: the pace of the flow before does not hold it back
+        await asyncio.sleep(0.3)
+        sent = time.perf_counter()
+        await broker.publish([OutgoingMessage("dossier.received", b"{}", "lone-2")])
+        await eventually(lambda: "lone-2" in handled_at, within=5)
+        assert handled_at["lone-2"] - sent < linger / 2, handled_at["lone-2"] - sent
+    finally:
+        await broker.close()
