@@ -1,23 +1,52 @@
-"""Distributed mode: each part its own process, PostgreSQL and RabbitMQ from the environment.
+"""Distributed mode: each part its own process (or several), PostgreSQL and RabbitMQ from the environment.
 
 ``up`` starts every part as a child process, starts a part that dies again (with backoff, and
 says so), and stops them all on Ctrl-C or SIGTERM; in production each part runs under its
 orchestrator with ``serve PART`` instead.
+
+``serve PART`` with ``workers`` > 1 (``LIENTHONG_<PART>_WORKERS``) is a small supervisor: it binds
+the part's port once and runs that many worker processes accepting on that one socket (the
+kernel hands each connection to one of them). Not uvicorn's own ``workers=N`` supervisor, because
+that starts every worker at once: the first start of a part does work that must happen once —
+migrations, demo data, a development key written under ``var_dir``, the gateway's first signing
+key — and N processes doing it together race (a unique violation, or a key file and certificate
+from two different processes). Here the first worker starts alone; the others start once it
+serves. A worker that dies is started again (with backoff, and said); SIGTERM or Ctrl-C stops
+them all gracefully (each finishes its requests and its lifespan shutdown). What the workers
+share and what is refused is in :mod:`shared.workers`.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+from multiprocessing.synchronize import Event as EventType
+from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
 from lienthong import parts
+from shared import workers
 from shared.migrations import upgrade
-from shared.settings import PARTS
+from shared.settings import PARTS, Settings
+
+SERVER_OPTIONS: dict[str, Any] = {
+    "log_level": "warning",
+    "access_log": False,
+    "lifespan": "on",
+    "loop": "uvloop",
+    "http": "httptools",
+}
+FIRST_WORKER_TIMEOUT = 180.0  # migrations of a large upgrade run in the first worker's start
+STOP_TIMEOUT = 25.0
 
 
 def serve(part: str) -> int:
@@ -25,19 +54,158 @@ def serve(part: str) -> int:
         print(f"unknown part {part!r}; one of {', '.join(PARTS)}", file=sys.stderr)
         return 2
     mod = parts.module(part)
+    try:
+        settings = mod.get_settings()
+    except ValidationError as exc:
+        print(f"{part}: the settings are refused:\n{exc}", file=sys.stderr)
+        return 2
+    why = workers.refusal(part, settings.workers)
+    if why:
+        print(f"{part}: {settings.workers} workers refused: {why}", file=sys.stderr)
+        return 2
+    if settings.workers == 1:
+        uvicorn.run(mod.create_app(settings), host=settings.host, port=settings.port, **SERVER_OPTIONS)
+        return 0
+    return supervise(part, settings)
+
+
+class Backoff:
+    """The pause before starting a dead process again: doubles while it keeps dying
+    (``first`` up to ``most``), back to ``first`` once it had run ``steady_after`` seconds."""
+
+    def __init__(self, first: float = 1.0, most: float = 30.0, steady_after: float = 60.0) -> None:
+        self.first, self.most, self.steady_after = first, most, steady_after
+        self._delays: dict[object, float] = {}
+
+    def after(self, key: object, ran: float) -> float:
+        delay = self.first if ran >= self.steady_after else min(self._delays.get(key, self.first / 2) * 2, self.most)
+        self._delays[key] = delay
+        return delay
+
+
+class _ReadyServer(uvicorn.Server):
+    """Says when it serves: the lifespan (migrations, on_start) is done and the socket accepts."""
+
+    def __init__(self, config: uvicorn.Config, ready: EventType) -> None:
+        super().__init__(config)
+        self._ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self._ready.set()
+
+
+def _worker(part: str, label: str, sock: socket.socket, ready: EventType) -> None:
+    os.environ[workers.WORKER_ENV] = label
+    mod = parts.module(part)
     settings = mod.get_settings()
-    app = mod.create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        loop="uvloop",
-        http="httptools",
-    )
-    return 0
+    config = uvicorn.Config(mod.create_app(settings), host=settings.host, port=settings.port, **SERVER_OPTIONS)
+    _ReadyServer(config, ready).run(sockets=[sock])
+
+
+def _metrics_dir(part: str) -> tuple[str, bool]:
+    """The directory every worker writes its metrics to; emptied, since files of an earlier run
+    would be summed in. Returns it and whether it is ours to remove at the end."""
+    given = os.environ.get(workers.METRICS_DIR_ENV)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.remove(os.path.join(given, name))
+        return given, False
+    made = tempfile.mkdtemp(prefix=f"lienthong-{part}-metrics-")
+    os.environ[workers.METRICS_DIR_ENV] = made
+    return made, True
+
+
+def supervise(part: str, settings: Settings, *, backoff: Backoff | None = None) -> int:
+    """Run ``settings.workers`` processes of ``part`` on one socket until SIGTERM or Ctrl-C."""
+    count = settings.workers
+    backoff = backoff or Backoff()
+    metrics_dir, ours = _metrics_dir(part)
+    sock = uvicorn.Config(app="unused", host=settings.host, port=settings.port).bind_socket()
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no loop or pool inherited
+    processes: dict[int, Any] = {}
+    started: dict[int, float] = {}
+    restart_at: dict[int, float] = {}
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    def start(index: int) -> EventType:
+        ready = context.Event()
+        process = context.Process(
+            target=_worker, args=(part, f"{index + 1}/{count}", sock, ready), name=f"{part}-worker-{index + 1}"
+        )
+        process.start()
+        processes[index], started[index] = process, time.monotonic()
+        return ready
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        first = start(0)
+        deadline = time.monotonic() + FIRST_WORKER_TIMEOUT
+        while not first.wait(0.2):
+            if stopping:
+                return 0
+            if not processes[0].is_alive() or time.monotonic() > deadline:
+                print(f"{part}: the first worker did not start (exit code {processes[0].exitcode})", file=sys.stderr)
+                return 1
+        for index in range(1, count):
+            start(index)
+        print(
+            f"{part}: {count} workers on {settings.host}:{settings.port} (pids "
+            + ", ".join(str(p.pid) for p in processes.values())
+            + ")",
+            file=sys.stderr,
+            flush=True,
+        )
+        while not stopping:
+            now = time.monotonic()
+            for index, process in list(processes.items()):
+                if index in restart_at:
+                    if now >= restart_at[index]:
+                        del restart_at[index]
+                        start(index)
+                        print(f"{part} worker {index + 1} restarted (pid {processes[index].pid})", file=sys.stderr)
+                    continue
+                if process.is_alive():
+                    continue
+                process.join()
+                workers.worker_exited(process.pid)
+                ran = now - started[index]
+                delay = backoff.after(index, ran)
+                restart_at[index] = now + delay
+                print(
+                    f"{part} worker {index + 1} (pid {process.pid}) exited with {process.exitcode} after "
+                    f"{ran:.0f} s; restarting it in {delay:g} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            time.sleep(0.2)
+        return 0
+    finally:
+        _stop_all(list(processes.values()))
+        sock.close()
+        if ours:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _stop_all(processes: list[Any]) -> None:
+    """SIGTERM to each (uvicorn finishes open requests and runs the lifespan's shutdown), then
+    wait; whoever has not stopped after ``STOP_TIMEOUT`` is killed."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def migrate(part: str | None) -> int:
@@ -54,7 +222,7 @@ def up(*, first_delay: float = 1.0, max_delay: float = 30.0, steady_after: float
     doubles while it keeps dying (``first_delay`` up to ``max_delay``; back to the start once it
     has run ``steady_after`` seconds). Only Ctrl-C or SIGTERM stops them all."""
     started: dict[str, float] = {}
-    delays: dict[str, float] = {}
+    backoff = Backoff(first_delay, max_delay, steady_after)
     restart_at: dict[str, float] = {}
 
     def start(part: str) -> subprocess.Popen[bytes]:
@@ -83,8 +251,7 @@ def up(*, first_delay: float = 1.0, max_delay: float = 30.0, steady_after: float
             if child.poll() is None:
                 continue
             ran = now - started[part]
-            delay = first_delay if ran >= steady_after else min(delays.get(part, first_delay / 2) * 2, max_delay)
-            delays[part] = delay
+            delay = backoff.after(part, ran)
             restart_at[part] = now + delay
             print(
                 f"{part} (pid {child.pid}) exited with {child.returncode} after {ran:.0f} s; "
@@ -98,7 +265,7 @@ def up(*, first_delay: float = 1.0, max_delay: float = 30.0, steady_after: float
             child.send_signal(signal.SIGTERM)
     for child in children.values():
         try:
-            child.wait(timeout=15)
+            child.wait(timeout=30)
         except subprocess.TimeoutExpired:
             child.kill()
     return 0
