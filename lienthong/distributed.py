@@ -126,6 +126,8 @@ def supervise(part: str, settings: Settings, *, backoff: Backoff | None = None) 
     sock = uvicorn.Config(app="unused", host=settings.host, port=settings.port).bind_socket()
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no loop or pool inherited
     processes: dict[int, Any] = {}
+    # kept while the worker runs: a spawned child unpickles its event after start() returned
+    ready_events: dict[int, EventType] = {}
     started: dict[int, float] = {}
     restart_at: dict[int, float] = {}
     stopping = False
@@ -140,7 +142,7 @@ def supervise(part: str, settings: Settings, *, backoff: Backoff | None = None) 
             target=_worker, args=(part, f"{index + 1}/{count}", sock, ready), name=f"{part}-worker-{index + 1}"
         )
         process.start()
-        processes[index], started[index] = process, time.monotonic()
+        processes[index], started[index], ready_events[index] = process, time.monotonic(), ready
         return ready
 
     signal.signal(signal.SIGINT, stop)

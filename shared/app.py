@@ -38,7 +38,7 @@ from shared.metrics import DEAD_LETTERS
 from shared.migrations import upgrade_async
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import Settings
-from shared.workers import metrics_text
+from shared.workers import metrics_text, pool_share
 
 log = structlog.get_logger("app")
 
@@ -122,7 +122,7 @@ def create_service_app(
         url = settings.resolved_database_url
         if settings.auto_migrate:
             await upgrade_async(definition.migrations, url, service=definition.name)
-        db = Database(url, pool_size=settings.database_pool_size)
+        db = Database(url, pool_size=pool_share(settings.database_pool_size, settings.workers))
         the_broker = broker or make_broker(settings)
         outbox = definition.outbox
         relay = (

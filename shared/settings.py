@@ -49,7 +49,8 @@ class Settings(BaseSettings):
         le=64,
         description="worker processes `serve PART` runs on the part's one port (a dead one is started "
         "again); `LIENTHONG_<PART>_WORKERS` for one part. Distributed mode only: the embedded mode is "
-        "always one process. signing refuses more than 1; the gateway needs rate_limit_store=database",
+        "always one process. database_pool_size is the part's, shared out among its workers. signing "
+        "refuses more than 1; the gateway needs rate_limit_store=database",
     )
 
     amqp_url: str | None = Field(

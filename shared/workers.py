@@ -46,6 +46,12 @@ def refusal(part: str, workers: int) -> str | None:
     return None
 
 
+def pool_share(pool_size: int, workers: int) -> int:
+    """Connections one worker's pool may open: ``database_pool_size`` is the part's, shared out
+    among its workers, so N workers do not open N times the connections PostgreSQL allows."""
+    return max(2, -(-pool_size // workers))
+
+
 def worker_label() -> str | None:
     """``"2/3"`` in the second of three worker processes; None in a one-process part."""
     return os.environ.get(WORKER_ENV)

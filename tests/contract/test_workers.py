@@ -54,12 +54,13 @@ async def _eventually(check: Any, *, within: float, what: str) -> Any:
 
 async def test_two_workers_per_part_keep_numbers_codes_audit_and_limits(tmp_path: Path) -> None:
     rules = {"GET /api/intake/lookup": {"rate": 0.01, "burst": BURST}}
-    extra = {"LIENTHONG_GATEWAY_RATE_ROUTES": json.dumps(rules)}
+    # few connections per worker (the pool is the part's, shared out): contention, and room on a
+    # PostgreSQL other test runs use too
+    extra = {"LIENTHONG_GATEWAY_RATE_ROUTES": json.dumps(rules), "LIENTHONG_DATABASE_POOL_SIZE": "8"}
     async with suites.distributed(tmp_path, workers=TWO, extra_env=extra) as running:
         for part in TWO:
             assert len(_pids(tmp_path / f"{part}.log", part)) == 2
-        citizen, clerk, auditor = (await running.auth(u) for u in ("citizen", "clerk", "auditor"))
-        citizen, clerk, auditor = await citizen, await clerk, await auditor
+        citizen, clerk, auditor = [await running.auth(u) for u in ("citizen", "clerk", "auditor")]
 
         async with running.client(timeout=60) as api:
             # dossier codes: 30 citizens submit at once, through both gateway and intake workers
@@ -91,7 +92,7 @@ async def test_two_workers_per_part_keep_numbers_codes_audit_and_limits(tmp_path
                 r = await api.post(
                     "/api/document/documents/incoming",
                     json={"agency": PROVINCE, "type_key": "CV", "subject": f"Công văn số {n}",
-                          "code": f"{n}/STP-VP", "issuing_organ": {"organ_id": "000.00.17.H56"}},
+                          "code": f"{n + 1}/STP-VP", "issuing_organ": {"organ_id": "000.00.17.H56"}},
                     headers=clerk,
                 )
                 assert r.status_code == 201, r.text[:500]
