@@ -72,8 +72,14 @@ async def test_two_workers_per_part_keep_numbers_codes_audit_and_limits(tmp_path
                         "procedure_code": "1.001193",
                         "applicant": {"full_name": f"Nguyễn Văn Thứ {n}"},
                         "components": [
-                            {"no": no, "file": {"filename": f"{no}.pdf", "content_type": "application/pdf",
-                                                "content_base64": SMALL_PDF}}
+                            {
+                                "no": no,
+                                "file": {
+                                    "filename": f"{no}.pdf",
+                                    "content_type": "application/pdf",
+                                    "content_base64": SMALL_PDF,
+                                },
+                            }
                             for no in (1, 2)
                         ],
                     },
@@ -91,8 +97,13 @@ async def test_two_workers_per_part_keep_numbers_codes_audit_and_limits(tmp_path
             async def register(n: int) -> int:
                 r = await api.post(
                     "/api/document/documents/incoming",
-                    json={"agency": PROVINCE, "type_key": "CV", "subject": f"Công văn số {n}",
-                          "code": f"{n + 1}/STP-VP", "issuing_organ": {"organ_id": "000.00.17.H56"}},
+                    json={
+                        "agency": PROVINCE,
+                        "type_key": "CV",
+                        "subject": f"Công văn số {n}",
+                        "code": f"{n + 1}/STP-VP",
+                        "issuing_organ": {"organ_id": "000.00.17.H56"},
+                    },
                     headers=clerk,
                 )
                 assert r.status_code == 201, r.text[:500]
@@ -130,8 +141,14 @@ async def test_two_workers_per_part_keep_numbers_codes_audit_and_limits(tmp_path
             export = await api.get("/api/audit/export", params={"from": 0}, headers=auditor)
             (tmp_path / "export.jsonl").write_bytes(export.content)
             verified = subprocess.run(
-                [sys.executable, "-I", str(ROOT / "tools" / "verify_audit_log.py"), str(tmp_path / "export.jsonl"),
-                 "--key", key],
+                [
+                    sys.executable,
+                    "-I",
+                    str(ROOT / "tools" / "verify_audit_log.py"),
+                    str(tmp_path / "export.jsonl"),
+                    "--key",
+                    key,
+                ],
                 capture_output=True,
                 text=True,
             )
