@@ -38,7 +38,7 @@ from shared.metrics import DEAD_LETTERS
 from shared.migrations import upgrade_async
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import Settings
-from shared.workers import metrics_text, pool_share
+from shared.workers import metrics_text, pool_share, worker_label
 
 log = structlog.get_logger("app")
 
@@ -168,7 +168,7 @@ def create_service_app(
                 every_seconds=settings.retention_every_seconds,
             )
             runtime.tasks.append(asyncio.create_task(trim, name=f"retention:{definition.name}"))
-        log.info("started", service=definition.name, port=settings.port, database=db.dialect)
+        log.info("started", service=definition.name, port=settings.port, database=db.dialect, worker=worker_label())
         try:
             yield
         finally:

@@ -14,8 +14,9 @@ Metrics: a worker's counters live in its memory, and a scrape reaches one worker
 So every worker of a multi-process part writes its metrics to files in one directory
 (prometheus_client's multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor
 before any worker imports prometheus_client) and ``/metrics`` sums them: counters and histograms
-over all workers (dead ones included, as counters must), gauges once per live worker with a
-``pid`` label. Python's ``process_*`` and ``python_gc_*`` metrics are not reported then.
+over all workers (dead ones included, as counters must), gauges once per worker with a ``pid``
+label (the shared ones in ``shared.metrics``: the newest value of a live worker). Python's
+``process_*`` and ``python_gc_*`` metrics are not reported then.
 """
 
 from __future__ import annotations
