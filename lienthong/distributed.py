@@ -19,6 +19,7 @@ share and what is refused is in :mod:`shared.workers`.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from multiprocessing.synchronize import Event as EventType
 from typing import Any
@@ -93,6 +95,16 @@ class _ReadyServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         self._ready.set()
+        threading.Thread(target=self._stop_with_the_supervisor, daemon=True).start()
+
+    def _stop_with_the_supervisor(self) -> None:
+        """A supervisor killed outright (SIGKILL, OOM) cannot stop its workers; they would keep
+        the port, and the supervisor started again could not bind it. So a worker whose
+        supervisor is gone stops by itself, gracefully (uvicorn polls ``should_exit``)."""
+        parent = multiprocessing.parent_process()
+        if parent is not None:
+            multiprocessing.connection.wait([parent.sentinel])
+            self.should_exit = True
 
 
 def _worker(part: str, label: str, sock: socket.socket, ready: EventType) -> None:
@@ -123,7 +135,7 @@ def supervise(part: str, settings: Settings, *, backoff: Backoff | None = None) 
     count = settings.workers
     backoff = backoff or Backoff()
     metrics_dir, ours = _metrics_dir(part)
-    sock = uvicorn.Config(app="unused", host=settings.host, port=settings.port).bind_socket()
+    sock = uvicorn.Config(app="unused", host=settings.host, port=settings.port, log_level="warning").bind_socket()
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no loop or pool inherited
     processes: dict[int, Any] = {}
     # kept while the worker runs: a spawned child unpickles its event after start() returned

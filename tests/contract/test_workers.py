@@ -198,6 +198,15 @@ async def test_two_workers_per_part_keep_numbers_codes_audit_and_limits(tmp_path
         assert supervisor.wait(timeout=40) == 0
         assert not _alive(reborn) and not _alive(sibling)
 
+        # a supervisor killed outright: its workers stop by themselves and free the port
+        orphans = _pids(tmp_path / "document.log", "document")
+        running.processes["document"].kill()
+        running.processes["document"].wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in orphans):
+            assert time.monotonic() < deadline, "the workers outlived their supervisor"
+            await asyncio.sleep(0.2)
+
 
 def test_signing_refuses_several_workers_and_the_gateway_the_memory_store(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
