@@ -29,8 +29,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.synchronize import Event as EventType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import uvicorn
 from pydantic import ValidationError
@@ -85,6 +86,58 @@ class Backoff:
         return delay
 
 
+K = TypeVar("K")  # what a child is kept for: a part's name, a worker's index
+
+
+class Keeper(Generic[K]):
+    """Keeps child processes running: one that exits is started again after its :class:`Backoff`
+    pause, and the log says so. ``start(key)`` starts the child of ``key`` (a part, a worker
+    index) and returns it; ``exit_code(child)`` is None while it runs."""
+
+    def __init__(
+        self,
+        start: Callable[[K], Any],
+        exit_code: Callable[[Any], int | None],
+        name: Callable[[K], str],
+        backoff: Backoff,
+        on_exit: Callable[[Any], None] = lambda child: None,
+    ) -> None:
+        self._start, self._exit_code, self._name, self._on_exit = start, exit_code, name, on_exit
+        self.backoff = backoff
+        self.children: dict[K, Any] = {}
+        self._started: dict[K, float] = {}
+        self._restart_at: dict[K, float] = {}
+
+    def start(self, key: K) -> Any:
+        self._started[key] = time.monotonic()
+        self.children[key] = self._start(key)
+        return self.children[key]
+
+    def check(self) -> None:
+        """One look at every child: start those whose pause is over, schedule those that exited."""
+        now = time.monotonic()
+        for key, child in list(self.children.items()):
+            if key in self._restart_at:
+                if now >= self._restart_at[key]:
+                    del self._restart_at[key]
+                    new = self.start(key)
+                    print(f"{self._name(key)} restarted (pid {new.pid})", file=sys.stderr, flush=True)
+                continue
+            code = self._exit_code(child)
+            if code is None:
+                continue
+            self._on_exit(child)
+            ran = now - self._started[key]
+            delay = self.backoff.after(key, ran)
+            self._restart_at[key] = now + delay
+            print(
+                f"{self._name(key)} (pid {child.pid}) exited with {code} after {ran:.0f} s; "
+                f"restarting it in {delay:g} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 class _ReadyServer(uvicorn.Server):
     """Says when it serves: the lifespan (migrations, on_start) is done and the socket accepts."""
 
@@ -133,76 +186,60 @@ def _metrics_dir(part: str) -> tuple[str, bool]:
 def supervise(part: str, settings: Settings, *, backoff: Backoff | None = None) -> int:
     """Run ``settings.workers`` processes of ``part`` on one socket until SIGTERM or Ctrl-C."""
     count = settings.workers
-    backoff = backoff or Backoff()
     metrics_dir, ours = _metrics_dir(part)
     sock = uvicorn.Config(app="unused", host=settings.host, port=settings.port, log_level="warning").bind_socket()
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no loop or pool inherited
-    processes: dict[int, Any] = {}
     # kept while the worker runs: a spawned child unpickles its event after start() returned
     ready_events: dict[int, EventType] = {}
-    started: dict[int, float] = {}
-    restart_at: dict[int, float] = {}
     stopping = False
 
     def stop(*_: object) -> None:
         nonlocal stopping
         stopping = True
 
-    def start(index: int) -> EventType:
-        ready = context.Event()
+    def start(index: int) -> Any:
+        ready_events[index] = context.Event()
         process = context.Process(
-            target=_worker, args=(part, f"{index + 1}/{count}", sock, ready), name=f"{part}-worker-{index + 1}"
+            target=_worker,
+            args=(part, f"{index + 1}/{count}", sock, ready_events[index]),
+            name=f"{part}-worker-{index + 1}",
         )
         process.start()
-        processes[index], started[index], ready_events[index] = process, time.monotonic(), ready
-        return ready
+        return process
 
+    def ended(process: Any) -> None:
+        process.join()
+        workers.worker_exited(process.pid)
+
+    keeper: Keeper[int] = Keeper(
+        start, lambda p: p.exitcode, lambda index: f"{part} worker {index + 1}", backoff or Backoff(), ended
+    )
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        first = start(0)
+        first = keeper.start(0)
         deadline = time.monotonic() + FIRST_WORKER_TIMEOUT
-        while not first.wait(0.2):
+        while not ready_events[0].wait(0.2):
             if stopping:
                 return 0
-            if not processes[0].is_alive() or time.monotonic() > deadline:
-                print(f"{part}: the first worker did not start (exit code {processes[0].exitcode})", file=sys.stderr)
+            if not first.is_alive() or time.monotonic() > deadline:
+                print(f"{part}: the first worker did not start (exit code {first.exitcode})", file=sys.stderr)
                 return 1
         for index in range(1, count):
-            start(index)
+            keeper.start(index)
         print(
             f"{part}: {count} workers on {settings.host}:{settings.port} (pids "
-            + ", ".join(str(p.pid) for p in processes.values())
+            + ", ".join(str(p.pid) for p in keeper.children.values())
             + ")",
             file=sys.stderr,
             flush=True,
         )
         while not stopping:
-            now = time.monotonic()
-            for index, process in list(processes.items()):
-                if index in restart_at:
-                    if now >= restart_at[index]:
-                        del restart_at[index]
-                        start(index)
-                        print(f"{part} worker {index + 1} restarted (pid {processes[index].pid})", file=sys.stderr)
-                    continue
-                if process.is_alive():
-                    continue
-                process.join()
-                workers.worker_exited(process.pid)
-                ran = now - started[index]
-                delay = backoff.after(index, ran)
-                restart_at[index] = now + delay
-                print(
-                    f"{part} worker {index + 1} (pid {process.pid}) exited with {process.exitcode} after "
-                    f"{ran:.0f} s; restarting it in {delay:g} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            keeper.check()
             time.sleep(0.2)
         return 0
     finally:
-        _stop_all(list(processes.values()))
+        _stop_all(list(keeper.children.values()))
         sock.close()
         if ours:
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -235,15 +272,14 @@ def up(*, first_delay: float = 1.0, max_delay: float = 30.0, steady_after: float
     """Every part as a child process; a part that dies is started again after a pause that
     doubles while it keeps dying (``first_delay`` up to ``max_delay``; back to the start once it
     has run ``steady_after`` seconds). Only Ctrl-C or SIGTERM stops them all."""
-    started: dict[str, float] = {}
-    backoff = Backoff(first_delay, max_delay, steady_after)
-    restart_at: dict[str, float] = {}
-
-    def start(part: str) -> subprocess.Popen[bytes]:
-        started[part] = time.monotonic()
-        return subprocess.Popen([sys.executable, "-m", "lienthong", "serve", part], env=os.environ.copy())
-
-    children = {part: start(part) for part in PARTS}
+    keeper: Keeper[str] = Keeper(
+        lambda part: subprocess.Popen([sys.executable, "-m", "lienthong", "serve", part], env=os.environ.copy()),
+        lambda child: child.poll(),
+        str,
+        Backoff(first_delay, max_delay, steady_after),
+    )
+    for part in PARTS:
+        keeper.start(part)
     stopping = False
 
     def stop(*_: object) -> None:
@@ -252,28 +288,14 @@ def up(*, first_delay: float = 1.0, max_delay: float = 30.0, steady_after: float
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    print("lienthong distributed mode: " + ", ".join(f"{p} (pid {c.pid})" for p, c in children.items()), flush=True)
+    print(
+        "lienthong distributed mode: " + ", ".join(f"{p} (pid {c.pid})" for p, c in keeper.children.items()),
+        flush=True,
+    )
     while not stopping:
-        now = time.monotonic()
-        for part, child in children.items():
-            if part in restart_at:
-                if now >= restart_at[part]:
-                    del restart_at[part]
-                    children[part] = start(part)
-                    print(f"{part} restarted (pid {children[part].pid})", file=sys.stderr, flush=True)
-                continue
-            if child.poll() is None:
-                continue
-            ran = now - started[part]
-            delay = backoff.after(part, ran)
-            restart_at[part] = now + delay
-            print(
-                f"{part} (pid {child.pid}) exited with {child.returncode} after {ran:.0f} s; "
-                f"restarting it in {delay:g} s",
-                file=sys.stderr,
-                flush=True,
-            )
+        keeper.check()
         time.sleep(0.2)
+    children = keeper.children
     for child in children.values():
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)

@@ -208,27 +208,25 @@ async def test_two_workers_per_part_keep_numbers_codes_audit_and_limits(tmp_path
             await asyncio.sleep(0.2)
 
 
-def test_signing_refuses_several_workers_and_the_gateway_the_memory_store(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
-    env["LIENTHONG_VAR_DIR"] = str(tmp_path)
-    signing = subprocess.run(
-        [sys.executable, "-m", "lienthong", "serve", "signing"],
-        env={**env, "LIENTHONG_SIGNING_WORKERS": "2"},
+def _serve(part: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
+    command = [sys.executable, "-m", "lienthong", "serve", part]
+    return subprocess.run(
+        command,
+        env={**clean, "LIENTHONG_VAR_DIR": str(tmp_path), **env},
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=60,
     )
+
+
+def test_signing_refuses_several_workers_and_the_gateway_the_memory_store(tmp_path: Path) -> None:
+    signing = _serve("signing", tmp_path, LIENTHONG_SIGNING_WORKERS="2")
     assert signing.returncode == 2
     assert "signing: 2 workers refused" in signing.stderr and "LIENTHONG_SIGNING_WORKERS=1" in signing.stderr
-    gateway = subprocess.run(
-        [sys.executable, "-m", "lienthong", "serve", "gateway"],
-        env={**env, "LIENTHONG_WORKERS": "3"},
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    # LIENTHONG_WORKERS counts for every part; the gateway's in-memory buckets would be per worker
+    gateway = _serve("gateway", tmp_path, LIENTHONG_WORKERS="3")
     assert gateway.returncode == 2
     assert "rate_limit_store=database" in gateway.stderr
 
