@@ -62,7 +62,11 @@ DESK_AGENCY = "000.00.41.H56"  # the ward that receives PROCEDURE, inside the de
 PROCEDURE = "1.001193"  # đăng ký khai sinh: two components, received at the ward
 TARGET_PER_S = 350  # issue 14: three times the 108–119 measured before
 TARGET_P99_MS = 100
-# measured on the 2-core bench box (README, Operations): see the layouts compared there
+# The layout that served best on the 2-core bench box (BENCH_SECONDS=10, one layout at a time under
+# the bench lock, load average 1.8–5 from other users of the machine; requests/s saturated, in two
+# rounds): one process each 102 / 155; intake=2 109 / 186; gateway=2 152; intake=2,gateway=2
+# 167 / 123. Intake is the part that waits for a core; a second gateway worker needs the database
+# rate-limit store, one more PostgreSQL statement per request, and did not pay for it.
 DEFAULT_WORKERS = "intake=2"
 OPEN_LOOP_PER_S = 150  # issue 14: the p99 target holds at this offered load, arrivals as a Poisson process
 
