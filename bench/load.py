@@ -252,11 +252,43 @@ async def expect(response: aiohttp.ClientResponse) -> int:
 
 
 @asynccontextmanager
-async def distributed_suite(tmp_path: Path, extra_env: dict[str, str] | None = None) -> AsyncIterator[suites.Running]:
+async def distributed_suite(
+    tmp_path: Path, extra_env: dict[str, str] | None = None, workers: dict[str, int] | None = None
+) -> AsyncIterator[suites.Running]:
     """``tests.suites.distributed`` with ``BENCH_ENV`` (and ``extra_env``) added to every part's
-    environment: each part its own process on fresh PostgreSQL databases and a RabbitMQ vhost."""
-    async with suites.distributed(tmp_path, extra_env={**BENCH_ENV, **(extra_env or {})}) as running:
+    environment: each part its own process (``workers``: several for some parts) on fresh
+    PostgreSQL databases and a RabbitMQ vhost."""
+    env = {**BENCH_ENV, **(extra_env or {})}
+    async with suites.distributed(tmp_path, extra_env=env, workers=workers) as running:
         yield running
+
+
+def parse_workers(text: str) -> dict[str, int]:
+    """``"intake=2,gateway=2"`` → ``{"intake": 2, "gateway": 2}`` (a layout of worker processes)."""
+    layout: dict[str, int] = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        part, _, count = item.partition("=")
+        if part not in PARTS or not count.isdigit() or int(count) < 1:
+            raise SystemExit(f"BENCH_WORKERS: {item!r} is not PART=N with a part of {', '.join(PARTS)}")
+        layout[part] = int(count)
+    return layout
+
+
+def worker_processes(pid: int) -> int:
+    """How many processes serve a part: its worker processes when ``pid`` supervises several
+    (multiprocessing's spawned children, not its resource tracker), else the process itself."""
+    workers = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"spawn_main" in command:
+            workers += 1
+    return workers or 1
 
 
 def asyncpg_url(sqlalchemy_url: str) -> str:

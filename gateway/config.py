@@ -102,8 +102,8 @@ class GatewaySettings(Settings):
     )
     rate_limit_store: Literal["memory", "database"] = Field(
         default="memory",
-        description="memory: per process (embedded mode); database: shared by every gateway replica "
-        "through the gateway's PostgreSQL database",
+        description="memory: per process (embedded mode; refused with workers > 1); database: shared by "
+        "every gateway worker and replica through the gateway's PostgreSQL database",
     )
     rate_client: RateRule = Field(
         default_factory=lambda: RateRule(rate=50, burst=200), description="per authenticated client, all routes"
@@ -135,6 +135,12 @@ class GatewaySettings(Settings):
             raise ValueError("password_hash_memory_kib below 19456 is too weak for production")
         if self.environment == "production" and "*" in self.cors_origins and self.cors_allow_credentials:
             raise ValueError("CORS with credentials cannot allow every origin")
+        if self.workers > 1 and self.rate_limit_store == "memory":
+            # each worker process would keep its own buckets: every limit multiplied by the workers
+            raise ValueError(
+                f"{self.workers} gateway workers need rate_limit_store=database "
+                "(LIENTHONG_GATEWAY_RATE_LIMIT_STORE=database): with memory each worker has its own buckets"
+            )
         return self
 
     def timeout_for(self, part: str) -> float:

@@ -46,7 +46,8 @@ _BASE_DESCRIPTIONS = {
     "port": "port to listen on",
     "public_base_url": "the gateway's address as citizens and integrators reach it (links, receipts)",
     "var_dir": "folder for files: blobs, keys, SQLite databases in embedded mode",
-    "database_pool_size": "database connections per process (kept open; the most it uses)",
+    "database_pool_size": "database connections of the part, shared out among its worker processes (kept open; "
+    "the most it uses)",
     "consumer_prefetch": "unacknowledged messages a consumer holds",
     "consumer_batch": "events a consumer handles in one transaction",
     "relay_batch": "outbox rows the relay publishes per round",

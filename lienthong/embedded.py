@@ -47,6 +47,7 @@ class EmbeddedSuite:
                 "host": host,
                 "demo": demo,
                 "amqp_url": None,
+                "workers": 1,  # one process, one loop: LIENTHONG_WORKERS is for `serve PART`
                 "jwks_url": f"{gateway_url}/api/auth/jwks",
                 "public_base_url": gateway_url,
                 **(extra or {}),

@@ -20,7 +20,6 @@ from typing import Any, Self
 
 import structlog
 from fastapi import APIRouter, FastAPI, Query, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import MetaData
 from starlette.requests import HTTPConnection
@@ -39,6 +38,7 @@ from shared.metrics import DEAD_LETTERS
 from shared.migrations import upgrade_async
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import Settings
+from shared.workers import metrics_text, pool_share, worker_label
 
 log = structlog.get_logger("app")
 
@@ -122,7 +122,7 @@ def create_service_app(
         url = settings.resolved_database_url
         if settings.auto_migrate:
             await upgrade_async(definition.migrations, url, service=definition.name)
-        db = Database(url, pool_size=settings.database_pool_size)
+        db = Database(url, pool_size=pool_share(settings.database_pool_size, settings.workers))
         the_broker = broker or make_broker(settings)
         outbox = definition.outbox
         relay = (
@@ -168,7 +168,7 @@ def create_service_app(
                 every_seconds=settings.retention_every_seconds,
             )
             runtime.tasks.append(asyncio.create_task(trim, name=f"retention:{definition.name}"))
-        log.info("started", service=definition.name, port=settings.port, database=db.dialect)
+        log.info("started", service=definition.name, port=settings.port, database=db.dialect, worker=worker_label())
         try:
             yield
         finally:
@@ -355,7 +355,8 @@ def health_router(definition: ServiceDefinition) -> APIRouter:
         if runtime is not None and runtime.consumers and runtime.broker.connected:
             with contextlib.suppress(Exception):  # the broker may be reconnecting: last values stand
                 await dead_letter_depths(runtime)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        body, media_type = metrics_text()  # with several workers: all of them, whichever answers
+        return Response(body, media_type=media_type)
 
     return router
 

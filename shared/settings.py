@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     )
     database_pool_size: int = 20
     auto_migrate: bool = Field(default=True, description="run this part's migrations at start")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="worker processes `serve PART` runs on the part's one port (a dead one is started "
+        "again); `LIENTHONG_<PART>_WORKERS` for one part. Distributed mode only: the embedded mode is "
+        "always one process. database_pool_size is the part's, shared out among its workers. signing "
+        "refuses more than 1; the gateway needs rate_limit_store=database",
+    )
 
     amqp_url: str | None = Field(
         default=None, description="RabbitMQ URL; unset = the in-process broker (embedded mode)"

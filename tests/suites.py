@@ -106,6 +106,15 @@ def distributed_env(db_urls: dict[str, str], amqp_url: str, ports: dict[str, int
     return env
 
 
+def workers_env(workers: dict[str, int]) -> dict[str, str]:
+    """``LIENTHONG_<PART>_WORKERS`` for each part; a gateway of several workers keeps its rate
+    buckets in its database (the only store it accepts then)."""
+    env = {f"LIENTHONG_{part.upper()}_WORKERS": str(n) for part, n in workers.items()}
+    if workers.get("gateway", 1) > 1:
+        env["LIENTHONG_GATEWAY_RATE_LIMIT_STORE"] = "database"
+    return env
+
+
 def start_part(part: str, env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
     log = open(log_dir / f"{part}.log", "ab")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
@@ -114,10 +123,17 @@ def start_part(part: str, env: dict[str, str], log_dir: Path) -> subprocess.Pope
 
 
 @asynccontextmanager
-async def distributed(tmp_path: Path, *, extra_env: dict[str, str] | None = None) -> AsyncIterator[Running]:
+async def distributed(
+    tmp_path: Path, *, extra_env: dict[str, str] | None = None, workers: dict[str, int] | None = None
+) -> AsyncIterator[Running]:
+    """``workers``: worker processes per part (``{"intake": 2}``), others one each."""
     ports = dict(zip(PARTS, free_ports(len(PARTS)), strict=True))
     with temporary_databases(list(PARTS)) as db_urls, temporary_vhost() as amqp_url:
-        env = {**distributed_env(db_urls, amqp_url, ports, tmp_path), **(extra_env or {})}
+        env = {
+            **distributed_env(db_urls, amqp_url, ports, tmp_path),
+            **workers_env(workers or {}),
+            **(extra_env or {}),
+        }
         running = Running(f"http://127.0.0.1:{ports['gateway']}", ports, "distributed")
         running.env = env
         try:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from lienthong import configref
+from shared import workers
 from shared.events import DEAD_LETTER_EXCHANGE
 from shared.settings import DEFAULT_PORTS, PARTS, Settings, load_settings
 
@@ -248,6 +249,23 @@ def test_compose_environment_starts_every_part_in_production(compose: dict[str, 
         assert settings.port == DEFAULT_PORTS[part] and settings.host == "0.0.0.0"
         assert settings.resolved_database_url.endswith(f"@postgres/lienthong_{part}")
         assert settings.amqp_url and settings.amqp_url.startswith("amqp://lienthong:")
+        # `serve PART` would start with these workers (signing refuses more than one, the
+        # gateway's settings refuse several workers on the in-memory rate-limit store)
+        assert f"LIENTHONG_{part.upper()}_WORKERS" in compose["services"][part]["environment"]
+        assert workers.refusal(part, settings.workers) is None
+        if part in ("gateway", "intake"):
+            assert settings.workers == 2, f"{part}: the busiest parts get two worker processes"
+
+
+def test_k8s_scales_parts_by_replicas_one_process_each(manifests: list[dict[str, Any]]) -> None:
+    config = _of_kind(manifests, "ConfigMap")["lienthong-config"]["data"]
+    assert config["LIENTHONG_WORKERS"] == "1"
+    deployments = _of_kind(manifests, "Deployment")
+    replicas = {part: deployments[part]["spec"]["replicas"] for part in PARTS}
+    assert replicas["signing"] == 1, "signing's token is opened by one process"
+    assert all(replicas[p] >= 2 for p in ("gateway", "intake", "document", "audit")), replicas
+    # several gateway pods: only the shared store counts a client's requests once
+    assert config["LIENTHONG_GATEWAY_RATE_LIMIT_STORE"] == "database"
 
 
 # --- Kubernetes -----------------------------------------------------------------------------------
