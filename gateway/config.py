@@ -121,11 +121,7 @@ class GatewaySettings(Settings):
         description='per client and route, "METHOD /api/part/template" → rule (a client is its token\'s '
         "subject, or without a token its real address: see trusted_proxies)",
     )
-    access_flush_seconds: float = Field(default=0.5, description="how often access records are written")
     access_batch: int = 500
-    access_queue_limit: int = Field(
-        default=100_000, description="records kept in memory while the database is away; older ones dropped"
-    )
 
     @model_validator(mode="after")
     def _production_needs_a_configured_key(self) -> GatewaySettings:
