@@ -215,6 +215,10 @@ async def purge_sent(db: Database, table: Table, before: datetime, *, batch: int
         cursor = rows[-1].id
 
 
+# how long the relay may keep the sent marks of published rows before writing them at once
+MARK_DELAY_SECONDS = 0.2
+
+
 class OutboxRelay:
     """Publishes a part's outbox to the broker, in order, confirmed, resuming after any crash."""
 
@@ -237,10 +241,15 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._lock_conn: AsyncConnection | None = None
         name = outbox.table.name
+        # published rows whose sent_at is not written yet are passed over by id, not by a cursor:
+        # a transaction that took a lower id may commit after a higher one was published
         self._unsent_sql = (
-            f"SELECT id, event_id, routing_key, body FROM {name} WHERE sent_at IS NULL ORDER BY id LIMIT $1"
+            f"SELECT id, event_id, routing_key, body FROM {name} "
+            "WHERE sent_at IS NULL AND NOT (id = ANY($2::bigint[])) ORDER BY id LIMIT $1"
         )
         self._mark_sent_sql = f"UPDATE {name} SET sent_at = $1 WHERE id = ANY($2::bigint[])"
+        self._unmarked: list[int] = []  # confirmed by the broker, sent_at not written yet
+        self._marks_due = 0.0
         self.published = 0
         db.on_commit(EVENTS_WRITTEN, self.wake)
 
@@ -268,6 +277,8 @@ class OutboxRelay:
                 if not await self._hold_lock():
                     await asyncio.sleep(2.0)
                     continue
+                # cleared before the read: a commit during this pass wakes the next one at once
+                self._wakeup.clear()
                 sent = await self.relay_once()
                 backoff = 0.2
                 now = clock.now()
@@ -275,8 +286,9 @@ class OutboxRelay:
                     await self._purge(now - self.retention)
                     last_purge = now
                 if sent < self.batch:
-                    self._wakeup.clear()
-                    await wait_event(self._wakeup, self.poll_seconds)
+                    await wait_event(self._wakeup, self._idle_seconds())
+                if self._unmarked and clock.monotonic() >= self._marks_due:
+                    await self._write_marks()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database away: wait and try again
@@ -305,7 +317,11 @@ class OutboxRelay:
         if confirmed:
             ids = [r[0] for r in rows[:confirmed]]
             if driver is not None:
-                await driver.execute(self._mark_sent_sql, clock.now(), ids)
+                if not self._unmarked:
+                    self._marks_due = clock.monotonic() + MARK_DELAY_SECONDS
+                self._unmarked.extend(ids)
+                if len(self._unmarked) >= self.batch:
+                    await self._write_marks()
             else:
                 table = self.outbox.table
                 async with self.db.sessionmaker() as session:
@@ -332,7 +348,23 @@ class OutboxRelay:
         return rows
 
     async def _unsent_by_driver(self, driver: Any) -> Sequence[Any]:
-        return await driver.fetch(self._unsent_sql, self.batch)  # type: ignore[no-any-return]
+        return await driver.fetch(self._unsent_sql, self.batch, self._unmarked)  # type: ignore[no-any-return]
+
+    def _idle_seconds(self) -> float:
+        if not self._unmarked:
+            return self.poll_seconds
+        return max(0.0, min(self.poll_seconds, self._marks_due - clock.monotonic()))
+
+    async def _write_marks(self) -> None:
+        """Write sent_at for the rows published since the last time: one UPDATE for all the
+        passes of ``MARK_DELAY_SECONDS`` rather than a transaction per pass (at one request at a
+        time every pass publishes one access record). Marks not written when the relay loses its
+        connection are published again and the consumers' inboxes drop the copies."""
+        driver = await self._lock_driver()
+        if driver is None or not self._unmarked:
+            return
+        ids, self._unmarked = self._unmarked, []
+        await driver.execute(self._mark_sent_sql, clock.now(), ids)
 
     async def _lock_driver(self) -> Any | None:
         """The asyncpg connection that holds this relay's advisory lock, when it holds it: the
@@ -351,8 +383,9 @@ class OutboxRelay:
         async with self.db.sessionmaker() as session:
             count = (await session.execute(select(func.count()).where(table.c.sent_at.is_(None)))).scalar_one()
             await session.rollback()
+        count = max(0, int(count) - len(self._unmarked))  # published, their sent_at still to write
         OUTBOX_PENDING.labels(self.outbox.service).set(count)
-        return int(count)
+        return count
 
     async def _purge(self, before: datetime) -> int:
         return await purge_sent(self.db, self.outbox.table, before, batch=self.purge_batch)
@@ -374,6 +407,9 @@ class OutboxRelay:
         return False
 
     async def _release_lock(self) -> None:
+        with contextlib.suppress(Exception):  # a connection gone: the copies are dropped downstream
+            await asyncio.wait_for(self._write_marks(), 2.0)
+        self._unmarked = []
         if self._lock_conn is not None:
             with contextlib.suppress(Exception):
                 await self._lock_conn.close()

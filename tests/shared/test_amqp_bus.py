@@ -72,8 +72,8 @@ async def test_rabbitmq_stopped_and_started_mid_load_loses_nothing(setup) -> Non
     deadline = time.monotonic() + 30
     while await relay.pending() and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
+    await relay.stop()  # a stopped relay has written the sent marks it was keeping
     report = await harness.check(producer, consumer_db)
-    await relay.stop()
     await publisher.close()
     await consumer_broker.close()
     assert applied == total, str(report)
@@ -155,8 +155,8 @@ async def test_a_service_killed_between_commit_and_publish_publishes_after_resta
     relay = OutboxRelay(producer, harness.outbox, publisher)
     relay.start()
     applied = await harness.wait_until_applied(consumer_db, 150)
+    await relay.stop()  # a stopped relay has written the sent marks it was keeping
     report = await harness.check(producer, consumer_db)
-    await relay.stop()
     await publisher.close()
     await consumer_broker.close()
     assert applied == 150 and report.ok, str(report)
@@ -333,4 +333,45 @@ async def test_a_lingering_consumer_batches_a_steady_flow_and_hands_a_lone_event
         await eventually(lambda: "lone-2" in handled_at, within=5)
         assert handled_at["lone-2"] - sent < linger / 2, handled_at["lone-2"] - sent
     finally:
+        await broker.close()
+
+
+async def test_an_event_committed_after_a_later_one_was_published_still_goes_out(setup) -> None:  # type: ignore[no-untyped-def]
+    """The relay writes its sent marks in bulk a moment after publishing and passes over the rows
+    it published meanwhile; a transaction that took a lower id but commits after a higher id went
+    out must not be passed over with them. Once idle, every row is marked sent."""
+    producer, _, amqp_url, _ = setup
+    heard: list[str] = []
+
+    async def hear(deliveries) -> None:  # type: ignore[no-untyped-def]
+        heard.extend(d.message_id for d in deliveries)
+        await deliveries[-1].ack(multiple=True)
+
+    broker = AmqpBroker(amqp_url)
+    await broker.connect()
+    await broker.consume("listener", ["ledger.#"], hear, batch=10, prefetch=10)
+    relay = OutboxRelay(producer, harness.outbox, broker, poll_seconds=0.2)
+    relay.start()
+    try:
+        async with producer.sessionmaker() as slow:
+            early = await harness.outbox.emit(slow, "ledger.changed", {"n": 1}, subject="agg-slow")
+            async with producer.sessionmaker() as quick:
+                late = await harness.outbox.emit(quick, "ledger.changed", {"n": 2}, subject="agg-quick")
+                await quick.commit()
+            await eventually(lambda: heard == [late.id], within=10)
+            await slow.commit()
+        await eventually(lambda: heard == [late.id, early.id], within=10)
+        table = harness.outbox.table
+
+        async def unmarked() -> int:
+            async with producer.sessionmaker() as session:
+                return int((await session.execute(select(func.count()).where(table.c.sent_at.is_(None)))).scalar_one())
+
+        async def all_marked() -> bool:
+            return await unmarked() == 0
+
+        await eventually(all_marked, within=5, what="every published row marked sent")
+        assert await relay.pending() == 0
+    finally:
+        await relay.stop()
         await broker.close()
