@@ -255,12 +255,25 @@ async def expect(response: aiohttp.ClientResponse) -> int:
 async def distributed_suite(
     tmp_path: Path, extra_env: dict[str, str] | None = None, workers: dict[str, int] | None = None
 ) -> AsyncIterator[suites.Running]:
-    """``tests.suites.distributed`` with ``BENCH_ENV`` (and ``extra_env``) added to every part's
-    environment: each part its own process (``workers``: several for some parts) on fresh
-    PostgreSQL databases and a RabbitMQ vhost."""
-    env = {**BENCH_ENV, **(extra_env or {})}
+    """``tests.suites.distributed`` with ``BENCH_ENV``, ``extra_env`` and ``BENCH_SETTINGS``
+    added to every part's environment: each part its own process (``workers``: several for some
+    parts) on fresh PostgreSQL databases and a RabbitMQ vhost."""
+    env = {**BENCH_ENV, **(extra_env or {}), **bench_settings(os.environ.get("BENCH_SETTINGS", ""))}
     async with suites.distributed(tmp_path, extra_env=env, workers=workers) as running:
         yield running
+
+
+def bench_settings(text: str) -> dict[str, str]:
+    """``"LIENTHONG_GATEWAY_RELAY_COALESCE_SECONDS=0,LIENTHONG_CONSUMER_BATCH=50"``: settings of
+    the parts for one run, to measure one against another (the suite does not pass the shell's
+    own ``LIENTHONG_…`` variables to its parts)."""
+    settings: dict[str, str] = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        name, equals, value = item.partition("=")
+        if not name.startswith("LIENTHONG_") or not equals:
+            raise SystemExit(f"BENCH_SETTINGS: {item!r} is not LIENTHONG_NAME=value")
+        settings[name] = value
+    return settings
 
 
 def parse_workers(text: str) -> dict[str, int]:

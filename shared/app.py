@@ -132,6 +132,7 @@ def create_service_app(
                 the_broker,
                 batch=settings.relay_batch,
                 poll_seconds=settings.relay_poll_seconds,
+                coalesce_seconds=settings.relay_coalesce_seconds,
                 retention=timedelta(hours=settings.outbox_retention_hours),
                 purge_every=timedelta(seconds=settings.retention_every_seconds),
             )

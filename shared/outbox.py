@@ -230,12 +230,14 @@ class OutboxRelay:
         *,
         batch: int = 500,
         poll_seconds: float = 1.0,
+        coalesce_seconds: float = 0.0,
         retention: timedelta = timedelta(days=7),
         purge_every: timedelta = timedelta(minutes=10),
         purge_batch: int = 1000,
     ) -> None:
         self.db, self.outbox, self.broker = db, outbox, broker
         self.batch, self.poll_seconds, self.retention = batch, poll_seconds, retention
+        self.coalesce_seconds = coalesce_seconds
         self.purge_every, self.purge_batch = purge_every, purge_batch
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -286,7 +288,12 @@ class OutboxRelay:
                     await self._purge(now - self.retention)
                     last_purge = now
                 if sent < self.batch:
-                    await wait_event(self._wakeup, self._idle_seconds())
+                    woken = await wait_event(self._wakeup, self._idle_seconds())
+                    if woken and self.coalesce_seconds:
+                        # a stream of small commits (the gateway's access records, one per
+                        # request) goes out a pass per moment rather than a pass per commit: one
+                        # read and one confirm wait for all, and the consumers get them together
+                        await asyncio.sleep(self.coalesce_seconds)
                 if self._unmarked and clock.monotonic() >= self._marks_due:
                     await self._write_marks()
             except asyncio.CancelledError:

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     consumer_batch: int = 100
     relay_batch: int = 500
     relay_poll_seconds: float = 1.0
+    relay_coalesce_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=5,
+        description="once a commit wakes the outbox relay, it waits this long before reading, so the events "
+        "committed meanwhile go out in one pass and reach their consumers as one batch (a delay on every "
+        "event); the gateway's default is 0.05, its outbox being an access record per request",
+    )
     outbox_retention_hours: float = 24 * 7
     inbox_retention_hours: float = Field(
         default=24 * 7,

@@ -124,8 +124,7 @@ async def test_ignored_routing_keys_are_acknowledged_without_a_transaction(dbs) 
     await consumer.attach(broker, consumer_db, batch=50, prefetch=50)
     async with producer.sessionmaker() as session:
         ignored = {
-            (await harness.outbox.emit(session, "trace.recorded", {"n": n}, subject="trace")).id
-            for n in range(20)
+            (await harness.outbox.emit(session, "trace.recorded", {"n": n}, subject="trace")).id for n in range(20)
         }
         await session.commit()
     await harness.produce(producer, count=30, aggregates=3)
@@ -164,3 +163,48 @@ async def test_events_emitted_together_keep_each_aggregates_sequence_gap_free(db
     async with producer.sessionmaker() as session:
         stored = (await session.execute(select(harness.outbox.table.c.event_id))).scalars().all()
     assert set(stored) == {e.id for e in [*together, alone]}
+
+
+class CountingBroker(InProcessBroker):
+    """The in-process broker, counting the relay's passes (one publish call each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passes: list[int] = []
+
+    async def publish(self, messages):  # type: ignore[no-untyped-def, override]
+        self.passes.append(len(messages))
+        return await super().publish(messages)
+
+
+@pytest.mark.parametrize("coalesce", [0.0, 0.3])
+async def test_a_coalescing_relay_sends_a_moment_of_commits_in_one_pass(dbs, coalesce: float) -> None:  # type: ignore[no-untyped-def]
+    """The gateway's relay (one access record committed per request) waits a moment after the
+    first commit wakes it: the commits of that moment go out in one pass, not one pass each."""
+    import asyncio
+
+    producer, consumer_db = dbs
+    broker = CountingBroker()
+    await broker.connect()
+    await harness.ledger_consumer().attach(broker, consumer_db, batch=50, prefetch=50)
+    relay = OutboxRelay(producer, harness.outbox, broker, poll_seconds=5.0, coalesce_seconds=coalesce)
+    relay.start()
+    try:
+        await asyncio.sleep(0.1)  # the relay's first pass (nothing to send) is done
+        for n in range(5):
+            async with producer.sessionmaker() as session:
+                await harness.outbox.emit(session, "ledger.changed", {"n": n}, subject="agg-c")
+                await session.commit()
+            await asyncio.sleep(0.03)
+        for _ in range(100):
+            if relay.published == 5:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await relay.stop()
+        await broker.close()
+    assert relay.published == 5
+    if coalesce:
+        assert broker.passes == [5]
+    else:
+        assert len(broker.passes) >= 3  # without it, each commit (30 ms apart) had its own pass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import Select, Table, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,7 +64,7 @@ async def list_dossiers(
     caller: Caller = Me,
     session: AsyncSession = Session,
     ctx: Context = Ctx,
-) -> DossierPage:
+) -> Response:
     """Dossiers newest first: staff see their agency subtree, a citizen or portal their own."""
     query = views.dossier_query()
     if "service" in caller.roles:
@@ -117,7 +117,7 @@ async def list_dossiers(
     rows = await applicant_search.read_page(session, query, search, after=after, limit=limit)
     more = len(rows) > limit
     rows = rows[:limit]
-    return DossierPage.model_validate(
+    return views.json_response(
         {
             "items": await views.dossier_views(session, ctx, rows),
             "next": views.make_cursor(rows[-1]["received_at"], rows[-1]["id"]) if more else None,
@@ -126,10 +126,10 @@ async def list_dossiers(
 
 
 @router.get("/{code}", response_model=DossierOut, responses=problem_responses(401, 403, 404), **allow(*DOSSIER_READERS))
-async def get_dossier(
-    code: str, caller: Caller = Me, session: AsyncSession = Session, ctx: Context = Ctx
-) -> DossierOut:
-    return await views.dossier_out(session, ctx, await views.visible_record(session, caller, code))
+async def get_dossier(code: str, caller: Caller = Me, session: AsyncSession = Session, ctx: Context = Ctx) -> Response:
+    return views.json_response(
+        await views.dossier_view(session, ctx, await views.visible_record(session, caller, code))
+    )
 
 
 def _of_dossier(table: Table, *fields: str) -> Select[Any]:
