@@ -191,6 +191,36 @@ async def test_postgresql_plans_use_the_trigram_and_id_number_indexes(tmp_path: 
             await connection.close()
 
 
+@pytest.mark.pg
+async def test_a_name_search_is_planned_for_its_own_values_in_its_transaction_only(tmp_path: Path) -> None:
+    """After five runs PostgreSQL may keep a generic plan for a prepared statement, blind to the
+    LIKE patterns and the subtree (5x slower at 10^6 rows, bench/search.py): a name search asks
+    for plans made for its values, for its own transaction, and a pooled connection goes back
+    to the planner's default."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from shared.db import make_engine
+
+    with temporary_databases(["intake"]) as urls:
+        async with running_intake(tmp_path, database_url=urls["intake"]) as intake:
+            await intake.submit("ward_desk", at_ward(NHUNG, "038090001234"))
+        engine = make_engine(urls["intake"], pool_size=1)
+        mode = text("SELECT current_setting('plan_cache_mode')")
+        scoped = views.dossier_query().where(Dossier.agency_path.startswith(catalogue.agency_path(WARD)))
+        try:
+            for typed, planned in (("nhung", "force_custom_plan"), ("038090001234", "auto")):
+                async with AsyncSession(engine) as session:
+                    rows = await applicant_search.read_page(
+                        session, scoped, ApplicantQuery.parse(typed), after=None, limit=50
+                    )
+                    assert [r["applicant"]["full_name"] for r in rows] == [NHUNG]
+                    assert (await session.execute(mode)).scalar_one() == planned, typed
+                    await session.commit()
+                    assert (await session.execute(mode)).scalar_one() == "auto"
+        finally:
+            await engine.dispose()
+
+
 OLD_HEAD = "0082dff8332d"  # the revision before the ID number had its own key
 
 
