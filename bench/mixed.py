@@ -294,6 +294,42 @@ async def bare_costs(day: DeskDay, url: str, process: subprocess.Popen[bytes], r
     return costs
 
 
+# each consumer's name is its part's (shared.inbox.Consumer(name=…))
+CONSUMERS = ("intake", "document", "audit", "notify")
+
+
+async def events_handled(running: Any) -> dict[str, float]:
+    """Events each consumer has handled so far, whatever the outcome (applied, duplicate,
+    ignored…), from its part's own /metrics (all its workers)."""
+    counted: dict[str, float] = {}
+    async with aiohttp.ClientSession() as http:
+        for part in CONSUMERS:
+            async with http.get(f"http://127.0.0.1:{running.ports[part]}/metrics") as r:
+                text = await r.text()
+            counted[part] = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("lienthong_events_handled_total{") and f'consumer="{part}"' in line
+            )
+    return counted
+
+
+def consumer_costs(
+    before: dict[str, float], after: dict[str, float], cores: dict[str, float], seconds: float
+) -> dict[str, Any]:
+    """Each consumer during the measured mix: events per second, and its part's CPU per event.
+    That CPU is the whole part's: intake, document and audit also answer the mix's requests, so
+    for them it is an upper bound; notify answers none."""
+    figures: dict[str, Any] = {}
+    for part in CONSUMERS:
+        events = after[part] - before[part]
+        figures[part] = {
+            "events_per_s": round(events / seconds, 1),
+            "cpu_ms_per_event_at_most": round(cores[part] * seconds * 1000 / events, 3) if events else None,
+        }
+    return figures
+
+
 def suite_cpu(cost: dict[str, float]) -> float:
     """The suite's own processes' CPU in one operation's costs (not PostgreSQL, RabbitMQ or the load)."""
     return sum(v for k, v in cost.items() if k in PARTS)
@@ -328,9 +364,11 @@ async def main() -> dict[str, Any]:
             sampler.start()
             profiler = profile.Profiler({p: running.processes[p].pid for p in profiled}, seconds)
             profiler.start()
+            handled_before = await events_handled(running)
             before = cpu_snapshot(running)
             result = await run_load(day.choose, base_url=running.gateway_url, concurrency=clients, seconds=seconds)
             cores = cpu_used(before, cpu_snapshot(running), result.elapsed)
+            consumers = consumer_costs(handled_before, await events_handled(running), cores, result.elapsed)
             profiles = await profiler.stop()
             intake_db = await sampler.stop()
             drained_s = await settle(running, within=300)
@@ -384,6 +422,7 @@ async def main() -> dict[str, Any]:
             "operations": open_result.breakdown(),
         },
         "workers": workers,
+        "consumers": consumers,
         "workers_layout": os.environ.get("BENCH_WORKERS", DEFAULT_WORKERS),
         "reads_vs_bare": reads_vs_bare,
         "profiled": profiles,
@@ -413,7 +452,9 @@ async def main() -> dict[str, Any]:
         "bare app's (bench/bare.py: FastAPI + asyncpg, the same SQL, same uvicorn settings), the worst "
         "of get dossier and list dossiers; profiled: parts py-spy sampled during the measured phase "
         "(PROFILE=part), which costs the machine some CPU of its own; workers: worker processes counted "
-        "per part during the run (BENCH_WORKERS; a gateway of several keeps its rate buckets in its database)",
+        "per part during the run (BENCH_WORKERS; a gateway of several keeps its rate buckets in its database); "
+        "consumers: events each consumer handled during the measured mix (its /metrics) and its part's CPU "
+        "per event then, all of the part's CPU, so at most what consuming costs",
     }
     print(describe("mixed desk day through the gateway", result), flush=True)
     for name, f in figures["operations"].items():
@@ -429,6 +470,9 @@ async def main() -> dict[str, Any]:
               f"{r['bare_cpu_ms']} ms: {r['ratio']}x the floor (target ≤ 3)", flush=True)
     print(f"mixed: one request of the mix costs {weighted_ms:.1f} ms of CPU over all processes; "
           f"{os.cpu_count()} cores give at most {ceiling or 0:.0f} requests/s", flush=True)
+    print("mixed consumers (CPU per event is the whole part's, an upper bound where it also answers "
+          "requests): " + ", ".join(f"{k} {v['events_per_s']}/s, ≤ {v['cpu_ms_per_event_at_most']} ms"
+                                    for k, v in consumers.items()), flush=True)
     print("mixed cores busy: " + ", ".join(f"{k} {v:.2f}" for k, v in cores.items()), flush=True)
     print(f"mixed: {s['requests_per_s']:.0f} requests/s (target ≥ {TARGET_PER_S}), p99 {s['p99_ms']:.1f} ms "
           f"(target < {TARGET_P99_MS}), ratio to /healthz {figures['ratio_to_baseline']}; events drained "
