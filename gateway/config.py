@@ -125,12 +125,7 @@ class GatewaySettings(Settings):
     # the gateway's outbox is its access records, one per request: they go out in a pass per 50 ms
     # (audit then appends them as one batch) rather than a pass, a message confirm and an audit
     # transaction per request; an access record reaches the audit log that much later
-    relay_coalesce_seconds: float = Field(
-        default=0.05,
-        ge=0,
-        le=5,
-        description="the shared setting's value for the gateway, whose outbox is a stream of access records",
-    )
+    relay_coalesce_seconds: float = Field(default=0.05, ge=0, le=5)
 
     @model_validator(mode="after")
     def _production_needs_a_configured_key(self) -> GatewaySettings:

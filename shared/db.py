@@ -402,11 +402,7 @@ async def execute_rows(
     found = _compiled_for_driver(session, statement, params)
     connection = await _driver_connection(session) if found is not None else None
     if found is None or not connection.is_in_transaction():
-        result = await session.execute(statement, params)
-        if not result.returns_rows:
-            return []
-        keys = list(result.keys())
-        return [dict(zip(keys, row, strict=True)) for row in result]
+        return await _rows_by_sqlalchemy(session, statement, params)
     known, cache_key = found
     if isinstance(params, Sequence):
         await connection.executemany(known.sql, [_driver_args(known, cache_key, p) for p in params])
@@ -435,9 +431,14 @@ async def _driver_connection(session: AsyncSession) -> Any:
 
 
 async def _rows_by_sqlalchemy(
-    session: AsyncSession, statement: Executable, params: Mapping[str, Any] | None
+    session: AsyncSession,
+    statement: Executable,
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
 ) -> list[dict[str, Any]]:
     result = await session.execute(statement, params)
+    # a write without RETURNING has no rows; an ORM SELECT's result does not say, it always has
+    if not getattr(result, "returns_rows", True):
+        return []
     keys = list(result.keys())
     return [dict(zip(keys, row, strict=True)) for row in result]
 

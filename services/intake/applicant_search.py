@@ -33,6 +33,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from services.intake import views
 from services.intake.models import Dossier
+from shared.db import fetch_rows
 from shared.text import fold, tokens
 
 NAME_KEY_LENGTH = 500  # the column's length
@@ -180,14 +181,14 @@ async def read_page(
     plain query."""
     plain = newest_page(query.where(*([] if after is None else [after]), *search.conditions()), limit)
     if search.id_number or not search.name_parts or session.get_bind().dialect.name != "postgresql":
-        return await views.read_rows(session, plain)
+        return await fetch_rows(session, plain)
     # Each step is a prepared statement (shared.db.fetch_rows): PostgreSQL plans the first five
     # runs for their own values, then may keep a generic plan that cannot see the LIKE patterns
     # nor the subtree's prefix, and the walk it picks read 5x longer ("Lò Văn" in a ward: 42 ms
     # planned for its values, 190-250 ms generic, measured at 10^6 rows). Planning each time
     # costs a fraction of a millisecond; for this request's transaction only.
     await session.execute(_CUSTOM_PLANS)
-    rows = await views.read_rows(session, window_page(query, search, after=after, limit=limit))
+    rows = await fetch_rows(session, window_page(query, search, after=after, limit=limit))
     if len(rows) > limit:
         return rows
     size, *by_part = (await session.execute(shares_in_window(search, after=after))).one()
@@ -195,7 +196,7 @@ async def read_page(
         return rows
     indexed = index_parts({p: n / size for p, n in zip(search.name_parts, by_part, strict=True)})
     if not indexed:  # every part common (or too short to index): the newest-first walk stops early
-        return await views.read_rows(session, plain)
+        return await fetch_rows(session, plain)
     if after is not None:
         query = query.where(after)
-    return await views.read_rows(session, candidates_page(query, search, indexed=indexed, limit=limit))
+    return await fetch_rows(session, candidates_page(query, search, indexed=indexed, limit=limit))

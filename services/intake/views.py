@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Response
 from pydantic_core import to_json
-from sqlalchemy import Executable, Select, bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.context import Context
@@ -25,7 +25,7 @@ from shared.db import among, fetch_rows
 from shared.errors import BadRequest, NotFound
 
 # What a view of a dossier shows, read as plain rows where the request only reads: building ORM
-# objects cost more than the queries themselves (see ``read_rows`` for why dicts).
+# objects cost more than the queries themselves (see ``shared.db.fetch_rows`` for why dicts).
 _D = Dossier.__table__.c
 _DOSSIER_COLUMNS = (
     _D.id,
@@ -78,15 +78,6 @@ PENDING_DOSSIERS = select(_R.dossier_id).where(_R.applied_at.is_(None))
 
 DossierRecord = Mapping[str, Any]
 """A dossier as a view reads it: a row of ``_DOSSIER_COLUMNS`` by column name."""
-
-
-async def read_rows(
-    session: AsyncSession, statement: Executable, params: Mapping[str, Any] | None = None
-) -> list[dict[str, Any]]:
-    """The rows of ``statement`` as plain dicts: the response models validate dicts several
-    times faster than the database library's rows, and on PostgreSQL the read skips
-    SQLAlchemy's execution layers (``shared.db.fetch_rows``)."""
-    return await fetch_rows(session, statement, params)
 
 
 def dossier_query() -> Select[Any]:
@@ -169,8 +160,8 @@ def view_data(
 async def dossier_view(session: AsyncSession, ctx: Context, dossier: DossierRecord) -> dict[str, Any]:
     """One dossier's view as data (see ``view_data``)."""
     label = await ctx.labels.label(session, dossier["procedure_version_id"])
-    components = await read_rows(session, _COMPONENTS_OF, {"dossier_id": dossier["id"]})
-    pending = await read_rows(session, _PENDING_OF_MANY, {"dossier_ids": [dossier["id"]]})
+    components = await fetch_rows(session, _COMPONENTS_OF, {"dossier_id": dossier["id"]})
+    pending = await fetch_rows(session, _PENDING_OF_MANY, {"dossier_ids": [dossier["id"]]})
     return view_data(dossier, label, components, pending)
 
 
@@ -194,17 +185,17 @@ async def dossier_views(session: AsyncSession, ctx: Context, dossiers: Sequence[
         return []
     labels = await ctx.labels.of(session, {d["procedure_version_id"] for d in dossiers})
     by_dossier: dict[int, list[dict[str, Any]]] = {d["id"]: [] for d in dossiers}
-    for component in await read_rows(session, _COMPONENTS_OF_MANY, {"dossier_ids": list(by_dossier)}):
+    for component in await fetch_rows(session, _COMPONENTS_OF_MANY, {"dossier_ids": list(by_dossier)}):
         by_dossier[component["dossier_id"]].append(component)
     pending: dict[int, list[dict[str, Any]]] = {d["id"]: [] for d in dossiers}
-    for row in await read_rows(session, _PENDING_OF_MANY, {"dossier_ids": list(pending)}):
+    for row in await fetch_rows(session, _PENDING_OF_MANY, {"dossier_ids": list(pending)}):
         pending[row["dossier_id"]].append(row)
     return [view_data(d, labels[d["procedure_version_id"]], by_dossier[d["id"]], pending[d["id"]]) for d in dossiers]
 
 
 async def visible_record(session: AsyncSession, caller: Caller, code: str) -> DossierRecord:
     """``visible_dossier`` for a request that only reads: the row, not the ORM object."""
-    found = await read_rows(session, _DOSSIER_BY_CODE, {"code": code})
+    found = await fetch_rows(session, _DOSSIER_BY_CODE, {"code": code})
     if not found or not may_see(caller, agency=found[0]["agency"], owner=found[0]["owner"]):
         raise NotFound(f"no dossier {code}")
     return found[0]

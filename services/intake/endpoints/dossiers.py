@@ -32,6 +32,7 @@ from services.intake.schemas import (
 from services.intake.workflow import RUNNING_STATUSES, DossierStatus
 from shared import clock, organ_id
 from shared.auth import Caller, allow
+from shared.db import fetch_rows
 from shared.errors import BadRequest, Forbidden, problem_responses
 from shared.http import StrictRoute
 
@@ -157,9 +158,9 @@ async def dossier_history(code: str, caller: Caller = Me, session: AsyncSession 
     return DossierHistory.model_validate(
         {
             "code": dossier["code"],
-            "events": await views.read_rows(session, _EVENTS_OF, ids),
-            "due_date_changes": await views.read_rows(session, _DUE_DATE_CHANGES_OF, ids),
-            "handoffs": await views.read_rows(session, _HANDOFFS_OF, ids),
+            "events": await fetch_rows(session, _EVENTS_OF, ids),
+            "due_date_changes": await fetch_rows(session, _DUE_DATE_CHANGES_OF, ids),
+            "handoffs": await fetch_rows(session, _HANDOFFS_OF, ids),
         }
     )
 
