@@ -126,6 +126,9 @@ class GatewaySettings(Settings):
     # (audit then appends them as one batch) rather than a pass, a message confirm and an audit
     # transaction per request; an access record reaches the audit log that much later
     relay_coalesce_seconds: float = Field(default=0.05, ge=0, le=5)
+    # and, internal (audit alone reads them), a pass's records go out as one message: RabbitMQ and
+    # the relay handle a message per pass rather than per request
+    relay_internal_keys: list[str] = Field(default_factory=lambda: ["access.recorded"])
 
     @model_validator(mode="after")
     def _production_needs_a_configured_key(self) -> GatewaySettings:

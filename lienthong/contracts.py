@@ -16,6 +16,7 @@ from shared.events import (
     DEAD_LETTER_EXCHANGE,
     EXCHANGE,
     FAMILIES,
+    INTERNAL_EXCHANGE,
     REGISTRY,
     WEBHOOK_ONLY,
     envelope_json_schema,
@@ -132,7 +133,8 @@ def asyncapi() -> dict[str, Any]:
                 "exclusive; server-named `amq.gen-…` queues are refused), and bind them to "
                 f"`{EXCHANGE}` with keys of the families {families} only: an exact routing key (the "
                 "channels below), `<family>.*` or `<family>.#`. `#` and internal families "
-                f"({', '.join(f'`{f}`' for f in INTERNAL_FAMILIES)}) are refused; it never publishes. "
+                f"({', '.join(f'`{f}`' for f in INTERNAL_FAMILIES)}: the gateway's access records, which travel "
+                f"on `{INTERNAL_EXCHANGE}` instead) are refused; it never publishes. "
                 f"Messages a consumer of lienthong keeps failing go to `{DEAD_LETTER_EXCHANGE}`.\n\n"
                 "Webhooks (`POST /api/notify/subscriptions`) carry the same envelopes, and "
                 f"{webhook_only} once per new subscription whatever its event types (see its message)."
@@ -205,9 +207,7 @@ def render() -> dict[Path, str]:
     documents = openapi_documents()
     for part, document in documents.items():
         # the gateway's file is the one assembled API, its own routes included
-        files[ROOT / "openapi" / f"{part}.json"] = _json(
-            gateway_document(documents) if part == "gateway" else document
-        )
+        files[ROOT / "openapi" / f"{part}.json"] = _json(gateway_document(documents) if part == "gateway" else document)
     for routing_key in sorted({*REGISTRY, *WEBHOOK_ONLY}):
         files[ROOT / "events" / f"{routing_key}.schema.json"] = _json(event_schema(routing_key))
     files[ROOT / "asyncapi.yaml"] = yaml.safe_dump(asyncapi(), sort_keys=False, allow_unicode=True, width=100)
@@ -218,8 +218,11 @@ def main(*, check: bool) -> int:
     files = render()
     existing = {p for p in ROOT.rglob("*") if p.is_file() and p.suffix in (".json", ".yaml")}
     if check:
-        drift = sorted(str(p.relative_to(ROOT.parent)) for p, text in files.items()
-                       if not p.exists() or p.read_text(encoding="utf-8") != text)
+        drift = sorted(
+            str(p.relative_to(ROOT.parent))
+            for p, text in files.items()
+            if not p.exists() or p.read_text(encoding="utf-8") != text
+        )
         stale = sorted(str(p.relative_to(ROOT.parent)) for p in existing - set(files))
         if drift or stale:
             print("contracts/ differs from the code; run `make contracts` and commit:", file=sys.stderr)

@@ -133,6 +133,7 @@ def create_service_app(
                 batch=settings.relay_batch,
                 poll_seconds=settings.relay_poll_seconds,
                 coalesce_seconds=settings.relay_coalesce_seconds,
+                internal_keys=settings.relay_internal_keys,
                 retention=timedelta(hours=settings.outbox_retention_hours),
                 purge_every=timedelta(seconds=settings.retention_every_seconds),
             )

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared import clock
 
@@ -20,7 +21,15 @@ TYPE_PREFIX = "vn.lienthong."
 TYPE_VERSION = "v1"
 EXCHANGE = "lienthong.events"
 DEAD_LETTER_EXCHANGE = "lienthong.dlx"
+# Events no integrator may read (the gateway's access records: who called what, from where) go to
+# an exchange of their own, so a queue bound to ``#`` on ``lienthong.events`` never sees them and
+# an integrator's account cannot bind to it at all; audit binds both.
+INTERNAL_EXCHANGE = "lienthong.internal"
 SEQUENCE_DIGITS = 12
+# A message holds one event in structured mode, or several in the JSON batch format (a JSON array
+# of structured events, CloudEvents JSON format §4): internal events travel so.
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json; charset=utf-8"
 
 
 def event_type(routing_key: str) -> str:
@@ -66,10 +75,52 @@ class CloudEvent(BaseModel):
 
     @classmethod
     def from_bytes(cls, body: bytes) -> CloudEvent:
-        event = cls.model_validate_json(body)
+        return cls._checked(cls.model_validate_json(body))
+
+    @classmethod
+    def from_dict(cls, item: Any) -> CloudEvent:
+        """One event of a batch (already parsed JSON)."""
+        if not isinstance(item, dict):
+            raise ValueError("an event of a batch is a JSON object")
+        return cls._checked(cls.model_validate(item))
+
+    @staticmethod
+    def _checked(event: CloudEvent) -> CloudEvent:
         if event.specversion != "1.0":
             raise ValueError(f"unsupported specversion {event.specversion!r}")
         return event
+
+
+def is_batch(content_type: str | None) -> bool:
+    return bool(content_type) and content_type.split(";", 1)[0].strip() == "application/cloudevents-batch+json"
+
+
+def batch_bytes(events: Sequence[bytes]) -> bytes:
+    """The JSON batch of events already in structured mode: their bytes, unchanged, in an array."""
+    return b"[" + b",".join(events) + b"]"
+
+
+def events_of(body: bytes, content_type: str | None) -> list[CloudEvent | Exception]:
+    """The events a message carries, in order: one, or a batch's. An entry that is no valid event
+    is the error saying why, in its place, so the others can still be applied."""
+    if not is_batch(content_type):
+        try:
+            return [CloudEvent.from_bytes(body)]
+        except (ValidationError, ValueError) as exc:
+            return [exc]
+    try:
+        items = json.loads(body)
+    except ValueError as exc:
+        return [exc]
+    if not isinstance(items, list) or not items:
+        return [ValueError("a CloudEvents batch is a non-empty JSON array")]
+    events: list[CloudEvent | Exception] = []
+    for item in items:
+        try:
+            events.append(CloudEvent.from_dict(item))
+        except (ValidationError, ValueError) as exc:
+            events.append(exc)
+    return events
 
 
 class Actor(BaseModel):

@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from pydantic import ValidationError
 from sqlalchemy import Column, Index, MetaData, String, Table, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import clock
 from shared.bus import Broker, Delivery, topic_matches
 from shared.db import Database, UtcDateTime, insert_ignoring_duplicates
-from shared.events import CloudEvent
+from shared.events import CloudEvent, events_of, is_batch
 from shared.failpoints import failpoint
 from shared.logging import set_request_context
 from shared.metrics import EVENTS_HANDLED
@@ -36,6 +35,21 @@ from shared.metrics import EVENTS_HANDLED
 log = structlog.get_logger("inbox")
 
 Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+# one event of a delivery: the event (None when unreadable), its handler, or the verdict already
+# reached without one ("ignored", "poison")
+Parsed = tuple[CloudEvent | None, Handler | None, str | None]
+
+# what settles a message of several events: any to try again → again (the applied ones are
+# duplicates then); else any poison → dead-lettered (an operator sees it; the others are applied)
+_MESSAGE_OUTCOME_ORDER = ("retry", "poison", "applied", "duplicate", "ignored")
+
+
+def message_outcome(events: Sequence[str]) -> str:
+    """How a delivery is settled, from the outcomes of its events."""
+    for outcome in _MESSAGE_OUTCOME_ORDER:
+        if outcome in events:
+            return outcome
+    return "ignored"
 
 
 class PoisonEvent(Exception):
@@ -100,6 +114,8 @@ class Consumer:
     ignore: tuple[str, ...] = ()
     # bindings an earlier release of this consumer had; removed from its queue at attach
     retired: tuple[str, ...] = ()
+    # patterns bound on the internal exchange (events no integrator may read: audit's "#")
+    internal: tuple[str, ...] = ()
     # an event this says no to is acknowledged unread like an ignored one: no transaction, no
     # inbox row (notify: no subscription wants it); ``before_batch`` refreshes what it relies on
     accepts: Callable[[CloudEvent], bool] | None = None
@@ -132,6 +148,7 @@ class Consumer:
             prefetch=prefetch,
             retired=self.retired,
             linger=self.linger,
+            internal=self.internal,
         )
 
     async def handle_batch(self, db: Database, deliveries: Sequence[Delivery]) -> None:
@@ -150,48 +167,62 @@ class Consumer:
         failpoint("inbox.after_commit")  # effects committed, deliveries not yet acked
         await self._settle(deliveries, outcomes)
 
-    async def _settle(self, deliveries: Sequence[Delivery], outcomes: list[str]) -> None:
+    async def _settle(self, deliveries: Sequence[Delivery], outcomes: list[list[str]]) -> None:
+        """``outcomes``: per delivery, its events' (a batch message carries several)."""
+        counted: dict[str, int] = {}
+        for events in outcomes:
+            for outcome in events:
+                counted[outcome] = counted.get(outcome, 0) + 1
+        for outcome, count in counted.items():
+            EVENTS_HANDLED.labels(self.name, outcome).inc(count)
+        verdicts = [message_outcome(events) for events in outcomes]
         settled_ok = ("applied", "duplicate", "ignored")
-        for outcome in set(outcomes):
-            EVENTS_HANDLED.labels(self.name, outcome).inc(outcomes.count(outcome))
-        if len(deliveries) > 1 and deliveries[-1].acks_in_bulk and all(o in settled_ok for o in outcomes):
+        if len(deliveries) > 1 and deliveries[-1].acks_in_bulk and all(v in settled_ok for v in verdicts):
             # deliveries arrive in order on one channel: one multiple-ack settles the batch
             await deliveries[-1].ack(multiple=True)
             return
-        for delivery, outcome in zip(deliveries, outcomes, strict=True):
-            if outcome in settled_ok:
+        for delivery, verdict in zip(deliveries, verdicts, strict=True):
+            if verdict in settled_ok:
                 await delivery.ack()
-            elif outcome == "poison":
+            elif verdict == "poison":
                 await delivery.reject(requeue=False)
             else:
                 await delivery.reject(requeue=True)
-        if "retry" in outcomes:
+        if "retry" in verdicts:
             await asyncio.sleep(0.1)  # a failing dependency should not be hammered
 
-    def _parse(self, delivery: Delivery) -> tuple[CloudEvent | None, Handler | None, str | None]:
+    def _parse(self, delivery: Delivery) -> list[Parsed]:
+        """The delivery's events (one, or a batch's), each with its handler or its verdict."""
         if self.ignore and any(topic_matches(p, delivery.routing_key) for p in self.ignore):
-            return None, None, "ignored"
-        try:
-            event = CloudEvent.from_bytes(delivery.body)
-        except (ValidationError, ValueError) as exc:
-            log.warning("poison_event", consumer=self.name, reason=str(exc)[:200])
-            return None, None, "poison"
-        handler = self.handler_for(delivery.routing_key) or self.handler_for(event.routing_key)
-        if handler is None or (self.accepts is not None and not self.accepts(event)):
-            return event, None, "ignored"
-        return event, handler, None
+            return [(None, None, "ignored")]
+        parsed: list[Parsed] = []
+        batch = is_batch(delivery.content_type)
+        for event in events_of(delivery.body, delivery.content_type):
+            if isinstance(event, Exception):
+                log.warning("poison_event", consumer=self.name, reason=str(event)[:200])
+                parsed.append((None, None, "poison"))
+                continue
+            # a batch's events are routed by their own types (the message's key names the batch)
+            handler = self.handler_for(event.routing_key) if batch else None
+            handler = handler or self.handler_for(delivery.routing_key) or self.handler_for(event.routing_key)
+            if handler is None or (self.accepts is not None and not self.accepts(event)):
+                parsed.append((event, None, "ignored"))
+            else:
+                parsed.append((event, handler, None))
+        return parsed
 
-    async def apply_batch(self, db: Database, deliveries: Sequence[Delivery]) -> list[str] | None:
-        """The whole batch in one transaction: each delivery's outcome (``applied``,
-        ``duplicate``, ``ignored``, ``poison``), or None when it failed and was rolled back.
+    async def apply_batch(self, db: Database, deliveries: Sequence[Delivery]) -> list[list[str]] | None:
+        """The whole batch in one transaction: per delivery, the outcome of each of its events
+        (``applied``, ``duplicate``, ``ignored``, ``poison``), or None when it failed and was
+        rolled back.
 
         Here: claim every new event in the inbox with one multi-row insert and run the handlers
         without savepoints. A consumer that can apply a batch in a cheaper way of its own (audit
         appends it to its log at once) overrides this; settling and the fall-back stay here.
         """
         parsed = [self._parse(d) for d in deliveries]
-        outcomes: list[str] = [verdict or "" for _, _, verdict in parsed]
-        keys = {(e.source, e.id) for e, h, v in parsed if v is None and e is not None}
+        outcomes: list[list[str]] = [[verdict or "" for _, _, verdict in events] for events in parsed]
+        keys = {(e.source, e.id) for events in parsed for e, h, v in events if v is None and e is not None}
         if not keys:  # nothing to apply: no session, no transaction
             return outcomes
         try:
@@ -215,31 +246,33 @@ class Consumer:
                 else:
                     claimed = set(keys)
                 done: set[tuple[str, str]] = set()
-                for index, (event, handler, verdict) in enumerate(parsed):
-                    if verdict is not None or event is None or handler is None:
-                        continue
-                    key = (event.source, event.id)
-                    if key not in claimed or (self.inbox is not None and key in done):
-                        self.duplicates += 1
-                        outcomes[index] = "duplicate"
-                        continue
-                    set_request_context(getattr(event, "requestid", None), event.traceparent)
-                    await handler(session, event)
-                    done.add(key)
-                    outcomes[index] = "applied"
+                for message, events in enumerate(parsed):
+                    for index, (event, handler, verdict) in enumerate(events):
+                        if verdict is not None or event is None or handler is None:
+                            continue
+                        key = (event.source, event.id)
+                        if key not in claimed or (self.inbox is not None and key in done):
+                            outcomes[message][index] = "duplicate"
+                            continue
+                        set_request_context(getattr(event, "requestid", None), event.traceparent)
+                        await handler(session, event)
+                        done.add(key)
+                        outcomes[message][index] = "applied"
                 await session.commit()
         except Exception as exc:
             if len(deliveries) > 1 or not isinstance(exc, PoisonEvent):
                 log.info("batch_falls_back", consumer=self.name, size=len(deliveries), error=repr(exc)[:200])
             return None
-        self.applied += outcomes.count("applied")
+        # counted once committed: a batch that falls back is counted by the careful path
+        self.applied += sum(events.count("applied") for events in outcomes)
+        self.duplicates += sum(events.count("duplicate") for events in outcomes)
         return outcomes
 
-    async def _careful_path(self, db: Database, deliveries: Sequence[Delivery]) -> list[str] | None:
-        outcomes: list[str] = []
+    async def _careful_path(self, db: Database, deliveries: Sequence[Delivery]) -> list[list[str]] | None:
+        outcomes: list[list[str]] = []
         async with db.sessionmaker() as session:
             for delivery in deliveries:
-                outcomes.append(await self._apply_one(session, delivery))
+                outcomes.append([await self._apply_one(session, delivery, *item) for item in self._parse(delivery)])
             try:
                 await session.commit()
             except Exception as exc:
@@ -248,8 +281,14 @@ class Consumer:
                 return None
         return outcomes
 
-    async def _apply_one(self, session: AsyncSession, delivery: Delivery) -> str:
-        event, handler, verdict = self._parse(delivery)
+    async def _apply_one(
+        self,
+        session: AsyncSession,
+        delivery: Delivery,
+        event: CloudEvent | None,
+        handler: Handler | None,
+        verdict: str | None,
+    ) -> str:
         if verdict is not None or event is None or handler is None:
             return verdict or "ignored"
         set_request_context(getattr(event, "requestid", None), event.traceparent)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import uuid
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,7 +53,16 @@ from shared.db import (
     next_values,
     replace_in,
 )
-from shared.events import REGISTRY, CloudEvent, EventData, event_type, format_sequence
+from shared.events import (
+    BATCH_CONTENT_TYPE,
+    INTERNAL_EXCHANGE,
+    REGISTRY,
+    CloudEvent,
+    EventData,
+    batch_bytes,
+    event_type,
+    format_sequence,
+)
 from shared.failpoints import failpoint
 from shared.logging import current_request_id, current_traceparent
 from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
@@ -231,6 +241,7 @@ class OutboxRelay:
         batch: int = 500,
         poll_seconds: float = 1.0,
         coalesce_seconds: float = 0.0,
+        internal_keys: Collection[str] = (),
         retention: timedelta = timedelta(days=7),
         purge_every: timedelta = timedelta(minutes=10),
         purge_batch: int = 1000,
@@ -238,6 +249,11 @@ class OutboxRelay:
         self.db, self.outbox, self.broker = db, outbox, broker
         self.batch, self.poll_seconds, self.retention = batch, poll_seconds, retention
         self.coalesce_seconds = coalesce_seconds
+        # routing keys of events no integrator may read (the gateway's access records): they go to
+        # the internal exchange, many to a message (one publish, one confirm and one broker write
+        # for a pass rather than per request); their consumers read the batch format
+        # (``shared.events.events_of``)
+        self.internal_keys = frozenset(internal_keys)
         self.purge_every, self.purge_batch = purge_every, purge_batch
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -315,12 +331,13 @@ class OutboxRelay:
             OUTBOX_PENDING.labels(self.outbox.service).set(0)
             return 0
         failpoint("relay.after_read")  # committed, about to be published
-        messages = [OutgoingMessage(routing_key=r[2], body=bytes(r[3]), message_id=r[1]) for r in rows]
+        messages, sizes = self._messages(rows)
         error: PublishError | None = None
         try:
             confirmed = await self.broker.publish(messages)
         except PublishError as exc:
             confirmed, error = exc.confirmed, exc
+        confirmed = sum(sizes[:confirmed])  # rows, from messages
         if confirmed:
             ids = [r[0] for r in rows[:confirmed]]
             if driver is not None:
@@ -339,6 +356,32 @@ class OutboxRelay:
         if error:
             raise error
         return confirmed
+
+    def _messages(self, rows: Sequence[Any]) -> tuple[list[OutgoingMessage], list[int]]:
+        """The rows as messages, in order, and how many rows each carries: one event a message
+        on ``lienthong.events``, except the rows of ``internal_keys``: consecutive ones go out as
+        one message on ``lienthong.internal``, in the CloudEvents JSON batch format, their bytes
+        unchanged inside it."""
+        messages: list[OutgoingMessage] = []
+        sizes: list[int] = []
+        for key, group in itertools.groupby(rows, key=lambda r: r[2]):
+            run = list(group)
+            if key in self.internal_keys:
+                messages.append(
+                    OutgoingMessage(
+                        key,
+                        batch_bytes([bytes(r[3]) for r in run]),
+                        # a batch is known by its first event and how many follow it
+                        f"{run[0][1]}+{len(run) - 1}",
+                        content_type=BATCH_CONTENT_TYPE,
+                        exchange=INTERNAL_EXCHANGE,
+                    )
+                )
+                sizes.append(len(run))
+                continue
+            messages.extend(OutgoingMessage(routing_key=key, body=bytes(r[3]), message_id=r[1]) for r in run)
+            sizes.extend([1] * len(run))
+        return messages, sizes
 
     async def _unsent(self) -> Sequence[Any]:
         table = self.outbox.table

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
         "committed meanwhile go out in one pass and reach their consumers as one batch (a delay on every "
         "event); the gateway's default is 0.05, its outbox being an access record per request",
     )
+    relay_internal_keys: list[str] = Field(
+        default_factory=list,
+        description="routing keys of events no integrator may read: the outbox relay sends them to the exchange "
+        "lienthong.internal (audit's), those that follow each other in the outbox in one message in the "
+        "CloudEvents JSON batch format (application/cloudevents-batch+json). The gateway's default is "
+        '["access.recorded"]',
+    )
     outbox_retention_hours: float = 24 * 7
     inbox_retention_hours: float = Field(
         default=24 * 7,

@@ -1,4 +1,6 @@
-"""Audit consumes every event on the bus (its queue is bound to ``#``), access records included.
+"""Audit consumes every event on the bus (its queue is bound to ``#``), access records included:
+those come several to a message (the CloudEvents JSON batch format, one relay pass of the
+gateway's), and each is its own leaf.
 
 A batch of deliveries is appended whole, and the log needs no savepoint per message: an event
 either becomes a leaf or is refused before touching the database. So the batch is read first
@@ -32,7 +34,7 @@ from services.audit.store import (
 )
 from shared.bus import Delivery
 from shared.db import Database
-from shared.events import CloudEvent
+from shared.events import CloudEvent, events_of
 from shared.inbox import Consumer, PoisonEvent
 
 log = structlog.get_logger("audit")
@@ -64,17 +66,22 @@ class AuditConsumer(Consumer):
 
     _heads: dict[str, Head] = field(default_factory=dict, init=False, repr=False)  # by database URL
 
-    async def apply_batch(self, db: Database, deliveries: Sequence[Delivery]) -> list[str] | None:
-        outcomes: list[str] = ["poison"] * len(deliveries)
-        read: list[tuple[int, Record]] = []
-        for position, delivery in enumerate(deliveries):
-            try:
-                record = record_of(CloudEvent.from_bytes(delivery.body))
-            except (ValidationError, ValueError) as exc:  # UnknownEventError is a ValueError
-                log.warning("poison_event", consumer=self.name, reason=str(exc)[:200])
-                continue
-            read.append((position, record))
-        records = [record for _, record in read]
+    async def apply_batch(self, db: Database, deliveries: Sequence[Delivery]) -> list[list[str]] | None:
+        outcomes: list[list[str]] = []
+        read: list[tuple[int, int, Record]] = []  # (message, its event, the record)
+        for message, delivery in enumerate(deliveries):
+            events = events_of(delivery.body, delivery.content_type)  # a batch: the gateway's access records
+            outcomes.append(["poison"] * len(events))
+            for position, event in enumerate(events):
+                try:
+                    if isinstance(event, Exception):
+                        raise event
+                    record = record_of(event)
+                except (ValidationError, ValueError) as exc:  # UnknownEventError is a ValueError
+                    log.warning("poison_event", consumer=self.name, reason=str(exc)[:200])
+                    continue
+                read.append((message, position, record))
+        records = [record for _, _, record in read]
         try:
             appended = await self._append_from_remembered_head(db, records)
             if appended is None:
@@ -91,10 +98,10 @@ class AuditConsumer(Consumer):
             # message in its own savepoint, so only the culprit is retried and dead-lettered.
             log.warning("audit_batch_failed", consumer=self.name, size=len(deliveries), error=repr(exc)[:300])
             return None
-        for position, record in read:
-            outcomes[position] = "applied" if id(record) in appended else "duplicate"
+        for message, position, record in read:
+            outcomes[message][position] = "applied" if id(record) in appended else "duplicate"
         self.applied += len(appended)
-        self.duplicates += outcomes.count("duplicate")
+        self.duplicates += len(read) - len(appended)
         return outcomes  # settled by the base: one multiple-ack for a batch without poison
 
     async def _append_from_remembered_head(self, db: Database, records: list[Record]) -> set[int] | None:
@@ -130,4 +137,4 @@ class AuditConsumer(Consumer):
 # second a batch that waits this long for more costs several times less CPU per event; a lone
 # event is not held (shared.bus.Batching lingers only while events arrive faster than this).
 LINGER_SECONDS = 0.02
-consumer = AuditConsumer(name="audit", handlers={"#": record_event}, inbox=None, linger=LINGER_SECONDS)
+consumer = AuditConsumer(name="audit", handlers={"#": record_event}, inbox=None, linger=LINGER_SECONDS, internal=("#",))

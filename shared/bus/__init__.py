@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from shared import clock
 from shared.aio import wait_event
+from shared.events import EXCHANGE, STRUCTURED_CONTENT_TYPE
 
 T = TypeVar("T")
 
@@ -31,6 +32,8 @@ class OutgoingMessage:
     body: bytes
     message_id: str
     headers: dict[str, Any] = field(default_factory=dict)
+    content_type: str = STRUCTURED_CONTENT_TYPE  # or BATCH_CONTENT_TYPE: several events
+    exchange: str = EXCHANGE  # or INTERNAL_EXCHANGE
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Delivery(abc.ABC):
     body: bytes
     routing_key: str
     message_id: str | None
+    content_type: str | None = None  # see shared.events.events_of (None: one event)
     delivery_count: int
     acks_in_bulk: bool = False  # True where ack(multiple=True) settles all earlier deliveries
 
@@ -172,9 +176,11 @@ class Broker(abc.ABC):
         prefetch: int,
         retired: Sequence[str] = (),
         linger: float = 0.0,
+        internal: Sequence[str] = (),
     ) -> None:
         """Declare ``queue`` (and its dead-letter queue), bind it, and feed batches to ``handler``.
 
+        ``bindings`` are patterns on ``lienthong.events``, ``internal`` on ``lienthong.internal``.
         ``retired``: bindings an earlier release gave the queue; a durable queue keeps its
         bindings across restarts, so they are removed explicitly. ``linger``: see
         :class:`Batching` (0: a batch is what is waiting, never more)."""

@@ -31,9 +31,8 @@ from shared.bus import (
     dead_letter_queue,
     hand_over,
 )
-from shared.events import DEAD_LETTER_EXCHANGE, EXCHANGE
+from shared.events import DEAD_LETTER_EXCHANGE, EXCHANGE, INTERNAL_EXCHANGE, STRUCTURED_CONTENT_TYPE
 
-CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 log = structlog.get_logger("amqp")
 
 
@@ -60,6 +59,7 @@ class _AmqpDelivery(Delivery):
             original = original.decode()
         self.routing_key = str(original) if original else message.routing_key or ""
         self.message_id = message.message_id
+        self.content_type = message.content_type
         # quorum queues count earlier deliveries in x-delivery-count
         self.delivery_count = int(headers.get("x-delivery-count", 0) or 0) + 1
 
@@ -89,11 +89,11 @@ class AmqpBroker(Broker):
         self.in_flight = in_flight
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
-        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}  # by name: events, internal
         self._consumers: dict[str, tuple[AbstractRobustChannel, asyncio.Task[None]]] = {}
-        # queue → (bindings, retired bindings, handler, batch, prefetch, linger): what _attach
-        # needs again after a reconnect
-        self._specs: dict[str, tuple[list[str], list[str], BatchHandler, int, int, float]] = {}
+        # queue → (bindings, retired bindings, handler, batch, prefetch, linger, internal
+        # bindings): what _attach needs again after a reconnect
+        self._specs: dict[str, tuple[list[str], list[str], BatchHandler, int, int, float, list[str]]] = {}
         self._watchdog: asyncio.Task[None] | None = None
         self._publish_lock = asyncio.Lock()
 
@@ -102,11 +102,14 @@ class AmqpBroker(Broker):
             self.url, client_properties={"connection_name": "lienthong"}, reconnect_interval=1
         )
         self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._exchange = await self._declare_topology(self._publish_channel)
+        self._exchanges = await self._declare_topology(self._publish_channel)
 
-    async def _declare_topology(self, channel: AbstractRobustChannel) -> aio_pika.abc.AbstractExchange:
+    async def _declare_topology(self, channel: AbstractRobustChannel) -> dict[str, aio_pika.abc.AbstractExchange]:
         await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
-        return await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        return {
+            name: await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+            for name in (EXCHANGE, INTERNAL_EXCHANGE)
+        }
 
     async def close(self) -> None:
         if self._watchdog is not None:
@@ -128,7 +131,7 @@ class AmqpBroker(Broker):
         return bool(self._connection and not self._connection.is_closed and self._connection.connected.is_set())
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> int:
-        if not self.connected or self._exchange is None:
+        if not self.connected or not self._exchanges:
             raise PublishError("not connected to RabbitMQ", confirmed=0)
         async with self._publish_lock:  # one ordered stream of publishes per process
             # A sliding window of unconfirmed messages: tasks start in creation order and the
@@ -150,12 +153,11 @@ class AmqpBroker(Broker):
         return confirmed
 
     async def _publish_one(self, message: OutgoingMessage) -> None:
-        assert self._exchange is not None
-        await self._exchange.publish(
+        await self._exchanges[message.exchange].publish(
             aio_pika.Message(
                 message.body,
                 message_id=message.message_id,
-                content_type=CONTENT_TYPE,
+                content_type=message.content_type,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 headers=message.headers or None,
             ),
@@ -174,6 +176,7 @@ class AmqpBroker(Broker):
         prefetch: int,
         retired: Sequence[str] = (),
         linger: float = 0.0,
+        internal: Sequence[str] = (),
     ) -> None:
         self._specs[queue] = (
             list(bindings),
@@ -182,6 +185,7 @@ class AmqpBroker(Broker):
             batch,
             prefetch,
             linger,
+            list(internal),
         )
         await self._attach(queue)
         if self._watchdog is None or self._watchdog.done():
@@ -189,7 +193,7 @@ class AmqpBroker(Broker):
 
     async def _attach(self, queue: str) -> None:
         assert self._connection is not None
-        bindings, retired, handler, batch, prefetch, linger = self._specs[queue]
+        bindings, retired, handler, batch, prefetch, linger, internal = self._specs[queue]
         old = self._consumers.pop(queue, None)
         if old is not None:
             old[1].cancel()
@@ -197,16 +201,18 @@ class AmqpBroker(Broker):
                 await old[0].close()
         channel = await self._connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch)
-        exchange = await self._declare_topology(channel)
+        exchanges = await self._declare_topology(channel)
         dlq = await channel.declare_queue(dead_letter_queue(queue), durable=True, arguments={"x-queue-type": "quorum"})
         await dlq.bind(DEAD_LETTER_EXCHANGE, routing_key=queue)
         q = await channel.declare_queue(
             queue, durable=True, arguments=queue_arguments(queue, delivery_limit=self.delivery_limit)
         )
         for binding in bindings:
-            await q.bind(exchange, routing_key=binding)
+            await q.bind(exchanges[EXCHANGE], routing_key=binding)
+        for binding in internal:
+            await q.bind(exchanges[INTERNAL_EXCHANGE], routing_key=binding)
         for binding in retired:
-            await q.unbind(exchange, routing_key=binding)  # RabbitMQ: a no-op when not bound
+            await q.unbind(exchanges[EXCHANGE], routing_key=binding)  # RabbitMQ: a no-op when not bound
         batching: Batching[AbstractIncomingMessage] = Batching(batch, linger=linger)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
@@ -300,7 +306,7 @@ class AmqpBroker(Broker):
                     aio_pika.Message(
                         message.body,
                         message_id=message.message_id,
-                        content_type=message.content_type or CONTENT_TYPE,
+                        content_type=message.content_type or STRUCTURED_CONTENT_TYPE,
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         headers=headers,
                     ),

@@ -25,6 +25,7 @@ from shared.bus import (
     hand_over,
     topic_matches,
 )
+from shared.events import INTERNAL_EXCHANGE
 
 
 @dataclass
@@ -38,6 +39,7 @@ class _Copy:
 class _Queue:
     name: str
     bindings: list[str]
+    internal: list[str]  # bindings on the internal exchange
     ready: deque[_Copy] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     dead: list[DeadLetter] = field(default_factory=list)
@@ -51,6 +53,7 @@ class _MemoryDelivery(Delivery):
         self.body = copy.message.body
         self.routing_key = copy.message.routing_key
         self.message_id = copy.message.message_id
+        self.content_type = copy.message.content_type
         self.delivery_count = copy.deliveries
         self._settled = False
 
@@ -115,7 +118,12 @@ class InProcessBroker(Broker):
         loop = asyncio.get_running_loop()
         for index, message in enumerate(messages):
             targets = [
-                q for q in self._queues.values() if any(topic_matches(b, message.routing_key) for b in q.bindings)
+                q
+                for q in self._queues.values()
+                if any(
+                    topic_matches(b, message.routing_key)
+                    for b in (q.internal if message.exchange == INTERNAL_EXCHANGE else q.bindings)
+                )
             ]
             if not targets:
                 # Like mandatory publishing on RabbitMQ: an event nobody can receive yet is not
@@ -147,11 +155,12 @@ class InProcessBroker(Broker):
         prefetch: int,
         retired: Sequence[str] = (),
         linger: float = 0.0,
+        internal: Sequence[str] = (),
     ) -> None:
         # ``linger`` is not needed here: the embedded suite's events arrive a few at a time, and
         # a batch that waits would only add latency
-        q = self._queues.setdefault(queue, _Queue(name=queue, bindings=list(bindings)))
-        q.bindings = list(bindings)
+        q = self._queues.setdefault(queue, _Queue(name=queue, bindings=list(bindings), internal=list(internal)))
+        q.bindings, q.internal = list(bindings), list(internal)
         if q.worker is None or q.worker.done():
             q.worker = asyncio.create_task(self._work(q, handler, batch), name=f"consume:{queue}")
 

@@ -4,6 +4,7 @@ security headers, CORS from configuration, and an access record per request with
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from shared import clock
 from shared.bus import Delivery
 from shared.bus.memory import InProcessBroker
 from shared.db import Database, new_metadata
-from shared.events import CloudEvent
+from shared.events import BATCH_CONTENT_TYPE, CloudEvent
 from shared.migrations import upgrade_async
 from shared.outbox import Outbox
 from tests.gateway.gateway_support import assert_problem, bearer, gateway_settings, running_gateway, serve, token_for
@@ -222,10 +223,12 @@ async def test_every_request_leaves_an_access_record_without_secrets(tmp_path: P
 
     async def collect(deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
-            records.append(delivery.body)
+            # internal, several to a message: the CloudEvents JSON batch format
+            assert delivery.content_type == BATCH_CONTENT_TYPE
+            records.extend(json.dumps(item).encode() for item in json.loads(delivery.body))
             await delivery.ack()
 
-    await broker.consume("test-access", ["access.recorded"], collect, batch=50, prefetch=50)
+    await broker.consume("test-access", [], collect, batch=50, prefetch=50, internal=["access.recorded"])
     settings = gateway_settings(tmp_path, {"intake": part_url})
     app = create_app(settings, broker=broker)
     try:

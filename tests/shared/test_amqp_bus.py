@@ -375,3 +375,61 @@ async def test_an_event_committed_after_a_later_one_was_published_still_goes_out
     finally:
         await relay.stop()
         await broker.close()
+
+
+async def test_internal_events_cross_rabbitmq_as_cloudevents_batches_applied_once(setup) -> None:  # type: ignore[no-untyped-def]
+    """A relay with an internal key (the gateway's access records) sends a pass's events to
+    ``lienthong.internal`` as one message in the CloudEvents JSON batch format: a plain AMQP
+    reader bound there sees that content type and an array whose every element the CloudEvents
+    SDK reads; one bound to everything on ``lienthong.events`` sees none; the part's consumer
+    applies each event once, in order, also after the relay publishes everything again."""
+    import dataclasses
+    import json
+
+    from cloudevents.http import from_json
+
+    from shared.events import INTERNAL_EXCHANGE
+
+    producer, consumer_db, amqp_url, _ = setup
+    consumer_broker = AmqpBroker(amqp_url)
+    await consumer_broker.connect()
+    consumer = dataclasses.replace(harness.ledger_consumer(), internal=("ledger.#",))
+    await consumer.attach(consumer_broker, consumer_db, batch=100, prefetch=200)
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    internal = await channel.declare_queue("plain-internal", exclusive=True)
+    await internal.bind(await channel.get_exchange(INTERNAL_EXCHANGE), routing_key="#")
+    everything = await channel.declare_queue("plain-everything", exclusive=True)
+    await everything.bind(await channel.get_exchange(EXCHANGE), routing_key="#")
+    publisher = AmqpBroker(amqp_url)
+    await publisher.connect()
+    relay = OutboxRelay(producer, harness.outbox, publisher, batch=50, internal_keys={"ledger.changed"})
+    await harness.produce(producer, count=120, aggregates=4)
+    while await relay.relay_once():
+        pass
+    await relay._write_marks()
+    table = harness.outbox.table
+    async with producer.sessionmaker() as session:
+        order = (await session.execute(select(table.c.event_id).order_by(table.c.id))).scalars().all()
+        await session.execute(table.update().values(sent_at=None))  # a relay crash before the marks
+        await session.commit()
+    while await relay.relay_once():
+        pass
+    await harness.wait_until_applied(consumer_db, 120)
+    seen = []
+    for _ in range(6):  # 120 events in passes of 50, twice: 3 messages each time
+        message = await internal.get(timeout=10)
+        await message.ack()
+        assert message.content_type == "application/cloudevents-batch+json; charset=utf-8"
+        seen.extend(from_json(json.dumps(item))["id"] for item in json.loads(message.body))
+    assert await internal.get(fail=False) is None
+    assert seen == list(order) * 2
+    assert await everything.get(fail=False) is None
+    await eventually(lambda: consumer.duplicates == 120, within=30, what="every copy dropped")
+    report = await harness.check(producer, consumer_db)
+    assert report.ok, str(report)
+    assert report.applied_rows == 120
+    await relay.stop()
+    await connection.close()
+    await publisher.close()
+    await consumer_broker.close()

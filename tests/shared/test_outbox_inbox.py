@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,112 @@ async def test_a_coalescing_relay_sends_a_moment_of_commits_in_one_pass(dbs, coa
         assert broker.passes == [5]
     else:
         assert len(broker.passes) >= 3  # without it, each commit (30 ms apart) had its own pass
+
+
+class RecordingBroker(InProcessBroker):
+    """The in-process broker, keeping every message the relay hands it."""
+
+    def __init__(self, **options) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(**options)
+        self.messages: list = []  # type: ignore[type-arg]
+
+    async def publish(self, messages):  # type: ignore[no-untyped-def, override]
+        self.messages.extend(messages)
+        return await super().publish(messages)
+
+
+def internal_ledger_consumer():  # type: ignore[no-untyped-def]
+    """The ledger's consumer, bound on the internal exchange too (as audit is)."""
+    return dataclasses.replace(harness.ledger_consumer(), internal=("ledger.#",))
+
+
+async def test_internal_keys_go_many_to_a_message_and_are_applied_once_in_order(dbs) -> None:  # type: ignore[no-untyped-def]
+    """The gateway's relay sends its access records to the internal exchange in the CloudEvents
+    JSON batch format: a run of rows of an internal key is one message there, the other keys one
+    event a message on the events exchange, all in order; the consumer applies each event of a
+    batch once, redelivered or not."""
+    from shared.events import BATCH_CONTENT_TYPE, EXCHANGE, INTERNAL_EXCHANGE, STRUCTURED_CONTENT_TYPE, events_of
+
+    producer, consumer_db = dbs
+    broker = RecordingBroker()
+    await broker.connect()
+    consumer = internal_ledger_consumer()
+    await consumer.attach(broker, consumer_db, batch=50, prefetch=50)
+    await harness.produce(producer, count=20, aggregates=3)
+    async with producer.sessionmaker() as session:  # one event of another key between two runs
+        await harness.outbox.emit(session, "ledger.noted", {"n": 20}, subject="agg-0")
+        await session.commit()
+    await harness.produce(producer, count=10, aggregates=3)
+    relay = OutboxRelay(producer, harness.outbox, broker, batch=16, internal_keys={"ledger.changed"})
+    while await relay.relay_once():
+        pass
+    kinds = [
+        (m.exchange, m.routing_key, m.content_type, len(events_of(m.body, m.content_type))) for m in broker.messages
+    ]
+    assert kinds == [
+        (INTERNAL_EXCHANGE, "ledger.changed", BATCH_CONTENT_TYPE, 16),  # a pass reads 16 rows
+        (INTERNAL_EXCHANGE, "ledger.changed", BATCH_CONTENT_TYPE, 4),
+        (EXCHANGE, "ledger.noted", STRUCTURED_CONTENT_TYPE, 1),
+        (INTERNAL_EXCHANGE, "ledger.changed", BATCH_CONTENT_TYPE, 10),
+    ]
+    published = [e.id for m in broker.messages for e in events_of(m.body, m.content_type)]
+    async with producer.sessionmaker() as session:
+        stored = (
+            (await session.execute(select(harness.outbox.table.c.event_id).order_by(harness.outbox.table.c.id)))
+            .scalars()
+            .all()
+        )
+    assert published == list(stored)  # every event once, in the outbox's order
+    assert relay.published == 31
+    # a crash before the sent marks: everything again, and the inbox drops every copy
+    async with producer.sessionmaker() as session:
+        await session.execute(harness.outbox.table.update().values(sent_at=None))
+        await session.commit()
+    while await relay.relay_once():
+        pass
+    report = await harness.check(producer, consumer_db)
+    assert report.ok, str(report)
+    assert report.committed == 31 and report.applied_rows == 31
+    assert consumer.duplicates == 31
+    await broker.close()
+
+
+async def test_internal_events_reach_only_queues_bound_on_the_internal_exchange(dbs) -> None:  # type: ignore[no-untyped-def]
+    """A queue bound to everything on the events exchange (what an integrator would like to do)
+    gets none of them: with no queue bound internally they are not even taken."""
+    from shared.bus import PublishError
+
+    producer, consumer_db = dbs
+    broker = InProcessBroker()
+    await broker.connect()
+    await harness.ledger_consumer().attach(broker, consumer_db, batch=50, prefetch=50)  # "ledger.*", events only
+    await harness.produce(producer, count=3)
+    relay = OutboxRelay(producer, harness.outbox, broker, internal_keys={"ledger.changed"})
+    with pytest.raises(PublishError):
+        await relay.relay_once()
+    assert await relay.pending() == 3  # kept for when audit's queue is there
+    await internal_ledger_consumer().attach(broker, consumer_db, batch=50, prefetch=50)
+    assert await relay.relay_once() == 3
+    assert (await harness.check(producer, consumer_db)).applied_rows == 3
+    await broker.close()
+
+
+async def test_a_batch_message_with_a_failing_event_applies_the_others_once(dbs) -> None:  # type: ignore[no-untyped-def]
+    """An event that keeps failing takes its whole message to the dead letters after the delivery
+    limit; the other events of that message were applied on the first delivery, once."""
+    producer, consumer_db = dbs
+    broker = InProcessBroker(delivery_limit=3)
+    await broker.connect()
+    consumer = internal_ledger_consumer()
+    await consumer.attach(broker, consumer_db, batch=50, prefetch=50)
+    await harness.produce(producer, count=30, poison_every=10)
+    relay = OutboxRelay(producer, harness.outbox, broker, batch=10, internal_keys={"ledger.changed"})
+    while await relay.relay_once():
+        pass
+    report = await harness.check(producer, consumer_db)
+    assert report.ok, str(report)
+    assert report.applied_rows == 27
+    dead = await broker.dead_letters("ledger")
+    assert len(dead) == 3  # the three messages of ten, each with one event that always fails
+    assert consumer.duplicates == 2 * 27  # the good events of each message, at its 2nd and 3rd delivery
+    await broker.close()

@@ -34,7 +34,10 @@ ASYNCAPI = ROOT / "contracts" / "asyncapi.yaml"
 def _definitions(name: str, vhost: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "lienthong", "integrator-definitions", name, "--vhost", vhost],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)
 
@@ -130,6 +133,12 @@ def test_an_integrator_may_bind_exactly_what_the_contract_lists() -> None:
                 for key in ("#", "access.recorded", "access.#", "*.recorded", "*.*"):
                     _refused(integrator, lambda ch, key=key: ch.queue_bind(queue, "lienthong.events", routing_key=key))
                 _refused(integrator, lambda ch: ch.queue_bind(queue, "amq.topic", routing_key="document.#"))
+                # the exchange of internal events (the access records), as the parts declare it
+                system.channel().exchange_declare("lienthong.internal", exchange_type="topic", durable=True)
+                for key in ("#", "access.recorded"):
+                    _refused(
+                        integrator, lambda ch, key=key: ch.queue_bind(queue, "lienthong.internal", routing_key=key)
+                    )
                 _refused(
                     integrator, lambda ch: ch.exchange_declare("lienthong.events", exchange_type="topic", durable=True)
                 )
