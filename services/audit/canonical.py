@@ -33,16 +33,24 @@ def _plain(value: Any) -> bool:
     """True when the standard library's sorted, compact JSON already is RFC 8785's.
 
     That holds for objects whose keys lie in the Basic Multilingual Plane (code point order is
-    then UTF-16 order), with strings, booleans, null and exactly representable integers, and no
-    floats (whose ECMAScript form differs from Python's). Both escape strings the same way: the
-    short escapes for backspace, form feed, newline, return and tab, other control characters as
+    then UTF-16 order), with strings, booleans, null, exactly representable integers and the
+    floats both languages write alike (below). Both escape strings the same way: the short
+    escapes for backspace, form feed, newline, return and tab, other control characters as
     lowercase six-character escapes, nothing else.
+
+    Floats: Python's ``repr`` and ECMAScript's Number::toString pick the same shortest digits
+    that read back as the number; they differ in where they switch to an exponent (Python below
+    1e-4 and from 1e16, ECMAScript below 1e-6 and from 1e21) and in whole numbers (``2.0``
+    against ``2``). A float that is not whole and lies in [1e-4, 1e16) is written alike: the
+    access records' ``duration_ms``, one per API call, take this path.
     """
     kind = type(value)
     if kind is str or value is None or kind is bool:
         return True
     if kind is int:
         return -_MAX_EXACT < value < _MAX_EXACT
+    if kind is float:
+        return 1e-4 <= abs(value) < 1e16 and not value.is_integer()  # NaN and infinities fail the first
     if kind is dict:
         return all(type(k) is str and (k.isascii() or max(k) <= "\uffff") and _plain(v) for k, v in value.items())
     if kind is list:

@@ -69,7 +69,11 @@ def test_the_fast_path_gives_exactly_rfc8785_bytes() -> None:
         if pick == 2:
             return rng.choice([0, -1, 7, 2**53, -(2**53), 10**15, rng.randint(-(2**40), 2**40)])
         if pick == 3:
-            return rng.choice([0.5, 1.0, -0.0, 1e21, 1e-7, 3.14159, 100.0])
+            return rng.choice([0.5, 1.0, -0.0, 1e21, 1e-7, 3.14159, 100.0, 1e-4, 9.999e-5, 1e16, 1e16 - 2,
+                               4503599627370495.5, 123456789012.25, 0.1 + 0.2, 5e-324, 1.7976931348623157e308,
+                               rng.uniform(-1e6, 1e6), round(rng.uniform(0, 5000), 3),
+                               math.copysign(10 ** rng.uniform(-12, 25), rng.uniform(-1, 1)),
+                               float(rng.randint(-(2**60), 2**60)) / 2 ** rng.randint(0, 70)])
         if pick in (4, 5):
             return text()
         if pick in (6, 7):
@@ -78,10 +82,11 @@ def test_the_fast_path_gives_exactly_rfc8785_bytes() -> None:
 
     from services.audit.canonical import _plain
 
-    fast = 0
-    for _ in range(3000):
+    fast = fast_floats = 0
+    for _ in range(6000):
         record = {text(): value(0) for _ in range(rng.randint(1, 5))}
         fast += _plain(record)
+        fast_floats += _plain(record) and any(type(v) is float for v in record.values())
         try:
             expected = rfc8785.dumps(record)
         except rfc8785.CanonicalizationError:
@@ -89,4 +94,5 @@ def test_the_fast_path_gives_exactly_rfc8785_bytes() -> None:
                 canonical_bytes(record)
             continue
         assert canonical_bytes(record) == expected, record
-    assert fast > 500  # the fast path was really exercised
+    assert fast > 1000  # the fast path was really exercised
+    assert fast_floats > 100  # with floats too
