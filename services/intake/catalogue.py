@@ -11,6 +11,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import date, datetime, time
 from decimal import Decimal
+from types import SimpleNamespace
+from typing import TypeVar
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,10 +24,12 @@ from services.intake.events import AgencyChanged, ProcedureChanged
 from services.intake.models import Agency, CalendarOverrideRow, ProcedureVersion, outbox
 from services.intake.schemas import AgencyIn, AgencyOut, ComponentSpecOut, ProcedureVersionIn, ProcedureVersionOut
 from shared import clock, organ_id
-from shared.db import insert_ignoring_duplicates
+from shared.db import fetch_rows, insert_ignoring_duplicates
 from shared.errors import Conflict, NotFound, Unprocessable
 from shared.events import Actor
 from shared.text import fold
+
+V = TypeVar("V")
 
 PROCEDURE_AT_AGENCY_LENGTH = len("1.010708.000.00.00.H56")
 
@@ -153,6 +157,19 @@ async def versions_of(session: AsyncSession, code: str) -> list[ProcedureVersion
     return list((await session.execute(_VERSIONS_OF, {"code": code})).scalars())
 
 
+_TERMS_OF = (
+    select(ProcedureVersion.effective_from, ProcedureVersion.processing_hours, ProcedureVersion.cutoff)
+    .where(ProcedureVersion.code == bindparam("code"))
+    .order_by(ProcedureVersion.version)
+)
+
+
+async def terms_in_force(session: AsyncSession, code: str, day: date) -> SimpleNamespace | None:
+    """The processing hours and cut-off of ``code``'s version in force on ``day``: for the public
+    due-date calculator, a plain read (no ORM objects, and on PostgreSQL no transaction)."""
+    return in_force([SimpleNamespace(**row) for row in await fetch_rows(session, _TERMS_OF, {"code": code})], day)
+
+
 _LABELS = select(ProcedureVersion.id, ProcedureVersion.version, ProcedureVersion.name).where(
     ProcedureVersion.id.in_(bindparam("ids", expanding=True))
 )
@@ -179,7 +196,8 @@ class VersionLabels:
         return (await self.of(session, (id_,)))[id_]
 
 
-def in_force(versions: list[ProcedureVersion], day: date) -> ProcedureVersion | None:
+def in_force(versions: list[V], day: date) -> V | None:
+    """The version in force on ``day`` (anything with an ``effective_from``)."""
     current = None
     for row in versions:  # ordered by version; effective_from grows with it
         if row.effective_from <= day:
@@ -272,8 +290,8 @@ def parse_cutoff(value: str | None) -> time | None:
 
 async def working_calendar(session: AsyncSession, settings: IntakeSettings) -> WorkingCalendar:
     """The calendar with the administrators' overrides as stored now (cached per override set)."""
-    rows = await session.execute(_OVERRIDES)
-    overrides = tuple(CalendarOverride(day=day, working=working, reason=reason) for day, working, reason in rows)
+    rows = await fetch_rows(session, _OVERRIDES)  # a plain read: on PostgreSQL it begins no transaction
+    overrides = tuple(CalendarOverride(day=r["day"], working=r["working"], reason=r["reason"]) for r in rows)
     periods = tuple((_parse_hhmm(a), _parse_hhmm(b)) for a, b in settings.office_hours)
     key = (overrides, periods)
     calendar = _CALENDARS.get(key)

@@ -10,8 +10,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import Response
-from pydantic_core import to_json
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -130,7 +128,7 @@ def view_data(
 ) -> dict[str, Any]:
     """A dossier's view as plain data shaped as ``DossierOut`` (its fields and its parts',
     in order, nothing else): what the model would give, so that a read can send it as JSON
-    without building the model (``json_response``); building a model of each part first (and
+    without building the model (``shared.http.json_response``); building a model of each part first (and
     the page's model of those) cost as much again."""
     status, paused_from = dossier["status"], dossier["paused_from"]
     return {
@@ -167,15 +165,6 @@ async def dossier_view(session: AsyncSession, ctx: Context, dossier: DossierReco
 
 async def dossier_out(session: AsyncSession, ctx: Context, dossier: DossierRecord) -> DossierOut:
     return DossierOut.model_validate(await dossier_view(session, ctx, dossier))
-
-
-def json_response(data: Any) -> Response:
-    """Views' data sent as the response model would send it, without validating it into the
-    model first: the data is this module's own (``view_data`` shapes it field by field), and
-    validating a page of 50 dossiers was a fifth of the list's CPU in intake. The JSON is
-    pydantic's own serializer's, byte for byte what the model gives (a test holds the two
-    together); the route's ``response_model`` still documents it."""
-    return Response(content=to_json(data), media_type="application/json")
 
 
 async def dossier_views(session: AsyncSession, ctx: Context, dossiers: Sequence[DossierRecord]) -> list[dict[str, Any]]:

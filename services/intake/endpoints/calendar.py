@@ -61,7 +61,7 @@ async def due(
     if procedure is not None:
         if cutoff is not None:
             raise BadRequest("the cut-off comes from the procedure")
-        version = catalogue.in_force(await catalogue.versions_of(session, procedure), as_vietnam_time(start).date())
+        version = await catalogue.terms_in_force(session, procedure, as_vietnam_time(start).date())
         if version is None:
             raise NotFound(f"no procedure {procedure} in force then")
         hours, cutoff = Decimal(version.processing_hours), version.cutoff

@@ -34,7 +34,7 @@ from shared import clock, organ_id
 from shared.auth import Caller, allow
 from shared.db import fetch_rows
 from shared.errors import BadRequest, Forbidden, problem_responses
-from shared.http import StrictRoute
+from shared.http import StrictRoute, json_response
 
 router = APIRouter(prefix="/dossiers", tags=["dossiers"], route_class=StrictRoute)
 
@@ -118,7 +118,7 @@ async def list_dossiers(
     rows = await applicant_search.read_page(session, query, search, after=after, limit=limit)
     more = len(rows) > limit
     rows = rows[:limit]
-    return views.json_response(
+    return json_response(
         {
             "items": await views.dossier_views(session, ctx, rows),
             "next": views.make_cursor(rows[-1]["received_at"], rows[-1]["id"]) if more else None,
@@ -128,9 +128,7 @@ async def list_dossiers(
 
 @router.get("/{code}", response_model=DossierOut, responses=problem_responses(401, 403, 404), **allow(*DOSSIER_READERS))
 async def get_dossier(code: str, caller: Caller = Me, session: AsyncSession = Session, ctx: Context = Ctx) -> Response:
-    return views.json_response(
-        await views.dossier_view(session, ctx, await views.visible_record(session, caller, code))
-    )
+    return json_response(await views.dossier_view(session, ctx, await views.visible_record(session, caller, code)))
 
 
 def _of_dossier(table: Table, *fields: str) -> Select[Any]:

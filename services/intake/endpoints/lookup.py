@@ -15,6 +15,7 @@ from services.intake.models import Dossier
 from services.intake.schemas import LookupOut
 from services.intake.workflow import DossierStatus
 from shared.auth import public
+from shared.db import fetch_rows
 from shared.errors import NotFound, problem_responses
 from shared.http import StrictRoute
 
@@ -49,7 +50,8 @@ async def public_lookup(
     client address (its ``rate_routes``)."""
     settings = settings_of(request)
     given = lookup_secret.lookup_hash(settings, code, secret.strip().upper())
-    dossier = (await session.execute(_LOOKED_UP, {"code": code})).mappings().first()
+    found = await fetch_rows(session, _LOOKED_UP, {"code": code})  # on PostgreSQL: no transaction
+    dossier = found[0] if found else None
     stored = dossier["lookup_hash"] if dossier is not None and dossier["lookup_hash"] else "0" * 64
     # compare even when there is no dossier, so that timing does not tell codes apart
     if not hmac.compare_digest(given, stored) or dossier is None:

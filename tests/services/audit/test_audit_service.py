@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from services.audit.canonical import canonical_bytes
+from services.audit.schemas import EntryPage
 from tests.services.audit.running import RunningAudit, event, running_audit
 from tests.services.audit.test_audit_merkle import ref_leaf, verify_consistency, verify_inclusion
 from tests.waiting import eventually
@@ -193,6 +194,8 @@ async def test_queries_by_actor_subject_type_agency_and_time_with_cursor_pages(a
                                           params={**params, "limit": 7, **({"cursor": cursor} if cursor else {})})
             assert page.status_code == 200, page.text
             body = page.json()
+            # sent without FastAPI's second validation: still exactly the documented model, no more
+            assert body == EntryPage.model_validate_json(page.content).model_dump(mode="json")
             items += body["items"]
             if not body["next"]:
                 return items

@@ -1,5 +1,5 @@
 """The dossier reads (one dossier, the list) send their views as JSON without building the
-response model (``views.json_response``): what they send must be, byte for byte, what the model
+response model (``shared.http.json_response``): what they send must be, byte for byte, what the model
 gives for the same dossier — the same fields in the same order, nothing more, the same dates,
 booleans and nulls — in every status, with files, a supplement, an issued result applied or
 waiting, on SQLite and on PostgreSQL."""
