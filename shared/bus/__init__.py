@@ -1,7 +1,8 @@
 """The event bus behind one interface, with two brokers of the same semantics.
 
-- :class:`~shared.bus.amqp.AmqpBroker`: RabbitMQ (topic exchange ``lienthong.events``, one
-  durable quorum queue per consumer with a delivery limit, dead letters to ``lienthong.dlx``).
+- :class:`~shared.bus.amqp.AmqpBroker`: RabbitMQ (topic exchanges ``lienthong.events`` and, for
+  events no integrator may read, ``lienthong.internal``; one durable quorum queue per consumer
+  with a delivery limit, dead letters to ``lienthong.dlx``).
 - :class:`~shared.bus.memory.InProcessBroker`: the embedded mode's broker, same routing,
   retries and dead letters, inside one process.
 

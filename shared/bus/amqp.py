@@ -1,8 +1,9 @@
 """RabbitMQ through aio-pika: confirmed, persistent, mandatory publishing; quorum queues.
 
-Every consumer owns one durable quorum queue bound to ``lienthong.events`` with a delivery
-limit; past it RabbitMQ dead-letters the message through ``lienthong.dlx`` into
-``<queue>.dlq`` (at-least-once dead-lettering, so even a poison message is never dropped).
+Every consumer owns one durable quorum queue bound to ``lienthong.events`` (and, for internal
+events, ``lienthong.internal``) with a delivery limit; past it RabbitMQ dead-letters the message
+through ``lienthong.dlx`` into ``<queue>.dlq`` (at-least-once dead-lettering, so even a poison
+message is never dropped).
 Robust connections re-declare queues, bindings and consumers after any reconnect.
 """
 
