@@ -87,7 +87,7 @@ class DeliveryOut(BaseModel):
     event_id: str = Field(description="also the webhook-id header of every attempt")
     event_type: str
     status: DeliveryStatus
-    attempts: int
+    attempts: int = Field(description="attempts started, one in flight included (the log lists those that are over)")
     next_attempt_at: datetime | None
     last_attempt_at: datetime | None
     last_status: int | None
