@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from gateway import access
 from shared.settings import DEFAULT_PORTS, Settings, load_settings
 
 SERVICES = ("intake", "document", "signing", "audit", "notify")
@@ -128,7 +129,7 @@ class GatewaySettings(Settings):
     relay_coalesce_seconds: float = Field(default=0.05, ge=0, le=5)
     # and, internal (audit alone reads them), a pass's records go out as one message: RabbitMQ and
     # the relay handle a message per pass rather than per request
-    relay_internal_keys: list[str] = Field(default_factory=lambda: ["access.recorded"])
+    relay_internal_keys: list[str] = Field(default_factory=lambda: [access.ROUTING_KEY])
 
     @model_validator(mode="after")
     def _production_needs_a_configured_key(self) -> GatewaySettings:

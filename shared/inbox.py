@@ -16,6 +16,7 @@ was rejected, so it left no row to forget).
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -169,11 +170,7 @@ class Consumer:
 
     async def _settle(self, deliveries: Sequence[Delivery], outcomes: list[list[str]]) -> None:
         """``outcomes``: per delivery, its events' (a batch message carries several)."""
-        counted: dict[str, int] = {}
-        for events in outcomes:
-            for outcome in events:
-                counted[outcome] = counted.get(outcome, 0) + 1
-        for outcome, count in counted.items():
+        for outcome, count in Counter(o for events in outcomes for o in events).items():
             EVENTS_HANDLED.labels(self.name, outcome).inc(count)
         verdicts = [message_outcome(events) for events in outcomes]
         settled_ok = ("applied", "duplicate", "ignored")
@@ -203,8 +200,8 @@ class Consumer:
                 parsed.append((None, None, "poison"))
                 continue
             # a batch's events are routed by their own types (the message's key names the batch)
-            handler = self.handler_for(event.routing_key) if batch else None
-            handler = handler or self.handler_for(delivery.routing_key) or self.handler_for(event.routing_key)
+            keys = (event.routing_key,) if batch else (delivery.routing_key, event.routing_key)
+            handler = next((h for key in keys if (h := self.handler_for(key)) is not None), None)
             if handler is None or (self.accepts is not None and not self.accepts(event)):
                 parsed.append((event, None, "ignored"))
             else:

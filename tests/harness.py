@@ -64,9 +64,15 @@ async def reject_poison(session: AsyncSession, event: CloudEvent) -> None:
     await apply_change(session, event)
 
 
-def ledger_consumer(*, with_inbox: bool = True, name: str = "ledger") -> Consumer:
-    """The ledger's consumer; ``with_inbox=False`` takes its inbox away, to show what the inbox prevents."""
-    return Consumer(name=name, handlers={"ledger.*": apply_change}, inbox=inbox if with_inbox else None)
+def ledger_consumer(*, with_inbox: bool = True, name: str = "ledger", internal: bool = False) -> Consumer:
+    """The ledger's consumer; ``with_inbox=False`` takes its inbox away, to show what the inbox
+    prevents; ``internal=True`` binds it on the internal exchange too, as audit is."""
+    return Consumer(
+        name=name,
+        handlers={"ledger.*": apply_change},
+        inbox=inbox if with_inbox else None,
+        internal=("ledger.#",) if internal else (),
+    )
 
 
 @dataclass

@@ -74,11 +74,11 @@ class AuditConsumer(Consumer):
             outcomes.append(["poison"] * len(events))
             for position, event in enumerate(events):
                 try:
-                    if isinstance(event, Exception):
-                        raise event
-                    record = record_of(event)
+                    record = record_of(event) if isinstance(event, CloudEvent) else event
                 except (ValidationError, ValueError) as exc:  # UnknownEventError is a ValueError
-                    log.warning("poison_event", consumer=self.name, reason=str(exc)[:200])
+                    record = exc
+                if isinstance(record, Exception):  # unreadable, or never a leaf
+                    log.warning("poison_event", consumer=self.name, reason=str(record)[:200])
                     continue
                 read.append((message, position, record))
         records = [record for _, _, record in read]

@@ -383,7 +383,6 @@ async def test_internal_events_cross_rabbitmq_as_cloudevents_batches_applied_onc
     reader bound there sees that content type and an array whose every element the CloudEvents
     SDK reads; one bound to everything on ``lienthong.events`` sees none; the part's consumer
     applies each event once, in order, also after the relay publishes everything again."""
-    import dataclasses
     import json
 
     from cloudevents.http import from_json
@@ -391,10 +390,7 @@ async def test_internal_events_cross_rabbitmq_as_cloudevents_batches_applied_onc
     from shared.events import INTERNAL_EXCHANGE
 
     producer, consumer_db, amqp_url, _ = setup
-    consumer_broker = AmqpBroker(amqp_url)
-    await consumer_broker.connect()
-    consumer = dataclasses.replace(harness.ledger_consumer(), internal=("ledger.#",))
-    await consumer.attach(consumer_broker, consumer_db, batch=100, prefetch=200)
+    consumer_broker, consumer = await _attach(amqp_url, consumer_db, internal=True)
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel()
     internal = await channel.declare_queue("plain-internal", exclusive=True)

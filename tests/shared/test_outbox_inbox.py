@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -170,15 +169,18 @@ async def test_events_emitted_together_keep_each_aggregates_sequence_gap_free(db
     assert set(stored) == {e.id for e in [*together, alone]}
 
 
-class CountingBroker(InProcessBroker):
-    """The in-process broker, counting the relay's passes (one publish call each)."""
+class RecordingBroker(InProcessBroker):
+    """The in-process broker, keeping what the relay hands it: each pass's size (one publish call
+    a pass) and every message."""
 
     def __init__(self) -> None:
         super().__init__()
         self.passes: list[int] = []
+        self.messages: list = []  # type: ignore[type-arg]
 
     async def publish(self, messages):  # type: ignore[no-untyped-def, override]
         self.passes.append(len(messages))
+        self.messages.extend(messages)
         return await super().publish(messages)
 
 
@@ -189,7 +191,7 @@ async def test_a_coalescing_relay_sends_a_moment_of_commits_in_one_pass(dbs, coa
     import asyncio
 
     producer, consumer_db = dbs
-    broker = CountingBroker()
+    broker = RecordingBroker()
     await broker.connect()
     await harness.ledger_consumer().attach(broker, consumer_db, batch=50, prefetch=50)
     relay = OutboxRelay(producer, harness.outbox, broker, poll_seconds=5.0, coalesce_seconds=coalesce)
@@ -215,23 +217,6 @@ async def test_a_coalescing_relay_sends_a_moment_of_commits_in_one_pass(dbs, coa
         assert len(broker.passes) >= 3  # without it, each commit (30 ms apart) had its own pass
 
 
-class RecordingBroker(InProcessBroker):
-    """The in-process broker, keeping every message the relay hands it."""
-
-    def __init__(self, **options) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(**options)
-        self.messages: list = []  # type: ignore[type-arg]
-
-    async def publish(self, messages):  # type: ignore[no-untyped-def, override]
-        self.messages.extend(messages)
-        return await super().publish(messages)
-
-
-def internal_ledger_consumer():  # type: ignore[no-untyped-def]
-    """The ledger's consumer, bound on the internal exchange too (as audit is)."""
-    return dataclasses.replace(harness.ledger_consumer(), internal=("ledger.#",))
-
-
 async def test_internal_keys_go_many_to_a_message_and_are_applied_once_in_order(dbs) -> None:  # type: ignore[no-untyped-def]
     """The gateway's relay sends its access records to the internal exchange in the CloudEvents
     JSON batch format: a run of rows of an internal key is one message there, the other keys one
@@ -242,7 +227,7 @@ async def test_internal_keys_go_many_to_a_message_and_are_applied_once_in_order(
     producer, consumer_db = dbs
     broker = RecordingBroker()
     await broker.connect()
-    consumer = internal_ledger_consumer()
+    consumer = harness.ledger_consumer(internal=True)
     await consumer.attach(broker, consumer_db, batch=50, prefetch=50)
     await harness.produce(producer, count=20, aggregates=3)
     async with producer.sessionmaker() as session:  # one event of another key between two runs
@@ -288,7 +273,7 @@ async def test_internal_events_reach_only_queues_bound_on_the_internal_exchange(
     with pytest.raises(PublishError):
         await relay.relay_once()
     assert await relay.pending() == 3  # kept for when audit's queue is there
-    await internal_ledger_consumer().attach(broker, consumer_db, batch=50, prefetch=50)
+    await harness.ledger_consumer(internal=True).attach(broker, consumer_db, batch=50, prefetch=50)
     assert await relay.relay_once() == 3
     assert (await harness.check(producer, consumer_db)).applied_rows == 3
     await broker.close()
@@ -300,7 +285,7 @@ async def test_a_batch_message_with_a_failing_event_applies_the_others_once(dbs)
     producer, consumer_db = dbs
     broker = InProcessBroker(delivery_limit=3)
     await broker.connect()
-    consumer = internal_ledger_consumer()
+    consumer = harness.ledger_consumer(internal=True)
     await consumer.attach(broker, consumer_db, batch=50, prefetch=50)
     await harness.produce(producer, count=30, poison_every=10)
     relay = OutboxRelay(producer, harness.outbox, broker, batch=10, internal_keys={"ledger.changed"})
