@@ -124,6 +124,10 @@ class Consumer:
     # seconds a batch that is not full may wait for more while events arrive fast (see
     # ``shared.bus.Batching``): for a consumer whose cost is mostly per batch
     linger: float = 0.0
+    # for a consumer whose bindings follow its own state (notify: the families some subscription
+    # wants): the patterns bound at attach, read then; the handlers' patterns say only what it can
+    # handle, and the part changes the bindings while it runs (``Broker.rebind``)
+    bind_at_attach: Callable[[Database], Awaitable[Sequence[str]]] | None = None
     applied: int = field(default=0, init=False)
     duplicates: int = field(default=0, init=False)
 
@@ -141,9 +145,10 @@ class Consumer:
         async def on_batch(deliveries: list[Delivery]) -> None:
             await self.handle_batch(db, deliveries)
 
+        bindings = self.bindings if self.bind_at_attach is None else list(await self.bind_at_attach(db))
         await broker.consume(
             self.name,
-            self.bindings,
+            bindings,
             on_batch,
             batch=batch,
             prefetch=prefetch,

@@ -38,6 +38,7 @@ from services.notify.schemas import (
     SubscriptionSecret,
 )
 from services.notify.signatures import new_secret
+from services.notify.state import NotifyState
 from services.notify.targets import check_resolves, check_url
 from shared import clock
 from shared.auth import Caller, allow, current_caller
@@ -84,8 +85,6 @@ async def _delivery(session: AsyncSession, subscription: Subscription, delivery_
     return delivery
 
 
-
-
 def _out(s: Subscription) -> SubscriptionOut:
     return SubscriptionOut(
         id=s.id,
@@ -126,9 +125,7 @@ async def _check_callback(settings: NotifySettings, url: str) -> None:
     await check_resolves(host, port, allow_private=settings.allow_private_targets)
 
 
-async def _owe_test_event(
-    session: AsyncSession, subscription: Subscription, now: datetime, caller: Caller
-) -> Delivery:
+async def _owe_test_event(session: AsyncSession, subscription: Subscription, now: datetime, caller: Caller) -> Delivery:
     """The test delivery sent on creation, whatever the subscription's event types (its type is
     in the contract): a real signed delivery, logged like any other."""
     data = WebhookTest(
@@ -157,7 +154,7 @@ async def _owe_test_event(
     "",
     status_code=201,
     response_model=SubscriptionCreated,
-    responses=problem_responses(401, 403, 409, 422),
+    responses=problem_responses(401, 403, 409, 422, 503),
     **allow(*ROLES),
 )
 async def create_subscription(
@@ -220,9 +217,17 @@ async def create_subscription(
     session.add(subscription)
     await session.flush()
     await subscriptions_changed(session)
+    await _bind(request, session, subscription)
     test = await _owe_test_event(session, subscription, now, caller)
     _created_headers(response, subscription)
     return SubscriptionCreated(**_out(subscription).model_dump(), secret=subscription.secret, test_delivery_id=test.id)
+
+
+async def _bind(request: Request, session: AsyncSession, subscription: Subscription) -> None:
+    """The subscription's event families bound to notify's queue before its transaction commits,
+    so an event published after the answer reaches the queue (handlers.QueueBindings)."""
+    broker = request.app.state.runtime.broker
+    await NotifyState.of(request).bindings.bind_for(session, broker, subscription.event_types)
 
 
 def _created_headers(response: Response, subscription: Subscription) -> None:
@@ -262,7 +267,7 @@ async def get_subscription(
 @router.patch(
     "/{subscription_id}",
     response_model=SubscriptionOut,
-    responses=problem_responses(401, 403, 404, 412, 422, 428),
+    responses=problem_responses(401, 403, 404, 412, 422, 428, 503),
     **allow(*ROLES),
 )
 async def update_subscription(
@@ -295,6 +300,8 @@ async def update_subscription(
     subscription.updated_at = clock.now()
     await session.flush()
     await subscriptions_changed(session)
+    if subscription.active:
+        await _bind(request, session, subscription)
     response.headers["ETag"] = etag_for(subscription.version)
     return _out(subscription)
 

@@ -13,29 +13,49 @@ that made the change reloads at once after its commit. So a new or widened subsc
 the events taken in from at most that long after its creation (another worker's changes) or at
 once (this worker's); a narrowed, disabled or deleted one is checked against the database in the
 transaction that owes the event, so it is never owed an event it no longer wants.
+
+The queue is bound only to the event families some active subscription wants
+(:class:`QueueBindings`): with no subscription, RabbitMQ routes notify nothing, and no process
+reads, decodes and acknowledges a firehose of events nobody is owed. A transaction that creates,
+widens or re-enables a subscription binds its families before it commits (a failure to bind is a
+503 and nothing is stored), so an event published once the API has answered reaches the queue.
+Families nobody wants any more are unbound by the reconciliation every process runs at start and
+every ``RECONCILE_SECONDS``: it reads the committed subscriptions and makes the bindings exactly
+what they want. Binding writers and the reconciliation take one advisory lock (PostgreSQL), so a
+reconciliation never reads the subscriptions before a writer's commit and unbinds after its bind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+import structlog
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.config import NotifySettings
 from services.notify.models import Delivery, Subscription, counters, inbox
 from shared import clock, organ_id
-from shared.bus import topic_matches
-from shared.db import CommitSignal, Database, insert_ignoring_duplicates, next_value, peek_value
+from shared.bus import Broker, BusUnavailable, topic_matches
+from shared.db import CommitSignal, Database, insert_ignoring_duplicates, next_value, peek_value, session_scope
+from shared.errors import ServiceUnavailable
 from shared.events import FAMILIES, CloudEvent
 from shared.inbox import Consumer
+
+log = structlog.get_logger("notify")
 
 # marked by a transaction that owes deliveries: the delivery worker wakes after its commit
 DELIVERIES_OWED = CommitSignal("deliveries owed")
 VERSION_KEY = "subscriptions-version"
 SUBSCRIPTIONS_CHANGED = CommitSignal("subscriptions changed")
+QUEUE = "notify"
+# how often each process makes the queue's bindings exactly what the subscriptions want (one
+# lock and one small query): unbinding what nobody wants any more may wait that long
+RECONCILE_SECONDS = 30.0
+_BINDINGS_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('notify:bindings'))")
 
 
 async def subscriptions_changed(session: AsyncSession) -> None:
@@ -43,6 +63,69 @@ async def subscriptions_changed(session: AsyncSession) -> None:
     cache reloads (this one right after the commit, the others within the cache's seconds)."""
     await next_value(session, counters, VERSION_KEY)
     SUBSCRIPTIONS_CHANGED.mark(session)
+
+
+def bindable_families(withheld: Sequence[str]) -> list[str]:
+    """The event families notify may bind: all but those withheld whole (access records, one
+    per API call, never leave the part's audit trail)."""
+    return [f for f in FAMILIES if f"{f}.#" not in withheld and "#" not in withheld]
+
+
+def families_wanted(patterns: Iterable[str], families: Sequence[str]) -> list[str]:
+    """The families (of ``families``) of which an event can match one of ``patterns``: a
+    pattern's first word is its family, or, a wildcard (``*.issued``, ``#``), every family."""
+    wanted: set[str] = set()
+    for pattern in patterns:
+        first = pattern.split(".", 1)[0]
+        if first in ("*", "#"):
+            return list(families)
+        wanted.add(first)
+    return [f for f in families if f in wanted]
+
+
+class QueueBindings:
+    """Notify's queue bound to the families the active subscriptions want (see the module's doc)."""
+
+    def __init__(self, families: Sequence[str]) -> None:
+        self.families = list(families)
+
+    async def bind_for(self, session: AsyncSession, broker: Broker, patterns: Iterable[str]) -> None:
+        """In the transaction that creates, widens or re-enables a subscription with
+        ``patterns``: its families bound before the commit; the broker away is a 503."""
+        await _lock(session)
+        try:
+            await broker.rebind(QUEUE, bind=_keys(families_wanted(patterns, self.families)))
+        except BusUnavailable as exc:
+            raise ServiceUnavailable("the event bus cannot be reached: try again shortly") from exc
+
+    async def at_attach(self, db: Database) -> list[str]:
+        """The bindings the consumer attaches with: what the committed subscriptions want. Only
+        added, never removed here (a durable queue keeps its earlier bindings until the
+        reconciliation right after), so no event a subscription wants is missed at a restart."""
+        async with session_scope(db) as session:
+            return _keys(await self._wanted(session))
+
+    async def reconcile(self, db: Database, broker: Broker) -> list[str]:
+        """The queue bound to exactly the families the committed subscriptions want; returns them."""
+        async with session_scope(db) as session:
+            await _lock(session)
+            wanted = await self._wanted(session)
+            await broker.rebind(QUEUE, bind=_keys(wanted), unbind=_keys(f for f in self.families if f not in wanted))
+        return wanted
+
+    async def _wanted(self, session: AsyncSession) -> list[str]:
+        rows = await session.execute(select(Subscription.event_types).where(Subscription.active.is_(True)))
+        return families_wanted((p for (patterns,) in rows for p in patterns), self.families)
+
+
+def _keys(families: Iterable[str]) -> list[str]:
+    return [f"{family}.#" for family in families]
+
+
+async def _lock(session: AsyncSession) -> None:
+    # SQLite (embedded mode: one process, one writer at a time) needs no lock
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(_BINDINGS_LOCK)
 
 
 @dataclass(frozen=True)
@@ -125,9 +208,10 @@ async def owe(session: AsyncSession, subscription: Subscription, event: CloudEve
     DELIVERIES_OWED.mark(session)
 
 
-def consumer(settings: NotifySettings, cache: SubscriptionCache) -> Consumer:
+def consumer(settings: NotifySettings, cache: SubscriptionCache, bindings: QueueBindings) -> Consumer:
     """Notify's consumer: an event is owed to the subscriptions that want it, found through
-    ``cache`` (the process's one, which the part makes) and confirmed in the database."""
+    ``cache`` (the process's one, which the part makes) and confirmed in the database; its queue
+    bound as ``bindings`` keeps it."""
     withheld = tuple(settings.withheld_events)
 
     def routing_key_of(event: CloudEvent) -> str | None:
@@ -159,13 +243,14 @@ def consumer(settings: NotifySettings, cache: SubscriptionCache) -> Consumer:
             if wants(subscription, routing_key, event.agency):
                 await owe(session, subscription, event, now)
 
-    # A family withheld whole (access records, one per API call) is not bound at all, so the
-    # broker never routes it here; other withheld patterns are acknowledged without a
-    # transaction. Releases before this one bound "#": that binding is retired.
-    families = [f for f in FAMILIES if f"{f}.#" not in withheld and "#" not in withheld]
+    # A family withheld whole (access records, one per API call) is never bound, so the broker
+    # never routes it here; other withheld patterns are acknowledged without a transaction. Of
+    # the others, only those some subscription wants are bound (QueueBindings). Releases before
+    # this one bound "#": that binding is retired.
     return Consumer(
-        name="notify",
-        handlers={f"{family}.#": on_event for family in families},
+        name=QUEUE,
+        handlers={f"{family}.#": on_event for family in bindings.families},
+        bind_at_attach=bindings.at_attach,
         inbox=inbox,
         ignore=withheld,
         retired=("#",),

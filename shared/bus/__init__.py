@@ -151,6 +151,10 @@ class PublishError(Exception):
         self.confirmed = confirmed
 
 
+class BusUnavailable(Exception):
+    """The broker could not be reached for a change of the topology (a binding)."""
+
+
 class Broker(abc.ABC):
     @abc.abstractmethod
     async def connect(self) -> None: ...
@@ -185,6 +189,14 @@ class Broker(abc.ABC):
         ``retired``: bindings an earlier release gave the queue; a durable queue keeps its
         bindings across restarts, so they are removed explicitly. ``linger``: see
         :class:`Batching` (0: a batch is what is waiting, never more)."""
+
+    @abc.abstractmethod
+    async def rebind(self, queue: str, *, bind: Sequence[str] = (), unbind: Sequence[str] = ()) -> None:
+        """Add ``bind`` to, and remove ``unbind`` from, the bindings of ``queue`` on
+        ``lienthong.events`` while it is consumed (the queue is declared first if it does not
+        exist yet); a later reconnect keeps the change. For a consumer whose wants change at run
+        time: notify binds only the event families some subscription wants. Raises
+        :class:`BusUnavailable` when the broker cannot be reached."""
 
     @abc.abstractmethod
     def consumers_attached(self) -> dict[str, bool]: ...

@@ -25,6 +25,7 @@ from shared.bus import (
     BatchHandler,
     Batching,
     Broker,
+    BusUnavailable,
     DeadLetter,
     Delivery,
     OutgoingMessage,
@@ -35,6 +36,7 @@ from shared.bus import (
 from shared.events import DEAD_LETTER_EXCHANGE, EXCHANGE, INTERNAL_EXCHANGE, STRUCTURED_CONTENT_TYPE
 
 log = structlog.get_logger("amqp")
+REBIND_TIMEOUT = 10.0  # seconds for each step of a binding change: a request waits on it
 
 
 def queue_arguments(queue: str, *, delivery_limit: int) -> dict[str, Any]:
@@ -222,6 +224,33 @@ class AmqpBroker(Broker):
         await q.consume(on_message, no_ack=False, consumer_tag=f"lienthong.{queue}")
         task = asyncio.create_task(self._work(batching, handler), name=f"consume:{queue}")
         self._consumers[queue] = (channel, task)
+
+    async def rebind(self, queue: str, *, bind: Sequence[str] = (), unbind: Sequence[str] = ()) -> None:
+        if not self.connected or self._connection is None:
+            raise BusUnavailable("not connected to RabbitMQ")
+        try:
+            channel = await asyncio.wait_for(self._connection.channel(publisher_confirms=False), REBIND_TIMEOUT)
+            try:
+                q = await asyncio.wait_for(
+                    channel.declare_queue(
+                        queue, durable=True, arguments=queue_arguments(queue, delivery_limit=self.delivery_limit)
+                    ),
+                    REBIND_TIMEOUT,
+                )
+                for binding in bind:
+                    await asyncio.wait_for(q.bind(EXCHANGE, routing_key=binding), REBIND_TIMEOUT)
+                for binding in unbind:
+                    await asyncio.wait_for(q.unbind(EXCHANGE, routing_key=binding), REBIND_TIMEOUT)
+            finally:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+        except (aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
+            raise BusUnavailable(f"RabbitMQ: {exc!r}") from exc
+        spec = self._specs.get(queue)
+        if spec is not None:  # what a re-attach after a reconnect binds and unbinds
+            bindings, retired, *rest = spec
+            bindings = [b for b in bindings if b not in unbind] + [b for b in bind if b not in bindings]
+            self._specs[queue] = (bindings, [r for r in retired if r not in bind], *rest)  # type: ignore[assignment]
 
     async def _watch(self, every: float = 5.0) -> None:
         """Re-attach a consumer the robust connection did not bring back.

@@ -17,6 +17,7 @@ from shared.aio import stop_tasks
 from shared.bus import (
     BatchHandler,
     Broker,
+    BusUnavailable,
     DeadLetter,
     Delivery,
     OutgoingMessage,
@@ -163,6 +164,12 @@ class InProcessBroker(Broker):
         q.bindings, q.internal = list(bindings), list(internal)
         if q.worker is None or q.worker.done():
             q.worker = asyncio.create_task(self._work(q, handler, batch), name=f"consume:{queue}")
+
+    async def rebind(self, queue: str, *, bind: Sequence[str] = (), unbind: Sequence[str] = ()) -> None:
+        if not self._open:
+            raise BusUnavailable("in-process broker is closed")
+        q = self._queues.setdefault(queue, _Queue(name=queue, bindings=[], internal=[]))
+        q.bindings = [b for b in q.bindings if b not in unbind] + [b for b in bind if b not in q.bindings]
 
     async def _work(self, queue: _Queue, handler: BatchHandler, batch: int) -> None:
         while True:

@@ -69,7 +69,10 @@ def cache() -> handlers.SubscriptionCache:
 
 @pytest.fixture
 def consumer(cache: handlers.SubscriptionCache) -> Consumer:
-    return handlers.consumer(get_settings(), cache)
+    settings = get_settings()
+    return handlers.consumer(
+        settings, cache, handlers.QueueBindings(handlers.bindable_families(settings.withheld_events))
+    )
 
 
 async def subscribe(db: Database) -> int:

@@ -42,7 +42,8 @@ async def test_each_event_once_by_webhook_id_through_500_then_timeout_then_200(t
         test = await notify.delivery(created["id"], created["test_delivery_id"])
         test_ids.add(test["event_id"])
         owed = [await notify.publish("document.issued") for _ in range(4)]
-        await notify.publish("dossier.received")  # not subscribed
+        with pytest.raises(PublishError, match="no queue bound"):
+            await notify.publish("dossier.received")  # no subscription wants dossiers: not even bound
         await notify.publish("document.issued", agency="000.00.00.H01")  # another province
         with pytest.raises(PublishError, match="no queue bound"):
             await notify.publish("access.recorded")  # internal, never offered: notify does not even bind it
