@@ -190,7 +190,7 @@ def _access_share(speedscope: Path) -> float:
         for i, f in enumerate(frames)
         # py-spy names a function by its qualified name: "AccessLog._commit_while_waiting"
         if str(f.get("name", "")).rsplit(".", 1)[-1] in ("access_record", "_commit_while_waiting")
-        and "gateway/" in f.get("file", "")
+        and profile.package_of(f.get("file", "")) == "gateway"
     }
     total = hit = 0.0
     for profile_ in data.get("profiles", []):

@@ -89,14 +89,22 @@ class Profiler:
         return found
 
 
+# this checkout: a frame's file is named from here, so a checkout whose own directory's name holds
+# one of ours (``/work/wt-gateway/shared/…``) does not put every frame in that package
+ROOT = str(Path(__file__).resolve().parent.parent) + "/"
+
+
 def package_of(file: str) -> str:
     """Where a frame's code lives: a third-party package, one of ours (``services/intake``,
     ``shared``), or the standard library."""
     if "site-packages/" in file:
         return file.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    if file.startswith(ROOT):
+        top, _, rest = file[len(ROOT) :].partition("/")
+        return f"services/{rest.split('/', 1)[0].removesuffix('.py')}" if top == "services" else top
     for ours in ("services/", "gateway/", "shared/", "lienthong/", "bench/"):
-        if ours in file:
-            rest = file.split(ours, 1)[1].split("/")
+        if "/" + ours in file:
+            rest = file.rsplit("/" + ours, 1)[1].split("/")
             return ours + rest[0].removesuffix(".py") if ours == "services/" else ours.rstrip("/")
     if "/lib/python" in file:
         return "python:" + file.rsplit("/lib/python", 1)[1].split("/", 1)[-1].split("/", 1)[0].removesuffix(".py")

@@ -21,7 +21,7 @@ from gateway.access import AccessNotRecorded
 from gateway.config import CONSOLE, SERVICES, GatewaySettings, RateRule
 from gateway.openapi import RouteInfo
 from gateway.proxy import ClientGone, forward
-from gateway.ratelimit import Decision, tightest
+from gateway.ratelimit import Decision, Limiter, tightest
 from gateway.state import GatewayState
 from shared.auth import Caller, TokenVerifier
 from shared.errors import ProblemError, Unauthorized, error_response, problem_response
@@ -37,6 +37,7 @@ OWN_PATH_PREFIXES = ("/docs/",)
 # an admin or auditor (the parts' are behind /api/<part>/…, whose route table says the same)
 OPERATOR_PATHS = frozenset({"/readyz", "/metrics"})
 OPERATORS = frozenset({"admin", "auditor"})
+METRICS_KEPT = 4096
 CSP_API = b"default-src 'none'; frame-ancestors 'none'"
 # Swagger UI's page loads its (local) script and styles and runs an inline bootstrap.
 CSP_DOCS = (
@@ -76,6 +77,9 @@ class Edge:
         self.parts = frozenset(SERVICES) | {OWN_PREFIX}
         self.page_headers = page_headers(settings)
         self.console = CONSOLE in settings.upstreams
+        # each (method, template, status)'s counter and histogram, looked up once: the metrics'
+        # label look-up costs a lock and a tuple per call
+        self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -135,8 +139,7 @@ class Edge:
                 scope, receive, counting, 500, "internal_error", "Internal error", "The error was logged."
             )
         finally:
-            HTTP_REQUESTS.labels("gateway", scope["method"], "/*", str(status)).inc()
-            HTTP_LATENCY.labels("gateway", "/*").observe(time.perf_counter() - started)
+            self._count(scope["method"], "/*", status, time.perf_counter() - started)
 
     # --- /api/… ---------------------------------------------------------------------------
 
@@ -228,7 +231,7 @@ class Edge:
                 # the gateway has not read yet
                 api.stale(part)
             caller, token_error = await self._authenticate(scope, runtime.verifier)
-            decision = await self._limit(runtime, caller, client_ip, method, route)
+            decision = await self._limit(state.limiter, caller, client_ip, method, route)
             if decision is not None:
                 extra_headers += decision.headers()
                 if not decision.allowed:
@@ -286,10 +289,21 @@ class Edge:
                 # no complete answer went out (the client left, or a fault broke it off): the
                 # record is still written, but nobody waits for it
                 access_record()
-            template = _template(part, route, self.parts)
             if part != OWN_PREFIX:  # the gateway's own routes are counted by its metrics middleware
-                HTTP_REQUESTS.labels("gateway", method, template, str(status)).inc()
-                HTTP_LATENCY.labels("gateway", template).observe(elapsed)
+                self._count(method, _template(part, route, self.parts), status, elapsed)
+
+    def _count(self, method: str, template: str, status: int, elapsed: float) -> None:
+        key = (method, template, status)
+        metrics = self._metrics.get(key)
+        if metrics is None:
+            if len(self._metrics) >= METRICS_KEPT:  # methods are the caller's to make up
+                self._metrics.clear()
+            metrics = self._metrics[key] = (
+                HTTP_REQUESTS.labels("gateway", method, template, str(status)),
+                HTTP_LATENCY.labels("gateway", template),
+            )
+        metrics[0].inc()
+        metrics[1].observe(elapsed)
 
     async def _authenticate(
         self, scope: dict[str, Any], verifier: TokenVerifier
@@ -318,19 +332,19 @@ class Edge:
         return caller, None
 
     async def _limit(
-        self, runtime: Any, caller: Caller | None, client_ip: str | None, method: str, route: RouteInfo | None
+        self, limiter: Limiter, caller: Caller | None, client_ip: str | None, method: str, route: RouteInfo | None
     ) -> Decision | None:
         settings = self.settings
         client = caller.sub if caller else f"ip:{client_ip}"
         checks: list[tuple[str, RateRule]] = [
             (f"c:{client}", settings.rate_client) if caller else (f"p:{client}", settings.rate_public)
         ]
-        if route is not None:
+        if route is not None and settings.rate_routes:
             rule = settings.rate_routes.get(f"{method} {route.template}")
             if rule is not None:
                 checks.append((f"r:{client}|{method} {route.template}", rule))
         try:
-            decisions = await GatewayState.of(runtime).limiter.take(checks)
+            decisions = await limiter.take(checks)
         except Exception as exc:  # a store that is away must not take the API down with it
             log.warning("rate_limit_store_failed", error=repr(exc))
             return None

@@ -148,15 +148,17 @@ def thumbprint(jwk: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def read_key_file(path: Path) -> list[Any]:
-    """Every private key in a PEM file, in file order."""
-    text = path.read_bytes()
+def pem_blocks(path: Path) -> list[bytes]:
+    """Every PEM block of a file, in file order."""
     marker = b"-----BEGIN "
-    blocks = [marker + block for block in text.split(marker)[1:]]
-    keys = [serialization.load_pem_private_key(block, password=None) for block in blocks]
-    if not keys:
+    blocks = [marker + block for block in path.read_bytes().split(marker)[1:]]
+    if not blocks:
         raise ValueError(f"no private key in {path}")
-    return keys
+    return blocks
+
+
+def _load_pem(block: bytes) -> Any:
+    return serialization.load_pem_private_key(block, password=None)
 
 
 def new_signing_key() -> SigningKey:
@@ -179,6 +181,9 @@ class KeyRing:
         self._keys: list[_Key] = []
         self._jwks: dict[str, Any] = {"keys": []}
         self.loaded_at = 0.0
+        # each key in use, by its PEM: a reload (every 30 s) parses only keys it has not seen, since
+        # parsing an RSA key checks it, tens of milliseconds of CPU each time
+        self._parsed: dict[bytes, Any] = {}
 
     @property
     def from_file(self) -> bool:
@@ -186,7 +191,8 @@ class KeyRing:
 
     async def load(self, session: AsyncSession) -> None:
         if self.settings.token_key_file is not None:
-            privates = await asyncio.to_thread(read_key_file, self.settings.token_key_file)
+            blocks = await asyncio.to_thread(pem_blocks, self.settings.token_key_file)
+            privates = await asyncio.to_thread(self._parse, blocks)
             keys = []
             for private in privates:
                 alg = _algorithm_of(private)
@@ -200,13 +206,20 @@ class KeyRing:
             await session.flush()
             rows = [key]
         horizon = clock.now() - timedelta(seconds=self.settings.token_ttl_seconds * 2)
-        keys = []
-        for row in rows:
-            if row.retired_at and row.retired_at < horizon:
-                continue
-            private = serialization.load_pem_private_key(row.private_pem.encode(), password=None)
-            keys.append(_Key(row.kid, private, _algorithm_of(private), row.retired_at))
-        self._set(keys)
+        kept = [row for row in rows if not (row.retired_at and row.retired_at < horizon)]
+        privates = self._parse([row.private_pem.encode() for row in kept])
+        self._set(
+            [
+                _Key(row.kid, private, _algorithm_of(private), row.retired_at)
+                for row, private in zip(kept, privates, strict=True)
+            ]
+        )
+
+    def _parse(self, pems: list[bytes]) -> list[Any]:
+        """The private key of each PEM, parsed only when new; keys no longer in use are forgotten."""
+        parsed = {pem: self._parsed.get(pem) or _load_pem(pem) for pem in pems}
+        self._parsed = parsed
+        return [parsed[pem] for pem in pems]
 
     def _set(self, keys: list[_Key]) -> None:
         self._keys = keys

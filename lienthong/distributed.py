@@ -37,7 +37,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from lienthong import parts
-from shared import workers
+from shared import heap, workers
 from shared.migrations import upgrade
 from shared.settings import PARTS, Settings
 
@@ -67,7 +67,7 @@ def serve(part: str) -> int:
         print(f"{part}: {settings.workers} workers refused: {why}", file=sys.stderr)
         return 2
     if settings.workers == 1:
-        uvicorn.run(mod.create_app(settings), host=settings.host, port=settings.port, **SERVER_OPTIONS)
+        uvicorn.run(heap.settled(mod.create_app(settings)), host=settings.host, port=settings.port, **SERVER_OPTIONS)
         return 0
     return supervise(part, settings)
 
@@ -164,7 +164,9 @@ def _worker(part: str, label: str, sock: socket.socket, ready: EventType) -> Non
     os.environ[workers.WORKER_ENV] = label
     mod = parts.module(part)
     settings = mod.get_settings()
-    config = uvicorn.Config(mod.create_app(settings), host=settings.host, port=settings.port, **SERVER_OPTIONS)
+    config = uvicorn.Config(
+        heap.settled(mod.create_app(settings)), host=settings.host, port=settings.port, **SERVER_OPTIONS
+    )
     _ReadyServer(config, ready).run(sockets=[sock])
 
 

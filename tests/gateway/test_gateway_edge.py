@@ -281,12 +281,14 @@ async def test_every_request_leaves_an_access_record_without_secrets(tmp_path: P
 
 def test_access_record_envelopes_are_exactly_the_cloudevents_the_model_would_write() -> None:
     outbox = Outbox(new_metadata(), service="gateway")
-    for agency, request_id, moment in (
-        ("000.00.00.H56", "yeu-cau-1", datetime(2026, 11, 28, 4, 5, 6, 789, tzinfo=UTC)),
-        (None, None, datetime(2026, 1, 1, tzinfo=UTC)),
+    for actor, agency, request_id, moment in (
+        ("Lê Văn Tiếp", "000.00.00.H56", "yeu-cau-1", datetime(2026, 11, 28, 4, 5, 6, 789, tzinfo=UTC)),
+        (None, None, None, datetime(2026, 1, 1, tzinfo=UTC)),
+        # what JSON must escape, in a client's name (a quote, a backslash, a control character)
+        ('Cổng "một cửa" \\ tỉnh\t', "000.00.00.H56", "r:1.2-3", datetime(2026, 6, 30, 23, 59, 59, 1, tzinfo=UTC)),
     ):
         record = {
-            "actor": "Lê Văn Tiếp" if agency else None,
+            "actor": actor,
             "roles": ["desk_officer"] if agency else [],
             "agency": agency,
             "client_ip": "127.0.0.1",

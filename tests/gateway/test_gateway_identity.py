@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from gateway.app import RefusedToStart, create_app
 from gateway.config import RateRule, get_settings
+from gateway.identity import KeyRing
 from gateway.state import GatewayState
 from shared import clock
 from tests.gateway.gateway_support import (
@@ -409,3 +410,27 @@ async def test_production_signs_with_the_configured_key_file(tmp_path: Path) -> 
         token = await token_for(client, "quan.tri", "mot-mat-khau-rat-dai")
         assert jwt.get_unverified_header(token)["kid"] == key["kid"]
         assert (await client.get("/api/auth/me", headers=bearer(token))).status_code == 200
+
+
+async def test_a_key_file_read_again_parses_only_the_keys_it_has_not_seen(tmp_path: Path) -> None:
+    """The gateway reads its keys every 30 s; parsing an RSA key checks it, which is costly, so a
+    key already in memory is kept, a key appended (rotation) is read, and a key removed is gone."""
+    first = _key_file(tmp_path / "first.pem").read_bytes()
+    second = _key_file(tmp_path / "second.pem").read_bytes()
+    key_file = tmp_path / "token-key.pem"
+    key_file.write_bytes(first)
+    settings = get_settings(var_dir=tmp_path, token_key_file=key_file, upstreams={})
+    ring = KeyRing(settings)
+    await ring.load(None)  # type: ignore[arg-type]  # a key file needs no database
+    signing = ring.active.private
+    await ring.load(None)  # type: ignore[arg-type]
+    assert ring.active.private is signing
+    key_file.write_bytes(first + second)
+    await ring.load(None)  # type: ignore[arg-type]
+    assert len(ring.jwks()["keys"]) == 2
+    assert ring.active.private is not signing  # the appended key signs
+    assert ring.active.private.private_numbers() == serialization.load_pem_private_key(second, None).private_numbers()  # type: ignore[union-attr]
+    key_file.write_bytes(second)
+    await ring.load(None)  # type: ignore[arg-type]
+    (only,) = ring.jwks()["keys"]
+    assert only["kid"] == ring.active.kid
