@@ -279,7 +279,7 @@ async def bare_search(database_url: str, agency: str, applicant: str, requests: 
     statements: list[tuple[str, Any]] = []
 
     def note(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if not statement.startswith("SET "):  # the steps' reads, not the planner setting before them
+        if not statement.startswith("SELECT set_config("):  # the steps' reads, not the planner settings
             statements.append((statement, parameters))
 
     event.listen(engine.sync_engine, "before_cursor_execute", note)
@@ -289,10 +289,11 @@ async def bare_search(database_url: str, agency: str, applicant: str, requests: 
         for _ in range(requests):
             statements.clear()
             async with AsyncSession(engine) as session:
-                query = views.dossier_query().where(Dossier.agency_path.startswith(catalogue.agency_path(agency)))
+                subtree = catalogue.agency_path(agency)
+                query = views.dossier_query().where(Dossier.agency_path.startswith(subtree))
                 started = time.perf_counter()
                 rows = await applicant_search.read_page(
-                    session, query, ApplicantQuery.parse(applicant), after=None, limit=50
+                    session, query, ApplicantQuery.parse(applicant), after=None, limit=50, subtree=subtree
                 )
                 latencies.append(time.perf_counter() - started)
     finally:
