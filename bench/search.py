@@ -279,7 +279,7 @@ async def bare_search(database_url: str, agency: str, applicant: str, requests: 
     statements: list[tuple[str, Any]] = []
 
     def note(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if not statement.startswith("SELECT set_config("):  # the steps' reads, not the planner settings
+        if not statement.startswith("SET "):  # the steps' reads, not the planner setting before them
             statements.append((statement, parameters))
 
     event.listen(engine.sync_engine, "before_cursor_execute", note)

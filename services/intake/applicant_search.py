@@ -66,11 +66,8 @@ SUBTREE_WALKED = 0.5
 PATHS_WALKED = 16
 WALKED = 20_000
 NEWEST_FIRST = (Dossier.received_at.desc(), Dossier.id.desc())
-# for the request's transaction (is_local): see read_page
-_PLANNER_SETTINGS = text(
-    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
-    "set_config('max_parallel_workers_per_gather', '0', true)"
-)
+_CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")
+_NO_WORKERS = text("SET LOCAL max_parallel_workers_per_gather = 0")
 # The agency paths under a prefix that hold dossiers, each found by one descent of the path index
 # (a loose index scan): ~>~ and USING ~<~ are the pattern operators that index is ordered by,
 # whatever the database's collation. The first row is the smallest path, each next the one after.
@@ -251,10 +248,8 @@ async def read_page(
     # runs for their own values, then may keep a generic plan that cannot see the LIKE patterns
     # nor the subtree's prefix, and the walk it picks read 5x longer ("Lò Văn" in a ward: 42 ms
     # planned for its values, 190-250 ms generic, measured at 10^6 rows). Planning each time
-    # costs a fraction of a millisecond. And no parallel workers: a step reads about a page,
-    # but the planner, blind to how soon a walk meets its page, started workers for each path of
-    # a merged walk (7 ms each: 71 ms for 9 paths, 3 ms without). For this transaction only.
-    await session.execute(_PLANNER_SETTINGS)
+    # costs a fraction of a millisecond; for this request's transaction only.
+    await session.execute(_CUSTOM_PLANS)
     rows = await fetch_rows(session, window_page(query, search, after=after, limit=limit))
     if len(rows) > limit:
         return rows
@@ -278,6 +273,9 @@ async def read_page(
         if not paths:  # no dossier in the subtree (nor then in the list)
             return []
         if len(paths) <= PATHS_WALKED:
+            # No parallel workers: blind to how soon a walk meets its page, the planner started
+            # workers for each path of a merged walk (7 ms each: 71 ms for 9 paths, 3 ms without).
+            await session.execute(_NO_WORKERS)
             return await fetch_rows(session, walk_page(query, search, paths=paths, limit=limit))
     if indexed:
         return await fetch_rows(session, candidates_page(query, search, indexed=indexed, limit=limit))
