@@ -289,10 +289,11 @@ async def bare_search(database_url: str, agency: str, applicant: str, requests: 
         for _ in range(requests):
             statements.clear()
             async with AsyncSession(engine) as session:
-                query = views.dossier_query().where(Dossier.agency_path.startswith(catalogue.agency_path(agency)))
+                subtree = catalogue.agency_path(agency)
+                query = views.dossier_query().where(Dossier.agency_path.startswith(subtree))
                 started = time.perf_counter()
                 rows = await applicant_search.read_page(
-                    session, query, ApplicantQuery.parse(applicant), after=None, limit=50
+                    session, query, ApplicantQuery.parse(applicant), after=None, limit=50, subtree=subtree
                 )
                 latencies.append(time.perf_counter() - started)
     finally:

@@ -68,12 +68,14 @@ async def list_dossiers(
 ) -> Response:
     """Dossiers newest first: staff see their agency subtree, a citizen or portal their own."""
     query = views.dossier_query()
+    subtree = None  # the agency subtree the list keeps to, the narrowest one given
     if "service" in caller.roles:
         pass
     elif caller.roles - {"citizen", "integrator"}:
         if caller.agency is None:
             raise Forbidden("your account has no agency")
-        query = query.where(Dossier.agency_path.startswith(catalogue.agency_path(caller.agency)))
+        subtree = catalogue.agency_path(caller.agency)
+        query = query.where(Dossier.agency_path.startswith(subtree))
     else:
         query = query.where(Dossier.owner == caller.sub)
     if agency:
@@ -85,7 +87,8 @@ async def list_dossiers(
             and caller.roles - {"citizen", "integrator"}
         ):
             raise Forbidden("outside your agency", agency=agency)
-        query = query.where(Dossier.agency_path.startswith(catalogue.agency_path(agency)))
+        subtree = catalogue.agency_path(agency)
+        query = query.where(Dossier.agency_path.startswith(subtree))
     if status:
         if any(s not in DossierStatus._value2member_map_ for s in status):
             raise BadRequest("status: codes are 1 to 10", field="status")
@@ -115,7 +118,7 @@ async def list_dossiers(
         at, id_ = views.parse_cursor(cursor)
         after = or_(Dossier.received_at < at, and_(Dossier.received_at == at, Dossier.id < id_))
     search = ApplicantQuery.parse(applicant or "")
-    rows = await applicant_search.read_page(session, query, search, after=after, limit=limit)
+    rows = await applicant_search.read_page(session, query, search, after=after, limit=limit, subtree=subtree)
     more = len(rows) > limit
     rows = rows[:limit]
     return json_response(

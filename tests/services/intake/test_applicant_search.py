@@ -9,22 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 from alembic import command
-from sqlalchemy import Select, text
+from sqlalchemy import Select, and_, or_, text
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from services.intake import applicant_search, catalogue, views
 from services.intake.app import MIGRATIONS
 from services.intake.applicant_search import ApplicantQuery, candidates_page, index_parts, newest_page
 from services.intake.models import Dossier
+from shared.db import make_engine
 from shared.migrations import alembic_config, upgrade
 from shared.text import fold
 from tests.servers import temporary_databases
@@ -155,12 +156,9 @@ FROM generate_series(1, $3) AS i,
 """
 
 
-def sql_of(statement: Select[Any]) -> str:
-    return str(statement.compile(dialect=pg_asyncpg.dialect(), compile_kwargs={"literal_binds": True}))
-
-
-@pytest.mark.pg
-async def test_postgresql_plans_use_the_trigram_and_id_number_indexes(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def seeded_database(tmp_path: Path) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """A fresh intake database, migrated and seeded with the catalogue; its URL and a connection."""
     with temporary_databases(["intake"]) as urls:
         url = urls["intake"]
         await asyncio.to_thread(upgrade, MIGRATIONS, url, service="intake")
@@ -168,27 +166,37 @@ async def test_postgresql_plans_use_the_trigram_and_id_number_indexes(tmp_path: 
             pass  # seeds the catalogue
         connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
-            await connection.execute(FILL, WARD, catalogue.agency_path(WARD), 3000)
-            await connection.execute("ANALYZE dossier")
-            # a few thousand rows are one scan away: the planner is told scans are dear, as a
-            # table of millions would tell it, and must still find its index
-            await connection.execute("SET enable_seqscan = off")
-
-            async def plan(statement: Select[Any]) -> str:
-                return "\n".join(r[0] for r in await connection.fetch("EXPLAIN " + sql_of(statement)))
-
-            scoped = views.dossier_query().where(Dossier.agency_path.startswith(catalogue.agency_path(WARD)))
-            search = ApplicantQuery.parse("Cầm Thị Yến")
-            by_name = await plan(candidates_page(scoped, search, indexed=frozenset({"cam", "yen"}), limit=50))
-            assert "ix_dossier_applicant_trgm" in by_name, by_name
-            by_id = await plan(newest_page(scoped.where(*ApplicantQuery.parse("038000000042").conditions()), 50))
-            assert "ix_dossier_applicant_id_number" in by_id, by_id
-            # and the rows are right: every match (the parts checked outside the index too), newest first
-            rows = await connection.fetch(sql_of(candidates_page(scoped, search, indexed=frozenset({"cam"}), limit=50)))
-            expected = [i for i in range(1, 3001) if i % 5 == 4 and i % 3 == 1 and i % 7 == 2]
-            assert [r["code"] for r in rows] == [f"X-{i}" for i in expected]
+            yield url, connection
         finally:
             await connection.close()
+
+
+def sql_of(statement: Select[Any]) -> str:
+    return str(statement.compile(dialect=pg_asyncpg.dialect(), compile_kwargs={"literal_binds": True}))
+
+
+@pytest.mark.pg
+async def test_postgresql_plans_use_the_trigram_and_id_number_indexes(tmp_path: Path) -> None:
+    async with seeded_database(tmp_path) as (_, connection):
+        await connection.execute(FILL, WARD, catalogue.agency_path(WARD), 3000)
+        await connection.execute("ANALYZE dossier")
+        # a few thousand rows are one scan away: the planner is told scans are dear, as a
+        # table of millions would tell it, and must still find its index
+        await connection.execute("SET enable_seqscan = off")
+
+        async def plan(statement: Select[Any]) -> str:
+            return "\n".join(r[0] for r in await connection.fetch("EXPLAIN " + sql_of(statement)))
+
+        scoped = views.dossier_query().where(Dossier.agency_path.startswith(catalogue.agency_path(WARD)))
+        search = ApplicantQuery.parse("Cầm Thị Yến")
+        by_name = await plan(candidates_page(scoped, search, indexed=frozenset({"cam", "yen"}), limit=50))
+        assert "ix_dossier_applicant_trgm" in by_name, by_name
+        by_id = await plan(newest_page(scoped.where(*ApplicantQuery.parse("038000000042").conditions()), 50))
+        assert "ix_dossier_applicant_id_number" in by_id, by_id
+        # and the rows are right: every match (the parts checked outside the index too), newest first
+        rows = await connection.fetch(sql_of(candidates_page(scoped, search, indexed=frozenset({"cam"}), limit=50)))
+        expected = [i for i in range(1, 3001) if i % 5 == 4 and i % 3 == 1 and i % 7 == 2]
+        assert [r["code"] for r in rows] == [f"X-{i}" for i in expected]
 
 
 @pytest.mark.pg
@@ -277,3 +285,137 @@ async def test_the_migration_gives_existing_dossiers_their_keys(backend: str, tm
                 assert [r[0] for r in result] == ["nguyen thi hong nhung 038 090-001234", "dang van duc"]
         finally:
             await engine.dispose()
+
+
+# Dossiers of a district's subtree (the district, a ward under it, a hamlet under that), of a
+# ward, and of two other agencies, interleaved in time; two by two they have the same applicant
+# and received_at, mostly at different agencies, so that a merged walk's order falls back on the id.
+PATHS = ["/H56/14/", "/H56/14/01/", "/H56/14/01/001/", "/H56/41/", "/H56/11/", "/H56/12/"]
+FAMILY = ["Nguyễn", "Trần", "Lò", "Cầm", "Lê"]
+MIDDLE = ["Văn", "Thị", "Hồng"]
+GIVEN = ["An", "Nhung", "Yến", "Đức", "Hoa", "Minh", "Lan"]
+
+
+INSERT = """
+INSERT INTO dossier (code, agency, agency_path, procedure_code, procedure_version_id, channel, status, applicant,
+                     applicant_search, received_at, processing_hours, extension_hours, version, updated_at)
+VALUES ($1, 'X', $2, $3, $4, 'desk', 10, $5::json, $6, $7, 8, 0, 1, $7)
+"""
+
+
+async def fill(connection: asyncpg.Connection, n: int) -> None:
+    """``n`` such dossiers, vacuumed (the path index's entries then read without the table)."""
+    version = await connection.fetchrow("SELECT id, code FROM procedure_version ORDER BY id LIMIT 1")
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = []
+    for i in range(n):
+        path = PATHS[(i * 7) % 11 % len(PATHS)]  # the paths' shares uneven, their order mixed
+        pair = i // 2
+        name = f"{FAMILY[pair % 5]} {MIDDLE[pair % 3]} {GIVEN[pair % 7]}"
+        received = start + timedelta(minutes=pair)
+        rows.append(
+            (f"X-{i}", path, version["code"], version["id"], json.dumps({"full_name": name}), fold(name), received)
+        )
+    await connection.executemany(INSERT, rows)
+    await connection.execute("VACUUM ANALYZE dossier")
+
+
+WALKS_ALWAYS = {"SUBTREE_WALKED": 1.01, "WALKED": 10**9}
+
+
+@pytest.mark.pg
+@pytest.mark.parametrize(
+    "tuning", [{}, WALKS_ALWAYS, {**WALKS_ALWAYS, "PATHS_WALKED": 2}], ids=["as-is", "walks", "2-paths"]
+)
+async def test_a_subtree_walked_path_by_path_gives_the_rows_a_plain_query_gives(
+    tuning: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of a search in a subtree (one agency path, three, the whole province), read in
+    steps with a window of 40 dossiers of 600 — walking the subtree's paths merged, the trigram
+    candidates or the table's walk — are the rows a plain query finds, newest first, each once."""
+    monkeypatch.setattr(applicant_search, "WINDOW", 40)
+    for name, value in tuning.items():
+        monkeypatch.setattr(applicant_search, name, value)
+    steps: list[str] = []
+    monkeypatch.setattr(applicant_search, "walk_page", noted(applicant_search.walk_page, steps))
+    async with seeded_database(tmp_path) as (url, connection):
+        await fill(connection, 600)
+        engine = make_engine(url, pool_size=1)
+        try:
+            for subtree in ("/H56/41/", "/H56/14/", "/H56/"):
+                scoped = views.dossier_query().where(Dossier.agency_path.startswith(subtree))
+                for typed in ("van", "Lò Văn", "nguyen thi", "Cầm Yến", "le hong an", "thi", "Quách"):
+                    search = ApplicantQuery.parse(typed)
+                    async with AsyncSession(engine) as session:
+                        plain = newest_page(scoped.where(*search.conditions()), 1000)
+                        expected = [r.id for r in (await session.execute(plain)).all()]
+                    found: list[int] = []
+                    after = None
+                    while True:
+                        async with AsyncSession(engine) as session:
+                            page = await applicant_search.read_page(
+                                session, scoped, search, after=after, limit=7, subtree=subtree
+                            )
+                        found += [r["id"] for r in page[:7]]
+                        if len(page) <= 7:
+                            break
+                        at, last = page[6]["received_at"], page[6]["id"]
+                        after = or_(Dossier.received_at < at, and_(Dossier.received_at == at, Dossier.id < last))
+                    assert found == expected, (subtree, typed)
+        finally:
+            await engine.dispose()
+    if tuning:
+        assert steps, "the subtree's paths were never walked"
+
+
+@pytest.mark.pg
+async def test_the_walk_of_a_subtree_reads_the_path_index_alone(tmp_path: Path) -> None:
+    """A subtree's walk is the path index's entries newest first, merged across its paths,
+    with the name parts checked on the index's copy of the folded name (no table read for
+    them): the index keeps that copy (INCLUDE), and the plan reads it so."""
+    async with seeded_database(tmp_path) as (_, connection):
+        await fill(connection, 3000)
+        # as in a table of millions: scans and sorts of the whole subtree are dear
+        await connection.execute("SET enable_seqscan = off")
+        await connection.execute("SET enable_sort = off")
+        scoped = views.dossier_query().where(Dossier.agency_path.startswith("/H56/14/"))
+        walk = applicant_search.walk_page(
+            scoped, ApplicantQuery.parse("Lò Văn"), paths=("/H56/14/", "/H56/14/01/", "/H56/14/01/001/"), limit=50
+        )
+        plan = "\n".join(r[0] for r in await connection.fetch("EXPLAIN " + sql_of(walk)))
+        assert "Merge Append" in plan, plan
+        assert plan.count("Index Only Scan Backward using ix_dossier_path_received_applicant") == 3, plan
+
+
+@pytest.mark.pg
+async def test_a_ward_desk_and_the_province_desk_narrowed_to_the_ward_find_the_wards_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the list: the desk's subtree (the ward's desk, or the province's desk with
+    ``agency``) is the one walked, and its pages are the ward's dossiers only, newest first."""
+    monkeypatch.setattr(applicant_search, "WINDOW", 2)
+    for name, value in WALKS_ALWAYS.items():
+        monkeypatch.setattr(applicant_search, name, value)
+    steps: list[str] = []
+    monkeypatch.setattr(applicant_search, "walk_page", noted(applicant_search.walk_page, steps))
+    async with intake_on("pg", tmp_path) as intake:
+        ward = [await intake.submit("desk_officer", at_ward(f"Lò Văn {n}", None)) for n in ("An", "Bình", "Cường")]
+        await intake.submit("desk_officer", at_sam_son("Lò Văn Đức", "171234567"))
+        await intake.submit("desk_officer", at_ward("Cầm Thị Yến", None))
+
+        async def pages(user: str, **params: Any) -> list[list[str]]:
+            found: list[list[str]] = []
+            cursor = None
+            while True:
+                query = {"applicant": "lo van", "limit": 2, **params, **({"cursor": cursor} if cursor else {})}
+                r = await intake.client.get("/dossiers", params=query, headers=intake.as_(user))
+                assert r.status_code == 200, r.text
+                found.append([d["code"] for d in r.json()["items"]])
+                if not (cursor := r.json()["next"]):
+                    return found
+
+        newest_first = [d["code"] for d in reversed(ward)]
+        expected = [newest_first[:2], newest_first[2:]]
+        assert await pages("ward_desk") == expected
+        assert await pages("desk_officer", agency=WARD) == expected
+    assert steps
