@@ -477,9 +477,15 @@ class _InsertIgnoringDuplicates(Insert):
     _post_values_clause = text("ON CONFLICT DO NOTHING")
 
 
-def insert_ignoring_duplicates(table: Table) -> Any:
-    """``INSERT … ON CONFLICT DO NOTHING``, the same in PostgreSQL and SQLite, compiled once per shape."""
-    return _InsertIgnoringDuplicates(table)
+def insert_ignoring_duplicates(table: Table, *, on: Sequence[Column[Any]] = ()) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING``, the same in PostgreSQL and SQLite, compiled once per
+    shape. ``on``: the columns of the one unique constraint whose duplicates are passed over
+    (``ON CONFLICT (…) DO NOTHING``); a row breaking another constraint still fails."""
+    statement = _InsertIgnoringDuplicates(table)
+    if on:
+        columns = ", ".join(f'"{c.name}"' for c in on)
+        statement._post_values_clause = text(f"ON CONFLICT ({columns}) DO NOTHING")
+    return statement
 
 
 def counter_table(metadata: MetaData) -> Table:
