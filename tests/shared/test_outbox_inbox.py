@@ -3,7 +3,7 @@ PostgreSQL (where an event's sequence is taken in the statement that writes it).
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,22 +14,12 @@ from shared.db import Database
 from shared.events import CloudEvent
 from shared.outbox import OutboxRelay
 from tests import harness
-from tests.servers import temporary_databases
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
-async def dbs(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            urls = {name: harness.sqlite_url(tmp_path, name) for name in ("producer", "consumer")}
-        else:
-            urls = stack.enter_context(temporary_databases(["producer", "consumer"]))
-        producer, consumer = Database(urls["producer"]), Database(urls["consumer"])
-        await harness.create_schema(producer)
-        await harness.create_schema(consumer)
-        yield producer, consumer
-        await producer.dispose()
-        await consumer.dispose()
+async def dbs(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Database, Database]]:
+    async with harness.producer_and_consumer(request.param, tmp_path) as pair:
+        yield pair
 
 
 async def test_an_event_exists_exactly_when_its_change_was_committed(dbs) -> None:  # type: ignore[no-untyped-def]
