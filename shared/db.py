@@ -477,9 +477,15 @@ class _InsertIgnoringDuplicates(Insert):
     _post_values_clause = text("ON CONFLICT DO NOTHING")
 
 
-def insert_ignoring_duplicates(table: Table) -> Any:
-    """``INSERT … ON CONFLICT DO NOTHING``, the same in PostgreSQL and SQLite, compiled once per shape."""
-    return _InsertIgnoringDuplicates(table)
+def insert_ignoring_duplicates(table: Table, *, on: Sequence[Column[Any]] = ()) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING``, the same in PostgreSQL and SQLite, compiled once per
+    shape. ``on``: the columns of the one unique constraint whose duplicates are passed over
+    (``ON CONFLICT (…) DO NOTHING``); a row breaking another constraint still fails."""
+    statement = _InsertIgnoringDuplicates(table)
+    if on:
+        columns = ", ".join(f'"{c.name}"' for c in on)
+        statement._post_values_clause = text(f"ON CONFLICT ({columns}) DO NOTHING")
+    return statement
 
 
 def counter_table(metadata: MetaData) -> Table:
@@ -498,7 +504,7 @@ async def next_value(session: AsyncSession, counters: Table, key: str) -> int:
     The row lock taken by the upsert serialises concurrent takers of the same key until their
     transactions end, and a rolled-back transaction gives its value back: no gaps, no duplicates.
     """
-    [row] = await execute_rows(session, _bump(counters), {"counter_key": key})
+    [row] = await execute_rows(session, counter_bump(counters), {"counter_key": key})
     return int(row["value"])
 
 
@@ -520,10 +526,12 @@ def _bump_by(counters: Table) -> Any:
 
 
 @functools.cache
-def _bump(counters: Table) -> Any:
+def counter_bump(counters: Table) -> Any:
     """The upsert behind :func:`next_value` (the same words in PostgreSQL and SQLite), built once
-    with the key as the parameter ``counter_key``. Text, so that SQLAlchemy caches its compiled
-    form: the dialects' ``on_conflict_do_update()`` opts out of the statement cache."""
+    with the key as the parameter ``counter_key``, giving the value taken (``value``); as a CTE it
+    takes a value inside a larger statement (``CodeCounter``, ``Outbox.emit``). Text, so that
+    SQLAlchemy caches its compiled form: the dialects' ``on_conflict_do_update()`` opts out of
+    the statement cache."""
     name = counters.name
     return text(
         f"INSERT INTO {name} (key, value) VALUES (:counter_key, 1) "
@@ -579,7 +587,7 @@ class CodeCounter:
 
     def __init__(self, counters: Table, fix_ups: Callable[[ColumnElement[str]], Sequence[UpdateBase]]) -> None:
         self.counters = counters
-        taken = _bump(counters).cte("taken")
+        taken = counter_bump(counters).cte("taken")
         number = cast(taken.c.value, String)
         padded = func.lpad(number, func.greatest(4, func.length(number)), "0")
         numbered = select((bindparam("prefix", type_=String) + padded).label("code")).cte("numbered")
@@ -610,6 +618,7 @@ __all__ = [
     "Database",
     "ServiceBase",
     "UtcDateTime",
+    "counter_bump",
     "counter_table",
     "among",
     "execute_rows",

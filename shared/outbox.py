@@ -26,11 +26,14 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Select,
     String,
     Table,
     bindparam,
+    cast,
     delete,
     func,
+    insert,
     literal,
     select,
     text,
@@ -48,6 +51,7 @@ from shared.db import (
     Database,
     UtcDateTime,
     among,
+    counter_bump,
     counter_table,
     execute_rows,
     next_values,
@@ -57,6 +61,7 @@ from shared.events import (
     BATCH_CONTENT_TYPE,
     INTERNAL_EXCHANGE,
     REGISTRY,
+    SEQUENCE_DIGITS,
     CloudEvent,
     EventData,
     batch_bytes,
@@ -104,6 +109,7 @@ class Outbox:
         self.table = outbox_table(metadata)
         self.counters = metadata.tables["counter"] if "counter" in metadata.tables else counter_table(metadata)
         self._insert = self.table.insert()  # built once: its cache key is then computed once
+        self._insert_numbered = _numbered_insert(self.table, self.counters)
 
     async def emit(
         self,
@@ -129,6 +135,9 @@ class Outbox:
         if not items:
             return []
         payloads = [self._payload(routing_key, data) for data, _, _ in items]  # invalid data: no counter taken
+        if len(items) == 1 and session.bind.dialect.name == "postgresql":
+            [(_, subject, agency)] = items
+            return [await self._emit_numbered(session, routing_key, payloads[0], subject, agency)]
         wanted: dict[str, int] = {}
         for _, subject, _ in items:
             wanted[subject] = wanted.get(subject, 0) + 1
@@ -153,6 +162,35 @@ class Outbox:
         await execute_rows(session, self._insert, rows if len(rows) > 1 else rows[0])
         EVENTS_WRITTEN.mark(session)
         return events
+
+    async def _emit_numbered(
+        self, session: AsyncSession, routing_key: str, payload: dict[str, Any], subject: str, agency: str | None
+    ) -> CloudEvent:
+        """One event whose sequence PostgreSQL writes into its body as it takes it: the counter's
+        bump and the insert are one statement (one round trip; it was two for every event)."""
+        event = self._event(routing_key, payload, subject, agency, 0)
+        body = event.to_bytes()
+        # the envelope's sequence is its last "sequence" member: data comes before it, and what
+        # follows it (agency, traceparent, requestid) are strings, whose quotes are escaped
+        at = body.rfind(_SEQUENCE_MEMBER + format_sequence(0).encode() + b'"')
+        if at < 0:
+            raise ValueError("an event's body without its sequence")
+        head, tail = body[: at + len(_SEQUENCE_MEMBER)], body[at + len(_SEQUENCE_MEMBER) + SEQUENCE_DIGITS :]
+        [row] = await execute_rows(
+            session,
+            self._insert_numbered,
+            {
+                "counter_key": SEQUENCE_KEY + subject,
+                "event_id": event.id,
+                "aggregate": subject,
+                "routing_key": routing_key,
+                "body_head": head,
+                "body_tail": tail,
+                "created_at": event.time,
+            },
+        )
+        EVENTS_WRITTEN.mark(session)
+        return event.model_copy(update={"sequence": format_sequence(int(row["value"]))})
 
     @staticmethod
     def _payload(routing_key: str, data: EventData | Mapping[str, Any]) -> dict[str, Any]:
@@ -194,6 +232,32 @@ class Outbox:
             .where(counters.c.key == literal(SEQUENCE_KEY) + stand_in)
             .values(key=literal(SEQUENCE_KEY) + subject),
         ]
+
+
+_SEQUENCE_MEMBER = b'"sequence":"'
+
+
+def _numbered_insert(table: Table, counters: Table) -> Select[Any]:
+    """An event's counter bump and its outbox row in one statement (PostgreSQL): the body comes
+    in two parts, before and after its sequence, and the sequence taken goes between them,
+    zero-padded as ``format_sequence`` does. Gives the sequence (``value``)."""
+    taken = counter_bump(counters).cte("taken")
+    number = cast(taken.c.value, String)
+    sequence = func.convert_to(func.lpad(number, func.greatest(SEQUENCE_DIGITS, func.length(number)), "0"), "UTF8")
+    body = (
+        bindparam("body_head", type_=LargeBinary)
+        .op("||", return_type=LargeBinary)(sequence)
+        .op("||", return_type=LargeBinary)(bindparam("body_tail", type_=LargeBinary))
+    )
+    row = select(
+        bindparam("event_id", type_=String),
+        bindparam("aggregate", type_=String),
+        bindparam("routing_key", type_=String),
+        body,
+        bindparam("created_at", type_=UtcDateTime()),
+    ).select_from(taken)
+    written = insert(table).from_select(["event_id", "aggregate", "routing_key", "body", "created_at"], row)
+    return select(taken.c.value).add_cte(written.cte("written"))
 
 
 async def purge_sent(db: Database, table: Table, before: datetime, *, batch: int = 1000) -> int:

@@ -4,8 +4,11 @@ test uses: nothing lost, nothing applied twice, order kept per aggregate, outbox
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from shared.db import Database, counter_table, new_metadata
 from shared.events import CloudEvent
 from shared.inbox import Consumer, PoisonEvent, inbox_table
 from shared.outbox import Outbox
+from tests.servers import temporary_databases
 
 metadata: MetaData = new_metadata()
 counters = counter_table(metadata)
@@ -141,3 +145,22 @@ async def wait_until_applied(consumer: Database, expected: int, *, timeout: floa
 
 def sqlite_url(path: Path, name: str) -> str:
     return f"sqlite+aiosqlite:///{path}/{name}.sqlite"
+
+
+@asynccontextmanager
+async def producer_and_consumer(kind: str, tmp_path: Path) -> AsyncIterator[tuple[Database, Database]]:
+    """The ledger's producer and consumer databases, schema made: SQLite files under ``tmp_path``
+    (``kind`` "sqlite") or fresh PostgreSQL databases, dropped afterwards ("postgresql")."""
+    with contextlib.ExitStack() as stack:
+        if kind == "sqlite":
+            urls = {name: sqlite_url(tmp_path, name) for name in ("producer", "consumer")}
+        else:
+            urls = stack.enter_context(temporary_databases(["producer", "consumer"]))
+        producer, consumer = Database(urls["producer"]), Database(urls["consumer"])
+        try:
+            await create_schema(producer)
+            await create_schema(consumer)
+            yield producer, consumer
+        finally:
+            await producer.dispose()
+            await consumer.dispose()

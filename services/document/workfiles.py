@@ -3,7 +3,9 @@ closed when their matter is over."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,20 +59,20 @@ async def open_work_file(session: AsyncSession, caller: Caller, body: WorkFileIn
     return row
 
 
-async def emit_opened(session: AsyncSession, work_file: WorkFile, *, actor: Actor) -> None:
+# what ``workfile.opened`` tells of the work dossier
+_OPENED_FIELDS = ("id", "organ_id", "file_catalog", "file_notation", "dossier_code")
+
+
+async def emit_opened(session: AsyncSession, work_file: WorkFile | Mapping[str, Any], *, actor: Actor) -> None:
+    """``workfile.opened`` for a work dossier: its ORM object, or its row as written (a work
+    dossier opened for a one-stop-shop dossier is inserted as a plain row)."""
+    row = work_file if isinstance(work_file, Mapping) else {k: getattr(work_file, k) for k in _OPENED_FIELDS}
     await outbox.emit(
         session,
         "workfile.opened",
-        WorkFileOpened(
-            id=work_file.id,
-            organ_id=work_file.organ_id,
-            file_catalog=work_file.file_catalog,
-            file_notation=work_file.file_notation,
-            dossier_code=work_file.dossier_code,
-            actor=actor,
-        ),
-        subject=f"workfile:{work_file.id}",
-        agency=work_file.organ_id,
+        WorkFileOpened(**{k: row[k] for k in _OPENED_FIELDS}, actor=actor),
+        subject=f"workfile:{row['id']}",
+        agency=row["organ_id"],
     )
 
 

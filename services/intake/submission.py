@@ -4,6 +4,7 @@ and the gap-free dossier code taken last.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Mapping
@@ -11,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, String, bindparam, insert, select, update
+from sqlalchemy import JSON, ColumnElement, Select, String, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake import catalogue
@@ -86,9 +87,51 @@ class NotReceivedHere(Unprocessable):
 
 # A new dossier's rows (and a supplement's components) go in by plain INSERTs: nothing reads
 # them back as ORM objects, and the unit of work cost as much again as the statements.
-_INSERT_DOSSIER = insert(Dossier.__table__).returning(Dossier.__table__.c.id)
-_INSERT_EVENT = insert(DossierEvent.__table__)
-_INSERT_DUE_DATE_CHANGE = insert(DueDateChange.__table__)
+_DOSSIERS, _EVENTS, _DUE_DATE_CHANGES = Dossier.__table__, DossierEvent.__table__, DueDateChange.__table__
+_INSERT_DOSSIER = insert(_DOSSIERS).returning(_DOSSIERS.c.id)
+_INSERT_EVENT = insert(_EVENTS)
+_INSERT_DUE_DATE_CHANGE = insert(_DUE_DATE_CHANGES)
+
+
+@functools.cache
+def _dossier_with_entries(columns: tuple[str, ...], due_date: bool) -> Select[Any]:
+    """On PostgreSQL: a new dossier, its first history entry and (accepted) its first due date as
+    one statement, the entries taking the dossier's id from its RETURNING. Parameters: the
+    dossier's ``columns`` as ``dossier_<column>``, the entries' as ``history_<column>`` and
+    ``due_change_<column>``."""
+    new = (
+        insert(_DOSSIERS)
+        .values({c: bindparam(f"dossier_{c}", type_=_DOSSIERS.c[c].type) for c in columns})
+        .returning(_DOSSIERS.c.id)
+        .cte("new_dossier")
+    )
+
+    def entry(table: Table, name: str) -> Any:
+        given = [c for c in table.c if c.key not in ("id", "dossier_id")]
+        row = select(new.c.id, *(bindparam(f"{name}_{c.key}", type_=c.type) for c in given))
+        return insert(table).from_select(["dossier_id", *(c.key for c in given)], row).cte(name)
+
+    entries = [entry(_EVENTS, "history"), *([entry(_DUE_DATE_CHANGES, "due_change")] if due_date else [])]
+    return select(new.c.id).add_cte(*entries)
+
+
+async def _insert_dossier(
+    session: AsyncSession, dossier: dict[str, Any], history: dict[str, Any], first_due: dict[str, Any] | None
+) -> int:
+    """Insert a new dossier with its first history entry and due date change; its id. Three
+    statements made one on PostgreSQL: two round trips fewer for every submission."""
+    if session.bind.dialect.name == "postgresql":
+        params = {f"dossier_{k}": v for k, v in dossier.items()} | {f"history_{k}": v for k, v in history.items()}
+        params |= {f"due_change_{k}": v for k, v in (first_due or {}).items()}
+        [row] = await execute_rows(session, _dossier_with_entries(tuple(dossier), first_due is not None), params)
+        return int(row["id"])
+    dossier_id = int((await execute_rows(session, _INSERT_DOSSIER, dossier))[0]["id"])
+    await execute_rows(session, _INSERT_EVENT, {"dossier_id": dossier_id, **history})
+    if first_due is not None:
+        await execute_rows(session, _INSERT_DUE_DATE_CHANGE, {"dossier_id": dossier_id, **first_due})
+    return dossier_id
+
+
 # the receiving agency's name and state, as a plain row: loading it as an ORM object was about a
 # tenth of intake's CPU for a submission (py-spy, one client)
 _AGENCY = select(Agency.__table__.c.name, Agency.__table__.c.active).where(Agency.__table__.c.code == bindparam("code"))
@@ -196,38 +239,31 @@ async def submit(
         "version": 1,
         "updated_at": now,
     }
-    dossier["id"] = (await execute_rows(session, _INSERT_DOSSIER, dossier))[0]["id"]
+    history = {
+        "action": "receive",
+        "from_status": None,
+        "to_status": int(status),
+        "at": now,
+        "actor": caller.sub,
+        "actor_name": caller.name,
+        "details": {"channel": str(channel)},
+    }
+    first_due = (
+        {
+            "at": now,
+            "old_due_at": None,
+            "new_due_at": due_at,
+            "cause": "accepted",
+            "reason": None,
+            "actor_name": caller.name,
+        }
+        if accepted
+        else None
+    )
+    dossier["id"] = await _insert_dossier(session, dossier, history, first_due)
     components = component_rows(dossier["id"], checked, now=now, supplement=False)
     if components:
         await execute_rows(session, INSERT_COMPONENTS, components)
-    await execute_rows(
-        session,
-        _INSERT_EVENT,
-        {
-            "dossier_id": dossier["id"],
-            "action": "receive",
-            "from_status": None,
-            "to_status": int(status),
-            "at": now,
-            "actor": caller.sub,
-            "actor_name": caller.name,
-            "details": {"channel": str(channel)},
-        },
-    )
-    if accepted:
-        await execute_rows(
-            session,
-            _INSERT_DUE_DATE_CHANGE,
-            {
-                "dossier_id": dossier["id"],
-                "at": now,
-                "old_due_at": None,
-                "new_due_at": due_at,
-                "cause": "accepted",
-                "reason": None,
-                "actor_name": caller.name,
-            },
-        )
     received = await outbox.emit(
         session,
         "dossier.received",

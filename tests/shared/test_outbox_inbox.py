@@ -1,7 +1,9 @@
-"""Outbox, relay and inbox on SQLite with the in-process broker (the embedded mode)."""
+"""Outbox, relay and inbox with the in-process broker, on SQLite (the embedded mode) and on
+PostgreSQL (where an event's sequence is taken in the statement that writes it)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -9,19 +11,15 @@ from sqlalchemy import func, select
 
 from shared.bus.memory import InProcessBroker
 from shared.db import Database
+from shared.events import CloudEvent
 from shared.outbox import OutboxRelay
 from tests import harness
 
 
-@pytest.fixture
-async def dbs(tmp_path: Path):  # type: ignore[no-untyped-def]
-    producer = Database(harness.sqlite_url(tmp_path, "producer"))
-    consumer = Database(harness.sqlite_url(tmp_path, "consumer"))
-    await harness.create_schema(producer)
-    await harness.create_schema(consumer)
-    yield producer, consumer
-    await producer.dispose()
-    await consumer.dispose()
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+async def dbs(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Database, Database]]:
+    async with harness.producer_and_consumer(request.param, tmp_path) as pair:
+        yield pair
 
 
 async def test_an_event_exists_exactly_when_its_change_was_committed(dbs) -> None:  # type: ignore[no-untyped-def]
@@ -49,6 +47,25 @@ async def test_sequence_is_per_aggregate_and_gap_free_across_rollbacks(dbs) -> N
             else:
                 await session.rollback()
     assert sequences == ["000000000001", "000000000002", "000000000003"]
+
+
+async def test_the_stored_body_carries_the_sequence_the_event_was_given(dbs) -> None:  # type: ignore[no-untyped-def]
+    producer, _ = dbs
+    # data naming a "sequence" of its own, and the envelope's members after the sequence, stay as they were
+    data = {"n": 1, "sequence": "000000000000", "inner": {"sequence": "000000000000"}}
+    emitted = []
+    async with producer.sessionmaker() as session:
+        for agency in (None, "000.00.00.H56", None):
+            emitted.append(await harness.outbox.emit(session, "ledger.changed", data, subject="agg-s", agency=agency))
+        await session.commit()
+    async with producer.sessionmaker() as session:
+        rows = (
+            await session.execute(select(harness.outbox.table.c.body).order_by(harness.outbox.table.c.id))
+        ).scalars()
+        stored = [CloudEvent.from_bytes(body) for body in rows]
+    assert [e.sequence for e in emitted] == ["000000000001", "000000000002", "000000000003"]
+    assert stored == emitted
+    assert all(e.data == data for e in stored) and stored[1].agency == "000.00.00.H56"
 
 
 async def test_relay_and_inbox_apply_every_event_once_in_order(dbs) -> None:  # type: ignore[no-untyped-def]

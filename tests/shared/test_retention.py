@@ -16,27 +16,12 @@ from shared.db import Database
 from shared.inbox import purge_inbox
 from shared.outbox import OutboxRelay, purge_sent
 from tests import harness
-from tests.servers import temporary_databases
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
 async def dbs(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Database, Database]]:
-    if request.param == "sqlite":
-        urls = {n: harness.sqlite_url(tmp_path, n) for n in ("producer", "consumer")}
-        producer, consumer = Database(urls["producer"]), Database(urls["consumer"])
-        await harness.create_schema(producer)
-        await harness.create_schema(consumer)
-        yield producer, consumer
-        await producer.dispose()
-        await consumer.dispose()
-        return
-    with temporary_databases(["producer", "consumer"]) as urls:
-        producer, consumer = Database(urls["producer"]), Database(urls["consumer"])
-        await harness.create_schema(producer)
-        await harness.create_schema(consumer)
-        yield producer, consumer
-        await producer.dispose()
-        await consumer.dispose()
+    async with harness.producer_and_consumer(request.param, tmp_path) as pair:
+        yield pair
 
 
 async def _count(db: Database, table, *where) -> int:  # type: ignore[no-untyped-def]

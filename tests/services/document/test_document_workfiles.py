@@ -1,19 +1,34 @@
 """A one-stop-shop dossier's work dossier opens when the desk accepts the dossier and closes when
-its matter ends; redeliveries change nothing and an end that arrives first still closes it."""
+its matter ends; redeliveries change nothing and an end that arrives first still closes it. On
+SQLite and on PostgreSQL (the opening is one statement of SQL written for both)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.services.document.conftest import DESK, PROVINCE, DocumentApi, dossier_received
+from tests.servers import temporary_databases
+from tests.services.document.conftest import DESK, PROVINCE, DocumentApi, document_api, dossier_received
 
 CODE = "000.00.00.H56-261203-0042"
 SUBMITTED_AT = "2026-12-03T02:00:00+00:00"
 ACCEPTED_AT = "2026-12-03T03:00:00+00:00"
 ENDED_AT = "2026-12-04T08:00:00+00:00"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DocumentApi]:
+    with contextlib.ExitStack() as stack:
+        overrides = {}
+        if request.param == "postgresql":
+            overrides["database_url"] = stack.enter_context(temporary_databases(["document"]))["document"]
+        async with document_api(tmp_path, **overrides) as running:
+            yield running
 
 
 def received(status: int) -> dict[str, Any]:
@@ -23,9 +38,18 @@ def received(status: int) -> dict[str, Any]:
 def step(action: str, from_status: int, status: int, **extra: Any) -> dict[str, Any]:
     return {
         "actor": DESK.model_dump(mode="json"),
-        "code": CODE, "agency": PROVINCE, "procedure_code": "1.001193", "procedure_version": 1,
-        "channel": "online", "owner": None, "action": action, "from_status": from_status, "status": status,
-        "at": ENDED_AT if action != "accept" else ACCEPTED_AT, "due_at": None, **extra,
+        "code": CODE,
+        "agency": PROVINCE,
+        "procedure_code": "1.001193",
+        "procedure_version": 1,
+        "channel": "online",
+        "owner": None,
+        "action": action,
+        "from_status": from_status,
+        "status": status,
+        "at": ENDED_AT if action != "accept" else ACCEPTED_AT,
+        "due_at": None,
+        **extra,
     }
 
 
@@ -50,7 +74,12 @@ async def test_an_online_dossier_gets_its_work_dossier_when_the_desk_accepts_it(
     assert datetime.fromisoformat(wf["opened_at"]) == datetime(2026, 12, 3, 3, tzinfo=UTC)
     [opened] = await api.events("workfile.opened")
     assert opened.data["actor"] == {
-        "kind": "system", "sub": None, "name": None, "roles": [], "agency": None, "reason": f"dossier.accept {CODE}"
+        "kind": "system",
+        "sub": None,
+        "name": None,
+        "roles": [],
+        "agency": None,
+        "reason": f"dossier.accept {CODE}",
     }
 
 
@@ -96,6 +125,7 @@ async def test_an_end_that_arrives_before_the_opening_closes_it_at_once(api: Doc
     await publish(api, "dossier.accept", step("accept", 1, 2, accepted_at=ACCEPTED_AT), "e-1")
     [wf] = await work_files(api)
     assert wf["status"] == "closed"
+    assert datetime.fromisoformat(wf["closed_at"]) == datetime(2026, 12, 4, 8, tzinfo=UTC)  # the end's time
     assert [e.data["id"] for e in await api.events("workfile.opened")] == [wf["id"]]
     assert [e.data["id"] for e in await api.events("workfile.closed")] == [wf["id"]]
     await publish(api, "dossier.received", received(status=2), "e-0")  # a late duplicate opening

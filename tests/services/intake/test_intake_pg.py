@@ -162,7 +162,6 @@ async def test_issued_results_racing_the_desk_finish_each_dossier_once(tmp_path:
             assert listed.json()["items"] == []
 
 
-
 async def test_dossiers_finished_before_keep_their_result_as_issued() -> None:
     """The revision that keeps issued results turns a finished dossier's result into an applied
     one: the same document issued again is then recognised, not left pending."""
@@ -198,3 +197,30 @@ async def test_dossiers_finished_before_keep_their_result_as_issued() -> None:
             )
             assert [tuple(r) for r in rows] == [(1, 41, "05/QĐ-UBND", True)]
         await engine.dispose()
+
+
+async def test_a_new_dossier_goes_in_with_its_first_history_entry_and_due_date(tmp_path: Path) -> None:
+    """On PostgreSQL the three are one statement: every column of each still lands where it did."""
+    with temporary_databases(["intake"]) as urls:
+        await asyncio.to_thread(upgrade, MIGRATIONS, urls["intake"], service="intake")
+        async with running_intake(tmp_path, database_url=urls["intake"], auto_migrate=False) as intake:
+            desk = await intake.submit("desk_officer", birth_registration())
+            online = await intake.submit("citizen", birth_registration(files=True))
+            histories = [
+                (await intake.client.get(f"/dossiers/{d['code']}/history", headers=intake.as_("desk_officer"))).json()
+                for d in (desk, online)
+            ]
+            for dossier, history, channel in ((desk, histories[0], "desk"), (online, histories[1], "online")):
+                [entry] = history["events"]
+                assert (entry["action"], entry["from_status"], entry["to_status"]) == (
+                    "receive",
+                    None,
+                    dossier["status"],
+                )
+                assert entry["details"] == {"channel": channel}
+                assert entry["at"] == dossier["received_at"]
+            [change] = histories[0]["due_date_changes"]
+            assert (change["cause"], change["old_due_at"], change["reason"]) == ("accepted", None, None)
+            assert change["new_due_at"] == desk["due_at"] and change["at"] == desk["received_at"]
+            assert change["actor_name"] == histories[0]["events"][0]["actor_name"]
+            assert histories[1]["due_date_changes"] == []  # online: the clock starts when the desk accepts it
