@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import structlog
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,8 +43,6 @@ from shared.db import CommitSignal, Database, insert_ignoring_duplicates, next_v
 from shared.errors import ServiceUnavailable
 from shared.events import FAMILIES, CloudEvent
 from shared.inbox import Consumer
-
-log = structlog.get_logger("notify")
 
 # marked by a transaction that owes deliveries: the delivery worker wakes after its commit
 DELIVERIES_OWED = CommitSignal("deliveries owed")
@@ -92,9 +89,12 @@ class QueueBindings:
     async def bind_for(self, session: AsyncSession, broker: Broker, patterns: Iterable[str]) -> None:
         """In the transaction that creates, widens or re-enables a subscription with
         ``patterns``: its families bound before the commit; the broker away is a 503."""
+        keys = _keys(families_wanted(patterns, self.families))
+        if not keys:  # only families notify never binds: nothing to bind, nothing to guard
+            return
         await _lock(session)
         try:
-            await broker.rebind(QUEUE, bind=_keys(families_wanted(patterns, self.families)))
+            await broker.rebind(QUEUE, bind=keys)
         except BusUnavailable as exc:
             raise ServiceUnavailable("the event bus cannot be reached: try again shortly") from exc
 
