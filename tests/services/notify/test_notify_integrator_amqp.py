@@ -92,10 +92,11 @@ def test_an_integrator_may_bind_exactly_what_the_contract_lists() -> None:
                 json.dump(_definitions(name, vhost), f)
             os.chmod(path, 0o644)
             rabbitmqctl("import_definitions", path)
+            # the import may read the file after the command returns: removed once it is done
+            _when_imported(vhost, user, password)
         finally:
             os.unlink(path)
         try:
-            _when_imported(vhost, user, password)
             system = pika.BlockingConnection(pika.URLParameters(system_url))
             integrator = _connect(vhost, user, password)
             try:
